@@ -1,0 +1,129 @@
+"""Per-stream statistics as pure tensor updates, shared by serving and training.
+
+Each function takes the rows of a batch (B streams) and returns new values; nothing here
+knows about tables, Kafka or clocks. Training runs the very same ``normalise`` over its
+sequences, so the model is trained on inputs normalised exactly as in serving.
+
+All updates are robust EMAs with a count-based start: ``alpha = max(1/(n + prior + 1),
+1/horizon)``, so a new stream starts from the group's prior and moves to its own statistics,
+and deviations are clipped so one wild reading cannot wreck the statistics.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+NORM_PRIOR = 10.0  # pseudo-readings of the group prior in a new stream's normalisation
+CAL_PRIOR = 30.0  # pseudo-readings of the group prior in a new stream's calibration
+CHANGE_HORIZON = 500.0  # readings over which the rate of value changes is averaged
+LOG_EPS = 1e-3  # added to the error before the log: errors below ~0.03 sigma are all 'perfect'
+MAD_TO_SIGMA = 1.2533  # mean absolute deviation -> standard deviation for a normal
+
+
+@dataclass(frozen=True)
+class GroupPrior:
+    """What a new stream of a group starts from; learnt in training, stored in checkpoints."""
+
+    mean: tuple[float, ...]  # (F,) raw-unit mean over the training data
+    std: tuple[float, ...]  # (F,) raw-unit std over the training data
+    change_rate: tuple[float, ...]  # (F,) share of readings whose value changed
+    cal_mu: tuple[float, ...] = ()  # (F + 1,) typical log error per feature and in total
+    cal_dev: tuple[float, ...] = ()  # (F + 1,) its mean absolute deviation
+
+    def tensors(self, device: torch.device) -> dict[str, Tensor]:
+        k = len(self.mean) + 1
+        return {
+            "mean": torch.tensor(self.mean, dtype=torch.float32, device=device),
+            "std": torch.tensor(self.std, dtype=torch.float32, device=device),
+            "chg": torch.tensor(self.change_rate, dtype=torch.float32, device=device),
+            "cal_mu": torch.tensor(self.cal_mu or (-1.0,) * k, device=device),
+            "cal_dev": torch.tensor(self.cal_dev or (0.5,) * k, device=device),
+        }
+
+
+def std_floor(prior_std: Tensor) -> Tensor:
+    """Smallest per-stream std: a near-constant stream must not turn noise into sigmas."""
+    return prior_std * 0.05 + 1e-3
+
+
+def normalise(
+    x: Tensor, m: Tensor, mean: Tensor, var: Tensor, n_obs: Tensor,
+    floor: Tensor, horizon: float, clip_sigma: float,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Normalise one reading per stream with the stats seen so far, then update them.
+
+    x (B, F) raw values with 0 where missing; m (B, F) 1.0 = observed.
+    mean, var, n_obs (B, F) running stats; floor (F,) minimum std.
+    returns z (B, F) normalised and masked, new mean, var, n_obs.
+    """
+    std = var.sqrt().clamp_min(floor)
+    z = ((x - mean) / std).clamp(-clip_sigma, clip_sigma) * m
+    alpha = torch.clamp_min(1.0 / (n_obs + (NORM_PRIOR + 1.0)), 1.0 / horizon) * m
+    dev = torch.maximum(torch.minimum(x - mean, 3.0 * std), -3.0 * std)
+    mean = mean + alpha * dev
+    var = (1.0 - alpha) * (var + alpha * dev * dev)
+    return z, mean, var, n_obs + m
+
+
+def stuck_features(
+    x: Tensor, m: Tensor, last_x: Tensor, still: Tensor, chg: Tensor, min_len: int,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Flat-line / dropout detection: a feature unchanged or missing for an unlikely long run.
+
+    "Unlikely" adapts to the feature: with change rate p, a run of k unchanged readings has
+    probability (1 - p)^k; flag when that is below 1e-4 and k >= min_len, so a 0.1-degree
+    thermometer that often repeats is not called stuck where a heart rate would be.
+    returns stuck (B, F) bool, new last_x, still, chg.
+    """
+    changed = (m > 0) & (x != last_x)
+    still = torch.where(changed, torch.zeros_like(still), still + 1.0)
+    needed = math.log(1e-7) / torch.log1p(-chg.clamp(1e-4, 0.999))
+    stuck = still >= torch.clamp_min(needed, float(min_len))
+    learning = still < min_len  # inside a suspicious run the rate is not updated
+    chg = torch.where(learning, chg + (changed.float() - chg) / CHANGE_HORIZON, chg)
+    last_x = torch.where(m > 0, x, last_x)
+    return stuck, last_x, still, chg
+
+
+def calibrate(
+    logs: Tensor, seen: Tensor, state: dict[str, Tensor], learn: Tensor, horizon: float,
+) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+    """Robust z-scores of log errors against the stream's own history.
+
+    logs, seen (B, K): log error of each feature plus the all-feature total in the last
+    column (K = F + 1), and whether it could be judged (observed in the window).
+    state: cal_mu, cal_dev (B, K), cal_n (B,). learn (B,) bool: only readings outside alerts
+    and past burn-in update the statistics.
+    The score is the largest z: one badly reconstructed feature is enough, and the total
+    catches anomalies spread thinly over many features (a broken correlation).
+    returns score (B,), z (B, K) and the new state.
+    """
+    mu, dev, n = state["cal_mu"], state["cal_dev"], state["cal_n"]
+    sigma = MAD_TO_SIGMA * dev + 1e-3
+    z = ((logs - mu) / sigma).clamp_min(0.0) * seen
+    score = z.max(dim=-1).values
+    alpha = torch.clamp_min(1.0 / (n + (CAL_PRIOR + 1.0)), 1.0 / horizon) * learn
+    alpha = alpha.unsqueeze(-1) * seen
+    step = torch.maximum(torch.minimum(logs - mu, 4.0 * sigma), -4.0 * sigma)
+    new = {
+        "cal_mu": mu + alpha * step,
+        "cal_dev": dev + alpha * (step.abs() - dev),
+        "cal_n": n + learn.float(),
+    }
+    return score, z, new
+
+
+def log_errors(feat_err: Tensor, win_m: Tensor) -> tuple[Tensor, Tensor]:
+    """(..., F) per-feature error, (..., W, F) window mask -> logs, seen (..., F + 1).
+
+    The last column is the mean error over the features seen in the window.
+    """
+    seen = (win_m.sum(dim=-2) > 0).float()  # (..., F)
+    total = (feat_err * seen).sum(-1, keepdim=True) / seen.sum(-1, keepdim=True).clamp_min(1.0)
+    any_seen = (seen.sum(-1, keepdim=True) > 0).float()
+    logs = torch.sqrt(torch.cat([feat_err, total], dim=-1) + LOG_EPS)
+    return logs, torch.cat([seen, any_seen], dim=-1)

@@ -1,0 +1,279 @@
+"""Typed configuration: one YAML file, validated on load, errors name the key path.
+
+Every section is a frozen pydantic model with ``extra="forbid"`` so a typo is an error, not a
+silently ignored key. ``load(path, overrides)`` is the only entry point; ``ConfigError``
+carries messages like ``model.hidden_size: must be > 0``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used; ``problems`` are ``path: message`` lines."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("invalid config:\n  " + "\n  ".join(problems))
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class ModelConfig(_Section):
+    """Shape of the LSTM autoencoder; stored inside every model checkpoint."""
+
+    hidden_size: int = Field(64, gt=0, le=4096)
+    bottleneck: int = Field(16, gt=0, le=4096)
+    window_len: int = Field(8, gt=0, le=512)
+
+
+class TrainingConfig(_Section):
+    epochs: int = Field(8, gt=0, le=10_000)
+    chunk_len: int = Field(64, gt=1, le=10_000)  # truncated-BPTT length
+    lanes: int = Field(8, gt=0, le=1024)  # parallel segments a long series is split into
+    batch_streams: int = Field(64, gt=0)
+    learning_rate: float = Field(3e-3, gt=0, le=1.0)
+    input_noise: float = Field(0.05, ge=0, le=1.0)  # denoising: std of noise added to inputs
+    feature_dropout: float = Field(0.05, ge=0, lt=1.0)  # share of inputs masked in training
+    seed: int = 0
+
+
+class DetectorConfig(_Section):
+    warmup_readings: int = Field(60, ge=0)  # no alerts for the first N readings of a stream
+    burn_in_readings: int = Field(10, ge=0)  # errors not fed to calibration after a reset
+    max_gap_s: float = Field(3600.0, gt=0)  # a longer gap resets (h, c) and re-warms
+    norm_horizon: int = Field(2000, gt=1)  # EMA horizon (readings) of per-stream normalisation
+    calibration_horizon: int = Field(1000, gt=1)  # EMA horizon of the log-error statistics
+    stuck_readings: int = Field(15, gt=1)  # a feature unchanged or missing this long = stuck
+    clip_sigma: float = Field(20.0, gt=0)  # normalised inputs are clipped to ±clip_sigma
+
+
+class AlertConfig(_Section):
+    enter: float = Field(6.0, gt=0)  # calibrated score that starts an alert
+    exit: float = Field(3.0, ge=0)  # score below which an alert starts resolving
+    critical: float = Field(12.0, gt=0)  # score at which severity becomes critical
+    min_duration: int = Field(2, gt=0)  # readings >= enter before an alert opens
+    exit_duration: int = Field(5, gt=0)  # readings < exit before it resolves
+    cooldown: int = Field(30, ge=0)  # readings after a resolve in which none opens
+    update_ratio: float = Field(1.5, gt=1.0)  # re-announce when the peak grows by this factor
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AlertConfig:
+        if self.exit > self.enter:
+            raise ValueError("exit: must be <= alerts.enter")
+        if self.critical < self.enter:
+            raise ValueError("critical: must be >= alerts.enter")
+        return self
+
+
+class InputConfig(_Section):
+    """Where fields live in an input record (DESIGN §3)."""
+
+    stream_field: str = "stream"
+    ts_field: str = "ts"
+    values_field: str = "values"  # an object {feature: value} or an array in feature order
+    max_payload_bytes: int = Field(65_536, gt=0)
+    ts_min: str = "2000-01-01T00:00:00Z"  # earlier timestamps are absurd
+    ts_max: str = "2100-01-01T00:00:00Z"
+
+
+class GroupConfig(_Section):
+    """A model group: one set of weights shared by every stream routed to it."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    features: list[str] = Field(min_length=1)
+    topics: list[str] = Field(default_factory=list)  # empty: any topic
+    stream_pattern: str = ".*"  # regex on the stream id
+    feature_ranges: dict[str, tuple[float, float]] = Field(default_factory=dict)
+    model: ModelConfig = ModelConfig()
+
+    @model_validator(mode="after")
+    def _check(self) -> GroupConfig:
+        if len(set(self.features)) != len(self.features):
+            raise ValueError("features: duplicate names")
+        try:
+            re.compile(self.stream_pattern)
+        except re.error as exc:
+            raise ValueError(f"stream_pattern: not a regex ({exc})") from exc
+        unknown = set(self.feature_ranges) - set(self.features)
+        if unknown:
+            raise ValueError(f"feature_ranges: unknown features {sorted(unknown)}")
+        for name, (low, high) in self.feature_ranges.items():
+            if not low < high:
+                raise ValueError(f"feature_ranges.{name}: low must be < high")
+        return self
+
+
+class KafkaConfig(_Section):
+    bootstrap: str | None = None  # None: start the local dev broker (or use $KAFKA_BOOTSTRAP)
+    group_id: str = "streamlstm"
+    input_topics: list[str] = Field(default_factory=lambda: ["icu.vitals"])
+    input_partitions: int = Field(4, gt=0)  # used when topics are created
+    alerts_topic: str = "streamlstm.alerts"
+    dlq_topic: str = "streamlstm.dlq"
+    create_topics: bool = True
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    max_poll_records: int = Field(2000, gt=0)
+    poll_timeout_s: float = Field(0.2, gt=0)
+
+
+class RayConfig(_Section):
+    address: str | None = None  # None: start a local Ray
+    workers: int = Field(2, gt=0)
+    num_gpus: float = Field(0.0, ge=0)  # per worker; 0 = CPU
+    num_cpus: float = Field(1.0, gt=0)
+    dashboard: bool = False
+
+
+class CheckpointConfig(_Section):
+    dir: str = "runs/snapshots"  # local path or a pyarrow.fs URI
+    interval_s: float = Field(5.0, gt=0)
+    keep: int = Field(3, gt=0)
+
+
+class MetricsConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(9464, ge=0, le=65535)
+
+
+class RetrainConfig(_Section):
+    interval_s: float = Field(3600.0, gt=0)
+    bootstrap_readings: int = Field(20_000, gt=0)
+    lookback_s: float = Field(86_400.0, gt=0)
+    shadow_readings: int = Field(100, ge=0)
+    min_readings: int = Field(2_000, gt=0)
+    gate_margin: float = Field(0.05, ge=0)
+    timeout_s: float = Field(1800.0, gt=0)
+    registry: str = "runs/models"
+
+
+class Config(_Section):
+    groups: list[GroupConfig] = Field(min_length=1)
+    input: InputConfig = InputConfig()
+    model_dir: str | None = None  # a trained model directory to serve
+    training: TrainingConfig = TrainingConfig()
+    detector: DetectorConfig = DetectorConfig()
+    alerts: AlertConfig = AlertConfig()
+    kafka: KafkaConfig = KafkaConfig()
+    ray: RayConfig = RayConfig()
+    checkpoint: CheckpointConfig = CheckpointConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    retrain: RetrainConfig = RetrainConfig()
+
+    @model_validator(mode="after")
+    def _unique_groups(self) -> Config:
+        names = [g.name for g in self.groups]
+        if len(set(names)) != len(names):
+            raise ValueError("groups: duplicate group names")
+        return self
+
+    def group(self, name: str) -> GroupConfig:
+        for group in self.groups:
+            if group.name == name:
+                return group
+        raise KeyError(f"no model group named {name!r}")
+
+
+ENV_PREFIX = "STREAMLSTM__"  # STREAMLSTM__KAFKA__BOOTSTRAP=host:9092 sets kafka.bootstrap
+
+
+def _format_error(err: dict[str, Any]) -> str:
+    path = ".".join(str(p) for p in err["loc"])
+    kind, ctx, msg = err["type"], err.get("ctx") or {}, err["msg"]
+    if kind == "extra_forbidden":
+        return f"{path}: unknown key"
+    if kind == "missing":
+        return f"{path}: required key missing"
+    bounds = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<"}
+    bounds["less_than_equal"] = "<="
+    if kind in bounds:
+        limit = next(iter(ctx.values()), "?")
+        return f"{path}: must be {bounds[kind]} {limit}"
+    if kind == "value_error":  # our validators prefix the field they check: "exit: ..."
+        text = msg.removeprefix("Value error, ")
+        head, sep, rest = text.partition(": ")
+        if sep and " " not in head:
+            path = f"{path}.{head}" if path else head
+            text = rest
+        return f"{path}: {text}" if path else text
+    return f"{path}: {msg.lower()}"
+
+
+def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = tree
+    for key in keys[:-1]:
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise ConfigError([f"{dotted}: cannot override inside a non-mapping"])
+        node = child
+    node[keys[-1]] = value
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    found = {}
+    for name, raw in environ.items():
+        if name.startswith(ENV_PREFIX):
+            dotted = name.removeprefix(ENV_PREFIX).lower().replace("__", ".")
+            found[dotted] = yaml.safe_load(raw)  # "4" -> 4, "true" -> True, "a" -> "a"
+    return found
+
+
+def from_dict(tree: dict[str, Any]) -> Config:
+    try:
+        return Config.model_validate(tree)
+    except ValidationError as exc:
+        raise ConfigError([_format_error(e) for e in exc.errors()]) from None
+
+
+def load(
+    path: str | Path | None,
+    overrides: dict[str, Any] | None = None,
+    environ: dict[str, str] | None = None,
+) -> Config:
+    """Read YAML at ``path`` (or an embedded default when None), apply env then CLI overrides."""
+    if path is None:
+        text = default_config_text("vitals")
+    else:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError([f"{path}: cannot read ({exc.strerror})"]) from None
+    try:
+        tree = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{path}: not valid YAML ({exc})"]) from None
+    if not isinstance(tree, dict):
+        raise ConfigError([f"{path}: top level must be a mapping"])
+    merged = dict(_env_overrides(dict(os.environ) if environ is None else environ))
+    merged.update(overrides or {})
+    for dotted, value in merged.items():
+        _set_path(tree, dotted, value)
+    return from_dict(tree)
+
+
+def default_config_text(name: str) -> str:
+    """The shipped config ``configs/<name>.yaml``, also embedded as package data."""
+    from importlib.resources import files
+
+    return files("streamlstm").joinpath(f"defaults/{name}.yaml").read_text(encoding="utf-8")
+
+
+def effective(config: Config) -> dict[str, Any]:
+    """The config as plain data with secrets masked (for printing and for Ray)."""
+    return config.model_dump(mode="json")

@@ -1,0 +1,245 @@
+"""``Detector.score(table, readings)``: the one scoring path, for one reading or many.
+
+Per poll a worker hands over every reading it got. Readings are split into sub-steps (the
+k-th reading of each stream goes to sub-step k) so a stream's readings run in order with
+its carried state; each sub-step gathers the rows of its streams, runs one batched step
+(normalise -> LSTM step -> window reconstruction -> per-feature error -> calibrated score),
+scatters the rows back and advances the alert state machine.
+
+Scoring one reading is scoring a batch of one: there is no second path to drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from streamlstm import alerts
+from streamlstm.calibration import (
+    GroupPrior,
+    calibrate,
+    log_errors,
+    normalise,
+    std_floor,
+    stuck_features,
+)
+from streamlstm.config import AlertConfig, DetectorConfig
+from streamlstm.model import LSTMAutoencoder, window_error
+from streamlstm.records import AlertEvent, Reading, Rejection
+from streamlstm.state import Column, StateTable
+
+STEP_COLUMNS = ("h", "c", "win_x", "win_m", "mean", "var", "n_obs", "last_x", "still", "chg",
+                "cal_mu", "cal_dev", "cal_n", "since_reset")
+
+
+@dataclass
+class ScoringModel:
+    """A model group's weights and priors, as loaded from a checkpoint."""
+
+    group: str
+    version: str
+    features: list[str]
+    net: LSTMAutoencoder
+    prior: GroupPrior
+
+
+@dataclass
+class Scored:
+    """Results in processing order; ``index`` points into the readings passed to ``score``."""
+
+    index: list[int] = field(default_factory=list)
+    score: list[float] = field(default_factory=list)
+    raw_error: list[float] = field(default_factory=list)
+    warming: list[bool] = field(default_factory=list)
+    in_alert: list[bool] = field(default_factory=list)
+    events: list[AlertEvent] = field(default_factory=list)
+    rejected: list[tuple[int, Rejection]] = field(default_factory=list)
+    replayed: int = 0  # readings at or below a stream's last applied offset: skipped
+
+
+def table_columns(n_features: int, hidden: int, window: int) -> tuple[dict, dict]:
+    F, H, W = n_features, hidden, window
+    device_cols = {
+        "h": Column((H,), "float32"), "c": Column((H,), "float32"),
+        "win_x": Column((W, F), "float32"), "win_m": Column((W, F), "float32"),
+        "mean": Column((F,), "float32"), "var": Column((F,), "float32"),
+        "n_obs": Column((F,), "float32"), "last_x": Column((F,), "float32", float("nan")),
+        "still": Column((F,), "float32"), "chg": Column((F,), "float32"),
+        "cal_mu": Column((F + 1,), "float32"), "cal_dev": Column((F + 1,), "float32"),
+        "cal_n": Column((), "float32"),
+        "since_reset": Column((), "float32"),
+    }
+    host_cols = {
+        "last_ts": Column((), "float64", float("-inf")),
+        "last_offset": Column((), "int64", -1),
+        **alerts.HOST_COLUMNS,
+    }
+    return device_cols, host_cols
+
+
+class Detector:
+    def __init__(self, model: ScoringModel, cfg: DetectorConfig, alert_cfg: AlertConfig,
+                 device: torch.device | str = "cpu"):
+        self.model = model
+        self.cfg = cfg
+        self.device = torch.device(device)
+        self.net = model.net.to(self.device).eval()
+        self.alerts = alerts.AlertMachine(alert_cfg, model.version)
+        self.prior = model.prior.tensors(self.device)
+        self.floor = std_floor(self.prior["std"])
+
+    def new_table(self, capacity: int = 1024) -> StateTable:
+        mcfg = self.net.cfg
+        dev_cols, host_cols = table_columns(len(self.model.features), mcfg.hidden_size,
+                                            mcfg.window_len)
+        return StateTable(dev_cols, host_cols, self.device, capacity)
+
+    def score(self, table: StateTable, readings: list[Reading]) -> Scored:
+        out = Scored()
+        for substep in _substeps(readings):
+            self._substep(table, readings, substep, out)
+        return out
+
+    # --- one sub-step: at most one reading per stream ---------------------------------
+    def _substep(self, table: StateTable, readings: list[Reading], idx: list[int],
+                 out: Scored) -> None:
+        rows, is_new = table.rows_for([readings[i].stream for i in idx])
+        if is_new.any():
+            self._init_rows(table, rows[is_new])
+        ts = np.fromiter((readings[i].ts for i in idx), np.float64, len(idx))
+        offsets = np.fromiter((readings[i].offset for i in idx), np.int64, len(idx))
+        keep = self._check_order(table, rows, ts, offsets, idx, out)
+        if not keep.all():
+            idx = [i for i, k in zip(idx, keep, strict=True) if k]
+            rows, ts, offsets = rows[keep], ts[keep], offsets[keep]
+            if not idx:
+                return
+        values = np.array([readings[i].values for i in idx], dtype=np.float32)
+        gap = (ts - table.host["last_ts"][rows]) > self.cfg.max_gap_s
+        in_alert = table.host["a_state"][rows] == alerts.OPEN
+        row_t = torch.as_tensor(rows, device=self.device)
+        state = table.gather(row_t, STEP_COLUMNS)
+        res = self.step_rows(state, torch.as_tensor(values, device=self.device),
+                             torch.as_tensor(gap, device=self.device),
+                             torch.as_tensor(in_alert, device=self.device))
+        table.scatter(row_t, state)
+        table.host["last_ts"][rows] = ts
+        table.host["last_offset"][rows] = offsets
+        self._emit(table, readings, idx, rows, ts, offsets, res, out)
+
+    def step_rows(self, s: dict[str, Tensor], x_raw: Tensor, gap: Tensor,
+                  in_alert: Tensor) -> dict[str, Tensor]:
+        """The batched tensor step on gathered rows; updates ``s`` in place (B rows).
+
+        x_raw (B, F) with NaN for missing; gap, in_alert (B,) bool.
+        returns score, log_err, warming (B,), feat_err, stuck (B, F).
+        """
+        cfg = self.cfg
+        with torch.no_grad():
+            if bool(gap.any()):
+                keep = (~gap).float()
+                for name in ("h", "c", "since_reset"):
+                    s[name] = s[name] * keep.view(-1, *([1] * (s[name].dim() - 1)))
+                s["win_x"] = s["win_x"] * keep.view(-1, 1, 1)
+                s["win_m"] = s["win_m"] * keep.view(-1, 1, 1)
+            m = torch.isfinite(x_raw).float()
+            x = torch.nan_to_num(x_raw, nan=0.0)
+            z, s["mean"], s["var"], s["n_obs"] = normalise(
+                x, m, s["mean"], s["var"], s["n_obs"], self.floor, cfg.norm_horizon,
+                cfg.clip_sigma)
+            stuck, s["last_x"], s["still"], s["chg"] = stuck_features(
+                x, m, s["last_x"], s["still"], s["chg"], cfg.stuck_readings)
+            recon, s["h"], s["c"] = self.net.step(z, m, s["h"], s["c"])
+            s["win_x"] = torch.cat([s["win_x"][:, 1:], z.unsqueeze(1)], dim=1)
+            s["win_m"] = torch.cat([s["win_m"][:, 1:], m.unsqueeze(1)], dim=1)
+            feat_err = window_error(recon, s["win_x"], s["win_m"])  # (B, F)
+            logs, seen = log_errors(feat_err, s["win_m"])  # (B, F + 1)
+            learn = (s["since_reset"] >= cfg.burn_in_readings) & ~in_alert
+            score, z, cal = calibrate(logs, seen, _cal_view(s), learn, cfg.calibration_horizon)
+            s.update(cal)
+            s["since_reset"] = s["since_reset"] + 1.0
+            warming = s["since_reset"] <= cfg.warmup_readings
+        return {"score": score, "log_err": logs[:, -1], "warming": warming, "z": z[:, :-1],
+                "feat_err": feat_err, "stuck": stuck}
+
+    def _init_rows(self, table: StateTable, rows: np.ndarray) -> None:
+        """A new stream starts from the group prior (raw-unit mean/variance, calibration)."""
+        idx = torch.as_tensor(rows, device=self.device)
+        n = len(rows)
+        p = self.prior
+        table.dev["mean"][idx] = p["mean"].expand(n, -1)
+        table.dev["var"][idx] = p["std"].square().expand(n, -1)
+        table.dev["chg"][idx] = p["chg"].expand(n, -1)
+        table.dev["cal_mu"][idx] = p["cal_mu"].expand(n, -1)
+        table.dev["cal_dev"][idx] = p["cal_dev"].expand(n, -1)
+
+    def _check_order(self, table, rows, ts, offsets, idx, out: Scored) -> np.ndarray:
+        """Skip readings already applied (replays); reject ones older than the stream."""
+        replayed = offsets <= table.host["last_offset"][rows]
+        last_ts = table.host["last_ts"][rows]
+        late = ~replayed & (ts < last_ts)
+        dup = ~replayed & (ts == last_ts)
+        if replayed.any() or late.any() or dup.any():
+            out.replayed += int(replayed.sum())
+            for j in np.flatnonzero(late | dup):
+                out.rejected.append((idx[j], Rejection.of("out_of_order" if late[j]
+                                                          else "duplicate")))
+        return ~(replayed | late | dup)
+
+    def _emit(self, table, readings, idx, rows, ts, offsets, res, out: Scored) -> None:
+        score = res["score"].cpu().numpy()
+        warming = res["warming"].cpu().numpy()
+        stuck = res["stuck"].cpu().numpy()
+        quality = stuck.any(axis=1) & ~warming
+        feats = self.model.features
+        lazy: dict[str, np.ndarray] = {}
+
+        def top_features(i: int) -> tuple[tuple[str, float], ...]:
+            if stuck[i].any() and score[i] < self.alerts.cfg.enter:
+                names = [feats[f] for f in np.flatnonzero(stuck[i])]
+                return tuple((n, 1.0 / len(names)) for n in names)
+            if not lazy:
+                lazy["z"] = res["z"].cpu().numpy()
+            return top_shares(lazy["z"][i], feats)
+
+        def sources(i: int) -> tuple[str, int, int]:
+            r = readings[idx[i]]
+            return (r.topic, r.partition, r.offset)
+
+        inputs = alerts.AlertInputs([readings[i].stream for i in idx], ts, offsets, score,
+                                    quality, warming, top_features, sources)
+        out.events.extend(self.alerts.step(table.host, rows, inputs))
+        out.index.extend(idx)
+        out.score.extend(score.tolist())
+        out.raw_error.extend(res["log_err"].cpu().numpy().tolist())
+        out.warming.extend(warming.tolist())
+        out.in_alert.extend((table.host["a_state"][rows] == alerts.OPEN).tolist())
+
+
+def top_shares(z: np.ndarray, names: list[str], k: int = 3) -> tuple[tuple[str, float], ...]:
+    """Share of the per-feature excess error (calibrated z), the largest ``k`` first."""
+    total = float(z.sum())
+    if total <= 0:
+        return ()
+    order = [f for f in np.argsort(-z)[:k] if z[f] > 0]
+    return tuple((names[f], float(z[f]) / total) for f in order)
+
+
+def _cal_view(s: dict[str, Tensor]) -> dict[str, Tensor]:
+    return {k: s[k] for k in ("cal_mu", "cal_dev", "cal_n")}
+
+
+def _substeps(readings: list[Reading]) -> list[list[int]]:
+    """Indices grouped so sub-step k holds the k-th reading of every stream (input order)."""
+    seen: dict[str, int] = {}
+    steps: list[list[int]] = []
+    for i, r in enumerate(readings):
+        k = seen.get(r.stream, 0)
+        seen[r.stream] = k + 1
+        if k == len(steps):
+            steps.append([])
+        steps[k].append(i)
+    return steps

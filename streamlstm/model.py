@@ -1,0 +1,81 @@
+"""The LSTM autoencoder, in its streaming form (torch only; the caller picks the device).
+
+Encoder: one LSTM advanced one reading at a time with the stream's carried ``(h, c)``.
+Decoder: from the encoder state, through a bottleneck, a reconstruction of the most recent
+``window_len`` readings (EncDec-AD, Malhotra et al. 2016, made incremental: the window is
+never re-encoded, so scoring is O(1) per reading).
+
+Both uses run the same ``nn.LSTM`` module: ``step`` is ``forward`` over a sequence of length
+one, so streaming and whole-sequence scoring share one kernel and agree to float rounding.
+
+Shapes: B streams, T readings, F features, H hidden, Z bottleneck, W window.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from streamlstm.config import ModelConfig
+
+
+class LSTMAutoencoder(nn.Module):
+    def __init__(self, n_features: int, cfg: ModelConfig):
+        super().__init__()
+        self.n_features = n_features
+        self.cfg = cfg
+        hidden, code, window = cfg.hidden_size, cfg.bottleneck, cfg.window_len
+        # Input is the normalised reading and its mask, so the encoder knows what was imputed.
+        self.encoder = nn.LSTM(input_size=2 * n_features, hidden_size=hidden)
+        self.to_code = nn.Linear(hidden, code)  # the bottleneck
+        self.expand = nn.Linear(code, hidden)
+        self.to_window = nn.Linear(hidden, window * n_features)
+
+    def decode(self, h: Tensor) -> Tensor:
+        """(..., H) -> (..., W, F): reconstruction of the last W normalised readings."""
+        code = torch.tanh(self.to_code(h))  # (..., Z)
+        wide = torch.relu(self.expand(code))  # (..., H)
+        flat = self.to_window(wide)  # (..., W*F)
+        return flat.view(*h.shape[:-1], self.cfg.window_len, self.n_features)
+
+    def forward(self, x: Tensor, m: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Encode a sequence with carried state and reconstruct the window at every step.
+
+        x, m: (T, B, F) normalised values (0 where missing) and mask (1 = observed)
+        h, c: (B, H) state before the first reading
+        returns recon (T, B, W, F), h (B, H), c (B, H) after the last reading
+        """
+        inputs = torch.cat([x, m], dim=-1)  # (T, B, 2F)
+        hs, (h1, c1) = self.encoder(inputs, (h.unsqueeze(0), c.unsqueeze(0)))  # hs (T, B, H)
+        return self.decode(hs), h1.squeeze(0), c1.squeeze(0)
+
+    def step(self, x: Tensor, m: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """One reading per stream: x, m (B, F) -> recon (B, W, F), h (B, H), c (B, H)."""
+        recon, h1, c1 = self.forward(x.unsqueeze(0), m.unsqueeze(0), h, c)
+        return recon.squeeze(0), h1, c1
+
+    def zero_state(self, batch: int, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
+        shape = (batch, self.cfg.hidden_size)
+        return torch.zeros(shape, device=device), torch.zeros(shape, device=device)
+
+
+def window_error(recon: Tensor, win_x: Tensor, win_m: Tensor) -> Tensor:
+    """Per-feature squared reconstruction error, masked, averaged over the window.
+
+    recon, win_x, win_m: (..., W, F) -> (..., F). A feature never observed in the window
+    has error 0 (it cannot be judged), so missing data never raises a score by itself.
+    """
+    sq = (recon - win_x).square() * win_m
+    seen = win_m.sum(dim=-2)
+    return sq.sum(dim=-2) / seen.clamp(min=1.0)
+
+
+def sliding_windows(seq: Tensor, window_len: int) -> Tensor:
+    """(T, B, F) -> (T, B, W, F): at step t the readings t-W+1..t, zero-padded at the start.
+
+    The streaming table keeps the same window in a buffer that starts zeroed, so the padding
+    matches what a fresh stream sees.
+    """
+    T, B, F = seq.shape
+    padded = torch.cat([seq.new_zeros(window_len - 1, B, F), seq], dim=0)  # (T+W-1, B, F)
+    return padded.unfold(0, window_len, 1).permute(0, 1, 3, 2)  # (T, B, W, F)

@@ -1,0 +1,249 @@
+"""Data contracts (DESIGN §3): input parsing into ``Reading`` or ``Rejection``, alert events.
+
+Reading values never appear in an exception text or a rejection reason: reasons are short
+fixed codes, so patient data cannot leak into logs, DLQ headers or metric labels.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from streamlstm.config import GroupConfig, InputConfig
+
+# Rejection stages and reason codes: a closed set, used as DLQ headers and metric labels.
+REASONS: dict[str, str] = {
+    "oversized": "decode",
+    "not_json": "decode",
+    "not_object": "schema",
+    "no_stream": "schema",
+    "key_mismatch": "schema",
+    "no_timestamp": "schema",
+    "bad_timestamp": "schema",
+    "no_group": "schema",
+    "no_features": "schema",
+    "bad_value": "schema",
+    "non_finite": "range",
+    "absurd_timestamp": "range",
+    "out_of_range": "range",
+    "out_of_order": "order",
+    "duplicate": "order",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """One record as a source delivered it; ``offset`` is its position in the partition."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """A usable reading. ``values`` follow the group's feature order; NaN = missing."""
+
+    stream: str
+    ts: float  # epoch seconds
+    values: tuple[float, ...]
+    group: str = ""
+    topic: str = ""
+    partition: int = 0
+    offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    stage: str  # decode | schema | range | order
+    reason: str  # one of REASONS
+
+    @staticmethod
+    def of(reason: str) -> Rejection:
+        return Rejection(REASONS[reason], reason)
+
+
+@dataclass(frozen=True, slots=True)
+class AlertEvent:
+    alert_id: str
+    event: str  # open | update | resolve
+    stream: str
+    ts: float
+    score: float
+    threshold: float
+    severity: str  # warning | critical
+    model_version: str
+    top_features: tuple[tuple[str, float], ...]
+    opened_ts: float
+    kind: str = "anomaly"  # anomaly | signal_quality
+    source: tuple[str, int, int] = ("", 0, 0)  # topic, partition, offset
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        topic, partition, offset = self.source
+        return {
+            "alert_id": self.alert_id,
+            "event": self.event,
+            "stream": self.stream,
+            "ts": format_ts(self.ts),
+            "score": round(self.score, 4),
+            "threshold": self.threshold,
+            "severity": self.severity,
+            "kind": self.kind,
+            "model_version": self.model_version,
+            "top_features": [{"name": n, "share": round(s, 4)} for n, s in self.top_features],
+            "opened_ts": format_ts(self.opened_ts),
+            "source": {"topic": topic, "partition": partition, "offset": offset},
+        }
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_dict())
+
+
+def format_ts(ts: float) -> str:
+    """Epoch seconds -> RFC 3339 UTC with milliseconds, e.g. 2026-11-23T19:40:06.120Z."""
+    stamp = datetime.fromtimestamp(round(ts, 3), tz=UTC).isoformat(timespec="milliseconds")
+    return stamp.replace("+00:00", "Z")
+
+
+def parse_ts(raw: Any) -> float | None:
+    """RFC 3339 text (also 'YYYY-MM-DD HH:MM:SS', taken as UTC) or epoch milliseconds."""
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, int | float):
+        return raw / 1000.0 if math.isfinite(raw) else None
+    if not isinstance(raw, str) or not raw:
+        return None
+    text = raw.strip()
+    if text.isdigit():
+        return int(text) / 1000.0
+    try:
+        stamp = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=UTC)
+    return stamp.timestamp()
+
+
+class RecordParser:
+    """Turns raw bytes into a ``Reading`` of the right model group, or a ``Rejection``."""
+
+    def __init__(self, input_config: InputConfig, groups: list[GroupConfig]):
+        self.cfg = input_config
+        self.groups = groups
+        self.ts_min = parse_ts(input_config.ts_min)
+        self.ts_max = parse_ts(input_config.ts_max)
+        self._route_cache: dict[tuple[str, str], GroupConfig | None] = {}
+        self._feature_index = {g.name: {f: i for i, f in enumerate(g.features)} for g in groups}
+        self._ranges = {g.name: _range_vectors(g) for g in groups}
+
+    def parse(self, record: RawRecord) -> Reading | Rejection:
+        value = record.value
+        if value is None or len(value) > self.cfg.max_payload_bytes:
+            return Rejection.of("oversized" if value is not None else "not_json")
+        try:
+            obj = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return Rejection.of(_classify_bad_json(value))
+        if not isinstance(obj, dict):
+            return Rejection.of("not_object")
+        stream = obj.get(self.cfg.stream_field)
+        if not isinstance(stream, str) or not stream:
+            return Rejection.of("no_stream")
+        if record.key is not None and record.key != stream.encode():
+            return Rejection.of("key_mismatch")
+        group = self.route(record.topic, stream)
+        if group is None:
+            return Rejection.of("no_group")
+        return self.build(stream, obj.get(self.cfg.ts_field), obj.get(self.cfg.values_field),
+                          group, record)
+
+    def route(self, topic: str, stream: str) -> GroupConfig | None:
+        """First group whose topics (or any topic when empty) and stream pattern match."""
+        cache_key = (topic, stream)
+        if cache_key not in self._route_cache:
+            import re
+
+            found = None
+            for group in self.groups:
+                topic_ok = not group.topics or topic in group.topics or not topic
+                if topic_ok and re.fullmatch(group.stream_pattern, stream):
+                    found = group
+                    break
+            if len(self._route_cache) > 1_000_000:  # bound memory with many short-lived ids
+                self._route_cache.clear()
+            self._route_cache[cache_key] = found
+        return self._route_cache[cache_key]
+
+    def build(
+        self, stream: str, raw_ts: Any, raw_values: Any, group: GroupConfig,
+        record: RawRecord | None = None,
+    ) -> Reading | Rejection:
+        """Validate timestamp and values; shared by the JSON path and CSV/file input."""
+        if raw_ts is None:
+            return Rejection.of("no_timestamp")
+        ts = parse_ts(raw_ts)
+        if ts is None:
+            return Rejection.of("bad_timestamp")
+        if not self.ts_min <= ts <= self.ts_max:
+            return Rejection.of("absurd_timestamp")
+        values = self._values(raw_values, group)
+        if isinstance(values, Rejection):
+            return values
+        topic, partition, offset = (
+            (record.topic, record.partition, record.offset) if record else ("", 0, 0)
+        )
+        return Reading(stream, ts, values, group.name, topic, partition, offset)
+
+    def _values(self, raw: Any, group: GroupConfig) -> tuple[float, ...] | Rejection:
+        n_features = len(group.features)
+        out = [math.nan] * n_features
+        if isinstance(raw, dict):
+            index = self._feature_index[group.name]
+            pairs = [(index[k], v) for k, v in raw.items() if k in index]
+        elif isinstance(raw, list) and len(raw) == n_features:
+            pairs = list(enumerate(raw))
+        else:
+            return Rejection.of("no_features")
+        usable = 0
+        for i, v in pairs:
+            if v is None:
+                continue
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                return Rejection.of("bad_value")
+            v = float(v)
+            if not math.isfinite(v):
+                return Rejection.of("non_finite")
+            out[i] = v
+            usable += 1
+        if usable == 0:
+            return Rejection.of("no_features")
+        lows, highs = self._ranges[group.name]
+        for i in range(n_features):
+            if out[i] < lows[i] or out[i] > highs[i]:  # NaN compares False: missing is fine
+                return Rejection.of("out_of_range")
+        return tuple(out)
+
+
+def _range_vectors(group: GroupConfig) -> tuple[list[float], list[float]]:
+    lows = [group.feature_ranges.get(f, (-math.inf, math.inf))[0] for f in group.features]
+    highs = [group.feature_ranges.get(f, (-math.inf, math.inf))[1] for f in group.features]
+    return lows, highs
+
+
+def _classify_bad_json(value: bytes) -> str:
+    """orjson rejects NaN/Infinity literals; the stdlib parser tells those apart."""
+    try:
+        json.loads(value)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return "not_json"
+    return "non_finite"

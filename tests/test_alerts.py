@@ -1,0 +1,75 @@
+"""Alert state machine: transitions, cooldown, severity, deterministic ids (lists in, out)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from streamlstm.alerts import HOST_COLUMNS, AlertInputs, AlertMachine, alert_id
+from streamlstm.config import AlertConfig
+from streamlstm.state import StateTable
+
+CFG = AlertConfig(enter=5, exit=2, critical=10, min_duration=2, exit_duration=2, cooldown=3)
+
+
+def run(scores: list[float], quality: list[bool] | None = None, warming: int = 0,
+        version: str = "v1") -> list[tuple[int, str, str]]:
+    """Feed one stream's scores; return (index, event, severity) per event."""
+    table = StateTable({}, HOST_COLUMNS)
+    rows, _ = table.rows_for(["s"])
+    machine = AlertMachine(CFG, version)
+    out = []
+    for i, score in enumerate(scores):
+        inp = AlertInputs(["s"], np.array([1000.0 + i]), np.array([i]), np.array([score]),
+                          np.array([bool(quality and quality[i])]), np.array([i < warming]),
+                          lambda _: (("hr", 1.0),), lambda _: ("t", 0, i))
+        out += [(i, e.event, e.severity) for e in machine.step(table.host, rows, inp)]
+    return out
+
+
+def test_opens_after_min_duration_and_resolves_after_exit_duration() -> None:
+    events = run([0, 6, 6, 6, 1, 1, 1])
+    assert events == [(2, "open", "warning"), (5, "resolve", "warning")]
+
+
+def test_single_reading_above_enter_does_not_open() -> None:
+    assert run([0, 9, 0, 9, 0]) == []
+
+
+def test_hysteresis_scores_between_exit_and_enter_keep_it_open() -> None:
+    events = run([6, 6, 3, 3, 3, 1, 1])
+    assert [e[1] for e in events] == ["open", "resolve"] and events[1][0] == 6
+
+
+def test_cooldown_blocks_reopening() -> None:
+    events = run([6, 6, 1, 1, 6, 6, 6, 6, 6])
+    # resolve at 3; readings 4,5,6 are cooldown; pending restarts at 7 -> open at 8
+    assert [(i, e) for i, e, _ in events] == [(1, "open"), (3, "resolve"), (8, "open")]
+
+
+def test_update_on_escalation_to_critical() -> None:
+    events = run([6, 6, 11, 11, 1, 1])
+    assert [(e, s) for _, e, s in events] == [("open", "warning"), ("update", "critical"),
+                                             ("resolve", "critical")]
+
+
+def test_warmup_suppresses_and_quality_opens() -> None:
+    assert run([9, 9, 9], warming=3) == []
+    events = run([0, 0, 0, 0], quality=[False, True, True, True])
+    assert events and events[0][1] == "open"
+
+
+def test_alert_ids_are_deterministic_and_distinct() -> None:
+    assert alert_id("s", 7, "v1") == alert_id("s", 7, "v1")
+    assert len({alert_id("s", 7, "v1"), alert_id("s", 8, "v1"), alert_id("t", 7, "v1"),
+                alert_id("s", 7, "v2")}) == 4
+    table_ids = []
+    for _ in range(2):
+        table = StateTable({}, HOST_COLUMNS)
+        rows, _ = table.rows_for(["s"])
+        m = AlertMachine(CFG, "v1")
+        for i, sc in enumerate([6, 6, 1, 1]):
+            inp = AlertInputs(["s"], np.array([float(i)]), np.array([100 + i]), np.array([sc]),
+                              np.array([False]), np.array([False]), lambda _: (),
+                              lambda _: ("t", 0, 0))
+            table_ids += [e.alert_id for e in m.step(table.host, rows, inp)]
+    assert table_ids[0] == table_ids[2] == alert_id("s", 101, "v1")

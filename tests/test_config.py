@@ -1,0 +1,75 @@
+"""Config: shipped files validate; bad keys, types and ranges exit 2 naming the key path."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from streamlstm import config as config_mod
+from streamlstm.config import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("name", ["vitals", "sensors", "test", "univariate"])
+def test_shipped_configs_are_valid(name: str) -> None:
+    cfg = config_mod.load(ROOT / "configs" / f"{name}.yaml", environ={})
+    assert cfg.groups[0].features
+
+
+def test_embedded_default_is_the_vitals_config() -> None:
+    assert config_mod.load(None, environ={}) == config_mod.load(ROOT / "configs/vitals.yaml",
+                                                                environ={})
+
+
+@pytest.mark.parametrize(("patch", "message"), [
+    ("model:\n      hidden_size: 0", "groups.0.model.hidden_size: must be > 0"),
+    ("model:\n      hidden_sise: 8", "groups.0.model.hidden_sise: unknown key"),
+    ("model:\n      hidden_size: lots", "groups.0.model.hidden_size: input should be a valid"),
+])
+def test_group_errors_name_the_key_path(tmp_path: Path, patch: str, message: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(f"groups:\n  - name: g\n    features: [a]\n    {patch}\n")
+    with pytest.raises(ConfigError) as err:
+        config_mod.load(path, environ={})
+    assert any(p.startswith(message) for p in err.value.problems), err.value.problems
+
+
+def test_cross_field_and_override_errors(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("groups: [{name: g, features: [a]}]\nalerts: {enter: 2, exit: 3}\n")
+    with pytest.raises(ConfigError, match=r"alerts\.exit: must be <= alerts.enter"):
+        config_mod.load(path, environ={})
+    path.write_text("groups: [{name: g, features: [a]}]\n")
+    with pytest.raises(ConfigError, match=r"detector\.max_gap_s: must be > 0"):
+        config_mod.load(path, {"detector.max_gap_s": -1}, environ={})
+    cfg = config_mod.load(path, environ={"STREAMLSTM__KAFKA__BOOTSTRAP": "h:1"})
+    assert cfg.kafka.bootstrap == "h:1"
+
+
+def test_secrets_are_masked_in_the_effective_config(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("groups: [{name: g, features: [a]}]\n"
+                    "kafka: {sasl_password: hunter2-secret}\n")
+    text = str(config_mod.effective(config_mod.load(path, environ={})))
+    assert "hunter2-secret" not in text
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "streamlstm", *args], capture_output=True,
+                          text=True, cwd=ROOT, timeout=120)
+
+
+def test_validate_config_command(tmp_path: Path) -> None:
+    ok = _cli("validate-config", "-c", "configs/vitals.yaml")
+    assert ok.returncode == 0 and "hidden_size: 64" in ok.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("groups: [{name: g, features: [a], model: {hidden_size: -3}}]\n")
+    res = _cli("validate-config", "-c", str(bad))
+    assert res.returncode == 2
+    assert "groups.0.model.hidden_size: must be > 0" in res.stderr
+    missing = _cli("validate-config", "-c", str(tmp_path / "nope.yaml"))
+    assert missing.returncode == 2 and "cannot read" in missing.stderr

@@ -1,0 +1,102 @@
+"""Every rejection case of DESIGN §3, and the happy paths, through RecordParser."""
+
+from __future__ import annotations
+
+import math
+
+import orjson
+import pytest
+
+from streamlstm import config as config_mod
+from streamlstm.records import REASONS, AlertEvent, RawRecord, Reading, RecordParser, parse_ts
+
+CFG = config_mod.from_dict({"groups": [
+    {"name": "vitals", "features": ["hr", "spo2", "rr"], "topics": ["icu"],
+     "feature_ranges": {"hr": [0, 350]}},
+]})
+PARSER = RecordParser(CFG.input, CFG.groups)
+
+
+def parse(value: bytes | None, key: bytes | None = b"bed1", topic: str = "icu"):
+    return PARSER.parse(RawRecord(topic, 3, 42, key, value))
+
+
+def good(**override) -> bytes:
+    rec = {"stream": "bed1", "ts": "2026-11-23T19:40:06.120Z",
+           "values": {"hr": 72, "spo2": 97, "rr": 16}}
+    rec.update(override)
+    return orjson.dumps(rec)
+
+
+def test_a_good_record_becomes_a_reading() -> None:
+    r = parse(good())
+    assert isinstance(r, Reading)
+    assert r.values == (72.0, 97.0, 16.0) and r.group == "vitals"
+    assert (r.topic, r.partition, r.offset) == ("icu", 3, 42)
+    assert r.ts == pytest.approx(parse_ts("2026-11-23T19:40:06.120+00:00"))
+
+
+def test_missing_and_null_features_are_imputed_not_fatal() -> None:
+    r = parse(good(values={"hr": 72, "spo2": None}))
+    assert isinstance(r, Reading) and r.values[0] == 72 and math.isnan(r.values[1])
+    assert math.isnan(r.values[2])
+
+
+def test_epoch_millis_and_array_values() -> None:
+    r = parse(good(ts=1_795_000_000_000, values=[70, 96, 15]))
+    assert isinstance(r, Reading) and r.ts == 1_795_000_000.0 and r.values == (70, 96, 15)
+
+
+CASES = [
+    ("oversized", good(pad="x" * 70_000), b"bed1"),
+    ("not_json", b"{not json", b"bed1"),
+    ("not_json", b"\xff\xfe\x00garbage", b"bed1"),
+    ("not_json", None, b"bed1"),
+    ("not_object", b"[1, 2, 3]", b"bed1"),
+    ("no_stream", orjson.dumps({"ts": 1, "values": {"hr": 1}}), b"bed1"),
+    ("no_stream", good(stream=""), b"bed1"),
+    ("key_mismatch", good(), b"bed2"),
+    ("no_timestamp", good(ts=None), b"bed1"),
+    ("bad_timestamp", good(ts="yesterday-ish"), b"bed1"),
+    ("absurd_timestamp", good(ts="1970-01-02T00:00:00Z"), b"bed1"),
+    ("absurd_timestamp", good(ts="2200-01-01T00:00:00Z"), b"bed1"),
+    ("no_features", good(values={"weight": 80}), b"bed1"),
+    ("no_features", good(values={"hr": None}), b"bed1"),
+    ("no_features", good(values=[1, 2]), b"bed1"),
+    ("bad_value", good(values={"hr": "72"}), b"bed1"),
+    ("bad_value", good(values={"hr": True}), b"bed1"),
+    ("non_finite", b'{"stream": "bed1", "ts": 1795000000000, "values": {"hr": NaN}}', b"bed1"),
+    ("non_finite", b'{"stream": "bed1", "ts": 1795000000000, "values": {"hr": Infinity}}',
+     b"bed1"),
+    ("out_of_range", good(values={"hr": 9000}), b"bed1"),
+]
+
+
+@pytest.mark.parametrize(("reason", "value", "key"), CASES)
+def test_each_rejection_case(reason: str, value: bytes, key: bytes) -> None:
+    got = parse(value, key)
+    assert not isinstance(got, Reading)
+    assert (got.stage, got.reason) == (REASONS[reason], reason)
+
+
+def test_no_group_for_an_unrouted_topic_and_reasons_never_hold_values() -> None:
+    got = parse(good(), topic="other")
+    assert got.reason == "no_group"
+    canary = "987654.321"
+    for reason, value, key in CASES:
+        got = parse(value.replace(b"9000", canary.encode()) if value else value, key)
+        assert canary not in f"{got!r}"
+    # every reason except the order ones (checked by the detector) is covered above
+    covered = {c[0] for c in CASES} | {"no_group", "out_of_order", "duplicate"}
+    assert covered == set(REASONS)
+
+
+def test_alert_event_json_has_the_contract_fields() -> None:
+    event = AlertEvent("id1", "open", "bed1", 1795000000.5, 7.9, 5.0, "critical", "vitals-v3",
+                       (("spo2", 0.71), ("hr", 0.22)), 1795000000.0, source=("icu", 3, 18211))
+    data = orjson.loads(event.to_json())
+    assert set(data) >= {"alert_id", "event", "stream", "ts", "score", "threshold", "severity",
+                         "model_version", "top_features", "opened_ts", "source"}
+    assert data["top_features"][0] == {"name": "spo2", "share": 0.71}
+    assert data["source"] == {"topic": "icu", "partition": 3, "offset": 18211}
+    assert data["ts"].endswith(".500Z") and parse_ts(data["ts"]) == 1795000000.5
