@@ -31,7 +31,7 @@ class _Section(BaseModel):
 class ModelConfig(_Section):
     """Shape of the LSTM autoencoder; stored inside every model checkpoint."""
 
-    hidden_size: int = Field(64, gt=0, le=4096)
+    hidden_size: int = Field(128, gt=0, le=4096)
     bottleneck: int = Field(16, gt=0, le=4096)
     window_len: int = Field(8, gt=0, le=512)
 
@@ -215,14 +215,21 @@ def _format_error(err: dict[str, Any]) -> str:
 
 
 def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``a.b.0.c`` in nested dicts/lists (a number indexes a list, e.g. ``groups.0``)."""
     keys = dotted.split(".")
-    node = tree
-    for key in keys[:-1]:
-        child = node.setdefault(key, {})
-        if not isinstance(child, dict):
-            raise ConfigError([f"{dotted}: cannot override inside a non-mapping"])
-        node = child
-    node[keys[-1]] = value
+    node: Any = tree
+    for depth, key in enumerate(keys):
+        last = depth == len(keys) - 1
+        if isinstance(node, list) and key.isdigit() and int(key) < len(node):
+            if last:
+                node[int(key)] = value
+            node = node[int(key)]
+        elif isinstance(node, dict):
+            if last:
+                node[key] = value
+            node = node.setdefault(key, {})
+        else:
+            raise ConfigError([f"{dotted}: no such key to override"])
 
 
 def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:

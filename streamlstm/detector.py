@@ -31,10 +31,6 @@ from streamlstm.model import LSTMAutoencoder, window_error
 from streamlstm.records import AlertEvent, Reading, Rejection
 from streamlstm.state import Column, StateTable
 
-STEP_COLUMNS = ("h", "c", "win_x", "win_m", "mean", "var", "n_obs", "last_x", "still", "chg",
-                "cal_mu", "cal_dev", "cal_n", "since_reset")
-
-
 @dataclass
 class ScoringModel:
     """A model group's weights and priors, as loaded from a checkpoint."""
@@ -121,7 +117,7 @@ class Detector:
         gap = (ts - table.host["last_ts"][rows]) > self.cfg.max_gap_s
         in_alert = table.host["a_state"][rows] == alerts.OPEN
         row_t = torch.as_tensor(rows, device=self.device)
-        state = table.gather(row_t, STEP_COLUMNS)
+        state = table.gather(row_t)
         res = self.step_rows(state, torch.as_tensor(values, device=self.device),
                              torch.as_tensor(gap, device=self.device),
                              torch.as_tensor(in_alert, device=self.device))

@@ -128,8 +128,9 @@ class StateTable:
         self._capacity = new_capacity
 
     # --- gather / scatter --------------------------------------------------------------
-    def gather(self, rows: Tensor, names: Iterable[str]) -> dict[str, Tensor]:
-        return {n: self.dev[n].index_select(0, rows) for n in names}
+    def gather(self, rows: Tensor) -> dict[str, Tensor]:
+        """Every device column of ``rows``, as fresh contiguous tensors."""
+        return {n: t.index_select(0, rows) for n, t in self.dev.items()}
 
     def scatter(self, rows: Tensor, values: dict[str, Tensor]) -> None:
         for name, value in values.items():

@@ -37,7 +37,7 @@ def test_gather_scatter_round_trip() -> None:
     rows, _ = t.rows_for(["a", "b"])
     idx = torch.as_tensor(rows)
     t.scatter(idx, {"h": torch.tensor([[1.0, 2, 3], [4, 5, 6]])})
-    assert t.gather(idx.flip(0), ["h"])["h"].tolist() == [[4, 5, 6], [1, 2, 3]]
+    assert t.gather(idx.flip(0))["h"].tolist() == [[4, 5, 6], [1, 2, 3]]
 
 
 def test_snapshot_restore_gives_identical_subsequent_scores() -> None:
