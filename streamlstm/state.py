@@ -150,8 +150,8 @@ class StateTable:
         np.savez(buf, **arrays)
         return buf.getvalue()
 
-    def restore(self, blob: bytes) -> dict:
-        """Add (or overwrite) the rows held in ``blob``; returns the snapshot's ``meta``."""
+    def restore(self, blob: bytes) -> tuple[list[str], dict]:
+        """Add (or overwrite) the rows held in ``blob``; returns (stream ids, ``meta``)."""
         with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
             header = json.loads(npz["header"].tobytes())
             if header.get("format") != SNAPSHOT_FORMAT:
@@ -165,9 +165,28 @@ class StateTable:
                 self.dev[name].index_copy_(0, idx, data)
             for name in self.host_spec:
                 self.host[name][rows] = npz[f"host.{name}"]
-        return header["meta"]
+        return list(header["streams"]), header["meta"]
 
     def nbytes(self) -> int:
         """Bytes held by the columns (capacity rows), for memory accounting."""
         dev = sum(t.element_size() * t.nelement() for t in self.dev.values())
         return dev + sum(a.nbytes for a in self.host.values())
+
+
+def table_digests(table: StateTable, decimals: int = 6) -> dict[str, str]:
+    """Per-stream sha256 of every column, rounded to ``decimals``: equal state, equal digest.
+
+    Used to prove that a run with crashes and restarts ends in the same state as one without.
+    """
+    import hashlib
+
+    out = {}
+    for stream, row in table.index.items():
+        h = hashlib.sha256()
+        for name in sorted(table.dev):
+            values = table.dev[name][row].detach().cpu().double().numpy()
+            h.update((np.round(values, decimals) + 0.0).tobytes())  # + 0.0 folds -0.0 into 0.0
+        for name in sorted(table.host):
+            h.update(np.asarray(table.host[name][row]).tobytes())
+        out[stream] = h.hexdigest()[:16]
+    return out

@@ -52,7 +52,7 @@ def test_snapshot_restore_gives_identical_subsequent_scores() -> None:
 
     det2 = tiny_detector()
     restored = det2.new_table()
-    assert restored.restore(blob) == {"next_offset": 40}
+    assert restored.restore(blob) == (["a", "b"], {"next_offset": 40})
     got = det2.score(restored, rest)
     assert got.score == pytest.approx(expected.score, abs=1e-6)
     assert [e.alert_id for e in got.events] == [e.alert_id for e in expected.events]

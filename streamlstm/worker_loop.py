@@ -1,0 +1,215 @@
+"""The live loop over small protocols: poll -> parse -> score -> emit -> (flush -> snapshot ->
+commit). Kafka, snapshot storage and metrics are injected; nothing here imports them.
+
+The order inside ``checkpoint`` is the delivery guarantee, stated once:
+
+1. ``sink.flush()``: every alert and DLQ record produced so far is acknowledged;
+2. ``store.save()``: each partition's state + next offset is durable (atomic write);
+3. ``source.commit()``: only now does Kafka's committed offset move past those records.
+
+A crash anywhere leaves a snapshot no newer than the committed offset; on restart a
+partition restores its newest complete snapshot and seeks to its next offset, so no reading
+is applied twice or skipped, and re-scored readings re-open alerts with the same ids.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from streamlstm.pipeline import Engine
+from streamlstm.records import RawRecord, Reading, RecordParser, Rejection
+
+log = logging.getLogger(__name__)
+
+TP = tuple[str, int]  # (topic, partition)
+
+
+class Source(Protocol):
+    def poll(self, timeout_s: float, max_records: int) -> list[RawRecord]: ...
+    def seek(self, topic: str, partition: int, offset: int) -> None: ...
+    def commit(self, offsets: dict[TP, int]) -> None: ...
+
+
+class Sink(Protocol):
+    def send_alert(self, key: bytes, value: bytes) -> None: ...
+    def send_dlq(self, record: RawRecord, stage: str, reason: str) -> None: ...
+    def flush(self, timeout_s: float) -> None: ...
+
+
+class SnapshotStore(Protocol):
+    def save(self, tp: TP, blobs: dict[str, bytes], next_offset: int) -> None: ...
+    def load(self, tp: TP) -> tuple[dict[str, bytes], int] | None: ...
+
+
+class Metrics(Protocol):
+    """Observer hooks; the Prometheus adapter implements them, tests may count."""
+
+    def readings(self, outcome: str, count: int) -> None: ...
+    def rejected(self, reason: str) -> None: ...
+    def alert(self, event: str, severity: str) -> None: ...
+    def checkpointed(self, seconds: float, committed: dict[TP, int]) -> None: ...
+
+
+class NoMetrics:
+    def readings(self, outcome: str, count: int) -> None:
+        pass
+
+    def rejected(self, reason: str) -> None:
+        pass
+
+    def alert(self, event: str, severity: str) -> None:
+        pass
+
+    def checkpointed(self, seconds: float, committed: dict[TP, int]) -> None:
+        pass
+
+
+@dataclass
+class Counters:
+    records: int = 0
+    scored: int = 0
+    warming: int = 0
+    dlq: int = 0
+    replayed: int = 0
+    alerts: int = 0
+    checkpoints: int = 0
+    by_reason: dict[str, int] = field(default_factory=dict)
+
+
+class CrashPoints:
+    """``STREAMLSTM_CRASHPOINT=name:nth`` ends the process abruptly at the nth pass of a point.
+
+    Read once at start; when unset, ``hit`` is a dict lookup that finds nothing.
+    """
+
+    def __init__(self, spec: str | None):
+        self.name, self.nth, self.seen = "", 0, 0
+        if spec:
+            self.name, _, nth = spec.partition(":")
+            self.nth = int(nth or 1)
+
+    def hit(self, name: str) -> None:
+        if name == self.name:
+            self.seen += 1
+            if self.seen >= self.nth:
+                log.warning("crash point %s reached: exiting abruptly", name)
+                os._exit(77)
+
+
+class StreamWorker:
+    """Scores the partitions assigned to it; one per Ray actor (or process, or test)."""
+
+    def __init__(self, engine: Engine, parser: RecordParser, source: Source, sink: Sink,
+                 store: SnapshotStore, alerts_topic: str, dlq_topic: str,
+                 clock: Callable[[], float], interval_s: float,
+                 metrics: Metrics | None = None, crash: CrashPoints | None = None):
+        self.engine, self.parser = engine, parser
+        self.source, self.sink, self.store = source, sink, store
+        self.alerts_topic, self.dlq_topic = alerts_topic, dlq_topic
+        self.clock, self.interval_s = clock, interval_s
+        self.metrics = metrics or NoMetrics()
+        self.crash = crash or CrashPoints(None)
+        self.next_offset: dict[TP, int] = {}  # next offset to read, per assigned partition
+        self.streams_of: dict[TP, set[tuple[str, str]]] = {}  # (group, stream) per partition
+        self.counters = Counters()
+        self._last_checkpoint = clock()
+        self._dirty = False
+
+    # --- assignment ---------------------------------------------------------------------
+    def assign(self, partitions: list[TP]) -> dict[TP, int]:
+        """Restore each partition's newest snapshot and seek past it; returns start offsets."""
+        for tp in partitions:
+            saved = self.store.load(tp)
+            start = 0
+            streams: set[tuple[str, str]] = set()
+            if saved is not None:
+                blobs, start = saved
+                for group, blob in blobs.items():
+                    restored, _ = self.engine.tables[group].restore(blob)
+                    streams.update((group, s) for s in restored)
+            self.next_offset[tp] = start
+            self.streams_of[tp] = streams
+            self.source.seek(tp[0], tp[1], start)
+        return dict(self.next_offset)
+
+    # --- the loop -----------------------------------------------------------------------
+    def run_once(self, timeout_s: float, max_records: int) -> int:
+        """One poll; returns the number of records handled."""
+        records = self.source.poll(timeout_s, max_records)
+        self.crash.hit("after_poll")
+        if records:
+            self._handle(records)
+        if self.clock() - self._last_checkpoint >= self.interval_s:
+            self.checkpoint()
+        return len(records)
+
+    def _handle(self, records: list[RawRecord]) -> None:
+        c = self.counters
+        c.records += len(records)
+        readings: list[Reading] = []
+        raw_of: dict[tuple[str, int, int], RawRecord] = {}
+        for rec in records:
+            tp = (rec.topic, rec.partition)
+            if rec.offset >= self.next_offset.get(tp, 0):
+                self.next_offset[tp] = rec.offset + 1
+            got = self.parser.parse(rec)
+            if isinstance(got, Rejection):
+                self._dlq(rec, got)
+            else:
+                readings.append(got)
+                raw_of[(rec.topic, rec.partition, rec.offset)] = rec
+                self.streams_of.setdefault(tp, set()).add((got.group, got.stream))
+        results = self.engine.process(readings)
+        self.crash.hit("after_score")
+        for res in results.values():
+            sc = res.scored
+            for i, rej in sc.rejected:
+                r = res.readings[i]
+                self._dlq(raw_of[(r.topic, r.partition, r.offset)], rej)
+            warming = sum(sc.warming)
+            c.warming += warming
+            c.scored += len(sc.index) - warming
+            c.replayed += sc.replayed
+            self.metrics.readings("warming", warming)
+            self.metrics.readings("scored", len(sc.index) - warming)
+            for event in sc.events:
+                self.sink.send_alert(event.stream.encode(), event.to_json())
+                self.metrics.alert(event.event, event.severity)
+                c.alerts += 1
+        self._dirty = True
+
+    def _dlq(self, rec: RawRecord, rej: Rejection) -> None:
+        self.sink.send_dlq(rec, rej.stage, rej.reason)
+        self.counters.dlq += 1
+        self.counters.by_reason[rej.reason] = self.counters.by_reason.get(rej.reason, 0) + 1
+        self.metrics.rejected(rej.reason)
+        self.metrics.readings("dlq", 1)
+
+    def checkpoint(self) -> None:
+        """flush alerts -> durable snapshot per partition -> commit offsets (in that order)."""
+        started = self.clock()
+        self._last_checkpoint = started
+        if not self._dirty:
+            return
+        self.sink.flush(30.0)
+        self.crash.hit("after_flush")
+        for tp, offset in self.next_offset.items():
+            self.store.save(tp, self._snapshot(tp), offset)
+            self.crash.hit("after_snapshot_partition")
+        self.crash.hit("after_snapshot")
+        committed = dict(self.next_offset)
+        self.source.commit(committed)
+        self._dirty = False
+        self.counters.checkpoints += 1
+        self.metrics.checkpointed(self.clock() - started, committed)
+
+    def _snapshot(self, tp: TP) -> dict[str, bytes]:
+        by_group: dict[str, list[str]] = {}
+        for group, stream in self.streams_of.get(tp, ()):
+            by_group.setdefault(group, []).append(stream)
+        return {group: self.engine.tables[group].snapshot(sorted(streams))
+                for group, streams in by_group.items()}
