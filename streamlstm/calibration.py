@@ -20,7 +20,7 @@ from torch import Tensor
 NORM_PRIOR = 10.0  # pseudo-readings of the group prior in a new stream's normalisation
 CAL_PRIOR = 30.0  # pseudo-readings of the group prior in a new stream's calibration
 CHANGE_HORIZON = 500.0  # readings over which the rate of value changes is averaged
-LOG_EPS = 1e-3  # added to the error before the log: errors below ~0.03 sigma are all 'perfect'
+ERR_EPS = 1e-3  # added to the squared error: errors below ~0.03 sigma are all 'perfect'
 MAD_TO_SIGMA = 1.2533  # mean absolute deviation -> standard deviation for a normal
 
 
@@ -31,7 +31,7 @@ class GroupPrior:
     mean: tuple[float, ...]  # (F,) raw-unit mean over the training data
     std: tuple[float, ...]  # (F,) raw-unit std over the training data
     change_rate: tuple[float, ...]  # (F,) share of readings whose value changed
-    cal_mu: tuple[float, ...] = ()  # (F + 1,) typical log error per feature and in total
+    cal_mu: tuple[float, ...] = ()  # (F + 1,) typical RMS error per feature and in total
     cal_dev: tuple[float, ...] = ()  # (F + 1,) its mean absolute deviation
 
     def tensors(self, device: torch.device) -> dict[str, Tensor]:
@@ -90,11 +90,11 @@ def stuck_features(
 
 
 def calibrate(
-    logs: Tensor, seen: Tensor, state: dict[str, Tensor], learn: Tensor, horizon: float,
+    stats: Tensor, seen: Tensor, state: dict[str, Tensor], learn: Tensor, horizon: float,
 ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
-    """Robust z-scores of log errors against the stream's own history.
+    """Robust z-scores of RMS errors against the stream's own history.
 
-    logs, seen (B, K): log error of each feature plus the all-feature total in the last
+    stats, seen (B, K): RMS error of each feature plus the all-feature total in the last
     column (K = F + 1), and whether it could be judged (observed in the window).
     state: cal_mu, cal_dev (B, K), cal_n (B,). learn (B,) bool: only readings outside alerts
     and past burn-in update the statistics.
@@ -104,11 +104,11 @@ def calibrate(
     """
     mu, dev, n = state["cal_mu"], state["cal_dev"], state["cal_n"]
     sigma = MAD_TO_SIGMA * dev + 1e-3
-    z = ((logs - mu) / sigma).clamp_min(0.0) * seen
+    z = ((stats - mu) / sigma).clamp_min(0.0) * seen
     score = z.max(dim=-1).values
     alpha = torch.clamp_min(1.0 / (n + (CAL_PRIOR + 1.0)), 1.0 / horizon) * learn
     alpha = alpha.unsqueeze(-1) * seen
-    step = torch.maximum(torch.minimum(logs - mu, 4.0 * sigma), -4.0 * sigma)
+    step = torch.maximum(torch.minimum(stats - mu, 4.0 * sigma), -4.0 * sigma)
     new = {
         "cal_mu": mu + alpha * step,
         "cal_dev": dev + alpha * (step.abs() - dev),
@@ -117,13 +117,15 @@ def calibrate(
     return score, z, new
 
 
-def log_errors(feat_err: Tensor, win_m: Tensor) -> tuple[Tensor, Tensor]:
-    """(..., F) per-feature error, (..., W, F) window mask -> logs, seen (..., F + 1).
+def rms_errors(feat_err: Tensor, win_m: Tensor) -> tuple[Tensor, Tensor]:
+    """(..., F) per-feature error, (..., W, F) window mask -> stats, seen (..., F + 1).
 
-    The last column is the mean error over the features seen in the window.
+    The statistic is the RMS error (in normalised units): unlike the log, it keeps large
+    errors large, and for Gaussian noise it is close to Gaussian itself. The last column is
+    the RMS over the features seen in the window.
     """
     seen = (win_m.sum(dim=-2) > 0).float()  # (..., F)
     total = (feat_err * seen).sum(-1, keepdim=True) / seen.sum(-1, keepdim=True).clamp_min(1.0)
     any_seen = (seen.sum(-1, keepdim=True) > 0).float()
-    logs = torch.sqrt(torch.cat([feat_err, total], dim=-1) + LOG_EPS)
-    return logs, torch.cat([seen, any_seen], dim=-1)
+    stats = torch.sqrt(torch.cat([feat_err, total], dim=-1) + ERR_EPS)
+    return stats, torch.cat([seen, any_seen], dim=-1)

@@ -51,17 +51,19 @@ class DetectorConfig(_Section):
     warmup_readings: int = Field(60, ge=0)  # no alerts for the first N readings of a stream
     burn_in_readings: int = Field(10, ge=0)  # errors not fed to calibration after a reset
     max_gap_s: float = Field(3600.0, gt=0)  # a longer gap resets (h, c) and re-warms
-    norm_horizon: int = Field(2000, gt=1)  # EMA horizon (readings) of per-stream normalisation
-    calibration_horizon: int = Field(1000, gt=1)  # EMA horizon of the log-error statistics
+    # Horizons of the per-stream EMAs, in readings. A short normalisation horizon lets slow
+    # rhythms (circadian, load cycles) pass as normal; the detector looks at faster changes.
+    norm_horizon: int = Field(60, gt=1)  # input normalisation (mean, variance)
+    calibration_horizon: int = Field(300, gt=1)  # error statistics behind the score
     stuck_readings: int = Field(15, gt=1)  # a feature unchanged or missing this long = stuck
     clip_sigma: float = Field(20.0, gt=0)  # normalised inputs are clipped to ±clip_sigma
 
 
 class AlertConfig(_Section):
-    enter: float = Field(6.0, gt=0)  # calibrated score that starts an alert
+    enter: float = Field(7.0, gt=0)  # calibrated score that starts an alert
     exit: float = Field(3.0, ge=0)  # score below which an alert starts resolving
     critical: float = Field(12.0, gt=0)  # score at which severity becomes critical
-    min_duration: int = Field(2, gt=0)  # readings >= enter before an alert opens
+    min_duration: int = Field(3, gt=0)  # readings >= enter before an alert opens
     exit_duration: int = Field(5, gt=0)  # readings < exit before it resolves
     cooldown: int = Field(30, ge=0)  # readings after a resolve in which none opens
     update_ratio: float = Field(1.5, gt=1.0)  # re-announce when the peak grows by this factor

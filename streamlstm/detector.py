@@ -21,7 +21,7 @@ from streamlstm import alerts
 from streamlstm.calibration import (
     GroupPrior,
     calibrate,
-    log_errors,
+    rms_errors,
     normalise,
     std_floor,
     stuck_features,
@@ -131,7 +131,7 @@ class Detector:
         """The batched tensor step on gathered rows; updates ``s`` in place (B rows).
 
         x_raw (B, F) with NaN for missing; gap, in_alert (B,) bool.
-        returns score, log_err, warming (B,), feat_err, stuck (B, F).
+        returns score, rms_err, warming (B,), feat_err, stuck (B, F).
         """
         cfg = self.cfg
         with torch.no_grad():
@@ -152,13 +152,13 @@ class Detector:
             s["win_x"] = torch.cat([s["win_x"][:, 1:], z.unsqueeze(1)], dim=1)
             s["win_m"] = torch.cat([s["win_m"][:, 1:], m.unsqueeze(1)], dim=1)
             feat_err = window_error(recon, s["win_x"], s["win_m"])  # (B, F)
-            logs, seen = log_errors(feat_err, s["win_m"])  # (B, F + 1)
+            stats, seen = rms_errors(feat_err, s["win_m"])  # (B, F + 1)
             learn = (s["since_reset"] >= cfg.burn_in_readings) & ~in_alert
-            score, z, cal = calibrate(logs, seen, _cal_view(s), learn, cfg.calibration_horizon)
+            score, z, cal = calibrate(stats, seen, _cal_view(s), learn, cfg.calibration_horizon)
             s.update(cal)
             s["since_reset"] = s["since_reset"] + 1.0
             warming = s["since_reset"] <= cfg.warmup_readings
-        return {"score": score, "log_err": logs[:, -1], "warming": warming, "z": z[:, :-1],
+        return {"score": score, "rms_err": stats[:, -1], "warming": warming, "z": z[:, :-1],
                 "feat_err": feat_err, "stuck": stuck}
 
     def _init_rows(self, table: StateTable, rows: np.ndarray) -> None:
@@ -210,7 +210,7 @@ class Detector:
         out.events.extend(self.alerts.step(table.host, rows, inputs))
         out.index.extend(idx)
         out.score.extend(score.tolist())
-        out.raw_error.extend(res["log_err"].cpu().numpy().tolist())
+        out.raw_error.extend(res["rms_err"].cpu().numpy().tolist())
         out.warming.extend(warming.tolist())
         out.in_alert.extend((table.host["a_state"][rows] == alerts.OPEN).tolist())
 

@@ -61,7 +61,7 @@ class ReplayRow:
     threshold: float
     is_anomaly: bool
     warming: bool
-    log_error: float
+    rms_error: float
     alert_event: str = ""
     alert_id: str = ""
     top_feature: str = ""

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from streamlstm.calibration import GroupPrior, log_errors, normalise, std_floor
+from streamlstm.calibration import GroupPrior, rms_errors, normalise, std_floor
 from streamlstm.config import DetectorConfig, ModelConfig, TrainingConfig
 from streamlstm.model import LSTMAutoencoder, sliding_windows, window_error
 
@@ -165,7 +165,7 @@ def fit(series: list[Series], features: list[str], model_cfg: ModelConfig,
 @torch.no_grad()
 def offline_feature_errors(net: LSTMAutoencoder, z: Tensor, m: Tensor
                            ) -> tuple[Tensor, Tensor, Tensor]:
-    """Whole sequences in one pass: z, m (T, L, F) -> feat_err (T, L, F), logs, seen (T, L, F+1).
+    """Whole sequences in one pass: z, m (T, L, F) -> feat_err (T, L, F), stats, seen (T, L, F+1).
 
     This is the offline twin of the streaming step; tests hold them equal to 1e-5.
     """
@@ -173,21 +173,21 @@ def offline_feature_errors(net: LSTMAutoencoder, z: Tensor, m: Tensor
     recon, _, _ = net(z, m, h, c)
     win_z, win_m = sliding_windows(z, net.cfg.window_len), sliding_windows(m, net.cfg.window_len)
     feat_err = window_error(recon, win_z, win_m)
-    logs, seen = log_errors(feat_err, win_m)
-    return feat_err, logs, seen
+    stats, seen = rms_errors(feat_err, win_m)
+    return feat_err, stats, seen
 
 
 def calibrate_prior(net: LSTMAutoencoder, z: Tensor, m: Tensor, valid: Tensor,
                     prior: GroupPrior, det: DetectorConfig) -> GroupPrior:
     """Typical log error per feature and in total on the training data: a new stream's start."""
-    _, logs, seen = offline_feature_errors(net, z, m)
+    _, stats, seen = offline_feature_errors(net, z, m)
     use = valid.bool().clone()
     use[: det.burn_in_readings] = False
     if not bool(use.any()):
         use = valid.bool()
     mus, devs = [], []
-    for k in range(logs.shape[-1]):
-        values = logs[..., k][use & (seen[..., k] > 0)]
+    for k in range(stats.shape[-1]):
+        values = stats[..., k][use & (seen[..., k] > 0)]
         if values.numel() == 0:
             values = torch.zeros(1)
         mu = float(values.median())

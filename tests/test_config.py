@@ -65,7 +65,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 
 def test_validate_config_command(tmp_path: Path) -> None:
     ok = _cli("validate-config", "-c", "configs/vitals.yaml")
-    assert ok.returncode == 0 and "hidden_size: 64" in ok.stdout
+    assert ok.returncode == 0 and "hidden_size: 128" in ok.stdout
     bad = tmp_path / "bad.yaml"
     bad.write_text("groups: [{name: g, features: [a], model: {hidden_size: -3}}]\n")
     res = _cli("validate-config", "-c", str(bad))

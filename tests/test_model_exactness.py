@@ -34,10 +34,10 @@ def test_streaming_equals_offline_whole_sequence() -> None:
     model, cfg = tiny_model(), tiny_config()
     s = Series("a", np.array([r.ts for r in readings]), np.array([r.values for r in readings]))
     z, m, _ = normalise_lanes([s], model.prior, cfg.detector, torch.device("cpu"))
-    _, logs, _ = offline_feature_errors(model.net, z, m)
+    _, stats, _ = offline_feature_errors(model.net, z, m)
     streamed = _stream_errors(readings, [1])
     got = np.array([streamed[("a", r.offset)] for r in readings])
-    assert np.abs(got - logs[:, 0, -1].numpy()).max() <= TOL
+    assert np.abs(got - stats[:, 0, -1].numpy()).max() <= TOL
 
 
 @settings(max_examples=15, deadline=None)

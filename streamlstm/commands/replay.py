@@ -95,7 +95,7 @@ def write_scores(path: str, rows: list[ReplayRow], data: FileData) -> None:
         out.writerow(COLUMNS + (["label", "anomaly_kind"] if labelled else []))
         for r in rows:
             line = [r.stream, format_ts(r.ts), f"{r.score:.4f}", r.threshold, int(r.is_anomaly),
-                    r.alert_event, r.alert_id, r.top_feature, int(r.warming), f"{r.log_error:.5f}"]
+                    r.alert_event, r.alert_id, r.top_feature, int(r.warming), f"{r.rms_error:.5f}"]
             if labelled:
                 line += [data.labels[r.offset], data.kinds[r.offset]]
             out.writerow(line)
