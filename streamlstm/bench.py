@@ -19,8 +19,12 @@ from streamlstm.model import LSTMAutoencoder
 from streamlstm.records import Reading
 
 
-def _timeit(fn: Callable[[object], object], min_s: float = 1.0, min_runs: int = 3,
-            prepare: Callable[[], object] = lambda: None) -> float:
+def _timeit(
+    fn: Callable[[object], object],
+    min_s: float = 1.0,
+    min_runs: int = 3,
+    prepare: Callable[[], object] = lambda: None,
+) -> float:
     """Median seconds per call of ``fn(prepare())``; the time of ``prepare`` is not counted."""
     fn(prepare())  # warm-up: allocator, thread pool, lazy init
     times: list[float] = []
@@ -54,13 +58,16 @@ def step_flops(net: LSTMAutoencoder, batch: int) -> int:
     """
     f, h = net.n_features, net.cfg.hidden_size
     lstm = 2 * (2 * f + h) * 4 * h
-    decoder = sum(2 * layer.in_features * layer.out_features
-                  for layer in (net.to_code, net.expand, net.to_window))
+    decoder = sum(
+        2 * layer.in_features * layer.out_features
+        for layer in (net.to_code, net.expand, net.to_window)
+    )
     return batch * (lstm + decoder)
 
 
-def _reading_source(n_streams: int, n_features: int, rng: np.random.Generator
-                    ) -> Callable[[], list[Reading]]:
+def _reading_source(
+    n_streams: int, n_features: int, rng: np.random.Generator
+) -> Callable[[], list[Reading]]:
     """Each call: one new reading per stream (time and offset advance, values vary)."""
     ids = [f"s{i}" for i in range(n_streams)]
     pool = [tuple(row) for row in rng.normal(0.0, 1.0, (n_streams + 97, n_features)).tolist()]
@@ -69,22 +76,33 @@ def _reading_source(n_streams: int, n_features: int, rng: np.random.Generator
     def make() -> list[Reading]:
         k = next(step)
         ts = 1.767e9 + 60.0 * k
-        return [Reading(sid, ts, pool[(i + k) % len(pool)], "bench", "t", 0, k)
-                for i, sid in enumerate(ids)]
+        return [
+            Reading(sid, ts, pool[(i + k) % len(pool)], "bench", "t", 0, k)
+            for i, sid in enumerate(ids)
+        ]
 
     return make
 
 
-def bench_step(config: Config, n_streams: int, device: torch.device,
-               naive_streams: int = 300, min_s: float = 2.0) -> dict:
+def bench_step(
+    config: Config,
+    n_streams: int,
+    device: torch.device,
+    naive_streams: int = 300,
+    min_s: float = 2.0,
+) -> dict:
     """Batched detector vs a loop stepping each stream alone; GFLOP/s vs the ceiling."""
     group = config.groups[0]
     torch.manual_seed(0)
     f = len(group.features)
     net = LSTMAutoencoder(f, group.model)
     prior = GroupPrior((0.0,) * f, (1.0,) * f, (0.9,) * f)
-    det = Detector(ScoringModel("bench", "bench-v0", group.features, net, prior),
-                   config.detector, config.alerts, device)
+    det = Detector(
+        ScoringModel("bench", "bench-v0", group.features, net, prior),
+        config.detector,
+        config.alerts,
+        device,
+    )
     table = det.new_table(capacity=n_streams)
     make = _reading_source(n_streams, f, np.random.default_rng(0))
 
@@ -128,8 +146,9 @@ def bench_step(config: Config, n_streams: int, device: torch.device,
     }
 
 
-def _time_tensor_step(det: Detector, table, n: int, f: int, device: torch.device,
-                      min_s: float) -> float:
+def _time_tensor_step(
+    det: Detector, table, n: int, f: int, device: torch.device, min_s: float
+) -> float:
     rows = torch.arange(n, device=device)
     x = torch.randn(n, f, device=device)
     no = torch.zeros(n, dtype=torch.bool, device=device)

@@ -11,7 +11,6 @@ and deviations are clipped so one wild reading cannot wreck the statistics.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -19,7 +18,8 @@ from torch import Tensor
 
 NORM_PRIOR = 10.0  # pseudo-readings of the group prior in a new stream's normalisation
 CAL_PRIOR = 30.0  # pseudo-readings of the group prior in a new stream's calibration
-CHANGE_HORIZON = 500.0  # readings over which the rate of value changes is averaged
+RUN_MEMORY = 2000.0  # readings over which the longest normal run of a feature is forgotten
+STUCK_FACTOR = 3.0  # a run this many times longer than any normal run is "stuck"
 ERR_EPS = 1e-3  # added to the squared error: errors below ~0.03 sigma are all 'perfect'
 MAD_TO_SIGMA = 1.2533  # mean absolute deviation -> standard deviation for a normal
 
@@ -30,7 +30,7 @@ class GroupPrior:
 
     mean: tuple[float, ...]  # (F,) raw-unit mean over the training data
     std: tuple[float, ...]  # (F,) raw-unit std over the training data
-    change_rate: tuple[float, ...]  # (F,) share of readings whose value changed
+    max_run: tuple[float, ...]  # (F,) longest normal run of unchanged-or-missing values
     cal_mu: tuple[float, ...] = ()  # (F + 1,) typical RMS error per feature and in total
     cal_dev: tuple[float, ...] = ()  # (F + 1,) its mean absolute deviation
 
@@ -39,7 +39,7 @@ class GroupPrior:
         return {
             "mean": torch.tensor(self.mean, dtype=torch.float32, device=device),
             "std": torch.tensor(self.std, dtype=torch.float32, device=device),
-            "chg": torch.tensor(self.change_rate, dtype=torch.float32, device=device),
+            "max_run": torch.tensor(self.max_run, dtype=torch.float32, device=device),
             "cal_mu": torch.tensor(self.cal_mu or (-1.0,) * k, device=device),
             "cal_dev": torch.tensor(self.cal_dev or (0.5,) * k, device=device),
         }
@@ -51,8 +51,14 @@ def std_floor(prior_std: Tensor) -> Tensor:
 
 
 def normalise(
-    x: Tensor, m: Tensor, mean: Tensor, var: Tensor, n_obs: Tensor,
-    floor: Tensor, horizon: float, clip_sigma: float,
+    x: Tensor,
+    m: Tensor,
+    mean: Tensor,
+    var: Tensor,
+    n_obs: Tensor,
+    floor: Tensor,
+    horizon: float,
+    clip_sigma: float,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Normalise one reading per stream with the stats seen so far, then update them.
 
@@ -70,27 +76,40 @@ def normalise(
 
 
 def stuck_features(
-    x: Tensor, m: Tensor, last_x: Tensor, still: Tensor, chg: Tensor, min_len: int,
+    x: Tensor,
+    m: Tensor,
+    last_x: Tensor,
+    still: Tensor,
+    max_run: Tensor,
+    min_len: int,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Flat-line / dropout detection: a feature unchanged or missing for an unlikely long run.
+    """Flat-line / dropout detection: a feature unchanged or missing for unusually long.
 
-    "Unlikely" adapts to the feature: with change rate p, a run of k unchanged readings has
-    probability (1 - p)^k; flag when that is below 1e-4 and k >= min_len, so a 0.1-degree
-    thermometer that often repeats is not called stuck where a heart rate would be.
-    returns stuck (B, F) bool, new last_x, still, chg.
+    "Unusually" is learnt per stream and feature: ``max_run`` is the longest run of
+    unchanged-or-missing values that ended without being called stuck (slowly forgotten).
+    A run longer than ``STUCK_FACTOR`` times that, and at least ``min_len``, is stuck. So a
+    0.1-degree thermometer that often repeats for 20 readings is not flagged at 15, while a
+    heart rate that never repeats for more than 3 is. Runs learnt from a stuck episode are
+    not learnt, so one outage does not hide the next.
+    returns stuck (B, F) bool, new last_x, still, max_run.
     """
     changed = (m > 0) & (x != last_x)
+    limit = torch.clamp_min(STUCK_FACTOR * max_run, float(min_len))
+    ended_normal = changed & (still > 0) & (still < limit)
+    max_run = torch.where(ended_normal, torch.maximum(max_run, still), max_run)
+    max_run = max_run * (1.0 - 1.0 / RUN_MEMORY)
     still = torch.where(changed, torch.zeros_like(still), still + 1.0)
-    needed = math.log(1e-7) / torch.log1p(-chg.clamp(1e-4, 0.999))
-    stuck = still >= torch.clamp_min(needed, float(min_len))
-    learning = still < min_len  # inside a suspicious run the rate is not updated
-    chg = torch.where(learning, chg + (changed.float() - chg) / CHANGE_HORIZON, chg)
+    stuck = still >= limit
     last_x = torch.where(m > 0, x, last_x)
-    return stuck, last_x, still, chg
+    return stuck, last_x, still, max_run
 
 
 def calibrate(
-    stats: Tensor, seen: Tensor, state: dict[str, Tensor], learn: Tensor, horizon: float,
+    stats: Tensor,
+    seen: Tensor,
+    state: dict[str, Tensor],
+    learn: Tensor,
+    horizon: float,
 ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
     """Robust z-scores of RMS errors against the stream's own history.
 

@@ -29,8 +29,12 @@ from streamlstm.model import LSTMAutoencoder
 FORMAT = 1
 
 
-def save_model(path: str | Path, model: ScoringModel, metrics: dict[str, Any],
-               info: dict[str, Any] | None = None) -> Path:
+def save_model(
+    path: str | Path,
+    model: ScoringModel,
+    metrics: dict[str, Any],
+    info: dict[str, Any] | None = None,
+) -> Path:
     """Write atomically: a temp dir renamed into place, so readers never see half a model."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -72,8 +76,7 @@ def load_model(path: str | Path) -> ScoringModel:
     net = LSTMAutoencoder(len(card["features"]), ModelConfig(**card["model"]))
     net.load_state_dict(load_file(str(root / "weights.safetensors")))
     prior_raw = json.loads((root / "prior.json").read_text())
-    prior = GroupPrior(**{k: tuple(v) if isinstance(v, list) else v
-                          for k, v in prior_raw.items()})
+    prior = GroupPrior(**{k: tuple(v) if isinstance(v, list) else v for k, v in prior_raw.items()})
     return ScoringModel(card["group"], card["version"], list(card["features"]), net.eval(), prior)
 
 

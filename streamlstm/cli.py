@@ -10,8 +10,17 @@ import sys
 from streamlstm.config import ConfigError
 
 # Order is the order in --help.
-COMMANDS = ["demo", "simulate", "train", "replay", "evaluate", "run", "kafka",
-            "validate_config", "bench"]
+COMMANDS = [
+    "demo",
+    "simulate",
+    "train",
+    "replay",
+    "evaluate",
+    "run",
+    "kafka",
+    "validate_config",
+    "bench",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

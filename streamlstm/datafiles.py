@@ -50,8 +50,7 @@ def read_file(path: str | Path, config: Config) -> FileData:
     else:
         rows = _csv_rows(path, parser, config)
     # (ts, row number) order: the order a live worker would see a time-ordered topic in.
-    rows.sort(key=lambda item: (item[0].ts if isinstance(item[0], Reading) else math.inf,
-                                item[3]))
+    rows.sort(key=lambda item: (item[0].ts if isinstance(item[0], Reading) else math.inf, item[3]))
     readings, labels, kinds, rejected = [], [], [], {}
     for offset, (got, label, kind, _) in enumerate(rows):
         if isinstance(got, Rejection):
@@ -80,8 +79,14 @@ def _csv_rows(path: Path, parser: RecordParser, config: Config) -> list[Row]:
             stream = row.get("stream") or path.stem
             values = {f: _cell(row.get(f)) for f in group.features}
             label = int(float(row["label"])) if row.get("label") not in (None, "") else -1
-            rows.append((parser.build(stream, row[ts_col], values, group), label,
-                         row.get("anomaly_kind") or "", n))
+            rows.append(
+                (
+                    parser.build(stream, row[ts_col], values, group),
+                    label,
+                    row.get("anomaly_kind") or "",
+                    n,
+                )
+            )
     return rows
 
 
@@ -90,9 +95,11 @@ def _csv_group(path: Path, header: list[str], config: Config) -> GroupConfig:
         if all(f in header for f in group.features):
             return group
     wanted = {g.name: g.features for g in config.groups}
-    raise ValueError(f"{path}: no model group's features are all columns of the file "
-                     f"(columns: {header}; groups: {wanted}). For a single 'value' column use "
-                     f"configs/univariate.yaml.")
+    raise ValueError(
+        f"{path}: no model group's features are all columns of the file "
+        f"(columns: {header}; groups: {wanted}). For a single 'value' column use "
+        f"configs/univariate.yaml."
+    )
 
 
 def _jsonl_rows(path: Path, parser: RecordParser) -> list[Row]:
@@ -100,8 +107,9 @@ def _jsonl_rows(path: Path, parser: RecordParser) -> list[Row]:
     with path.open("rb") as fh:
         for n, line in enumerate(fh):
             if line.strip():
-                rows.append((parser.parse(RawRecord("file", 0, n, None, line.rstrip(b"\n"))),
-                             -1, "", n))
+                rows.append(
+                    (parser.parse(RawRecord("file", 0, n, None, line.rstrip(b"\n"))), -1, "", n)
+                )
     return rows
 
 

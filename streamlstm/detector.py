@@ -21,8 +21,8 @@ from streamlstm import alerts
 from streamlstm.calibration import (
     GroupPrior,
     calibrate,
-    rms_errors,
     normalise,
+    rms_errors,
     std_floor,
     stuck_features,
 )
@@ -30,6 +30,7 @@ from streamlstm.config import AlertConfig, DetectorConfig
 from streamlstm.model import LSTMAutoencoder, window_error
 from streamlstm.records import AlertEvent, Reading, Rejection
 from streamlstm.state import Column, StateTable
+
 
 @dataclass
 class ScoringModel:
@@ -59,12 +60,18 @@ class Scored:
 def table_columns(n_features: int, hidden: int, window: int) -> tuple[dict, dict]:
     F, H, W = n_features, hidden, window
     device_cols = {
-        "h": Column((H,), "float32"), "c": Column((H,), "float32"),
-        "win_x": Column((W, F), "float32"), "win_m": Column((W, F), "float32"),
-        "mean": Column((F,), "float32"), "var": Column((F,), "float32"),
-        "n_obs": Column((F,), "float32"), "last_x": Column((F,), "float32", float("nan")),
-        "still": Column((F,), "float32"), "chg": Column((F,), "float32"),
-        "cal_mu": Column((F + 1,), "float32"), "cal_dev": Column((F + 1,), "float32"),
+        "h": Column((H,), "float32"),
+        "c": Column((H,), "float32"),
+        "win_x": Column((W, F), "float32"),
+        "win_m": Column((W, F), "float32"),
+        "mean": Column((F,), "float32"),
+        "var": Column((F,), "float32"),
+        "n_obs": Column((F,), "float32"),
+        "last_x": Column((F,), "float32", float("nan")),
+        "still": Column((F,), "float32"),
+        "max_run": Column((F,), "float32"),
+        "cal_mu": Column((F + 1,), "float32"),
+        "cal_dev": Column((F + 1,), "float32"),
         "cal_n": Column((), "float32"),
         "since_reset": Column((), "float32"),
     }
@@ -77,8 +84,13 @@ def table_columns(n_features: int, hidden: int, window: int) -> tuple[dict, dict
 
 
 class Detector:
-    def __init__(self, model: ScoringModel, cfg: DetectorConfig, alert_cfg: AlertConfig,
-                 device: torch.device | str = "cpu"):
+    def __init__(
+        self,
+        model: ScoringModel,
+        cfg: DetectorConfig,
+        alert_cfg: AlertConfig,
+        device: torch.device | str = "cpu",
+    ):
         self.model = model
         self.cfg = cfg
         self.device = torch.device(device)
@@ -89,8 +101,9 @@ class Detector:
 
     def new_table(self, capacity: int = 1024) -> StateTable:
         mcfg = self.net.cfg
-        dev_cols, host_cols = table_columns(len(self.model.features), mcfg.hidden_size,
-                                            mcfg.window_len)
+        dev_cols, host_cols = table_columns(
+            len(self.model.features), mcfg.hidden_size, mcfg.window_len
+        )
         return StateTable(dev_cols, host_cols, self.device, capacity)
 
     def score(self, table: StateTable, readings: list[Reading]) -> Scored:
@@ -100,8 +113,9 @@ class Detector:
         return out
 
     # --- one sub-step: at most one reading per stream ---------------------------------
-    def _substep(self, table: StateTable, readings: list[Reading], idx: list[int],
-                 out: Scored) -> None:
+    def _substep(
+        self, table: StateTable, readings: list[Reading], idx: list[int], out: Scored
+    ) -> None:
         rows, is_new = table.rows_for([readings[i].stream for i in idx])
         if is_new.any():
             self._init_rows(table, rows[is_new])
@@ -118,16 +132,20 @@ class Detector:
         in_alert = table.host["a_state"][rows] == alerts.OPEN
         row_t = torch.as_tensor(rows, device=self.device)
         state = table.gather(row_t)
-        res = self.step_rows(state, torch.as_tensor(values, device=self.device),
-                             torch.as_tensor(gap, device=self.device),
-                             torch.as_tensor(in_alert, device=self.device))
+        res = self.step_rows(
+            state,
+            torch.as_tensor(values, device=self.device),
+            torch.as_tensor(gap, device=self.device),
+            torch.as_tensor(in_alert, device=self.device),
+        )
         table.scatter(row_t, state)
         table.host["last_ts"][rows] = ts
         table.host["last_offset"][rows] = offsets
         self._emit(table, readings, idx, rows, ts, offsets, res, out)
 
-    def step_rows(self, s: dict[str, Tensor], x_raw: Tensor, gap: Tensor,
-                  in_alert: Tensor) -> dict[str, Tensor]:
+    def step_rows(
+        self, s: dict[str, Tensor], x_raw: Tensor, gap: Tensor, in_alert: Tensor
+    ) -> dict[str, Tensor]:
         """The batched tensor step on gathered rows; updates ``s`` in place (B rows).
 
         x_raw (B, F) with NaN for missing; gap, in_alert (B,) bool.
@@ -144,10 +162,11 @@ class Detector:
             m = torch.isfinite(x_raw).float()
             x = torch.nan_to_num(x_raw, nan=0.0)
             z, s["mean"], s["var"], s["n_obs"] = normalise(
-                x, m, s["mean"], s["var"], s["n_obs"], self.floor, cfg.norm_horizon,
-                cfg.clip_sigma)
-            stuck, s["last_x"], s["still"], s["chg"] = stuck_features(
-                x, m, s["last_x"], s["still"], s["chg"], cfg.stuck_readings)
+                x, m, s["mean"], s["var"], s["n_obs"], self.floor, cfg.norm_horizon, cfg.clip_sigma
+            )
+            stuck, s["last_x"], s["still"], s["max_run"] = stuck_features(
+                x, m, s["last_x"], s["still"], s["max_run"], cfg.stuck_readings
+            )
             recon, s["h"], s["c"] = self.net.step(z, m, s["h"], s["c"])
             s["win_x"] = torch.cat([s["win_x"][:, 1:], z.unsqueeze(1)], dim=1)
             s["win_m"] = torch.cat([s["win_m"][:, 1:], m.unsqueeze(1)], dim=1)
@@ -158,8 +177,14 @@ class Detector:
             s.update(cal)
             s["since_reset"] = s["since_reset"] + 1.0
             warming = s["since_reset"] <= cfg.warmup_readings
-        return {"score": score, "rms_err": stats[:, -1], "warming": warming, "z": z[:, :-1],
-                "feat_err": feat_err, "stuck": stuck}
+        return {
+            "score": score,
+            "rms_err": stats[:, -1],
+            "warming": warming,
+            "z": z[:, :-1],
+            "feat_err": feat_err,
+            "stuck": stuck,
+        }
 
     def _init_rows(self, table: StateTable, rows: np.ndarray) -> None:
         """A new stream starts from the group prior (raw-unit mean/variance, calibration)."""
@@ -168,7 +193,7 @@ class Detector:
         p = self.prior
         table.dev["mean"][idx] = p["mean"].expand(n, -1)
         table.dev["var"][idx] = p["std"].square().expand(n, -1)
-        table.dev["chg"][idx] = p["chg"].expand(n, -1)
+        table.dev["max_run"][idx] = p["max_run"].expand(n, -1)
         table.dev["cal_mu"][idx] = p["cal_mu"].expand(n, -1)
         table.dev["cal_dev"][idx] = p["cal_dev"].expand(n, -1)
 
@@ -181,8 +206,9 @@ class Detector:
         if replayed.any() or late.any() or dup.any():
             out.replayed += int(replayed.sum())
             for j in np.flatnonzero(late | dup):
-                out.rejected.append((idx[j], Rejection.of("out_of_order" if late[j]
-                                                          else "duplicate")))
+                out.rejected.append(
+                    (idx[j], Rejection.of("out_of_order" if late[j] else "duplicate"))
+                )
         return ~(replayed | late | dup)
 
     def _emit(self, table, readings, idx, rows, ts, offsets, res, out: Scored) -> None:
@@ -205,8 +231,16 @@ class Detector:
             r = readings[idx[i]]
             return (r.topic, r.partition, r.offset)
 
-        inputs = alerts.AlertInputs([readings[i].stream for i in idx], ts, offsets, score,
-                                    quality, warming, top_features, sources)
+        inputs = alerts.AlertInputs(
+            [readings[i].stream for i in idx],
+            ts,
+            offsets,
+            score,
+            quality,
+            warming,
+            top_features,
+            sources,
+        )
         out.events.extend(self.alerts.step(table.host, rows, inputs))
         out.index.extend(idx)
         out.score.extend(score.tolist())

@@ -55,8 +55,9 @@ class LSTMAutoencoder(nn.Module):
         """One reading per stream: x, m (B, F) -> recon (B, W, F), h (B, H), c (B, H)."""
         enc = self.encoder
         weight = torch.cat([enc.weight_ih_l0, enc.weight_hh_l0], dim=1)  # (4H, 2F + H)
-        gates = torch.addmm(enc.bias_ih_l0 + enc.bias_hh_l0, torch.cat([x, m, h], dim=1),
-                            weight.t())  # (B, 4H) in torch's order: input, forget, cell, output
+        gates = torch.addmm(
+            enc.bias_ih_l0 + enc.bias_hh_l0, torch.cat([x, m, h], dim=1), weight.t()
+        )  # (B, 4H) in torch's order: input, forget, cell, output
         i, f, g, o = gates.chunk(4, dim=1)
         c1 = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         h1 = torch.sigmoid(o) * torch.tanh(c1)
@@ -84,6 +85,6 @@ def sliding_windows(seq: Tensor, window_len: int) -> Tensor:
     The streaming table keeps the same window in a buffer that starts zeroed, so the padding
     matches what a fresh stream sees.
     """
-    T, B, F = seq.shape
+    _T, B, F = seq.shape
     padded = torch.cat([seq.new_zeros(window_len - 1, B, F), seq], dim=0)  # (T+W-1, B, F)
     return padded.unfold(0, window_len, 1).permute(0, 1, 3, 2)  # (T, B, W, F)

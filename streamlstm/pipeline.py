@@ -33,21 +33,25 @@ class Engine:
     tables: dict[str, StateTable] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, config: Config, models: dict[str, ScoringModel],
-              device: torch.device | str = "cpu") -> Engine:
+    def build(
+        cls, config: Config, models: dict[str, ScoringModel], device: torch.device | str = "cpu"
+    ) -> Engine:
         missing = [g.name for g in config.groups if g.name not in models]
         if missing:
             raise ValueError(f"no trained model for group(s) {missing}")
-        detectors = {name: Detector(m, config.detector, config.alerts, device)
-                     for name, m in models.items()}
+        detectors = {
+            name: Detector(m, config.detector, config.alerts, device) for name, m in models.items()
+        }
         return cls(detectors, {name: d.new_table() for name, d in detectors.items()})
 
     def process(self, readings: Iterable[Reading]) -> dict[str, GroupResult]:
         by_group: dict[str, list[Reading]] = {}
         for r in readings:
             by_group.setdefault(r.group, []).append(r)
-        return {group: GroupResult(batch, self.detectors[group].score(self.tables[group], batch))
-                for group, batch in by_group.items()}
+        return {
+            group: GroupResult(batch, self.detectors[group].score(self.tables[group], batch))
+            for group, batch in by_group.items()
+        }
 
     def events(self, results: dict[str, GroupResult]) -> list[AlertEvent]:
         return [e for res in results.values() for e in res.scored.events]
@@ -68,8 +72,12 @@ class ReplayRow:
     offset: int = 0
 
 
-def replay(engine: Engine, readings: list[Reading], batch_size: int = 4096,
-           on_batch: Callable[[int], None] | None = None) -> tuple[list[ReplayRow], list]:
+def replay(
+    engine: Engine,
+    readings: list[Reading],
+    batch_size: int = 4096,
+    on_batch: Callable[[int], None] | None = None,
+) -> tuple[list[ReplayRow], list]:
     """Score time-ordered ``readings`` in batches through the live scoring path.
 
     Returns one row per scored reading (in input order) and the rejections
@@ -78,13 +86,12 @@ def replay(engine: Engine, readings: list[Reading], batch_size: int = 4096,
     rows: list[ReplayRow | None] = [None] * len(readings)
     rejected: list = []
     for start in range(0, len(readings), batch_size):
-        batch = readings[start:start + batch_size]
+        batch = readings[start : start + batch_size]
         position = {id(r): start + k for k, r in enumerate(batch)}
         for group, res in engine.process(batch).items():
             threshold = engine.detectors[group].alerts.cfg.enter
             _fill_rows(rows, position, res, threshold)
-            rejected.extend((position[id(res.readings[i])], rej)
-                            for i, rej in res.scored.rejected)
+            rejected.extend((position[id(res.readings[i])], rej) for i, rej in res.scored.rejected)
         if on_batch:
             on_batch(len(batch))
     return [r for r in rows if r is not None], rejected
@@ -96,8 +103,16 @@ def _fill_rows(rows: list, position: dict[int, int], res: GroupResult, threshold
     for j, i in enumerate(sc.index):
         r = res.readings[i]
         pos = position[id(r)]
-        rows[pos] = ReplayRow(r.stream, r.ts, sc.score[j], threshold, sc.in_alert[j],
-                              sc.warming[j], sc.raw_error[j], offset=r.offset)
+        rows[pos] = ReplayRow(
+            r.stream,
+            r.ts,
+            sc.score[j],
+            threshold,
+            sc.in_alert[j],
+            sc.warming[j],
+            sc.raw_error[j],
+            offset=r.offset,
+        )
         by_source[(r.stream, r.offset)] = pos
     for event in sc.events:
         row = rows[by_source[(event.stream, event.source[2])]]

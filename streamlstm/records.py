@@ -164,8 +164,9 @@ class RecordParser:
         group = self.route(record.topic, stream)
         if group is None:
             return Rejection.of("no_group")
-        return self.build(stream, obj.get(self.cfg.ts_field), obj.get(self.cfg.values_field),
-                          group, record)
+        return self.build(
+            stream, obj.get(self.cfg.ts_field), obj.get(self.cfg.values_field), group, record
+        )
 
     def route(self, topic: str, stream: str) -> GroupConfig | None:
         """First group whose topics (or any topic when empty) and stream pattern match."""
@@ -185,7 +186,11 @@ class RecordParser:
         return self._route_cache[cache_key]
 
     def build(
-        self, stream: str, raw_ts: Any, raw_values: Any, group: GroupConfig,
+        self,
+        stream: str,
+        raw_ts: Any,
+        raw_values: Any,
+        group: GroupConfig,
         record: RawRecord | None = None,
     ) -> Reading | Rejection:
         """Validate timestamp and values; shared by the JSON path and CSV/file input."""

@@ -111,8 +111,10 @@ class StateTable:
         old = self._capacity
         for name, col in self.device_spec.items():
             fresh = torch.full(
-                (new_capacity, *col.shape), col.fill,
-                dtype=getattr(torch, col.dtype), device=self.device,
+                (new_capacity, *col.shape),
+                col.fill,
+                dtype=getattr(torch, col.dtype),
+                device=self.device,
             )
             if old:
                 fresh[:old] = self.dev[name]

@@ -9,6 +9,7 @@ it inside each training worker.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from streamlstm.calibration import GroupPrior, rms_errors, normalise, std_floor
+from streamlstm.calibration import GroupPrior, normalise, rms_errors, std_floor
 from streamlstm.config import DetectorConfig, ModelConfig, TrainingConfig
 from streamlstm.model import LSTMAutoencoder, sliding_windows, window_error
 
@@ -43,13 +44,20 @@ def group_prior(series: list[Series]) -> GroupPrior:
     mean = np.nan_to_num(np.nanmean(stacked, axis=0), nan=0.0)
     std = np.nan_to_num(np.nanstd(stacked, axis=0), nan=1.0)
     std = np.where(std > 0, std, 1.0)
-    changes, pairs = np.zeros(stacked.shape[1]), np.zeros(stacked.shape[1])
-    for s in series:
-        both = np.isfinite(s.values[1:]) & np.isfinite(s.values[:-1])
-        changes += ((s.values[1:] != s.values[:-1]) & both).sum(axis=0)
-        pairs += both.sum(axis=0)
-    rate = np.clip(changes / np.maximum(pairs, 1), 0.01, 0.999)
-    return GroupPrior(tuple(mean.tolist()), tuple(std.tolist()), tuple(rate.tolist()))
+    runs = np.array([_longest_runs(s.values) for s in series])  # (streams, F)
+    typical = np.percentile(runs, 90, axis=0)  # a new stream starts from the group's habit
+    return GroupPrior(tuple(mean.tolist()), tuple(std.tolist()), tuple(typical.tolist()))
+
+
+def _longest_runs(values: np.ndarray) -> np.ndarray:
+    """(T, F) -> (F,) longest run of readings unchanged from the previous one, or missing."""
+    same = ~(np.isfinite(values[1:]) & (values[1:] != values[:-1]))  # (T-1, F)
+    best = np.zeros(values.shape[1])
+    run = np.zeros(values.shape[1])
+    for row in same:
+        run = np.where(row, run + 1, 0)
+        best = np.maximum(best, run)
+    return best
 
 
 def split_lanes(series: list[Series], max_gap_s: float, lanes: int, min_len: int) -> list[Series]:
@@ -67,13 +75,17 @@ def split_lanes(series: list[Series], max_gap_s: float, lanes: int, min_len: int
     for p in pieces:
         n_lanes = max(1, min(lanes, len(p.ts) // max(min_len, 1)))
         bounds = np.linspace(0, len(p.ts), n_lanes + 1).astype(int)
-        out.extend(Series(p.stream, p.ts[a:b], p.values[a:b])
-                   for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a)
+        out.extend(
+            Series(p.stream, p.ts[a:b], p.values[a:b])
+            for a, b in itertools.pairwise(bounds)
+            if b > a
+        )
     return out
 
 
-def normalise_lanes(lanes: list[Series], prior: GroupPrior, det: DetectorConfig,
-                    device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+def normalise_lanes(
+    lanes: list[Series], prior: GroupPrior, det: DetectorConfig, device: torch.device
+) -> tuple[Tensor, Tensor, Tensor]:
     """Run the serving normaliser over padded lanes: z, m (T, L, F) and valid (T, L)."""
     T, L, F = max(len(s.ts) for s in lanes), len(lanes), len(prior.mean)
     raw = np.full((T, L, F), np.nan, dtype=np.float32)
@@ -91,28 +103,41 @@ def normalise_lanes(lanes: list[Series], prior: GroupPrior, det: DetectorConfig,
     floor = std_floor(p["std"])
     z_all = torch.empty_like(x_all)
     for t in range(T):
-        z_all[t], mean, var, n_obs = normalise(x_all[t], m_all[t], mean, var, n_obs, floor,
-                                               det.norm_horizon, det.clip_sigma)
+        z_all[t], mean, var, n_obs = normalise(
+            x_all[t], m_all[t], mean, var, n_obs, floor, det.norm_horizon, det.clip_sigma
+        )
     return z_all, m_all, torch.as_tensor(valid, device=device)
 
 
-def _chunk_loss(net: LSTMAutoencoder, z: Tensor, m: Tensor, valid: Tensor, t0: int, t1: int,
-                h: Tensor, c: Tensor, cfg: TrainingConfig, gen: torch.Generator
-                ) -> tuple[Tensor, Tensor, Tensor]:
+def _chunk_loss(
+    net: LSTMAutoencoder,
+    z: Tensor,
+    m: Tensor,
+    valid: Tensor,
+    t0: int,
+    t1: int,
+    h: Tensor,
+    c: Tensor,
+    cfg: TrainingConfig,
+    gen: torch.Generator,
+) -> tuple[Tensor, Tensor, Tensor]:
     W = net.cfg.window_len
     lo = max(0, t0 - W + 1)
     # Windows need the W-1 readings before the chunk; they come from the full sequence.
-    win_z = sliding_windows(z[lo:t1], W)[t0 - lo:]  # (t, L, W, F)
-    win_m = sliding_windows(m[lo:t1], W)[t0 - lo:]
+    win_z = sliding_windows(z[lo:t1], W)[t0 - lo :]  # (t, L, W, F)
+    win_m = sliding_windows(m[lo:t1], W)[t0 - lo :]
     x_in, m_in = z[t0:t1], m[t0:t1]
     if cfg.feature_dropout > 0:
-        drop = (torch.rand(m_in.shape, generator=gen, device=m_in.device)
-                < cfg.feature_dropout).float()
+        drop = (
+            torch.rand(m_in.shape, generator=gen, device=m_in.device) < cfg.feature_dropout
+        ).float()
         m_in = m_in * (1 - drop)
         x_in = x_in * (1 - drop)
     if cfg.input_noise > 0:
-        x_in = x_in + cfg.input_noise * torch.randn(x_in.shape, generator=gen,
-                                                    device=x_in.device) * m_in
+        x_in = (
+            x_in
+            + cfg.input_noise * torch.randn(x_in.shape, generator=gen, device=x_in.device) * m_in
+        )
     recon, h, c = net(x_in, m_in, h, c)
     err = window_error(recon, win_z, win_m)  # (t, L, F)
     weight = valid[t0:t1].unsqueeze(-1) * (win_m.sum(-2) > 0).float()
@@ -120,9 +145,15 @@ def _chunk_loss(net: LSTMAutoencoder, z: Tensor, m: Tensor, valid: Tensor, t0: i
     return loss, h, c
 
 
-def fit(series: list[Series], features: list[str], model_cfg: ModelConfig,
-        train_cfg: TrainingConfig, det_cfg: DetectorConfig, device: torch.device | str = "cpu",
-        on_epoch: Callable[[int, float], None] | None = None) -> FitResult:
+def fit(
+    series: list[Series],
+    features: list[str],
+    model_cfg: ModelConfig,
+    train_cfg: TrainingConfig,
+    det_cfg: DetectorConfig,
+    device: torch.device | str = "cpu",
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> FitResult:
     """Train a group model on ``series``; returns the net, its prior and the loss curve."""
     device = torch.device(device)
     torch.manual_seed(train_cfg.seed)
@@ -143,8 +174,9 @@ def fit(series: list[Series], features: list[str], model_cfg: ModelConfig,
             h, c = net.zero_state(cols.stop - cols.start, device)
             for t0 in range(0, T, train_cfg.chunk_len):
                 t1 = min(T, t0 + train_cfg.chunk_len)
-                loss, h, c = _chunk_loss(net, z[:, cols], m[:, cols], valid[:, cols], t0, t1,
-                                         h, c, train_cfg, gen)
+                loss, h, c = _chunk_loss(
+                    net, z[:, cols], m[:, cols], valid[:, cols], t0, t1, h, c, train_cfg, gen
+                )
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -158,13 +190,17 @@ def fit(series: list[Series], features: list[str], model_cfg: ModelConfig,
             on_epoch(epoch, curve[-1])
     net.eval()
     prior = calibrate_prior(net, z, m, valid, prior, det_cfg)
-    return FitResult(net.cpu(), prior, {"train_loss": curve, "lanes": L, "steps": T,
-                                        "readings": int(valid.sum())})
+    return FitResult(
+        net.cpu(),
+        prior,
+        {"train_loss": curve, "lanes": L, "steps": T, "readings": int(valid.sum())},
+    )
 
 
 @torch.no_grad()
-def offline_feature_errors(net: LSTMAutoencoder, z: Tensor, m: Tensor
-                           ) -> tuple[Tensor, Tensor, Tensor]:
+def offline_feature_errors(
+    net: LSTMAutoencoder, z: Tensor, m: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
     """Whole sequences in one pass: z, m (T, L, F) -> feat_err (T, L, F), stats, seen (T, L, F+1).
 
     This is the offline twin of the streaming step; tests hold them equal to 1e-5.
@@ -177,8 +213,14 @@ def offline_feature_errors(net: LSTMAutoencoder, z: Tensor, m: Tensor
     return feat_err, stats, seen
 
 
-def calibrate_prior(net: LSTMAutoencoder, z: Tensor, m: Tensor, valid: Tensor,
-                    prior: GroupPrior, det: DetectorConfig) -> GroupPrior:
+def calibrate_prior(
+    net: LSTMAutoencoder,
+    z: Tensor,
+    m: Tensor,
+    valid: Tensor,
+    prior: GroupPrior,
+    det: DetectorConfig,
+) -> GroupPrior:
     """Typical log error per feature and in total on the training data: a new stream's start."""
     _, stats, seen = offline_feature_errors(net, z, m)
     use = valid.bool().clone()
@@ -193,4 +235,4 @@ def calibrate_prior(net: LSTMAutoencoder, z: Tensor, m: Tensor, valid: Tensor,
         mu = float(values.median())
         mus.append(mu)
         devs.append(max(float((values - mu).abs().mean()), 1e-3))
-    return GroupPrior(prior.mean, prior.std, prior.change_rate, tuple(mus), tuple(devs))
+    return GroupPrior(prior.mean, prior.std, prior.max_run, tuple(mus), tuple(devs))

@@ -103,10 +103,20 @@ class CrashPoints:
 class StreamWorker:
     """Scores the partitions assigned to it; one per Ray actor (or process, or test)."""
 
-    def __init__(self, engine: Engine, parser: RecordParser, source: Source, sink: Sink,
-                 store: SnapshotStore, alerts_topic: str, dlq_topic: str,
-                 clock: Callable[[], float], interval_s: float,
-                 metrics: Metrics | None = None, crash: CrashPoints | None = None):
+    def __init__(
+        self,
+        engine: Engine,
+        parser: RecordParser,
+        source: Source,
+        sink: Sink,
+        store: SnapshotStore,
+        alerts_topic: str,
+        dlq_topic: str,
+        clock: Callable[[], float],
+        interval_s: float,
+        metrics: Metrics | None = None,
+        crash: CrashPoints | None = None,
+    ):
         self.engine, self.parser = engine, parser
         self.source, self.sink, self.store = source, sink, store
         self.alerts_topic, self.dlq_topic = alerts_topic, dlq_topic
@@ -211,5 +221,7 @@ class StreamWorker:
         by_group: dict[str, list[str]] = {}
         for group, stream in self.streams_of.get(tp, ()):
             by_group.setdefault(group, []).append(stream)
-        return {group: self.engine.tables[group].snapshot(sorted(streams))
-                for group, streams in by_group.items()}
+        return {
+            group: self.engine.tables[group].snapshot(sorted(streams))
+            for group, streams in by_group.items()
+        }

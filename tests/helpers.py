@@ -15,21 +15,40 @@ FEATURES = ["hr", "spo2", "rr"]
 
 
 def tiny_config(**alerts) -> Config:
-    return config_mod.from_dict({
-        "groups": [{"name": "g", "features": FEATURES,
-                    "model": {"hidden_size": 8, "bottleneck": 3, "window_len": 4}}],
-        "detector": {"warmup_readings": 5, "burn_in_readings": 2, "max_gap_s": 600},
-        "alerts": {"enter": 6.0, "exit": 3.0, "critical": 12.0, "min_duration": 2,
-                   "exit_duration": 2, "cooldown": 3, **alerts},
-    })
+    return config_mod.from_dict(
+        {
+            "groups": [
+                {
+                    "name": "g",
+                    "features": FEATURES,
+                    "model": {"hidden_size": 8, "bottleneck": 3, "window_len": 4},
+                }
+            ],
+            "detector": {"warmup_readings": 5, "burn_in_readings": 2, "max_gap_s": 600},
+            "alerts": {
+                "enter": 6.0,
+                "exit": 3.0,
+                "critical": 12.0,
+                "min_duration": 2,
+                "exit_duration": 2,
+                "cooldown": 3,
+                **alerts,
+            },
+        }
+    )
 
 
 def tiny_model(seed: int = 0, version: str = "g-test") -> ScoringModel:
     cfg = tiny_config()
     torch_seed(seed)
     net = LSTMAutoencoder(len(FEATURES), ModelConfig(hidden_size=8, bottleneck=3, window_len=4))
-    prior = GroupPrior(mean=(70.0, 97.0, 16.0), std=(8.0, 1.5, 3.0),
-                       change_rate=(0.9, 0.6, 0.8), cal_mu=(1.0,) * 4, cal_dev=(0.2,) * 4)
+    prior = GroupPrior(
+        mean=(70.0, 97.0, 16.0),
+        std=(8.0, 1.5, 3.0),
+        max_run=(2.0, 6.0, 3.0),
+        cal_mu=(1.0,) * 4,
+        cal_dev=(0.2,) * 4,
+    )
     assert cfg.groups[0].features == FEATURES
     return ScoringModel("g", version, FEATURES, net.eval(), prior)
 
@@ -45,15 +64,19 @@ def tiny_detector(seed: int = 0, **alerts) -> Detector:
     return Detector(tiny_model(seed), cfg.detector, cfg.alerts)
 
 
-def series(stream: str, n: int, seed: int = 0, start_offset: int = 0,
-           t0: float = 1.767e9) -> list[Reading]:
+def series(
+    stream: str, n: int, seed: int = 0, start_offset: int = 0, t0: float = 1.767e9
+) -> list[Reading]:
     rng = np.random.default_rng(seed)
     base = np.array([70.0, 97.0, 16.0]) + rng.normal(0, [5, 1, 2])
     out = []
     for i in range(n):
         v = base + rng.normal(0, [2, 0.5, 1])
-        out.append(Reading(stream, t0 + 60.0 * i, tuple(float(x) for x in v), "g", "t", 0,
-                           start_offset + i))
+        out.append(
+            Reading(
+                stream, t0 + 60.0 * i, tuple(float(x) for x in v), "g", "t", 0, start_offset + i
+            )
+        )
     return out
 
 

@@ -11,17 +11,25 @@ from streamlstm.state import StateTable
 CFG = AlertConfig(enter=5, exit=2, critical=10, min_duration=2, exit_duration=2, cooldown=3)
 
 
-def run(scores: list[float], quality: list[bool] | None = None, warming: int = 0,
-        version: str = "v1") -> list[tuple[int, str, str]]:
+def run(
+    scores: list[float], quality: list[bool] | None = None, warming: int = 0, version: str = "v1"
+) -> list[tuple[int, str, str]]:
     """Feed one stream's scores; return (index, event, severity) per event."""
     table = StateTable({}, HOST_COLUMNS)
     rows, _ = table.rows_for(["s"])
     machine = AlertMachine(CFG, version)
     out = []
     for i, score in enumerate(scores):
-        inp = AlertInputs(["s"], np.array([1000.0 + i]), np.array([i]), np.array([score]),
-                          np.array([bool(quality and quality[i])]), np.array([i < warming]),
-                          lambda _: (("hr", 1.0),), lambda _: ("t", 0, i))
+        inp = AlertInputs(
+            ["s"],
+            np.array([1000.0 + i]),
+            np.array([i]),
+            np.array([score]),
+            np.array([bool(quality and quality[i])]),
+            np.array([i < warming]),
+            lambda _: (("hr", 1.0),),
+            lambda _, i=i: ("t", 0, i),
+        )
         out += [(i, e.event, e.severity) for e in machine.step(table.host, rows, inp)]
     return out
 
@@ -48,8 +56,11 @@ def test_cooldown_blocks_reopening() -> None:
 
 def test_update_on_escalation_to_critical() -> None:
     events = run([6, 6, 11, 11, 1, 1])
-    assert [(e, s) for _, e, s in events] == [("open", "warning"), ("update", "critical"),
-                                             ("resolve", "critical")]
+    assert [(e, s) for _, e, s in events] == [
+        ("open", "warning"),
+        ("update", "critical"),
+        ("resolve", "critical"),
+    ]
 
 
 def test_warmup_suppresses_and_quality_opens() -> None:
@@ -60,16 +71,32 @@ def test_warmup_suppresses_and_quality_opens() -> None:
 
 def test_alert_ids_are_deterministic_and_distinct() -> None:
     assert alert_id("s", 7, "v1") == alert_id("s", 7, "v1")
-    assert len({alert_id("s", 7, "v1"), alert_id("s", 8, "v1"), alert_id("t", 7, "v1"),
-                alert_id("s", 7, "v2")}) == 4
+    assert (
+        len(
+            {
+                alert_id("s", 7, "v1"),
+                alert_id("s", 8, "v1"),
+                alert_id("t", 7, "v1"),
+                alert_id("s", 7, "v2"),
+            }
+        )
+        == 4
+    )
     table_ids = []
     for _ in range(2):
         table = StateTable({}, HOST_COLUMNS)
         rows, _ = table.rows_for(["s"])
         m = AlertMachine(CFG, "v1")
         for i, sc in enumerate([6, 6, 1, 1]):
-            inp = AlertInputs(["s"], np.array([float(i)]), np.array([100 + i]), np.array([sc]),
-                              np.array([False]), np.array([False]), lambda _: (),
-                              lambda _: ("t", 0, 0))
+            inp = AlertInputs(
+                ["s"],
+                np.array([float(i)]),
+                np.array([100 + i]),
+                np.array([sc]),
+                np.array([False]),
+                np.array([False]),
+                lambda _: (),
+                lambda _: ("t", 0, 0),
+            )
             table_ids += [e.alert_id for e in m.step(table.host, rows, inp)]
     assert table_ids[0] == table_ids[2] == alert_id("s", 101, "v1")

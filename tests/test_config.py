@@ -21,15 +21,19 @@ def test_shipped_configs_are_valid(name: str) -> None:
 
 
 def test_embedded_default_is_the_vitals_config() -> None:
-    assert config_mod.load(None, environ={}) == config_mod.load(ROOT / "configs/vitals.yaml",
-                                                                environ={})
+    assert config_mod.load(None, environ={}) == config_mod.load(
+        ROOT / "configs/vitals.yaml", environ={}
+    )
 
 
-@pytest.mark.parametrize(("patch", "message"), [
-    ("model:\n      hidden_size: 0", "groups.0.model.hidden_size: must be > 0"),
-    ("model:\n      hidden_sise: 8", "groups.0.model.hidden_sise: unknown key"),
-    ("model:\n      hidden_size: lots", "groups.0.model.hidden_size: input should be a valid"),
-])
+@pytest.mark.parametrize(
+    ("patch", "message"),
+    [
+        ("model:\n      hidden_size: 0", "groups.0.model.hidden_size: must be > 0"),
+        ("model:\n      hidden_sise: 8", "groups.0.model.hidden_sise: unknown key"),
+        ("model:\n      hidden_size: lots", "groups.0.model.hidden_size: input should be a valid"),
+    ],
+)
 def test_group_errors_name_the_key_path(tmp_path: Path, patch: str, message: str) -> None:
     path = tmp_path / "c.yaml"
     path.write_text(f"groups:\n  - name: g\n    features: [a]\n    {patch}\n")
@@ -52,15 +56,19 @@ def test_cross_field_and_override_errors(tmp_path: Path) -> None:
 
 def test_secrets_are_masked_in_the_effective_config(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
-    path.write_text("groups: [{name: g, features: [a]}]\n"
-                    "kafka: {sasl_password: hunter2-secret}\n")
+    path.write_text("groups: [{name: g, features: [a]}]\nkafka: {sasl_password: hunter2-secret}\n")
     text = str(config_mod.effective(config_mod.load(path, environ={})))
     assert "hunter2-secret" not in text
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "streamlstm", *args], capture_output=True,
-                          text=True, cwd=ROOT, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "streamlstm", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
 
 
 def test_validate_config_command(tmp_path: Path) -> None:

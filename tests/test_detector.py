@@ -54,8 +54,10 @@ def test_a_gap_resets_state_and_rewarms() -> None:
 def test_missing_features_are_masked_out_of_the_error() -> None:
     det = tiny_detector()
     readings = series("a", 30)
-    gappy = [Reading(r.stream, r.ts, (r.values[0], math.nan, r.values[2]), "g", "t", 0, r.offset)
-             for r in readings]
+    gappy = [
+        Reading(r.stream, r.ts, (r.values[0], math.nan, r.values[2]), "g", "t", 0, r.offset)
+        for r in readings
+    ]
     table, res = _scores(det, gappy)
     assert all(np.isfinite(res.score))
     row = table.row("a")
@@ -92,11 +94,14 @@ def test_a_large_spike_opens_an_alert_naming_the_feature() -> None:
     readings = series("a", 200, seed=9)
     for k in (150, 151, 152):
         r = readings[k]
-        readings[k] = Reading("a", r.ts, (r.values[0], r.values[1], r.values[2] + 60.0), "g",
-                              "t", 0, r.offset)
+        readings[k] = Reading(
+            "a", r.ts, (r.values[0], r.values[1], r.values[2] + 60.0), "g", "t", 0, r.offset
+        )
     _, res = _scores(det, readings)
     opens = [e for e in res.events if e.event == "open"]
     assert opens and 150 <= opens[0].source[2] <= 155
     assert opens[0].top_features[0][0] == "rr"
-    assert sum(share for _, share in opens[0].top_features) == pytest.approx(1.0, abs=0.05) or \
-        opens[0].top_features[0][1] > 0.3
+    assert (
+        sum(share for _, share in opens[0].top_features) == pytest.approx(1.0, abs=0.05)
+        or opens[0].top_features[0][1] > 0.3
+    )

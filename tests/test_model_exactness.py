@@ -20,7 +20,7 @@ def _stream_errors(readings: list[Reading], batch_sizes: list[int]) -> dict[tupl
     out, i, k = {}, 0, 0
     while i < len(readings):
         size = batch_sizes[k % len(batch_sizes)]
-        batch = readings[i:i + size]
+        batch = readings[i : i + size]
         scored = det.score(table, batch)
         for j, idx in enumerate(scored.index):
             r = batch[idx]
@@ -41,8 +41,7 @@ def test_streaming_equals_offline_whole_sequence() -> None:
 
 
 @settings(max_examples=15, deadline=None)
-@given(sizes=st.lists(st.integers(1, 40), min_size=1, max_size=5),
-       n_streams=st.integers(1, 4))
+@given(sizes=st.lists(st.integers(1, 40), min_size=1, max_size=5), n_streams=st.integers(1, 4))
 def test_any_batching_across_streams_gives_the_same_errors(sizes, n_streams) -> None:
     streams = [series(f"s{i}", 30, seed=i, start_offset=1000 * i) for i in range(n_streams)]
     readings = interleave(*streams)
@@ -70,10 +69,14 @@ def test_scores_and_alerts_do_not_depend_on_batching() -> None:
         table = det.new_table()
         scores, events = {}, []
         for i in range(0, len(readings), size):
-            batch = readings[i:i + size]
+            batch = readings[i : i + size]
             res = det.score(table, batch)
-            scores.update({(batch[j].stream, batch[j].offset): s
-                           for j, s in zip(res.index, res.score, strict=True)})
+            scores.update(
+                {
+                    (batch[j].stream, batch[j].offset): s
+                    for j, s in zip(res.index, res.score, strict=True)
+                }
+            )
             events += [(e.alert_id, e.event) for e in res.events]
         return scores, events
 

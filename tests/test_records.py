@@ -10,10 +10,18 @@ import pytest
 from streamlstm import config as config_mod
 from streamlstm.records import REASONS, AlertEvent, RawRecord, Reading, RecordParser, parse_ts
 
-CFG = config_mod.from_dict({"groups": [
-    {"name": "vitals", "features": ["hr", "spo2", "rr"], "topics": ["icu"],
-     "feature_ranges": {"hr": [0, 350]}},
-]})
+CFG = config_mod.from_dict(
+    {
+        "groups": [
+            {
+                "name": "vitals",
+                "features": ["hr", "spo2", "rr"],
+                "topics": ["icu"],
+                "feature_ranges": {"hr": [0, 350]},
+            },
+        ]
+    }
+)
 PARSER = RecordParser(CFG.input, CFG.groups)
 
 
@@ -22,8 +30,11 @@ def parse(value: bytes | None, key: bytes | None = b"bed1", topic: str = "icu"):
 
 
 def good(**override) -> bytes:
-    rec = {"stream": "bed1", "ts": "2026-11-23T19:40:06.120Z",
-           "values": {"hr": 72, "spo2": 97, "rr": 16}}
+    rec = {
+        "stream": "bed1",
+        "ts": "2026-11-23T19:40:06.120Z",
+        "values": {"hr": 72, "spo2": 97, "rr": 16},
+    }
     rec.update(override)
     return orjson.dumps(rec)
 
@@ -66,8 +77,7 @@ CASES = [
     ("bad_value", good(values={"hr": "72"}), b"bed1"),
     ("bad_value", good(values={"hr": True}), b"bed1"),
     ("non_finite", b'{"stream": "bed1", "ts": 1795000000000, "values": {"hr": NaN}}', b"bed1"),
-    ("non_finite", b'{"stream": "bed1", "ts": 1795000000000, "values": {"hr": Infinity}}',
-     b"bed1"),
+    ("non_finite", b'{"stream": "bed1", "ts": 1795000000000, "values": {"hr": Infinity}}', b"bed1"),
     ("out_of_range", good(values={"hr": 9000}), b"bed1"),
 ]
 
@@ -83,7 +93,7 @@ def test_no_group_for_an_unrouted_topic_and_reasons_never_hold_values() -> None:
     got = parse(good(), topic="other")
     assert got.reason == "no_group"
     canary = "987654.321"
-    for reason, value, key in CASES:
+    for _reason, value, key in CASES:
         got = parse(value.replace(b"9000", canary.encode()) if value else value, key)
         assert canary not in f"{got!r}"
     # every reason except the order ones (checked by the detector) is covered above
@@ -92,11 +102,33 @@ def test_no_group_for_an_unrouted_topic_and_reasons_never_hold_values() -> None:
 
 
 def test_alert_event_json_has_the_contract_fields() -> None:
-    event = AlertEvent("id1", "open", "bed1", 1795000000.5, 7.9, 5.0, "critical", "vitals-v3",
-                       (("spo2", 0.71), ("hr", 0.22)), 1795000000.0, source=("icu", 3, 18211))
+    event = AlertEvent(
+        "id1",
+        "open",
+        "bed1",
+        1795000000.5,
+        7.9,
+        5.0,
+        "critical",
+        "vitals-v3",
+        (("spo2", 0.71), ("hr", 0.22)),
+        1795000000.0,
+        source=("icu", 3, 18211),
+    )
     data = orjson.loads(event.to_json())
-    assert set(data) >= {"alert_id", "event", "stream", "ts", "score", "threshold", "severity",
-                         "model_version", "top_features", "opened_ts", "source"}
+    assert set(data) >= {
+        "alert_id",
+        "event",
+        "stream",
+        "ts",
+        "score",
+        "threshold",
+        "severity",
+        "model_version",
+        "top_features",
+        "opened_ts",
+        "source",
+    }
     assert data["top_features"][0] == {"name": "spo2", "share": 0.71}
     assert data["source"] == {"topic": "icu", "partition": 3, "offset": 18211}
     assert data["ts"].endswith(".500Z") and parse_ts(data["ts"]) == 1795000000.5

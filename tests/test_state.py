@@ -13,8 +13,9 @@ from tests.helpers import interleave, series, tiny_detector
 
 
 def _table() -> StateTable:
-    return StateTable({"h": Column((3,), "float32")},
-                      {"last_ts": Column((), "float64", -1.0)}, capacity=2)
+    return StateTable(
+        {"h": Column((3,), "float32")}, {"last_ts": Column((), "float64", -1.0)}, capacity=2
+    )
 
 
 def test_rows_are_stable_grow_and_are_reused_after_eviction() -> None:

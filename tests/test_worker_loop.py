@@ -66,8 +66,11 @@ def _records() -> list[RawRecord]:
     readings = interleave(series("a", 60, seed=1), series("b", 60, seed=2))
     out = []
     for offset, r in enumerate(readings):
-        value = {"stream": r.stream, "ts": int(r.ts * 1000),
-                 "values": dict(zip(["hr", "spo2", "rr"], r.values, strict=True))}
+        value = {
+            "stream": r.stream,
+            "ts": int(r.ts * 1000),
+            "values": dict(zip(["hr", "spo2", "rr"], r.values, strict=True)),
+        }
         if r.stream == "a" and 70 <= offset <= 74:
             value["values"]["rr"] += 80.0  # an episode
         out.append(RawRecord("icu", 0, offset, r.stream.encode(), orjson.dumps(value)))
@@ -79,9 +82,17 @@ def _worker(tmp: Path, records, log):
     cfg = tiny_config()
     engine = Engine.build(cfg, {"g": tiny_model()})
     clock = iter(range(10**6))
-    return StreamWorker(engine, RecordParser(cfg.input, cfg.groups), ListSource(records, log),
-                        ListSink(log), LoggingStore(tmp, log), "alerts", "dlq",
-                        lambda: float(next(clock)), 5.0)
+    return StreamWorker(
+        engine,
+        RecordParser(cfg.input, cfg.groups),
+        ListSource(records, log),
+        ListSink(log),
+        LoggingStore(tmp, log),
+        "alerts",
+        "dlq",
+        lambda: float(next(clock)),
+        5.0,
+    )
 
 
 def _run(worker, polls: int, size: int):
@@ -99,7 +110,7 @@ def test_checkpoint_flushes_then_snapshots_then_commits(tmp_path: Path) -> None:
     assert kinds and kinds.count("commit") >= 1
     for i, kind in enumerate(kinds):
         if kind == "commit":  # every commit follows a snapshot that follows a flush
-            assert kinds[i - 1] == "snapshot" and "flush" in kinds[:i - 1]
+            assert kinds[i - 1] == "snapshot" and "flush" in kinds[: i - 1]
             assert log[i][1][("icu", 0)] == log[i - 1][2]
 
 

@@ -25,8 +25,10 @@ TP = tuple[str, int]
 
 
 def encode_snapshot(blobs: dict[str, bytes], next_offset: int) -> bytes:
-    groups = [{"name": g, "size": len(b), "sha256": hashlib.sha256(b).hexdigest()}
-              for g, b in blobs.items()]
+    groups = [
+        {"name": g, "size": len(b), "sha256": hashlib.sha256(b).hexdigest()}
+        for g, b in blobs.items()
+    ]
     header = json.dumps({"next_offset": next_offset, "groups": groups}).encode()
     return MAGIC + struct.pack(">Q", len(header)) + header + b"".join(blobs.values())
 
@@ -36,16 +38,16 @@ def decode_snapshot(data: bytes) -> tuple[dict[str, bytes], int]:
     if not data.startswith(MAGIC) or len(data) < len(MAGIC) + 8:
         raise ValueError("not a snapshot (bad magic)")
     pos = len(MAGIC)
-    (size,) = struct.unpack(">Q", data[pos:pos + 8])
+    (size,) = struct.unpack(">Q", data[pos : pos + 8])
     pos += 8
     try:
-        header = json.loads(data[pos:pos + size])
+        header = json.loads(data[pos : pos + size])
     except ValueError as exc:
         raise ValueError("snapshot header is corrupt") from exc
     pos += size
     blobs = {}
     for g in header["groups"]:
-        blob = data[pos:pos + g["size"]]
+        blob = data[pos : pos + g["size"]]
         if len(blob) != g["size"] or hashlib.sha256(blob).hexdigest() != g["sha256"]:
             raise ValueError(f"snapshot group {g['name']}: checksum mismatch (torn write?)")
         blobs[g["name"]] = blob
@@ -114,8 +116,9 @@ class SnapshotStore:
 
             infos = self._fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
             names = [info.base_name for info in infos]
-        return sorted((n for n in names if n.startswith("snap-") and n.endswith(".bin")),
-                      reverse=True)
+        return sorted(
+            (n for n in names if n.startswith("snap-") and n.endswith(".bin")), reverse=True
+        )
 
     def _read(self, path: str) -> bytes:
         if self._fs is None:
@@ -129,12 +132,18 @@ class SnapshotStore:
             try:
                 return decode_snapshot(self._read(f"{self._dir(tp)}/{name}"))
             except (ValueError, OSError) as exc:
-                log.warning("snapshot %s/%s of %s:%d unusable (%s); trying the previous one",
-                            self._dir(tp), name, tp[0], tp[1], exc)
+                log.warning(
+                    "snapshot %s/%s of %s:%d unusable (%s); trying the previous one",
+                    self._dir(tp),
+                    name,
+                    tp[0],
+                    tp[1],
+                    exc,
+                )
         return None
 
     def _prune(self, tp: TP) -> None:
-        for name in self._names(tp)[self.keep:]:
+        for name in self._names(tp)[self.keep :]:
             path = f"{self._dir(tp)}/{name}"
             try:
                 if self._fs is None:

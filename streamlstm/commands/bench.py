@@ -26,8 +26,12 @@ def add_parser(sub) -> None:
     add_config_args(step)
     add_device_arg(step)
     step.add_argument("--streams", type=int, default=10_000, help="streams per batch")
-    step.add_argument("--naive-streams", type=int, default=300,
-                      help="streams stepped one by one for the naive rate (default 300)")
+    step.add_argument(
+        "--naive-streams",
+        type=int,
+        default=300,
+        help="streams stepped one by one for the naive rate (default 300)",
+    )
     step.add_argument("--seconds", type=float, default=2.0, help="minimum timing per variant")
     step.add_argument("--json", action="store_true", help="print JSON only")
     step.set_defaults(func=run_step)
@@ -38,8 +42,9 @@ def run_step(args: argparse.Namespace) -> int:
     from streamlstm.bench import bench_step
 
     config = load_config(args)
-    result = bench_step(config, args.streams, pick_device(args.device), args.naive_streams,
-                        args.seconds)
+    result = bench_step(
+        config, args.streams, pick_device(args.device), args.naive_streams, args.seconds
+    )
     if args.json:
         print(json.dumps(result))
     else:

@@ -18,10 +18,20 @@ from streamlstm.training import fit
 
 
 def add_config_args(parser: argparse.ArgumentParser, required: bool = False) -> None:
-    parser.add_argument("-c", "--config", required=required, metavar="FILE",
-                        help="YAML config (default: the embedded vitals config)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config key, e.g. --set alerts.enter=5 (repeatable)")
+    parser.add_argument(
+        "-c",
+        "--config",
+        required=required,
+        metavar="FILE",
+        help="YAML config (default: the embedded vitals config)",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set alerts.enter=5 (repeatable)",
+    )
 
 
 def load_config(args: argparse.Namespace) -> Config:
@@ -35,8 +45,11 @@ def load_config(args: argparse.Namespace) -> Config:
 
 
 def add_device_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", default="auto",
-                        help="torch device: auto (cuda when present), cpu, cuda, cuda:1 ...")
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help="torch device: auto (cuda when present), cpu, cuda, cuda:1 ...",
+    )
 
 
 def pick_device(name: str) -> torch.device:
@@ -54,34 +67,43 @@ def model_version(group: str, model_net: torch.nn.Module) -> str:
     return f"{group}-{digest.hexdigest()[:8]}"
 
 
-def train_models(config: Config, data: FileData, fraction: float, device: torch.device,
-                 quiet: bool = False) -> tuple[dict[str, ScoringModel], dict[str, dict]]:
+def train_models(
+    config: Config, data: FileData, fraction: float, device: torch.device, quiet: bool = False
+) -> tuple[dict[str, ScoringModel], dict[str, dict]]:
     """Train each group on the first ``fraction`` of each of its streams."""
     from tqdm import tqdm
 
     models, metrics = {}, {}
     for group in config.groups:
-        idx = {s: rows[: max(1, int(len(rows) * fraction))]
-               for s, rows in data.by_stream().items()
-               if data.readings[rows[0]].group == group.name}
+        idx = {
+            s: rows[: max(1, int(len(rows) * fraction))]
+            for s, rows in data.by_stream().items()
+            if data.readings[rows[0]].group == group.name
+        }
         series = to_series(data, idx)
         if not series:
             continue
-        bar = tqdm(total=config.training.epochs, desc=f"train {group.name}", unit="epoch",
-                   disable=quiet, file=sys.stderr)
+        bar = tqdm(
+            total=config.training.epochs,
+            desc=f"train {group.name}",
+            unit="epoch",
+            disable=quiet,
+            file=sys.stderr,
+        )
 
         def on_epoch(epoch: int, loss: float, bar=bar) -> None:
             bar.set_postfix(loss=f"{loss:.4f}")
             bar.update(1)
 
-        result = fit(series, group.features, group.model, config.training, config.detector,
-                     device, on_epoch)
+        result = fit(
+            series, group.features, group.model, config.training, config.detector, device, on_epoch
+        )
         bar.close()
         version = model_version(group.name, result.net)
-        models[group.name] = ScoringModel(group.name, version, group.features, result.net,
-                                          result.prior)
-        metrics[group.name] = {**result.metrics, "streams": len(series),
-                               "train_fraction": fraction}
+        models[group.name] = ScoringModel(
+            group.name, version, group.features, result.net, result.prior
+        )
+        metrics[group.name] = {**result.metrics, "streams": len(series), "train_fraction": fraction}
     return models, metrics
 
 

@@ -7,6 +7,8 @@ import csv
 import sys
 import time
 
+import torch
+
 from streamlstm.checkpoint import load_model_set
 from streamlstm.commands.common import (
     add_config_args,
@@ -16,12 +18,23 @@ from streamlstm.commands.common import (
     pick_device,
     train_models,
 )
+from streamlstm.config import Config
 from streamlstm.datafiles import FileData, read_file
 from streamlstm.pipeline import Engine, ReplayRow, replay
 from streamlstm.records import format_ts
 
-COLUMNS = ["stream", "ts", "score", "threshold", "is_anomaly", "alert_event", "alert_id",
-           "top_feature", "warming", "error"]
+COLUMNS = [
+    "stream",
+    "ts",
+    "score",
+    "threshold",
+    "is_anomaly",
+    "alert_event",
+    "alert_id",
+    "top_feature",
+    "warming",
+    "error",
+]
 
 
 def add_parser(sub) -> None:
@@ -39,53 +52,74 @@ def add_parser(sub) -> None:
     p.add_argument("--input", required=True, help="CSV (timestamp, [stream], features, [label])")
     p.add_argument("--model", help="model directory from `streamlstm train`")
     p.add_argument("--output", required=True, help="scores CSV to write")
-    p.add_argument("--train-fraction", type=float, default=0.15,
-                   help="without --model: train on this first share of each stream")
+    p.add_argument(
+        "--train-fraction",
+        type=float,
+        default=0.15,
+        help="without --model: train on this first share of each stream",
+    )
     p.add_argument("--plot", help="PNG of a few streams: readings, score, threshold, alerts")
-    p.add_argument("--tolerance", type=int, default=10,
-                   help="readings after an event in which an alert still counts (default 10)")
+    p.add_argument(
+        "--tolerance",
+        type=int,
+        default=10,
+        help="readings after an event in which an alert still counts (default 10)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_device_arg(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from streamlstm.commands.evaluate import feature_names, plot_rows, summarise
+
     config = load_config(args)
-    device = pick_device(args.device)
-    data = read_file(args.input, config)
-    if not data.readings:
-        print(f"streamlstm replay: no usable readings in {args.input}", file=sys.stderr)
-        return 1
-    if args.model:
-        models = load_model_set(args.model)
-    else:
-        models, _ = train_models(config, data, args.train_fraction, device, args.quiet)
-    engine = Engine.build(config, models, device)
     started = time.perf_counter()
-    rows, rejected = _score(engine, data, args.quiet)
+    data, rows = score_file(
+        config, args.input, args.model, args.train_fraction, pick_device(args.device), args.quiet
+    )
     seconds = time.perf_counter() - started
     write_scores(args.output, rows, data)
     opened = sum(r.alert_event == "open" for r in rows)
-    print(f"scored {len(rows)} readings of {len(data.by_stream())} streams in {seconds:.1f} s "
-          f"({len(rows) / max(seconds, 1e-9):,.0f}/s); {opened} alerts opened; "
-          f"rejected {sum(data.rejected.values()) + len(rejected)}; wrote {args.output}")
+    print(
+        f"scored {len(rows)} readings of {len(data.by_stream())} streams in {seconds:.1f} s "
+        f"(training included); {opened} alerts opened; "
+        f"rejected {sum(data.rejected.values()) + len(data.readings) - len(rows)}; "
+        f"wrote {args.output}"
+    )
+    features = feature_names(config, data)
     if data.labels:
-        from streamlstm.commands.evaluate import summarise
-
-        print(summarise(rows, data, args.tolerance, args.plot))
+        print(summarise(rows, data, args.tolerance, args.plot, features))
     elif args.plot:
-        from streamlstm.commands.evaluate import plot_rows
-
-        plot_rows(args.plot, rows, data)
+        plot_rows(args.plot, rows, data, features)
+        print(f"plot: {args.plot}")
     return 0
 
 
-def _score(engine: Engine, data: FileData, quiet: bool) -> tuple[list[ReplayRow], list]:
+def score_file(
+    config: Config,
+    path: str,
+    model_dir: str | None,
+    train_fraction: float,
+    device: torch.device,
+    quiet: bool = False,
+) -> tuple[FileData, list[ReplayRow]]:
+    """Read, (train,) and replay a file through the streaming path."""
     from tqdm import tqdm
 
-    with tqdm(total=len(data.readings), desc="replay", unit="reading", disable=quiet,
-              file=sys.stderr) as bar:
-        return replay(engine, data.readings, on_batch=bar.update)
+    data = read_file(path, config)
+    if not data.readings:
+        raise SystemExit(f"streamlstm: no usable readings in {path} (rejected: {data.rejected})")
+    if model_dir:
+        models = load_model_set(model_dir)
+    else:
+        models, _ = train_models(config, data, train_fraction, device, quiet)
+    engine = Engine.build(config, models, device)
+    with tqdm(
+        total=len(data.readings), desc="replay", unit="reading", disable=quiet, file=sys.stderr
+    ) as bar:
+        rows, _ = replay(engine, data.readings, on_batch=bar.update)
+    return data, rows
 
 
 def write_scores(path: str, rows: list[ReplayRow], data: FileData) -> None:
@@ -94,8 +128,18 @@ def write_scores(path: str, rows: list[ReplayRow], data: FileData) -> None:
         out = csv.writer(fh)
         out.writerow(COLUMNS + (["label", "anomaly_kind"] if labelled else []))
         for r in rows:
-            line = [r.stream, format_ts(r.ts), f"{r.score:.4f}", r.threshold, int(r.is_anomaly),
-                    r.alert_event, r.alert_id, r.top_feature, int(r.warming), f"{r.rms_error:.5f}"]
+            line = [
+                r.stream,
+                format_ts(r.ts),
+                f"{r.score:.4f}",
+                r.threshold,
+                int(r.is_anomaly),
+                r.alert_event,
+                r.alert_id,
+                r.top_feature,
+                int(r.warming),
+                f"{r.rms_error:.5f}",
+            ]
             if labelled:
                 line += [data.labels[r.offset], data.kinds[r.offset]]
             out.writerow(line)

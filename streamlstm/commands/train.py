@@ -32,8 +32,12 @@ def add_parser(sub) -> None:
     add_config_args(p)
     p.add_argument("--input", required=True, help="CSV (timestamp, [stream], features) or JSONL")
     p.add_argument("--out", required=True, help="model directory to write")
-    p.add_argument("--train-fraction", type=float, default=1.0,
-                   help="use the first fraction of each stream (default 1.0)")
+    p.add_argument(
+        "--train-fraction",
+        type=float,
+        default=1.0,
+        help="use the first fraction of each stream (default 1.0)",
+    )
     add_device_arg(p)
     p.set_defaults(func=run)
 
@@ -48,13 +52,19 @@ def run(args: argparse.Namespace) -> int:
     models, metrics = train_models(config, data, args.train_fraction, pick_device(args.device))
     for group, model in models.items():
         used = [r.ts for r in data.readings if r.group == group]
-        info = {"created": format_ts(time.time()), "source": str(args.input),
-                "data_range": [format_ts(min(used)), format_ts(max(used))]}
+        info = {
+            "created": format_ts(time.time()),
+            "source": str(args.input),
+            "data_range": [format_ts(min(used)), format_ts(max(used))],
+        }
         path = save_model(Path(args.out) / group, model, metrics[group], info)
         loss = metrics[group]["train_loss"]
-        print(f"{group}: version {model.version}, {metrics[group]['readings']} readings, "
-              f"{metrics[group]['streams']} streams, loss {loss[0]:.4f} -> {loss[-1]:.4f}, "
-              f"written to {path}")
-    print(json.dumps({"seconds": round(time.perf_counter() - started, 2),
-                      "rejected": data.rejected}))
+        print(
+            f"{group}: version {model.version}, {metrics[group]['readings']} readings, "
+            f"{metrics[group]['streams']} streams, loss {loss[0]:.4f} -> {loss[-1]:.4f}, "
+            f"written to {path}"
+        )
+    print(
+        json.dumps({"seconds": round(time.perf_counter() - started, 2), "rejected": data.rejected})
+    )
     return 0
