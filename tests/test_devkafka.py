@@ -19,8 +19,9 @@ from streamlstm.adapters.devkafka import DevKafka, DevKafkaError
 from streamlstm.adapters.kafka import ensure_topics
 
 REPO = Path(__file__).resolve().parents[1]
-needs_jdk = pytest.mark.skipif(shutil.which("java") is None or shutil.which("mvn") is None,
-                               reason="needs java and mvn on PATH")
+needs_jdk = pytest.mark.skipif(
+    shutil.which("java") is None or shutil.which("mvn") is None, reason="needs java and mvn on PATH"
+)
 
 
 def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
@@ -155,8 +156,14 @@ def test_early_exit_reports_output(tmp_path: Path) -> None:
 
 
 def _cli(*args: str, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "streamlstm", "kafka", *args], env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "streamlstm", "kafka", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 @pytest.mark.kafka
@@ -179,3 +186,16 @@ def test_cli_up_status_down(tmp_path: Path) -> None:
         assert _cli("down", env=env).returncode == 0
     state = json.loads(_cli("status", env=env).stdout)
     assert not state["running"]
+
+
+@needs_jdk
+def test_format_accepts_cluster_id_starting_with_dash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # base64url ids start with "-" one time in 64; passed as "-t ID" that broke formatting.
+    monkeypatch.setattr(devkafka, "cluster_id", lambda: "-" + "A" * 21)
+    broker = DevKafka(tmp_path / "b")
+    broker._write_config()
+    broker._format(devkafka.ensure_jars())
+    meta = (tmp_path / "b/logs/meta.properties").read_text()
+    assert "cluster.id=-AAAAAAAAAAAAAAAAAAAAA" in meta

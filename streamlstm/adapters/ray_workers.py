@@ -1,0 +1,187 @@
+"""Ray actors: ``PartitionWorker`` runs a ``StreamWorker`` over its assigned partitions with
+its own Kafka consumer and producer (records never pass through the supervisor).
+
+Actors are named (``streamlstm-worker-<i>``) and restartable: when one dies Ray starts it
+again and the supervisor re-issues its assignment, so it restores each partition's newest
+snapshot and seeks past it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from streamlstm.config import Config, from_dict
+
+log = logging.getLogger(__name__)
+
+TP = tuple[str, int]
+
+
+def plan_assignment(partitions: list[TP], n_workers: int) -> list[list[TP]]:
+    """Spread partitions evenly (round-robin over a sorted list): a pure, stable decision."""
+    plan: list[list[TP]] = [[] for _ in range(n_workers)]
+    for i, tp in enumerate(sorted(partitions)):
+        plan[i % n_workers].append(tp)
+    return plan
+
+
+def model_files(model_dir: str | Path) -> dict[str, dict[str, bytes]]:
+    """A model set as bytes, so actors on other nodes need no shared filesystem."""
+    from streamlstm.checkpoint import load_model_set
+
+    root = Path(model_dir)
+    groups = load_model_set(root)  # validates before shipping
+    out: dict[str, dict[str, bytes]] = {}
+    for group in groups:
+        folder = root / group if (root / group / "model.json").exists() else root
+        out[group] = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    return out
+
+
+def _load_models(files: dict[str, dict[str, bytes]]) -> dict:
+    from streamlstm.checkpoint import load_model
+
+    models = {}
+    with tempfile.TemporaryDirectory(prefix="streamlstm-model-") as tmp:
+        for group, blobs in files.items():
+            folder = Path(tmp) / group
+            folder.mkdir()
+            for name, data in blobs.items():
+                (folder / name).write_bytes(data)
+            models[group] = load_model(folder)
+    return models
+
+
+class _TopicSink:
+    """Binds the alert and DLQ topics to the Kafka producer (the loop's ``Sink``)."""
+
+    def __init__(self, producer, alerts_topic: str, dlq_topic: str):
+        self.producer, self.alerts_topic, self.dlq_topic = producer, alerts_topic, dlq_topic
+
+    def send_alert(self, key: bytes, value: bytes) -> None:
+        self.producer.send_alert(self.alerts_topic, key, value)
+
+    def send_dlq(self, record, stage: str, reason: str) -> None:
+        self.producer.send_dlq(self.dlq_topic, record, stage, reason)
+
+    def flush(self, timeout_s: float) -> None:
+        self.producer.flush(timeout_s)
+
+
+class PartitionWorkerImpl:
+    """The actor's body (plain class, so it can also run in-process in tests)."""
+
+    def __init__(
+        self, config: dict[str, Any], files: dict[str, dict[str, bytes]], bootstrap: str, index: int
+    ):
+        self.config: Config = from_dict(config)
+        self.files, self.bootstrap, self.index = files, bootstrap, index
+        self.worker = None
+        self.source = None
+        self.sink = None
+        self.partitions: list[TP] = []
+        self._stop = threading.Event()
+        self._running = threading.Lock()
+
+    def start(self, partitions: list[TP]) -> dict[str, Any]:
+        """Build the loop for ``partitions``: restore snapshots and seek past them."""
+        import torch
+
+        from streamlstm.adapters.kafka import KafkaSink, KafkaSource
+        from streamlstm.adapters.kafka_config import client_options
+        from streamlstm.adapters.storage import SnapshotStore
+        from streamlstm.pipeline import Engine
+        from streamlstm.records import RecordParser
+        from streamlstm.worker_loop import CrashPoints, StreamWorker
+
+        cfg = self.config
+        gpu = bool(ray.get_gpu_ids()) if ray.is_initialized() else False
+        device = torch.device("cuda" if gpu and torch.cuda.is_available() else "cpu")
+        engine = Engine.build(cfg, _load_models(self.files), device)
+        options = client_options(cfg.kafka)
+        self.source = KafkaSource(
+            self.bootstrap, cfg.kafka.group_id, options, max_poll_records=cfg.kafka.max_poll_records
+        )
+        self.source.assign([tuple(tp) for tp in partitions])
+        self.sink = _TopicSink(
+            KafkaSink(self.bootstrap, options), cfg.kafka.alerts_topic, cfg.kafka.dlq_topic
+        )
+        crash = CrashPoints(os.environ.get("STREAMLSTM_CRASHPOINT"))
+        store = SnapshotStore(cfg.checkpoint.dir, cfg.checkpoint.keep, crash.hit)
+        self.worker = StreamWorker(
+            engine,
+            RecordParser(cfg.input, cfg.groups),
+            self.source,
+            self.sink,
+            store,
+            cfg.kafka.alerts_topic,
+            cfg.kafka.dlq_topic,
+            time.monotonic,
+            cfg.checkpoint.interval_s,
+            crash=crash,
+        )
+        self.partitions = [tuple(tp) for tp in partitions]
+        starts = self.worker.assign(self.partitions)
+        self._stop.clear()
+        return {
+            "worker": self.index,
+            "device": str(device),
+            "starts": {f"{t}:{p}": o for (t, p), o in starts.items()},
+        }
+
+    def run(self) -> dict[str, Any]:
+        """Poll until ``stop``; then drain: a final checkpoint (flush, snapshot, commit)."""
+        kcfg = self.config.kafka
+        with self._running:
+            while not self._stop.is_set():
+                self.worker.run_once(kcfg.poll_timeout_s, kcfg.max_poll_records)
+            self.worker.checkpoint()
+        return self.stats()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def stats(self) -> dict[str, Any]:
+        if self.worker is None:
+            return {"worker": self.index, "started": False}
+        c = self.worker.counters
+        return {
+            "worker": self.index,
+            "started": True,
+            "records": c.records,
+            "scored": c.scored,
+            "warming": c.warming,
+            "dlq": c.dlq,
+            "alerts": c.alerts,
+            "replayed": c.replayed,
+            "checkpoints": c.checkpoints,
+            "by_reason": dict(c.by_reason),
+            "partitions": [f"{t}:{p}" for t, p in self.partitions],
+            "streams": sum(len(t) for t in self.worker.engine.tables.values()),
+        }
+
+    def digest(self) -> dict[str, str]:
+        """Per-stream digest of the state (h, c, statistics; rounded to 1e-6) for tests."""
+        from streamlstm.state import table_digests
+
+        out: dict[str, str] = {}
+        for table in self.worker.engine.tables.values():
+            out.update(table_digests(table))
+        return out
+
+    def close(self) -> None:
+        if self.source is not None:
+            self.source.close()
+
+
+PartitionWorker = ray.remote(max_restarts=-1, max_task_retries=0, max_concurrency=4)(
+    PartitionWorkerImpl
+)

@@ -1,0 +1,154 @@
+"""Wiring for ``streamlstm run`` and the demo: Kafka (existing or local), topics, the first
+model (cold start), Ray and the supervisor loop with signal-driven draining."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from streamlstm.config import Config
+
+log = logging.getLogger(__name__)
+
+
+def kafka_bootstrap(config: Config, local_dir: Path | None = None) -> tuple[str, Any]:
+    """$KAFKA_BOOTSTRAP or ``kafka.bootstrap`` if set; else a local broker (returned to stop)."""
+    from streamlstm.adapters import devkafka
+
+    found = devkafka.resolve_bootstrap(config.kafka.bootstrap)
+    if found:
+        return found, None
+    if local_dir is None:
+        return devkafka.up(), None  # the shared dev broker of `streamlstm kafka up`
+    broker = devkafka.DevKafka(local_dir)
+    return broker.start(), broker
+
+
+def ensure_topics(config: Config, bootstrap: str) -> None:
+    from streamlstm.adapters.kafka import ensure_topics as create
+    from streamlstm.adapters.kafka_config import client_options
+
+    k = config.kafka
+    if not k.create_topics:
+        return
+    wanted = {t: k.input_partitions for t in k.input_topics}
+    wanted[k.alerts_topic] = k.input_partitions
+    wanted[k.dlq_topic] = 1
+    create(bootstrap, wanted, client_options(k))
+
+
+def input_partitions(config: Config, bootstrap: str) -> list[tuple[str, int]]:
+    from streamlstm.adapters.kafka import KafkaSource
+    from streamlstm.adapters.kafka_config import client_options
+
+    source = KafkaSource(bootstrap, f"{config.kafka.group_id}-meta", client_options(config.kafka))
+    try:
+        return sorted((t, p) for t in config.kafka.input_topics for p in source.partitions_for(t))
+    finally:
+        source.close()
+
+
+def read_topic_readings(
+    config: Config,
+    bootstrap: str,
+    min_readings: int,
+    timeout_s: float,
+    progress: Callable[[int], None] | None = None,
+) -> list:
+    """Readings from the start of the input topics (no offsets committed): cold-start data."""
+    from streamlstm.adapters.kafka import KafkaSource
+    from streamlstm.adapters.kafka_config import client_options
+    from streamlstm.records import Reading, RecordParser
+
+    parser = RecordParser(config.input, config.groups)
+    source = KafkaSource(
+        bootstrap, f"{config.kafka.group_id}-bootstrap", client_options(config.kafka)
+    )
+    readings: list[Reading] = []
+    try:
+        tps = sorted((t, p) for t in config.kafka.input_topics for p in source.partitions_for(t))
+        source.assign(tps)
+        for t, p in tps:
+            source.seek(t, p, 0)
+        deadline = time.monotonic() + timeout_s
+        while len(readings) < min_readings and time.monotonic() < deadline:
+            for rec in source.poll(0.5, 5000):
+                got = parser.parse(rec)
+                if isinstance(got, Reading):
+                    readings.append(got)
+            if progress:
+                progress(len(readings))
+    finally:
+        source.close()
+    readings.sort(key=lambda r: (r.ts, r.stream))
+    return readings
+
+
+def train_first_model(config: Config, readings: list, out_dir: Path, device: str) -> Path:
+    """Cold start: fit every group on the readings seen so far and write a model set."""
+    from streamlstm.checkpoint import save_model
+    from streamlstm.commands.common import train_models
+    from streamlstm.datafiles import FileData
+    from streamlstm.records import format_ts
+
+    models, metrics = train_models(config, FileData(readings), 1.0, torch.device(device))
+    if not models:
+        raise RuntimeError("no readings for any model group: cannot train a first model")
+    for group, model in models.items():
+        info = {
+            "created": format_ts(time.time()),
+            "source": "kafka bootstrap",
+            "data_range": [format_ts(readings[0].ts), format_ts(readings[-1].ts)],
+        }
+        save_model(out_dir / group, model, metrics[group], info)
+    return out_dir
+
+
+class StopFlag:
+    """Set by SIGINT/SIGTERM (or a caller); the supervisor loop then drains and returns."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def install(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, lambda *_: self.event.set())
+
+
+def supervise(
+    config: Config,
+    bootstrap: str,
+    files: dict,
+    stop: StopFlag,
+    duration_s: float | None = None,
+    on_status: Callable[[list[dict]], None] | None = None,
+    status_every_s: float = 5.0,
+) -> dict[str, Any]:
+    """Run the workers until ``stop`` (or ``duration_s``); drain; return final numbers."""
+    from streamlstm.adapters.supervisor import Supervisor, init_ray
+
+    init_ray(config)
+    sup = Supervisor(config, bootstrap, files, input_partitions(config, bootstrap))
+    started_at = time.monotonic()
+    for info in sup.start():
+        log.info("worker %s on %s starts at %s", info["worker"], info["device"], info["starts"])
+    last_status = started_at
+    while not stop.event.is_set():
+        if duration_s is not None and time.monotonic() - started_at >= duration_s:
+            break
+        for note in sup.watch():
+            log.warning(note)
+        if on_status and time.monotonic() - last_status >= status_every_s:
+            on_status(sup.stats())
+            last_status = time.monotonic()
+        stop.event.wait(0.5)
+    final = sup.stop()
+    return {"workers": final, "restarts": sup.restarts, "seconds": time.monotonic() - started_at}

@@ -1,0 +1,71 @@
+"""``streamlstm run``: the supervisor of the live pipeline (Kafka -> Ray workers -> alerts)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from streamlstm.commands.common import add_config_args, add_device_arg, load_config, pick_device
+
+log = logging.getLogger("streamlstm.run")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "run",
+        help="run the live workers: Kafka input -> Ray actors with carried LSTM state -> alerts",
+        description="Start (or join) Ray, create the PartitionWorker actors, assign them the "
+        "input partitions and keep them running: each restores its partitions' snapshots, "
+        "scores every reading with the stream's carried LSTM state, produces alert events "
+        "and DLQ records, and every checkpoint.interval_s flushes, snapshots and commits. "
+        "Without kafka.bootstrap (or $KAFKA_BOOTSTRAP) it uses the local broker of "
+        "`streamlstm kafka up`. SIGINT/SIGTERM drain the workers (final snapshot and "
+        "commit) and exit 0.",
+        epilog="example: streamlstm run -c configs/vitals.yaml --model models/vitals",
+    )
+    add_config_args(p)
+    p.add_argument("--model", help="model set directory (default: config model_dir; with "
+                   "neither, a first model is trained from the input topics)")
+    p.add_argument("--duration", type=float, help="stop after this many seconds")
+    add_device_arg(p)
+    p.set_defaults(func=run)
+
+
+def resolve_models(config, bootstrap: str, model_arg: str | None, device_name: str) -> Path:
+    """The model set to serve: --model, model_dir, or a cold-start model from the topics."""
+    from streamlstm.adapters.runtime import read_topic_readings, train_first_model
+
+    chosen = model_arg or config.model_dir
+    if chosen:
+        return Path(chosen)
+    out = Path(config.retrain.registry) / "bootstrap"
+    if (out / config.groups[0].name / "model.json").exists():
+        return out
+    need = config.retrain.bootstrap_readings
+    log.info("no model yet: collecting %d readings from the input topics to train one", need)
+    readings = read_topic_readings(config, bootstrap, need, timeout_s=3600.0)
+    return train_first_model(config, readings, out, str(pick_device(device_name)))
+
+
+def run(args: argparse.Namespace) -> int:
+    from streamlstm.adapters.ray_workers import model_files
+    from streamlstm.adapters.runtime import StopFlag, ensure_topics, kafka_bootstrap, supervise
+
+    config = load_config(args)
+    bootstrap, _ = kafka_bootstrap(config)
+    ensure_topics(config, bootstrap)
+    stop = StopFlag()
+    stop.install()
+    model_dir = resolve_models(config, bootstrap, args.model, args.device)
+
+    def status(stats: list[dict]) -> None:
+        total = {k: sum(s.get(k, 0) for s in stats) for k in ("records", "scored", "dlq",
+                                                                "alerts")}
+        print(f"status: {json.dumps(total)}", file=sys.stderr)
+
+    result = supervise(config, bootstrap, model_files(model_dir), stop, args.duration, status)
+    print(json.dumps({"final": result["workers"], "restarts": result["restarts"]}))
+    return 0

@@ -1,0 +1,195 @@
+"""Kafka source, sink and topic creation against the real broker (no mocks)."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+
+import pytest
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+
+from streamlstm.adapters.kafka import KafkaDeliveryError, KafkaSink, KafkaSource, ensure_topics
+from streamlstm.records import RawRecord
+
+pytestmark = pytest.mark.kafka
+
+
+def produce(bootstrap: str, topic: str, per_partition: dict[int, int]) -> None:
+    """Write values b"p<partition>-<i>" with timestamps 1000 + i ms."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    for partition, count in per_partition.items():
+        for i in range(count):
+            producer.send(
+                topic,
+                b"p%d-%d" % (partition, i),
+                key=b"k%d" % i,
+                partition=partition,
+                timestamp_ms=1000 + i,
+            )
+    producer.flush(30)
+    producer.close()
+
+
+def poll_n(source: KafkaSource, n: int, timeout_s: float = 30) -> list[RawRecord]:
+    got: list[RawRecord] = []
+    deadline = time.monotonic() + timeout_s
+    while len(got) < n and time.monotonic() < deadline:
+        got += source.poll(0.5)
+    return got
+
+
+@pytest.fixture
+def source_factory(kafka_bootstrap: str):
+    made: list[KafkaSource] = []
+
+    def make(group: str | None = None, **kw) -> KafkaSource:
+        made.append(KafkaSource(kafka_bootstrap, group or f"g-{uuid.uuid4().hex[:8]}", **kw))
+        return made[-1]
+
+    yield make
+    for source in made:
+        source.close()
+
+
+def test_assign_poll_commit_committed(kafka_bootstrap, kafka_topic_factory, source_factory):
+    topic = kafka_topic_factory(partitions=2)
+    produce(kafka_bootstrap, topic, {0: 5, 1: 3})
+    source = source_factory(group="g-commit-" + topic)
+    assert source.partitions_for(topic) == [0, 1]
+    source.assign([(topic, 0), (topic, 1)])
+    records = poll_n(source, 8)
+    assert len(records) == 8
+    for p, count in ((0, 5), (1, 3)):
+        mine = [r for r in records if r.partition == p]
+        assert [r.offset for r in mine] == list(range(count))  # per-partition order kept
+        assert [r.value for r in mine] == [b"p%d-%d" % (p, i) for i in range(count)]
+        assert mine[0].topic == topic and mine[0].key == b"k0" and mine[0].timestamp_ms == 1000
+    assert source.committed(topic, 0) is None
+    source.commit({(topic, 0): 5, (topic, 1): 2})
+    assert (source.committed(topic, 0), source.committed(topic, 1)) == (5, 2)
+    # A new consumer of the same group resumes at the committed offsets.
+    again = source_factory(group="g-commit-" + topic)
+    again.assign([(topic, 0), (topic, 1)])
+    rest = poll_n(again, 1)
+    assert [(r.partition, r.offset) for r in rest] == [(1, 2)]
+    assert source_factory().committed(topic, 0) is None  # other group: nothing committed
+
+
+def test_seek_and_max_records(kafka_bootstrap, kafka_topic_factory, source_factory):
+    topic = kafka_topic_factory()
+    produce(kafka_bootstrap, topic, {0: 10})
+    source = source_factory()
+    source.assign([(topic, 0)])
+    source.seek(topic, 0, 7)
+    assert [r.offset for r in poll_n(source, 3)] == [7, 8, 9]
+    source.seek(topic, 0, 2)
+    deadline = time.monotonic() + 30
+    batch: list[RawRecord] = []
+    while not batch and time.monotonic() < deadline:
+        batch = source.poll(0.5, max_records=2)
+    assert [r.offset for r in batch] == [2, 3]
+
+
+def test_offsets_queries(kafka_bootstrap, kafka_topic_factory, source_factory):
+    topic = kafka_topic_factory(partitions=2)
+    produce(kafka_bootstrap, topic, {0: 4})
+    source = source_factory()
+    tps = [(topic, 0), (topic, 1)]
+    assert source.end_offsets(tps) == {(topic, 0): 4, (topic, 1): 0}
+    assert source.beginning_offsets(tps) == {(topic, 0): 0, (topic, 1): 0}
+    found = source.offsets_for_times(tps, 1002)
+    assert found[(topic, 0)] == 2 and found.get((topic, 1)) is None
+    assert source.partitions_for("no-such-topic-" + topic) == []
+
+
+def test_pause_resume(kafka_bootstrap, kafka_topic_factory, source_factory):
+    topic = kafka_topic_factory(partitions=2)
+    produce(kafka_bootstrap, topic, {0: 3, 1: 3})
+    source = source_factory()
+    source.assign([(topic, 0), (topic, 1)])
+    source.pause((topic, 0))
+    assert source.paused() == [(topic, 0)]
+    first = poll_n(source, 3)
+    time.sleep(0.5)
+    first += source.poll(0.5)
+    assert {r.partition for r in first} == {1} and len(first) == 3
+    source.resume((topic, 0))
+    assert [r.partition for r in poll_n(source, 3)] == [0, 0, 0]
+
+
+def test_dlq_keeps_original_bytes_and_headers(kafka_bootstrap, kafka_topic_factory):
+    dlq = kafka_topic_factory(prefix="dlq")
+    original = RawRecord("icu.vitals", 3, 12345, b"\x00key", b"\xff\xfe not json {", 1)
+    sink = KafkaSink(kafka_bootstrap)
+    sink.send_dlq(dlq, original, "decode", "not_json")
+    sink.send_dlq(dlq, RawRecord("icu.vitals", 0, 7, None, None, 0), "schema", "no_stream")
+    sink.flush(30)
+    sink.close()
+    consumer = KafkaConsumer(bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest")
+    consumer.assign([TopicPartition(dlq, 0)])
+    records = []
+    deadline = time.monotonic() + 30
+    while len(records) < 2 and time.monotonic() < deadline:
+        for batch in consumer.poll(500).values():
+            records += batch
+    consumer.close()
+    first, tomb = records
+    assert first.key == original.key and first.value == original.value
+    assert dict(first.headers) == {
+        "error.stage": b"decode",
+        "error.reason": b"not_json",
+        "source.topic": b"icu.vitals",
+        "source.partition": b"3",
+        "source.offset": b"12345",
+    }
+    assert tomb.key is None and tomb.value == b"" and dict(tomb.headers)["source.offset"] == b"7"
+
+
+def test_ensure_topics_is_idempotent(kafka_bootstrap):
+    three, one = (f"ens-{uuid.uuid4().hex[:8]}" for _ in range(2))
+    names = {three: 3, one: 1}
+    assert sorted(ensure_topics(kafka_bootstrap, names)) == sorted(names)
+    assert ensure_topics(kafka_bootstrap, names) == []
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    try:
+        described = {t["name"]: len(t["partitions"]) for t in admin.describe_topics(list(names))}
+        admin.delete_topics(list(names))
+    finally:
+        admin.close()
+    assert described == names
+
+
+def test_flush_raises_when_delivery_fails(kafka_bootstrap, kafka_topic_factory):
+    # The broker itself rejects the record (topic max.message.bytes): a real failed delivery.
+    topic = kafka_topic_factory(configs={"max.message.bytes": "1024"})
+    secret = b"SECRET-VALUE-" + b"x" * 8000
+    sink = KafkaSink(kafka_bootstrap)
+    try:
+        sink.send_alert(topic, b"k", secret)
+        with pytest.raises(KafkaDeliveryError, match="MessageSizeTooLarge") as info:
+            sink.flush(30)
+        assert "SECRET" not in str(info.value)
+        sink.send_alert(topic, b"k", b"small")  # the failure was reported once, then cleared
+        sink.flush(30)
+    finally:
+        sink.close()
+
+
+def test_send_to_missing_topic_raises(kafka_bootstrap):
+    sink = KafkaSink(kafka_bootstrap, {"max_block_ms": 1500})
+    try:
+        with pytest.raises(KafkaDeliveryError, match="KafkaTimeoutError"):
+            sink.send_alert(f"missing-{uuid.uuid4().hex[:8]}", b"k", b"v")
+    finally:
+        sink.close()
+
+
+def test_values_never_logged(kafka_bootstrap, kafka_topic_factory, caplog):
+    topic = kafka_topic_factory()
+    caplog.set_level(logging.DEBUG)
+    sink = KafkaSink(kafka_bootstrap)
+    sink.send_alert(topic, b"k", b"PATIENT-DATA-123")
+    sink.flush(30)
+    sink.close()
+    assert "PATIENT-DATA-123" not in caplog.text
