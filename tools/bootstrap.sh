@@ -39,8 +39,12 @@ venv="$cache/venv-py$pyver-$key"
 
 ln -sfn "$venv" "$root/.venv"
 # Editable install of this clone (no dependency resolution: the lock already has them).
-"$venv/bin/pip" install -q --disable-pip-version-check --no-deps --no-build-isolation \
-  -e "$root" >/dev/null
+log="$cache/editable-install.log"
+if ! "$venv/bin/pip" install -q --disable-pip-version-check --no-deps --no-build-isolation \
+    -e "$root" >"$log" 2>&1; then
+  cat "$log" >&2
+  exit 1
+fi
 
 # Kafka jars for the local broker (demo and tests); a no-op once cached.
 "$venv/bin/python" -c 'from streamlstm.adapters.devkafka import ensure_jars; ensure_jars()'

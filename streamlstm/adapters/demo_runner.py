@@ -37,12 +37,18 @@ class AlertLog:
     printed: int = 0
 
 
-def _watch_alerts(bootstrap: str, topic: str, log_: AlertLog, stop: threading.Event,
-                  max_printed: int) -> None:
+def _watch_alerts(
+    bootstrap: str, topic: str, log_: AlertLog, stop: threading.Event, max_printed: int
+) -> None:
     from kafka import KafkaConsumer
 
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                             enable_auto_commit=False, consumer_timeout_ms=500)
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        consumer_timeout_ms=500,
+    )
     try:
         while not stop.is_set():
             for msg in consumer:
@@ -59,8 +65,10 @@ def _watch_alerts(bootstrap: str, topic: str, log_: AlertLog, stop: threading.Ev
 
 def _alert_line(e: dict) -> str:
     top = ", ".join(f"{f['name']} {f['share']:.0%}" for f in e.get("top_features", [])[:2])
-    return (f"  ALERT {e['event']:<7} {e['stream']:<13} {e['severity']:<8} score "
-            f"{e['score']:6.1f}  [{e.get('kind', 'anomaly')}] {top}")
+    return (
+        f"  ALERT {e['event']:<7} {e['stream']:<13} {e['severity']:<8} score "
+        f"{e['score']:6.1f}  [{e.get('kind', 'anomaly')}] {top}"
+    )
 
 
 def run_demo(config: Config, opts: DemoOptions) -> dict:
@@ -86,36 +94,62 @@ def run_demo(config: Config, opts: DemoOptions) -> dict:
     write_truth_json(data, opts.out / "truth.json")
     t0 = time.monotonic()
     bootstrap, broker = kafka_bootstrap(config, opts.out / "kafka")
-    print(f"kafka: {bootstrap} ({'local broker' if broker else 'existing cluster'}, "
-          f"ready in {time.monotonic() - t0:.1f} s)", flush=True)
+    print(
+        f"kafka: {bootstrap} ({'local broker' if broker else 'existing cluster'}, "
+        f"ready in {time.monotonic() - t0:.1f} s)",
+        flush=True,
+    )
     try:
         ensure_topics(config, bootstrap)
         topic = config.kafka.input_topics[0]
         producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, acks=1)
         stats, stop_sim = ProduceStats(), threading.Event()
         rate = opts.streams * opts.per_stream_rate
-        sim = threading.Thread(target=produce, daemon=True, args=(
-            producer, topic, data, rate, opts.duration_s, opts.bad_fraction, opts.seed,
-            stop_sim, stats))
+        sim = threading.Thread(
+            target=produce,
+            daemon=True,
+            args=(
+                producer,
+                topic,
+                data,
+                rate,
+                opts.duration_s,
+                opts.bad_fraction,
+                opts.seed,
+                stop_sim,
+                stats,
+            ),
+        )
         sim.start()
-        print(f"simulator: {opts.streams} patients, {rate:.0f} readings/s "
-              f"(1 simulated minute per {1 / opts.per_stream_rate:.2f} s) -> {topic}", flush=True)
+        print(
+            f"simulator: {opts.streams} patients, {rate:.0f} readings/s "
+            f"(1 simulated minute per {1 / opts.per_stream_rate:.2f} s) -> {topic}",
+            flush=True,
+        )
         need = config.retrain.bootstrap_readings
         readings = read_topic_readings(config, bootstrap, need, timeout_s=opts.duration_s)
-        print(f"training the first model on {len(readings)} readings "
-              f"(the first {len(readings) // max(opts.streams, 1)} per patient)...", flush=True)
+        print(
+            f"training the first model on {len(readings)} readings "
+            f"(the first {len(readings) // max(opts.streams, 1)} per patient)...",
+            flush=True,
+        )
         model_dir = train_first_model(config, readings, opts.out / "models", opts.device)
         alerts, stop_alerts = AlertLog(), threading.Event()
-        watcher = threading.Thread(target=_watch_alerts, daemon=True, args=(
-            bootstrap, config.kafka.alerts_topic, alerts, stop_alerts, opts.max_printed))
+        watcher = threading.Thread(
+            target=_watch_alerts,
+            daemon=True,
+            args=(bootstrap, config.kafka.alerts_topic, alerts, stop_alerts, opts.max_printed),
+        )
         watcher.start()
         stop = StopFlag()
         stop.install()
         remaining = max(10.0, opts.duration_s - (time.monotonic() - t0))
-        print(f"workers: {opts.workers} Ray actors scoring for {remaining:.0f} s; alerts:",
-              flush=True)
-        result = supervise(config, bootstrap, model_files(model_dir), stop,
-                           duration_s=remaining + 10.0)
+        print(
+            f"workers: {opts.workers} Ray actors scoring for {remaining:.0f} s; alerts:", flush=True
+        )
+        result = supervise(
+            config, bootstrap, model_files(model_dir), stop, duration_s=remaining + 10.0
+        )
         stop_sim.set()
         sim.join(timeout=10)
         producer.close(timeout=5)
@@ -128,8 +162,9 @@ def run_demo(config: Config, opts: DemoOptions) -> dict:
             broker.stop()
 
 
-def _summary(config, data, stats, alerts: AlertLog, result: dict, model_dir: Path,
-             opts: DemoOptions) -> dict:
+def _summary(
+    config, data, stats, alerts: AlertLog, result: dict, model_dir: Path, opts: DemoOptions
+) -> dict:
     workers = result["workers"]
     records = sum(w.get("records", 0) for w in workers)
     scored = sum(w.get("scored", 0) for w in workers)
@@ -165,8 +200,11 @@ def _truth_match(data, opens: list[dict], steps: int, tolerance: int) -> dict:
         by_stream.setdefault(e["stream"], []).append(parse_ts(e["ts"]))
     detected, ttd, matched = 0, [], set()
     for ev in events:
-        hits = [t for t in by_stream.get(ev.stream, [])
-                if ev.start_ts <= t <= ev.end_ts + tolerance * interval]
+        hits = [
+            t
+            for t in by_stream.get(ev.stream, [])
+            if ev.start_ts <= t <= ev.end_ts + tolerance * interval
+        ]
         if hits:
             detected += 1
             ttd.append((min(hits) - ev.start_ts) / interval)
@@ -199,14 +237,26 @@ def _plot(config, data, model_dir: Path, steps: int, path: Path, streams: list[s
     panels = []
     for stream in streams:
         i = data.streams.index(stream)
-        readings = [Reading(stream, float(data.ts[i][t]), tuple(data.values[i][t]), group,
-                            "demo", 0, t) for t in range(steps)]
+        readings = [
+            Reading(stream, float(data.ts[i][t]), tuple(data.values[i][t]), group, "demo", 0, t)
+            for t in range(steps)
+        ]
         rows, _ = replay(engine, readings)
-        panels.append(PlotStream(
-            name=stream, ts=np.array([r.ts for r in rows]),
-            score=np.array([r.score for r in rows]), threshold=config.alerts.enter,
-            in_alert=np.array([r.is_anomaly for r in rows]),
-            features=data.values[i][:steps], feature_names=data.features,
-            events=events_from_labels(data.label[i][:steps], data.anomaly_kind[i][:steps])))
-    return plot_streams(path, panels, title="streamlstm demo: readings, score, threshold, "
-                        "alerts (red), injected episodes (green)")
+        panels.append(
+            PlotStream(
+                name=stream,
+                ts=np.array([r.ts for r in rows]),
+                score=np.array([r.score for r in rows]),
+                threshold=config.alerts.enter,
+                in_alert=np.array([r.is_anomaly for r in rows]),
+                features=data.values[i][:steps],
+                feature_names=data.features,
+                events=events_from_labels(data.label[i][:steps], data.anomaly_kind[i][:steps]),
+            )
+        )
+    return plot_streams(
+        path,
+        panels,
+        title="streamlstm demo: readings, score, threshold, "
+        "alerts (red), injected episodes (green)",
+    )

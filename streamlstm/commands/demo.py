@@ -24,8 +24,12 @@ def add_parser(sub) -> None:
     add_config_args(p)
     p.add_argument("--duration", type=float, default=150.0, help="seconds (default 150)")
     p.add_argument("--streams", type=int, default=200, help="patients (default 200)")
-    p.add_argument("--rate", type=float, default=4.0,
-                   help="readings per second per patient; each is one simulated minute")
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=4.0,
+        help="readings per second per patient; each is one simulated minute",
+    )
     p.add_argument("--workers", type=int, default=2, help="Ray worker actors (default 2)")
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     p.add_argument("--seed", type=int, default=7)
@@ -45,8 +49,15 @@ def run(args: argparse.Namespace) -> int:
         *args.set,
     ]
     config = load_config(args)
-    opts = DemoOptions(out, args.streams, args.rate, args.duration, args.workers, args.seed,
-                       device=str(pick_device("auto")))
+    opts = DemoOptions(
+        out,
+        args.streams,
+        args.rate,
+        args.duration,
+        args.workers,
+        args.seed,
+        device=str(pick_device("auto")),
+    )
     summary = run_demo(config, opts)
     print("\nsummary:")
     print(json.dumps(summary, indent=2))

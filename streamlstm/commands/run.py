@@ -27,8 +27,11 @@ def add_parser(sub) -> None:
         epilog="example: streamlstm run -c configs/vitals.yaml --model models/vitals",
     )
     add_config_args(p)
-    p.add_argument("--model", help="model set directory (default: config model_dir; with "
-                   "neither, a first model is trained from the input topics)")
+    p.add_argument(
+        "--model",
+        help="model set directory (default: config model_dir; with "
+        "neither, a first model is trained from the input topics)",
+    )
     p.add_argument("--duration", type=float, help="stop after this many seconds")
     add_device_arg(p)
     p.set_defaults(func=run)
@@ -62,8 +65,7 @@ def run(args: argparse.Namespace) -> int:
     model_dir = resolve_models(config, bootstrap, args.model, args.device)
 
     def status(stats: list[dict]) -> None:
-        total = {k: sum(s.get(k, 0) for s in stats) for k in ("records", "scored", "dlq",
-                                                                "alerts")}
+        total = {k: sum(s.get(k, 0) for s in stats) for k in ("records", "scored", "dlq", "alerts")}
         print(f"status: {json.dumps(total)}", file=sys.stderr)
 
     result = supervise(config, bootstrap, model_files(model_dir), stop, args.duration, status)
