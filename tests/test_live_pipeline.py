@@ -1,0 +1,142 @@
+"""The live pipeline against a real Kafka broker and a real local Ray (DESIGN §5)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from streamlstm.records import parse_ts
+from tests import live_helpers as lh
+
+pytestmark = [pytest.mark.kafka, pytest.mark.ray]
+
+STREAMS, LENGTH = 6, 360
+
+
+@pytest.fixture(scope="module")
+def episode_data():
+    """Clean simulated patients, two of them with a large injected episode."""
+    data = lh.simulated(STREAMS, LENGTH, seed=11, rate=0.0)
+    for i in (1, 4):  # streams icu1-bed002 and icu1-bed005
+        data.values[i][250:265, 0] += 45.0  # hr +45 bpm for 15 minutes
+        data.values[i][250:265, 1] -= 9.0  # spo2 -9 points
+    return data
+
+
+@pytest.fixture(scope="module")
+def model(kafka_bootstrap, episode_data, tmp_path_factory):
+    cfg = lh.live_config(kafka_bootstrap, tmp_path_factory.mktemp("m"))
+    return lh.train_tiny(cfg, episode_data, tmp_path_factory.mktemp("model"))
+
+
+def _run(cfg, files, expected):
+    sup = lh.start(cfg, files)
+    try:
+        lh.wait_consumed(sup, expected)
+        return sup.digests(), sup.stop()
+    except BaseException:
+        sup.stop()
+        raise
+
+
+def test_injected_episodes_alert_and_clean_streams_stay_quiet(
+    kafka_bootstrap, ray_local, episode_data, model, tmp_path: Path
+) -> None:
+    cfg = lh.live_config(kafka_bootstrap, tmp_path)
+    lh.setup_topics(cfg)
+    records = lh.records_of(episode_data)
+    lh.produce(kafka_bootstrap, cfg.kafka.input_topics[0], records)
+    _, final = _run(cfg, model, len(records))
+    events = lh.alert_events(cfg)
+    noisy = {e["stream"] for e in events}
+    assert noisy == {"icu1-bed002", "icu1-bed005"}, events
+    for stream in noisy:
+        kinds = [e["event"] for e in events if e["stream"] == stream]
+        assert kinds[0] == "open" and "resolve" in kinds
+    start, end = (float(episode_data.ts[0][k]) for k in (250, 265))
+    for stream in noisy:  # each episode opens an alert inside it, naming hr or spo2
+        inside = [
+            e
+            for e in events
+            if e["stream"] == stream and e["event"] == "open" and start <= parse_ts(e["ts"]) <= end
+        ]
+        assert inside, events
+        e = inside[0]
+        assert {
+            "alert_id",
+            "event",
+            "stream",
+            "ts",
+            "score",
+            "threshold",
+            "severity",
+            "model_version",
+            "top_features",
+            "opened_ts",
+            "source",
+        } <= set(e)
+        assert e["top_features"][0]["name"] in ("hr", "spo2")
+        assert e["source"]["topic"] == cfg.kafka.input_topics[0]
+    assert sum(w["records"] for w in final) == len(records)
+
+
+def test_one_and_two_workers_give_the_same_alert_ids(
+    kafka_bootstrap, ray_local, episode_data, model, tmp_path: Path
+) -> None:
+    records = lh.records_of(episode_data)
+    ids = []
+    for workers in (1, 2):
+        cfg = lh.live_config(kafka_bootstrap, tmp_path / str(workers), workers=workers)
+        lh.setup_topics(cfg)
+        lh.produce(kafka_bootstrap, cfg.kafka.input_topics[0], records)
+        _run(cfg, model, len(records))
+        ids.append({e["alert_id"] for e in lh.alert_events(cfg)})
+    assert ids[0] and ids[0] == ids[1]
+
+
+def test_stop_and_restart_ends_in_the_same_state_and_alert_ids(
+    kafka_bootstrap, ray_local, episode_data, model, tmp_path: Path
+) -> None:
+    records = lh.records_of(episode_data)
+    ref_cfg = lh.live_config(kafka_bootstrap, tmp_path / "ref")
+    lh.setup_topics(ref_cfg)
+    lh.produce(kafka_bootstrap, ref_cfg.kafka.input_topics[0], records)
+    ref_digests, _ = _run(ref_cfg, model, len(records))
+    ref_ids = {e["alert_id"] for e in lh.alert_events(ref_cfg)}
+
+    cfg = lh.live_config(kafka_bootstrap, tmp_path / "run")
+    lh.setup_topics(cfg)
+    half = len(records) // 2
+    lh.produce(kafka_bootstrap, cfg.kafka.input_topics[0], records[:half])
+    first = lh.start(cfg, model)
+    lh.wait_consumed(first, half)
+    done = sum(w["records"] for w in first.stop())  # drain: flush, snapshot, commit
+    lh.produce(kafka_bootstrap, cfg.kafka.input_topics[0], records[half:])
+    digests, final = _run(cfg, model, len(records) - done)
+    assert sum(w["records"] for w in final) == len(records) - done  # nothing applied twice
+    assert digests == ref_digests
+    assert {e["alert_id"] for e in lh.alert_events(cfg)} == ref_ids
+
+
+def test_bad_records_go_to_the_dlq_with_reasons_and_counts_reconcile(
+    kafka_bootstrap, ray_local, episode_data, model, tmp_path: Path
+) -> None:
+    from streamlstm.simulate import bad_records
+
+    cfg = lh.live_config(kafka_bootstrap, tmp_path)
+    lh.setup_topics(cfg)
+    good = lh.records_of(episode_data, topic_steps=120)
+    bad = bad_records(np.random.default_rng(5), 28)
+    mixed = list(good)
+    for k, (key, value, _) in enumerate(bad):
+        mixed.insert(10 + 25 * k, (key, value))
+    lh.produce(kafka_bootstrap, cfg.kafka.input_topics[0], mixed)
+    _, final = _run(cfg, model, len(mixed))
+    dlq = lh.read_all(kafka_bootstrap, cfg.kafka.dlq_topic)
+    got = sorted(dict(m.headers)["error.reason"].decode() for m in dlq)
+    assert got == sorted(reason for _, _, reason in bad)
+    assert {m.value for m in dlq} == {value for _, value, _ in bad}  # original bytes
+    totals = {k: sum(w[k] for w in final) for k in ("records", "scored", "warming", "dlq")}
+    assert totals["records"] == len(mixed) == totals["scored"] + totals["warming"] + totals["dlq"]
