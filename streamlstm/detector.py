@@ -63,7 +63,7 @@ def table_columns(n_features: int, hidden: int, window: int) -> tuple[dict, dict
         "h": Column((H,), "float32"),
         "c": Column((H,), "float32"),
         "win_x": Column((W, F), "float32"),
-        "win_m": Column((W, F), "float32"),
+        "win_m": Column((W, F), "uint8"),  # a mask: 1 byte, not 4, per cell
         "mean": Column((F,), "float32"),
         "var": Column((F,), "float32"),
         "n_obs": Column((F,), "float32"),
@@ -158,7 +158,7 @@ class Detector:
                 for name in ("h", "c", "since_reset"):
                     s[name] = s[name] * keep.view(-1, *([1] * (s[name].dim() - 1)))
                 s["win_x"] = s["win_x"] * keep.view(-1, 1, 1)
-                s["win_m"] = s["win_m"] * keep.view(-1, 1, 1)
+                s["win_m"] = s["win_m"] * keep.view(-1, 1, 1).to(s["win_m"].dtype)
             m = torch.isfinite(x_raw).float()
             x = torch.nan_to_num(x_raw, nan=0.0)
             z, s["mean"], s["var"], s["n_obs"] = normalise(
@@ -169,9 +169,10 @@ class Detector:
             )
             recon, s["h"], s["c"] = self.net.step(z, m, s["h"], s["c"])
             s["win_x"] = torch.cat([s["win_x"][:, 1:], z.unsqueeze(1)], dim=1)
-            s["win_m"] = torch.cat([s["win_m"][:, 1:], m.unsqueeze(1)], dim=1)
-            feat_err = window_error(recon, s["win_x"], s["win_m"])  # (B, F)
-            stats, seen = rms_errors(feat_err, s["win_m"])  # (B, F + 1)
+            s["win_m"] = torch.cat([s["win_m"][:, 1:], m.unsqueeze(1).to(torch.uint8)], dim=1)
+            win_m = s["win_m"].float()
+            feat_err = window_error(recon, s["win_x"], win_m)  # (B, F)
+            stats, seen = rms_errors(feat_err, win_m)  # (B, F + 1)
             learn = (s["since_reset"] >= cfg.burn_in_readings) & ~in_alert
             score, z, cal = calibrate(stats, seen, _cal_view(s), learn, cfg.calibration_horizon)
             s.update(cal)

@@ -76,7 +76,8 @@ class StateTable:
 
     def _add(self, stream_id: str) -> int:
         if not self.free:
-            self._grow(self._capacity + max(1024, self._capacity // 4))
+            # Grow by 1/8: memory tracks the stream count closely (at most 12.5 % slack).
+            self._grow(self._capacity + max(1024, self._capacity // 8))
         row = self.free.pop()
         self.index[stream_id] = row
         self.ids[row] = stream_id

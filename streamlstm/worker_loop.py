@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import numpy as np
+
 from streamlstm.pipeline import Engine
 from streamlstm.records import RawRecord, Reading, RecordParser, Rejection
 
@@ -52,6 +54,7 @@ class Metrics(Protocol):
     def rejected(self, reason: str) -> None: ...
     def alert(self, event: str, severity: str) -> None: ...
     def checkpointed(self, seconds: float, committed: dict[TP, int]) -> None: ...
+    def latencies(self, seconds: np.ndarray) -> None: ...
 
 
 class NoMetrics:
@@ -66,6 +69,32 @@ class NoMetrics:
 
     def checkpointed(self, seconds: float, committed: dict[TP, int]) -> None:
         pass
+
+    def latencies(self, seconds: np.ndarray) -> None:
+        pass
+
+
+class LatencyWindow:
+    """The most recent record latencies (seconds), for quantiles on demand."""
+
+    def __init__(self, size: int = 200_000):
+        self.values = np.zeros(size)
+        self.count = 0
+
+    def add(self, values: np.ndarray) -> None:
+        values = values[-len(self.values) :]
+        self.values[(self.count + np.arange(len(values))) % len(self.values)] = values
+        self.count += len(values)
+
+    def quantiles(self, qs: tuple[float, ...] = (0.5, 0.99)) -> dict[str, float]:
+        n = min(self.count, len(self.values))
+        if n == 0:
+            return {}
+        data = self.values[:n]
+        return {f"p{round(q * 100)}": float(np.quantile(data, q)) for q in qs} | {"n": n}
+
+    def reset(self) -> None:
+        self.count = 0
 
 
 @dataclass
@@ -110,19 +139,19 @@ class StreamWorker:
         source: Source,
         sink: Sink,
         store: SnapshotStore,
-        alerts_topic: str,
-        dlq_topic: str,
         clock: Callable[[], float],
         interval_s: float,
         metrics: Metrics | None = None,
         crash: CrashPoints | None = None,
+        wall_clock: Callable[[], float] | None = None,
     ):
         self.engine, self.parser = engine, parser
         self.source, self.sink, self.store = source, sink, store
-        self.alerts_topic, self.dlq_topic = alerts_topic, dlq_topic
         self.clock, self.interval_s = clock, interval_s
         self.metrics = metrics or NoMetrics()
         self.crash = crash or CrashPoints(None)
+        self.wall_clock = wall_clock  # epoch seconds; enables append-to-score latency
+        self.latency = LatencyWindow()
         self.next_offset: dict[TP, int] = {}  # next offset to read, per assigned partition
         self.streams_of: dict[TP, set[tuple[str, str]]] = {}  # (group, stream) per partition
         self.counters = Counters()
@@ -174,6 +203,11 @@ class StreamWorker:
                 raw_of[(rec.topic, rec.partition, rec.offset)] = rec
                 self.streams_of.setdefault(tp, set()).add((got.group, got.stream))
         results = self.engine.process(readings)
+        if self.wall_clock is not None:
+            now = self.wall_clock()
+            lat = now - np.fromiter((r.timestamp_ms for r in records), float, len(records)) / 1e3
+            self.latency.add(lat)
+            self.metrics.latencies(lat)
         self.crash.hit("after_score")
         for res in results.values():
             sc = res.scored

@@ -88,8 +88,6 @@ def _worker(tmp: Path, records, log):
         ListSource(records, log),
         ListSink(log),
         LoggingStore(tmp, log),
-        "alerts",
-        "dlq",
         lambda: float(next(clock)),
         5.0,
     )

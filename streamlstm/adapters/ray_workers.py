@@ -122,11 +122,10 @@ class PartitionWorkerImpl:
             self.source,
             self.sink,
             store,
-            cfg.kafka.alerts_topic,
-            cfg.kafka.dlq_topic,
             time.monotonic,
             cfg.checkpoint.interval_s,
             crash=crash,
+            wall_clock=time.time,
         )
         self.partitions = [tuple(tp) for tp in partitions]
         starts = self.worker.assign(self.partitions)
@@ -167,6 +166,15 @@ class PartitionWorkerImpl:
             "partitions": [f"{t}:{p}" for t, p in self.partitions],
             "streams": sum(len(t) for t in self.worker.engine.tables.values()),
         }
+
+    def latency(self, reset: bool = False) -> dict[str, float]:
+        """p50/p99 seconds from broker append time to score, over recent records."""
+        if self.worker is None:
+            return {}
+        out = self.worker.latency.quantiles()
+        if reset:
+            self.worker.latency.reset()
+        return out
 
     def digest(self) -> dict[str, str]:
         """Per-stream digest of the state (h, c, statistics; rounded to 1e-6) for tests."""

@@ -35,7 +35,60 @@ def add_parser(sub) -> None:
     step.add_argument("--seconds", type=float, default=2.0, help="minimum timing per variant")
     step.add_argument("--json", action="store_true", help="print JSON only")
     step.set_defaults(func=run_step)
+    e2e = kinds.add_parser(
+        "e2e",
+        help="end-to-end readings/s through Kafka and Ray workers vs bare consume+decode",
+        description="Against a real local broker (or $KAFKA_BOOTSTRAP), pre-loaded with "
+        "--streams x --per-stream records: the bare kafka-python consume+JSON-decode rate "
+        "(the ingest ceiling), the end-to-end rate through --workers Ray workers, their "
+        "ratio, and p50/p99 latency from broker append time to score at half that load.",
+    )
+    add_config_args(e2e)
+    e2e.add_argument("--streams", type=int, default=2000)
+    e2e.add_argument("--per-stream", type=int, default=100)
+    e2e.add_argument("--workers", type=int, default=2)
+    e2e.add_argument("--latency-seconds", type=float, default=10.0)
+    e2e.add_argument("--out", default="runs/bench")
+    e2e.add_argument("--json", action="store_true", help="print JSON only")
+    e2e.set_defaults(func=run_e2e)
+    mem = kinds.add_parser(
+        "memory",
+        help="resident bytes per idle stream in a worker's state table",
+        description="Adds --streams streams to a detector's state table (one reading each) "
+        "and reports the process's resident-memory growth per stream.",
+    )
+    add_config_args(mem)
+    mem.add_argument("--streams", type=int, default=100_000)
+    mem.add_argument("--json", action="store_true", help="print JSON only")
+    mem.set_defaults(func=run_memory)
     p.set_defaults(func=lambda args: p.print_help() or 2)
+
+
+def _print(result: dict, as_json: bool) -> int:
+    print(json.dumps(result) if as_json else json.dumps(result, indent=2))
+    return 0
+
+
+def run_e2e(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from streamlstm.adapters.bench_live import run_e2e_command
+
+    result = run_e2e_command(
+        load_config(args),
+        args.streams,
+        args.per_stream,
+        args.workers,
+        args.latency_seconds,
+        Path(args.out),
+    )
+    return _print(result, args.json)
+
+
+def run_memory(args: argparse.Namespace) -> int:
+    from streamlstm.adapters.bench_live import bench_memory
+
+    return _print(bench_memory(load_config(args), args.streams), args.json)
 
 
 def run_step(args: argparse.Namespace) -> int:
@@ -45,8 +98,4 @@ def run_step(args: argparse.Namespace) -> int:
     result = bench_step(
         config, args.streams, pick_device(args.device), args.naive_streams, args.seconds
     )
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print(json.dumps(result, indent=2))
-    return 0
+    return _print(result, args.json)
