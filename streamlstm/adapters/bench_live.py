@@ -11,6 +11,7 @@ e2e, all in one run on one machine:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import uuid
@@ -232,10 +233,8 @@ def _rss() -> int:
     import gc
 
     gc.collect()
-    try:
+    with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except OSError:
-        pass
     with open("/proc/self/statm") as fh:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
