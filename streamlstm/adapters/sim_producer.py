@@ -67,7 +67,7 @@ def produce(
             if stop is not None and stop.is_set():
                 return stats
             if bad_fraction and rng.random() < bad_fraction:
-                bad_key, bad_value, _ = bad_records(rng, 1)[0]
+                bad_key, bad_value, _ = bad_records(rng, 1, kind=data.domain)[0]
                 producer.send(topic, key=bad_key if bad_key is not None else key, value=bad_value)
                 stats.bad += 1
             producer.send(topic, key=key, value=value)

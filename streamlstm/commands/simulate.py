@@ -15,6 +15,8 @@ examples:
   streamlstm simulate --out data/vitals.csv --truth data/vitals-truth.json
   streamlstm simulate --kind sensors --streams 50 --length 5000 --seed 3 --out data/plant.csv
   streamlstm simulate --streams 200 --interval-s 1 --out data/fast.csv
+  streamlstm simulate --bootstrap 127.0.0.1:9092 --topic icu.vitals --streams 200 \
+      --rate 800 --duration 300 --truth truth.json --bad-fraction 0.001
 
 The CSV has columns stream,timestamp,<features...>,label,anomaly_kind, rows sorted by
 timestamp then stream, RFC 3339 UTC timestamps and empty cells for missing values. The same
@@ -35,9 +37,26 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    # File mode only for now; Kafka mode (--bootstrap/--topic/--rate/--duration/--bad-fraction)
-    # will publish the same readings instead, which is why --out is checked in run().
-    p.add_argument("--out", metavar="FILE.csv", help="CSV file to write (required)")
+    # Two modes: --out writes a CSV; --bootstrap/--topic produce the same readings to Kafka.
+    p.add_argument("--out", metavar="FILE.csv", help="CSV file to write (file mode)")
+    kafka = p.add_argument_group("Kafka mode")
+    kafka.add_argument("--bootstrap", metavar="HOST:PORT", help="produce to this Kafka")
+    kafka.add_argument("--topic", help="input topic (created if missing)")
+    kafka.add_argument(
+        "--rate",
+        type=float,
+        default=200.0,
+        help="records per second over all streams (default 200)",
+    )
+    kafka.add_argument(
+        "--duration", type=float, default=60.0, help="seconds to produce for (default 60)"
+    )
+    kafka.add_argument(
+        "--bad-fraction",
+        type=float,
+        default=0.0,
+        help="share of extra malformed records (they go to the DLQ)",
+    )
     p.add_argument(
         "--kind",
         choices=["vitals", "sensors"],
@@ -69,15 +88,46 @@ def run(args: argparse.Namespace) -> int:
     # Imported here so that building the CLI parser stays cheap.
     from streamlstm.simulate import generate, write_csv, write_truth_json
 
-    if not args.out:
-        args.parser.error("--out FILE.csv is required")
+    if not args.out and not (args.bootstrap and args.topic):
+        args.parser.error("give --out FILE.csv, or --bootstrap and --topic for Kafka")
     if args.streams < 1 or args.length < 1 or args.interval_s <= 0:
         args.parser.error("--streams and --length must be >= 1 and --interval-s > 0")
+    if args.bootstrap:
+        return _to_kafka(args)
     data = generate(args.kind, args.streams, args.length, args.seed, args.interval_s)
     write_csv(data, _parent_made(args.out))
     if args.truth:
         write_truth_json(data, _parent_made(args.truth))
     print(summary(data, args.out, args.truth))
+    return 0
+
+
+def _to_kafka(args: argparse.Namespace) -> int:
+    """Produce keyed records at a steady rate; write the truth of what was produced."""
+    from kafka import KafkaProducer
+
+    from streamlstm.adapters.kafka import ensure_topics
+    from streamlstm.adapters.sim_producer import produce
+    from streamlstm.simulate import generate, write_truth_json
+
+    steps = int(args.duration * args.rate / args.streams) + 1
+    # Kafka mode sizes the data to what will be sent, so episodes fall inside the run.
+    data = generate(args.kind, args.streams, steps, args.seed, args.interval_s)
+    ensure_topics(args.bootstrap, {args.topic: 4})
+    producer = KafkaProducer(bootstrap_servers=args.bootstrap, linger_ms=20, acks="all")
+    stats = produce(
+        producer, args.topic, data, args.rate, args.duration, args.bad_fraction, args.seed
+    )
+    producer.close()
+    if args.truth:
+        produced = [e for e in data.events if e.end_idx < stats.steps]
+        data.events[:] = produced
+        write_truth_json(data, _parent_made(args.truth))
+    print(
+        f"produced {stats.sent} readings ({stats.steps} per stream) and {stats.bad} bad "
+        f"records to {args.topic} at {args.bootstrap}"
+        + (f"; truth: {args.truth}" if args.truth else "")
+    )
     return 0
 
 
