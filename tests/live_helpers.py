@@ -136,3 +136,29 @@ def alert_events(config: Config) -> list[dict]:
     return [
         orjson.loads(m.value) for m in read_all(config.kafka.bootstrap, config.kafka.alerts_topic)
     ]
+
+
+def end_offsets(config: Config) -> dict[str, int]:
+    from streamlstm.adapters.kafka import KafkaSource
+
+    source = KafkaSource(config.kafka.bootstrap, "probe")
+    try:
+        tps = [(t, p) for t in config.kafka.input_topics for p in source.partitions_for(t)]
+        return {f"{t}:{p}": o for (t, p), o in source.end_offsets(tps).items()}
+    finally:
+        source.close()
+
+
+def wait_caught_up(sup: Supervisor, ends: dict[str, int], timeout_s: float = 120.0) -> None:
+    """Until every partition's next offset (in its worker) reaches the end of the topic."""
+    deadline = time.monotonic() + timeout_s
+    positions: dict[str, int] = {}
+    while time.monotonic() < deadline:
+        sup.watch()
+        positions = {}
+        for s in sup.stats():
+            positions.update(s.get("positions", {}))
+        if all(positions.get(tp, -1) >= end for tp, end in ends.items()):
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"positions {positions} did not reach {ends}")

@@ -140,3 +140,90 @@ def test_bad_records_go_to_the_dlq_with_reasons_and_counts_reconcile(
     assert {m.value for m in dlq} == {value for _, value, _ in bad}  # original bytes
     totals = {k: sum(w[k] for w in final) for k in ("records", "scored", "warming", "dlq")}
     assert totals["records"] == len(mixed) == totals["scored"] + totals["warming"] + totals["dlq"]
+
+
+def test_a_killed_worker_is_restarted_and_ends_in_the_same_state(
+    kafka_bootstrap, ray_local, episode_data, model, tmp_path: Path
+) -> None:
+    import ray
+
+    records = lh.records_of(episode_data)
+    ref_cfg = lh.live_config(kafka_bootstrap, tmp_path / "ref")
+    lh.setup_topics(ref_cfg)
+    lh.produce(kafka_bootstrap, ref_cfg.kafka.input_topics[0], records)
+    ref_digests, _ = _run(ref_cfg, model, len(records))
+    ref_ids = {e["alert_id"] for e in lh.alert_events(ref_cfg)}
+
+    cfg = lh.live_config(kafka_bootstrap, tmp_path / "run")
+    lh.setup_topics(cfg)
+    lh.produce(kafka_bootstrap, cfg.kafka.input_topics[0], records)
+    sup = lh.start(cfg, model)
+    try:
+        lh.wait_consumed(sup, len(records) // 3)
+        ray.kill(sup.actors[0], no_restart=False)  # the process dies; Ray starts it again
+        lh.wait_caught_up(sup, lh.end_offsets(cfg))
+        assert sup.restarts >= 1
+        digests = sup.digests()
+    finally:
+        sup.stop()
+    assert digests == ref_digests
+    assert {e["alert_id"] for e in lh.alert_events(cfg)} == ref_ids
+
+
+def test_run_command_drains_on_sigterm_and_exits_0(
+    kafka_bootstrap, episode_data, model, tmp_path: Path
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    from streamlstm.adapters.kafka import KafkaSource
+
+    cfg = lh.live_config(kafka_bootstrap, tmp_path, workers=1)
+    lh.setup_topics(cfg)
+    records = lh.records_of(episode_data, topic_steps=100)
+    lh.produce(kafka_bootstrap, cfg.kafka.input_topics[0], records)
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
+    model_dir = tmp_path / "model"
+    for group, files in model.items():
+        (model_dir / group).mkdir(parents=True)
+        for name, blob in files.items():
+            (model_dir / group / name).write_bytes(blob)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlstm",
+            "run",
+            "-c",
+            str(tmp_path / "cfg.yaml"),
+            "--model",
+            str(model_dir),
+        ],
+        cwd=lh.ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "RAY_ADDRESS": ""},
+    )
+    source = KafkaSource(kafka_bootstrap, cfg.kafka.group_id)
+    tps = [(t, p) for t in cfg.kafka.input_topics for p in source.partitions_for(t)]
+    ends = source.end_offsets(tps)
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if all((source.committed(t, p) or 0) >= ends[(t, p)] for t, p in tps):
+                break
+            time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        source.close()
+    assert proc.returncode == 0, out[-3000:]
+    assert '"final"' in out

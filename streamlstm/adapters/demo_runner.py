@@ -142,7 +142,6 @@ def run_demo(config: Config, opts: DemoOptions) -> dict:
         )
         watcher.start()
         stop = StopFlag()
-        stop.install()
         remaining = max(10.0, opts.duration_s - (time.monotonic() - t0))
         print(
             f"workers: {opts.workers} Ray actors scoring for {remaining:.0f} s; alerts:", flush=True

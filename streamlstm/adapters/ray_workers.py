@@ -1,7 +1,7 @@
 """Ray actors: ``PartitionWorker`` runs a ``StreamWorker`` over its assigned partitions with
 its own Kafka consumer and producer (records never pass through the supervisor).
 
-Actors are named (``streamlstm-worker-<i>``) and restartable: when one dies Ray starts it
+Actors are named (``streamlstm-worker-<generation>-<i>``) and restartable: when one dies Ray
 again and the supervisor re-issues its assignment, so it restores each partition's newest
 snapshot and seeks past it.
 """
@@ -164,6 +164,7 @@ class PartitionWorkerImpl:
             "checkpoints": c.checkpoints,
             "by_reason": dict(c.by_reason),
             "partitions": [f"{t}:{p}" for t, p in self.partitions],
+            "positions": {f"{t}:{p}": o for (t, p), o in self.worker.next_offset.items()},
             "streams": sum(len(t) for t in self.worker.engine.tables.values()),
         }
 

@@ -111,6 +111,14 @@ def train_first_model(config: Config, readings: list, out_dir: Path, device: str
     return out_dir
 
 
+PARTITION_CHECK_S = 30.0  # how often the supervisor looks for new input partitions
+
+
+def _start(sup) -> None:
+    for info in sup.start():
+        log.info("worker %s on %s starts at %s", info["worker"], info["device"], info["starts"])
+
+
 class StopFlag:
     """Set by SIGINT/SIGTERM (or a caller); the supervisor loop then drains and returns."""
 
@@ -136,19 +144,34 @@ def supervise(
     from streamlstm.adapters.supervisor import Supervisor, init_ray
 
     init_ray(config)
-    sup = Supervisor(config, bootstrap, files, input_partitions(config, bootstrap))
+    stop.install()  # after ray.init, which installs its own SIGTERM handler
+    partitions = input_partitions(config, bootstrap)
+    sup = Supervisor(config, bootstrap, files, partitions)
     started_at = time.monotonic()
-    for info in sup.start():
-        log.info("worker %s on %s starts at %s", info["worker"], info["device"], info["starts"])
-    last_status = started_at
+    _start(sup)
+    last_status = last_check = started_at
     while not stop.event.is_set():
-        if duration_s is not None and time.monotonic() - started_at >= duration_s:
+        now = time.monotonic()
+        if duration_s is not None and now - started_at >= duration_s:
             break
         for note in sup.watch():
             log.warning(note)
-        if on_status and time.monotonic() - last_status >= status_every_s:
+        if now - last_check >= PARTITION_CHECK_S:
+            last_check = now
+            current = input_partitions(config, bootstrap)
+            if current != partitions:  # topics grew: re-plan; state follows the partitions
+                log.warning(
+                    "input partitions changed (%d -> %d): reassigning",
+                    len(partitions),
+                    len(current),
+                )
+                sup.stop()
+                partitions = current
+                sup = Supervisor(config, bootstrap, files, partitions, sup.generation + 1)
+                _start(sup)
+        if on_status and now - last_status >= status_every_s:
             on_status(sup.stats())
-            last_status = time.monotonic()
+            last_status = now
         stop.event.wait(0.5)
     final = sup.stop()
     return {"workers": final, "restarts": sup.restarts, "seconds": time.monotonic() - started_at}

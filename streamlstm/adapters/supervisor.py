@@ -41,9 +41,11 @@ class Supervisor:
         bootstrap: str,
         files: dict[str, dict[str, bytes]],
         partitions: list[TP],
+        generation: int = 0,
     ):
         self.config, self.bootstrap, self.files = config, bootstrap, files
         self.partitions = sorted(partitions)
+        self.generation = generation  # a re-plan gets fresh actor names
         self.actors: list[Any] = []
         self.runs: dict[int, Any] = {}
         self.plan: list[list[TP]] = []
@@ -66,7 +68,7 @@ class Supervisor:
         plain = cfg.model_dump()  # secrets stay SecretStr objects: pickled, never printed
         self.actors = [
             PartitionWorker.options(
-                name=f"streamlstm-worker-{i}",
+                name=f"streamlstm-worker-{self.generation}-{i}",
                 num_cpus=cfg.ray.num_cpus,
                 num_gpus=gpus,
                 get_if_exists=False,

@@ -61,7 +61,6 @@ def run(args: argparse.Namespace) -> int:
     bootstrap, _ = kafka_bootstrap(config)
     ensure_topics(config, bootstrap)
     stop = StopFlag()
-    stop.install()
     model_dir = resolve_models(config, bootstrap, args.model, args.device)
 
     def status(stats: list[dict]) -> None:
