@@ -84,6 +84,17 @@ def _reading_source(
     return make
 
 
+def bench_detector(config: Config, device: torch.device) -> Detector:
+    """A detector of the config's first group with seeded random weights (speed only)."""
+    group = config.groups[0]
+    torch.manual_seed(0)
+    f = len(group.features)
+    net = LSTMAutoencoder(f, group.model)
+    prior = GroupPrior((0.0,) * f, (1.0,) * f, (3.0,) * f)
+    model = ScoringModel("bench", "bench-v0", group.features, net, prior)
+    return Detector(model, config.detector, config.alerts, device)
+
+
 def bench_step(
     config: Config,
     n_streams: int,
@@ -92,17 +103,8 @@ def bench_step(
     min_s: float = 2.0,
 ) -> dict:
     """Batched detector vs a loop stepping each stream alone; GFLOP/s vs the ceiling."""
-    group = config.groups[0]
-    torch.manual_seed(0)
-    f = len(group.features)
-    net = LSTMAutoencoder(f, group.model)
-    prior = GroupPrior((0.0,) * f, (1.0,) * f, (0.9,) * f)
-    det = Detector(
-        ScoringModel("bench", "bench-v0", group.features, net, prior),
-        config.detector,
-        config.alerts,
-        device,
-    )
+    det = bench_detector(config, device)
+    f = len(det.model.features)
     table = det.new_table(capacity=n_streams)
     make = _reading_source(n_streams, f, np.random.default_rng(0))
 
@@ -126,8 +128,8 @@ def bench_step(
         "torch_threads": torch.get_num_threads(),
         "streams": n_streams,
         "features": f,
-        "hidden_size": group.model.hidden_size,
-        "window_len": group.model.window_len,
+        "hidden_size": det.net.cfg.hidden_size,
+        "window_len": det.net.cfg.window_len,
         "batched_stream_steps_per_s": round(batched_rate),
         "naive_stream_steps_per_s": round(naive_rate),
         "naive_streams_timed": naive_streams,

@@ -8,6 +8,7 @@ import logging
 import sys
 
 from streamlstm.config import ConfigError
+from streamlstm.datafiles import InputFileError
 
 # Order is the order in --help.
 COMMANDS = [
@@ -59,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except ConfigError as exc:
+        print(f"streamlstm: {exc}", file=sys.stderr)
+        return 2
+    except InputFileError as exc:
         print(f"streamlstm: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

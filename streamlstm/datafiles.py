@@ -19,6 +19,10 @@ from streamlstm.records import RawRecord, Reading, RecordParser, Rejection
 from streamlstm.training import Series
 
 
+class InputFileError(ValueError):
+    """A data file that cannot be read as readings; the message says which file and why."""
+
+
 @dataclass
 class FileData:
     readings: list[Reading]  # sorted by (ts, row); offset = position in that order
@@ -44,6 +48,8 @@ def _cell(text: str | None) -> float | None:
 
 def read_file(path: str | Path, config: Config) -> FileData:
     path = Path(path)
+    if not path.is_file():
+        raise InputFileError(f"{path}: no such file")
     parser = RecordParser(config.input, config.groups)
     if path.suffix in (".jsonl", ".ndjson", ".json"):
         rows = _jsonl_rows(path, parser)
@@ -73,7 +79,7 @@ def _csv_rows(path: Path, parser: RecordParser, config: Config) -> list[Row]:
         header = reader.fieldnames or []
         ts_col = "timestamp" if "timestamp" in header else "ts"
         if ts_col not in header:
-            raise ValueError(f"{path}: no 'timestamp' or 'ts' column (columns: {header})")
+            raise InputFileError(f"{path}: no 'timestamp' or 'ts' column (columns: {header})")
         group = _csv_group(path, header, config)
         for n, row in enumerate(reader):
             stream = row.get("stream") or path.stem
@@ -95,7 +101,7 @@ def _csv_group(path: Path, header: list[str], config: Config) -> GroupConfig:
         if all(f in header for f in group.features):
             return group
     wanted = {g.name: g.features for g in config.groups}
-    raise ValueError(
+    raise InputFileError(
         f"{path}: no model group's features are all columns of the file "
         f"(columns: {header}; groups: {wanted}). For a single 'value' column use "
         f"configs/univariate.yaml."

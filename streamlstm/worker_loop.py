@@ -188,13 +188,13 @@ class StreamWorker:
 
     def _handle(self, records: list[RawRecord]) -> None:
         c = self.counters
-        c.records += len(records)
         readings: list[Reading] = []
         raw_of: dict[tuple[str, int, int], RawRecord] = {}
+        next_offset = dict(self.next_offset)
         for rec in records:
             tp = (rec.topic, rec.partition)
-            if rec.offset >= self.next_offset.get(tp, 0):
-                self.next_offset[tp] = rec.offset + 1
+            if rec.offset >= next_offset.get(tp, 0):
+                next_offset[tp] = rec.offset + 1
             got = self.parser.parse(rec)
             if isinstance(got, Rejection):
                 self._dlq(rec, got)
@@ -224,6 +224,10 @@ class StreamWorker:
                 self.sink.send_alert(event.stream.encode(), event.to_json())
                 self.metrics.alert(event.event, event.severity)
                 c.alerts += 1
+        # Counted and advanced only now, so progress read from another thread (stats) never
+        # reports a batch that is still being scored.
+        c.records += len(records)
+        self.next_offset = next_offset
         self._dirty = True
 
     def _dlq(self, rec: RawRecord, rej: Rejection) -> None:

@@ -13,6 +13,21 @@ from streamlstm.records import Reading
 
 FEATURES = ["hr", "spo2", "rr"]
 
+# The alert event fields of the data contract (DESIGN §3).
+ALERT_FIELDS = {
+    "alert_id",
+    "event",
+    "stream",
+    "ts",
+    "score",
+    "threshold",
+    "severity",
+    "model_version",
+    "top_features",
+    "opened_ts",
+    "source",
+}
+
 
 def tiny_config(**alerts) -> Config:
     return config_mod.from_dict(
@@ -82,3 +97,18 @@ def series(
 
 def interleave(*streams: list[Reading]) -> list[Reading]:
     return sorted((r for s in streams for r in s), key=lambda r: (r.ts, r.stream))
+
+
+def assert_same_state(got: dict, want: dict, atol: float = 1e-4) -> None:
+    """Two ``table_rows`` results hold the same streams and (to float noise) the same rows."""
+    import numpy as np
+
+    assert got.keys() == want.keys()
+    for stream, cols in want.items():
+        assert got[stream].keys() == cols.keys(), stream
+        for name, value in cols.items():
+            other = got[stream][name]
+            if np.issubdtype(value.dtype, np.floating):
+                np.testing.assert_allclose(other, value, rtol=1e-4, atol=atol, err_msg=name)
+            else:
+                np.testing.assert_array_equal(other, value, err_msg=f"{stream} {name}")

@@ -9,6 +9,7 @@ import pytest
 
 from streamlstm.records import parse_ts
 from tests import live_helpers as lh
+from tests.helpers import ALERT_FIELDS, assert_same_state
 
 pytestmark = [pytest.mark.kafka, pytest.mark.ray]
 
@@ -31,11 +32,22 @@ def model(kafka_bootstrap, episode_data, tmp_path_factory):
     return lh.train_tiny(cfg, episode_data, tmp_path_factory.mktemp("model"))
 
 
+@pytest.fixture(scope="module")
+def reference(kafka_bootstrap, ray_local, episode_data, model, tmp_path_factory):
+    """A fault-free run: final per-stream state rows and the alert-id set."""
+    records = lh.records_of(episode_data)
+    cfg = lh.live_config(kafka_bootstrap, tmp_path_factory.mktemp("ref"))
+    lh.setup_topics(cfg)
+    lh.produce(kafka_bootstrap, cfg.kafka.input_topics[0], records)
+    rows, _ = _run(cfg, model, len(records))
+    return rows, {e["alert_id"] for e in lh.alert_events(cfg)}
+
+
 def _run(cfg, files, expected):
     sup = lh.start(cfg, files)
     try:
         lh.wait_consumed(sup, expected)
-        return sup.digests(), sup.stop()
+        return sup.state_rows(), sup.stop()
     except BaseException:
         sup.stop()
         raise
@@ -64,19 +76,7 @@ def test_injected_episodes_alert_and_clean_streams_stay_quiet(
         ]
         assert inside, events
         e = inside[0]
-        assert {
-            "alert_id",
-            "event",
-            "stream",
-            "ts",
-            "score",
-            "threshold",
-            "severity",
-            "model_version",
-            "top_features",
-            "opened_ts",
-            "source",
-        } <= set(e)
+        assert set(e) >= ALERT_FIELDS
         assert e["top_features"][0]["name"] in ("hr", "spo2")
         assert e["source"]["topic"] == cfg.kafka.input_topics[0]
     assert sum(w["records"] for w in final) == len(records)
@@ -97,14 +97,10 @@ def test_one_and_two_workers_give_the_same_alert_ids(
 
 
 def test_stop_and_restart_ends_in_the_same_state_and_alert_ids(
-    kafka_bootstrap, ray_local, episode_data, model, tmp_path: Path
+    kafka_bootstrap, ray_local, episode_data, model, reference, tmp_path: Path
 ) -> None:
     records = lh.records_of(episode_data)
-    ref_cfg = lh.live_config(kafka_bootstrap, tmp_path / "ref")
-    lh.setup_topics(ref_cfg)
-    lh.produce(kafka_bootstrap, ref_cfg.kafka.input_topics[0], records)
-    ref_digests, _ = _run(ref_cfg, model, len(records))
-    ref_ids = {e["alert_id"] for e in lh.alert_events(ref_cfg)}
+    ref_rows, ref_ids = reference
 
     cfg = lh.live_config(kafka_bootstrap, tmp_path / "run")
     lh.setup_topics(cfg)
@@ -114,9 +110,9 @@ def test_stop_and_restart_ends_in_the_same_state_and_alert_ids(
     lh.wait_consumed(first, half)
     done = sum(w["records"] for w in first.stop())  # drain: flush, snapshot, commit
     lh.produce(kafka_bootstrap, cfg.kafka.input_topics[0], records[half:])
-    digests, final = _run(cfg, model, len(records) - done)
+    rows, final = _run(cfg, model, len(records) - done)
     assert sum(w["records"] for w in final) == len(records) - done  # nothing applied twice
-    assert digests == ref_digests
+    assert_same_state(rows, ref_rows)
     assert {e["alert_id"] for e in lh.alert_events(cfg)} == ref_ids
 
 
@@ -143,16 +139,12 @@ def test_bad_records_go_to_the_dlq_with_reasons_and_counts_reconcile(
 
 
 def test_a_killed_worker_is_restarted_and_ends_in_the_same_state(
-    kafka_bootstrap, ray_local, episode_data, model, tmp_path: Path
+    kafka_bootstrap, ray_local, episode_data, model, reference, tmp_path: Path
 ) -> None:
     import ray
 
     records = lh.records_of(episode_data)
-    ref_cfg = lh.live_config(kafka_bootstrap, tmp_path / "ref")
-    lh.setup_topics(ref_cfg)
-    lh.produce(kafka_bootstrap, ref_cfg.kafka.input_topics[0], records)
-    ref_digests, _ = _run(ref_cfg, model, len(records))
-    ref_ids = {e["alert_id"] for e in lh.alert_events(ref_cfg)}
+    ref_rows, ref_ids = reference
 
     cfg = lh.live_config(kafka_bootstrap, tmp_path / "run")
     lh.setup_topics(cfg)
@@ -163,10 +155,10 @@ def test_a_killed_worker_is_restarted_and_ends_in_the_same_state(
         ray.kill(sup.actors[0], no_restart=False)  # the process dies; Ray starts it again
         lh.wait_caught_up(sup, lh.end_offsets(cfg))
         assert sup.restarts >= 1
-        digests = sup.digests()
+        rows = sup.state_rows()
     finally:
         sup.stop()
-    assert digests == ref_digests
+    assert_same_state(rows, ref_rows)
     assert {e["alert_id"] for e in lh.alert_events(cfg)} == ref_ids
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from streamlstm import config as config_mod
 from streamlstm.records import REASONS, AlertEvent, RawRecord, Reading, RecordParser, parse_ts
+from tests.helpers import ALERT_FIELDS
 
 CFG = config_mod.from_dict(
     {
@@ -116,19 +117,7 @@ def test_alert_event_json_has_the_contract_fields() -> None:
         source=("icu", 3, 18211),
     )
     data = orjson.loads(event.to_json())
-    assert set(data) >= {
-        "alert_id",
-        "event",
-        "stream",
-        "ts",
-        "score",
-        "threshold",
-        "severity",
-        "model_version",
-        "top_features",
-        "opened_ts",
-        "source",
-    }
+    assert set(data) >= ALERT_FIELDS
     assert data["top_features"][0] == {"name": "spo2", "share": 0.71}
     assert data["source"] == {"topic": "icu", "partition": 3, "offset": 18211}
     assert data["ts"].endswith(".500Z") and parse_ts(data["ts"]) == 1795000000.5

@@ -10,9 +10,9 @@ import orjson
 from streamlstm.adapters.storage import SnapshotStore, decode_snapshot, encode_snapshot
 from streamlstm.pipeline import Engine
 from streamlstm.records import RawRecord, RecordParser
-from streamlstm.state import table_digests
+from streamlstm.state import table_rows
 from streamlstm.worker_loop import StreamWorker
-from tests.helpers import interleave, series, tiny_config, tiny_model
+from tests.helpers import assert_same_state, interleave, series, tiny_config, tiny_model
 
 
 class ListSource:
@@ -142,7 +142,9 @@ def test_stop_and_restart_gives_the_same_state_and_alert_ids(tmp_path: Path) -> 
     ids = {a["alert_id"] for a in first.sink.alerts} | {a["alert_id"] for a in second.sink.alerts}
     assert ids == ref_ids and ref_ids
     for group in ref.engine.tables:
-        assert table_digests(second.engine.tables[group]) == table_digests(ref.engine.tables[group])
+        assert_same_state(
+            table_rows(second.engine.tables[group]), table_rows(ref.engine.tables[group])
+        )
 
 
 def test_snapshot_checksum_detects_a_torn_file_and_falls_back(tmp_path: Path) -> None:

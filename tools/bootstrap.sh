@@ -20,8 +20,8 @@ for arg in "$@"; do
 done
 
 pyver=$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
-key=$(cat "$root/pyproject.toml" "$root/tools/requirements.lock" "$root/tools/bootstrap.sh" \
-      | sha256sum | cut -c1-12)
+# The lock is exactly what gets installed, so it (and this script) key the cache.
+key=$(cat "$root/tools/requirements.lock" "$root/tools/bootstrap.sh" | sha256sum | cut -c1-12)
 venv="$cache/venv-py$pyver-$key"
 
 (

@@ -187,21 +187,11 @@ def bench_memory(config: Config, n_streams: int, batch: int = 10_000) -> dict:
     """Resident bytes per idle stream: RSS growth after adding ``n_streams`` streams."""
     import torch
 
-    from streamlstm.bench import _reading_source
-    from streamlstm.calibration import GroupPrior
-    from streamlstm.detector import Detector, ScoringModel
-    from streamlstm.model import LSTMAutoencoder
+    from streamlstm.bench import _reading_source, bench_detector
 
     group = config.groups[0]
     f = len(group.features)
-    net = LSTMAutoencoder(f, group.model)
-    prior = GroupPrior((0.0,) * f, (1.0,) * f, (3.0,) * f)
-    det = Detector(
-        ScoringModel("mem", "mem-v0", group.features, net, prior),
-        config.detector,
-        config.alerts,
-        torch.device("cpu"),
-    )
+    det = bench_detector(config, torch.device("cpu"))
     table = det.new_table(capacity=1024)
     make = _reading_source(batch, f, np.random.default_rng(0))
     det.score(table, make()[:10])  # warm the allocator and the kernels first

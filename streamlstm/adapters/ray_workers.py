@@ -2,8 +2,8 @@
 its own Kafka consumer and producer (records never pass through the supervisor).
 
 Actors are named (``streamlstm-worker-<generation>-<i>``) and restartable: when one dies Ray
-again and the supervisor re-issues its assignment, so it restores each partition's newest
-snapshot and seeks past it.
+starts it again and the supervisor re-issues its assignment, so it restores each partition's
+newest snapshot and seeks past it.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import ray
 
 from streamlstm.config import Config, from_dict
@@ -177,13 +178,13 @@ class PartitionWorkerImpl:
             self.worker.latency.reset()
         return out
 
-    def digest(self) -> dict[str, str]:
-        """Per-stream digest of the state (h, c, statistics; rounded to 1e-6) for tests."""
-        from streamlstm.state import table_digests
+    def state_rows(self) -> dict[str, dict[str, np.ndarray]]:
+        """Every stream's state row (h, c, statistics, alert state), for tests."""
+        from streamlstm.state import table_rows
 
-        out: dict[str, str] = {}
+        out: dict[str, dict[str, np.ndarray]] = {}
         for table in self.worker.engine.tables.values():
-            out.update(table_digests(table))
+            out.update(table_rows(table))
         return out
 
     def close(self) -> None:

@@ -108,9 +108,10 @@ class Supervisor:
                 out.append({"started": False})
         return out
 
-    def digests(self) -> dict[str, str]:
-        merged: dict[str, str] = {}
-        for part in ray.get([a.digest.remote() for a in self.actors]):
+    def state_rows(self) -> dict[str, dict[str, Any]]:
+        """Every stream's state row across all workers (for tests)."""
+        merged: dict[str, dict[str, Any]] = {}
+        for part in ray.get([a.state_rows.remote() for a in self.actors]):
             merged.update(part)
         return merged
 
