@@ -193,3 +193,21 @@ def test_values_never_logged(kafka_bootstrap, kafka_topic_factory, caplog):
     sink.flush(30)
     sink.close()
     assert "PATIENT-DATA-123" not in caplog.text
+
+
+def test_load_generator_sends_every_payload_at_the_rate(
+    kafka_bootstrap, kafka_topic_factory, source_factory
+):
+    from streamlstm.adapters.loadgen import offer
+
+    topic = kafka_topic_factory()
+    payloads = [(b"s%d" % (i % 3), b'{"i": %d, "tab": "a\\tb"}' % i) for i in range(400)]
+    warm: list[float] = []
+    sent = offer(kafka_bootstrap, topic, payloads, 200.0, 0.5, lambda: warm.append(1.0))
+    assert sent["client"] == "java" and sent["sent"] == 400
+    assert sent["seconds"] >= 400 / 200.0 * 0.9  # paced, not a burst
+    assert warm == [1.0]
+    source = source_factory()
+    source.assign([(topic, 0)])
+    got = poll_n(source, 400)
+    assert [(r.key, r.value) for r in got] == payloads

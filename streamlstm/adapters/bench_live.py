@@ -147,11 +147,12 @@ def _latency_at(
 ) -> dict:
     """Offer ``rate`` records/s (the same streams, later timestamps) and read the latency.
 
-    The records are serialised before the clock starts, so the producer only sends: on a
-    small machine it shares the cores with the broker and the workers.
+    The records are serialised before the clock starts, so the load generator only sends:
+    on a small machine it shares the cores with the broker and the workers.
     """
     import ray
-    from kafka import KafkaProducer
+
+    from streamlstm.adapters.loadgen import offer
 
     total = int(rate * seconds)
     payloads = []
@@ -160,23 +161,21 @@ def _latency_at(
         rec = orjson.loads(value)
         rec["ts"] += 10**9 * (epoch + k // len(records))  # later than all earlier readings
         payloads.append((key, orjson.dumps(rec)))
-    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks=1)
-    for actor in sup.actors:
-        ray.get(actor.latency.remote(reset=True))
-    started = time.perf_counter()
-    for sent, (key, value) in enumerate(payloads, 1):
-        producer.send(topic, key=key, value=value)
-        ahead = sent / rate - (time.perf_counter() - started)
-        if ahead > 0.002:
-            time.sleep(ahead)
-    producer.flush()
-    elapsed = time.perf_counter() - started
+
+    def start_measuring() -> None:
+        for actor in sup.actors:
+            ray.get(actor.latency.remote(reset=True))
+
+    warmup_s = min(3.0, seconds / 4)  # start-up of the load client is not the workers' latency
+    sent = offer(bootstrap, topic, payloads, rate, warmup_s, start_measuring)
     time.sleep(1.0)
     parts = [ray.get(a.latency.remote()) for a in sup.actors]
     return {
         "offered_load_per_s": round(rate),
         "latency_records": int(sum(p.get("n", 0) for p in parts)),
-        "achieved_load_per_s": round(total / elapsed),
+        "achieved_load_per_s": round(sent["sent"] / sent["seconds"]),
+        "load_client": sent["client"],
+        "warmup_s": warmup_s,
         "latency_p50_ms": round(max(p.get("p50", 0.0) for p in parts) * 1e3, 1),
         "latency_p99_ms": round(max(p.get("p99", 0.0) for p in parts) * 1e3, 1),
         "latency_note": "per-worker quantiles; the larger of the workers is reported",

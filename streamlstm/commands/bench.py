@@ -47,7 +47,7 @@ def add_parser(sub) -> None:
     e2e.add_argument("--streams", type=int, default=2000)
     e2e.add_argument("--per-stream", type=int, default=100)
     e2e.add_argument("--workers", type=int, default=2)
-    e2e.add_argument("--latency-seconds", type=float, default=10.0)
+    e2e.add_argument("--latency-seconds", type=float, default=15.0)
     e2e.add_argument("--out", default="runs/bench")
     e2e.add_argument("--json", action="store_true", help="print JSON only")
     e2e.set_defaults(func=run_e2e)
