@@ -151,14 +151,12 @@ def bench_step(
 def _time_tensor_step(
     det: Detector, table, n: int, f: int, device: torch.device, min_s: float
 ) -> float:
-    rows = torch.arange(n, device=device)
-    x = torch.randn(n, f, device=device)
-    no = torch.zeros(n, dtype=torch.bool, device=device)
+    rows = np.arange(n)
+    x = np.random.default_rng(1).normal(size=(n, f)).astype(np.float32)
+    no = np.zeros(n, dtype=bool)
 
     def run(_: object) -> None:
-        state = table.gather(rows)
-        det.step_rows(state, x, no, no)
-        table.scatter(rows, state)
+        det._step_in_chunks(table, rows, x, no, no)  # gather -> step_rows -> scatter
         if device.type == "cuda":
             torch.cuda.synchronize()
 

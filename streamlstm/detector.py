@@ -57,6 +57,11 @@ class Scored:
     replayed: int = 0  # readings at or below a stream's last applied offset: skipped
 
 
+# Rows per tensor step on a CPU: the (rows, 4H) gates at H=128 are 4 MiB, about a core's L2.
+# Measured at 10k streams (2 cores): 512 rows 39 ms, 1024 31, 2048 27, 4096 29, unchunked 40.
+CPU_ROWS_PER_CHUNK = 2048
+
+
 def table_columns(n_features: int, hidden: int, window: int) -> tuple[dict, dict]:
     F, H, W = n_features, hidden, window
     device_cols = {
@@ -98,6 +103,8 @@ class Detector:
         self.alerts = alerts.AlertMachine(alert_cfg, model.version)
         self.prior = model.prior.tensors(self.device)
         self.floor = std_floor(self.prior["std"])
+        # A GPU wants the whole batch at once; a CPU wants cache-sized chunks (see below).
+        self.rows_per_chunk = CPU_ROWS_PER_CHUNK if self.device.type == "cpu" else 1 << 30
 
     def new_table(self, capacity: int = 1024) -> StateTable:
         mcfg = self.net.cfg
@@ -130,18 +137,35 @@ class Detector:
         values = np.array([readings[i].values for i in idx], dtype=np.float32)
         gap = (ts - table.host["last_ts"][rows]) > self.cfg.max_gap_s
         in_alert = table.host["a_state"][rows] == alerts.OPEN
-        row_t = torch.as_tensor(rows, device=self.device)
-        state = table.gather(row_t)
-        res = self.step_rows(
-            state,
-            torch.as_tensor(values, device=self.device),
-            torch.as_tensor(gap, device=self.device),
-            torch.as_tensor(in_alert, device=self.device),
-        )
-        table.scatter(row_t, state)
+        res = self._step_in_chunks(table, rows, values, gap, in_alert)
         table.host["last_ts"][rows] = ts
         table.host["last_offset"][rows] = offsets
         self._emit(table, readings, idx, rows, ts, offsets, res, out)
+
+    def _step_in_chunks(self, table, rows, values, gap, in_alert) -> dict[str, Tensor]:
+        """gather -> step_rows -> scatter, ``rows_per_chunk`` rows at a time.
+
+        Rows are independent, so chunking changes no result. On a CPU it keeps every
+        temporary of the step (the (B, 4H) gates and the rest) in the core's cache instead of
+        streaming tens of megabytes through memory for every element-wise op.
+        """
+        chunk = self.rows_per_chunk
+        parts = []
+        for lo in range(0, len(rows), chunk):
+            row_t = torch.as_tensor(rows[lo : lo + chunk], device=self.device)
+            state = table.gather(row_t)
+            parts.append(
+                self.step_rows(
+                    state,
+                    torch.as_tensor(values[lo : lo + chunk], device=self.device),
+                    torch.as_tensor(gap[lo : lo + chunk], device=self.device),
+                    torch.as_tensor(in_alert[lo : lo + chunk], device=self.device),
+                )
+            )
+            table.scatter(row_t, state)
+        if len(parts) == 1:
+            return parts[0]
+        return {name: torch.cat([part[name] for part in parts]) for name in parts[0]}
 
     def step_rows(
         self, s: dict[str, Tensor], x_raw: Tensor, gap: Tensor, in_alert: Tensor
@@ -265,6 +289,8 @@ def _cal_view(s: dict[str, Tensor]) -> dict[str, Tensor]:
 
 def _substeps(readings: list[Reading]) -> list[list[int]]:
     """Indices grouped so sub-step k holds the k-th reading of every stream (input order)."""
+    if len({r.stream for r in readings}) == len(readings):
+        return [list(range(len(readings)))]  # the common case: one reading per stream
     seen: dict[str, int] = {}
     steps: list[list[int]] = []
     for i, r in enumerate(readings):

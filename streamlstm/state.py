@@ -60,16 +60,16 @@ class StateTable:
 
     def rows_for(self, stream_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Row of each stream, adding fresh rows for new ones. Returns (rows, is_new)."""
-        rows = np.empty(len(stream_ids), dtype=np.int64)
+        found = list(map(self.index.get, stream_ids))
         is_new = np.zeros(len(stream_ids), dtype=bool)
-        index = self.index
-        for i, sid in enumerate(stream_ids):
-            row = index.get(sid)
-            if row is None:
-                row = self._add(sid)
-                is_new[i] = True
-            rows[i] = row
-        return rows, is_new
+        if None in found:  # new streams: add rows (rare once streams are known)
+            for i, sid in enumerate(stream_ids):
+                if found[i] is None:
+                    found[i] = self.index.get(sid)  # an id repeated in this call
+                    if found[i] is None:
+                        found[i] = self._add(sid)
+                        is_new[i] = True
+        return np.array(found, dtype=np.int64), is_new
 
     def row(self, stream_id: str) -> int | None:
         return self.index.get(stream_id)
