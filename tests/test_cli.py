@@ -4,50 +4,27 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-COMMANDS = [
-    "demo",
-    "simulate",
-    "train",
-    "replay",
-    "evaluate",
-    "run",
-    "kafka",
-    "validate-config",
-    "bench",
-]
+from streamlstm import cli
+from tests.cli_helpers import run_cli
 
-
-def _cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    res = subprocess.run(
-        [sys.executable, "-m", "streamlstm", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=300,
-    )
-    if check:
-        assert res.returncode == 0, res.stderr[-3000:]
-    return res
+COMMANDS = [name.replace("_", "-") for name in cli.COMMANDS]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_has_help(command: str) -> None:
-    out = _cli(command, "--help").stdout
+    out = run_cli(command, "--help").stdout
     assert "usage: streamlstm" in out and len(out) > 200
 
 
 def test_train_writes_a_model_that_replay_serves(tmp_path: Path) -> None:
     data = tmp_path / "v.csv"
-    _cli("simulate", "--out", str(data), "--streams", "4", "--length", "400", "--seed", "3")
+    run_cli("simulate", "--out", str(data), "--streams", "4", "--length", "400", "--seed", "3")
     model = tmp_path / "model"
-    out = _cli(
+    out = run_cli(
         "train",
         "-c",
         "configs/test.yaml",
@@ -70,7 +47,7 @@ def test_train_writes_a_model_that_replay_serves(tmp_path: Path) -> None:
     assert card["features"] == ["hr", "spo2", "rr", "sbp", "dbp", "temp"]
     assert len(json.loads((group / "metrics.json").read_text())["train_loss"]) == 2
     scores = tmp_path / "s.csv"
-    _cli(
+    run_cli(
         "replay",
         "-c",
         "configs/test.yaml",
@@ -90,7 +67,7 @@ def test_train_writes_a_model_that_replay_serves(tmp_path: Path) -> None:
 def test_replay_of_a_missing_column_names_it(tmp_path: Path) -> None:
     bad = tmp_path / "x.csv"
     bad.write_text("timestamp,value\n2026-01-01T00:00:00Z,1\n")
-    res = _cli(
+    res = run_cli(
         "replay",
         "-c",
         "configs/vitals.yaml",

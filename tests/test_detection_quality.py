@@ -4,25 +4,15 @@ the same CLI a user runs (simulate -> replay). Event-wise, no point adjustment."
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.cli_helpers import run_cli
 
 
 def _cli(*args: str) -> str:
-    res = subprocess.run(
-        [sys.executable, "-m", "streamlstm", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=600,
-    )
-    assert res.returncode == 0, res.stderr[-3000:]
-    return res.stdout
+    return run_cli(*args).stdout
 
 
 @pytest.mark.parametrize("kind", ["vitals", "sensors"])
