@@ -2,7 +2,8 @@
 # Set up everything streamlstm needs, idempotently:
 #   - a virtualenv with the pinned Python dependencies, cached outside the clone under
 #     $STREAMLSTM_CACHE (default ~/.cache/streamlstm) and keyed by a hash of what it was
-#     built from, linked into the clone as .venv, with this clone installed editable;
+#     built from, seen from a small per-clone .venv that also puts this clone's source on
+#     the path (and provides the `streamlstm` command);
 #   - the Apache Kafka broker jars (Maven Central, cached the same way);
 #   - with --ops: Debian's prometheus and alertmanager (for the metrics/rules tests).
 set -euo pipefail
@@ -37,17 +38,24 @@ venv="$cache/venv-py$pyver-$key"
   fi
 ) 9>"$cache/venv.lock"
 
-ln -sfn "$venv" "$root/.venv"
-# Editable install of this clone (no dependency resolution: the lock already has them).
-log="$cache/editable-install.log"
-if ! "$venv/bin/pip" install -q --disable-pip-version-check --no-deps --no-build-isolation \
-    -e "$root" >"$log" 2>&1; then
-  cat "$log" >&2
-  exit 1
-fi
+# This clone's own .venv: a small venv that sees the shared packages and this clone's
+# source. Not an editable install into the shared venv: that would point every clone
+# sharing the cache at whichever clone ran setup last.
+overlay="$root/.venv"
+[ -L "$overlay" ] && rm "$overlay"  # the older layout linked the shared venv here
+[ -x "$overlay/bin/python" ] || "$python" -m venv --without-pip "$overlay"
+purelib='import sysconfig; print(sysconfig.get_paths()["purelib"])'
+site_dir=$("$overlay/bin/python" -c "$purelib")
+shared_site=$("$venv/bin/python" -c "$purelib")
+# addsitedir (not a bare path) so the shared site's own .pth files are processed too.
+echo "import site; site.addsitedir('$shared_site')" >"$site_dir/_streamlstm_shared.pth"
+echo "$root" >"$site_dir/_streamlstm_source.pth"
+printf '#!/bin/sh\nexec "$(dirname "$0")/python" -m streamlstm "$@"\n' >"$overlay/bin/streamlstm"
+chmod +x "$overlay/bin/streamlstm"
+ln -sfn "$venv/bin/ruff" "$overlay/bin/ruff"
 
 # Kafka jars for the local broker (demo and tests); a no-op once cached.
-"$venv/bin/python" -c 'from streamlstm.adapters.devkafka import ensure_jars; ensure_jars()'
+"$overlay/bin/python" -c 'from streamlstm.adapters.devkafka import ensure_jars; ensure_jars()'
 
 if [ "$with_ops" = 1 ]; then
   need=()
@@ -61,4 +69,4 @@ if [ "$with_ops" = 1 ]; then
       "${need[@]}" >/dev/null
   fi
 fi
-echo "bootstrap: ready (.venv -> $venv)" >&2
+echo "bootstrap: ready (.venv over the shared packages in $venv)" >&2
