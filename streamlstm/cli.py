@@ -15,6 +15,8 @@ COMMANDS = [
     "demo",
     "simulate",
     "train",
+    "retrain",
+    "models",
     "replay",
     "evaluate",
     "run",

@@ -162,6 +162,8 @@ class RetrainConfig(_Section):
     gate_margin: float = Field(0.05, ge=0)
     timeout_s: float = Field(1800.0, gt=0)
     registry: str = "runs/models"
+    workers: int = Field(1, gt=0, le=256)  # Ray Train workers (data-parallel)
+    use_gpu: bool = False  # one GPU per Ray Train worker
 
 
 class Config(_Section):

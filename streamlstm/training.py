@@ -111,6 +111,7 @@ def normalise_lanes(
 
 def _chunk_loss(
     net: LSTMAutoencoder,
+    forward: Callable[..., tuple[Tensor, Tensor, Tensor]],
     z: Tensor,
     m: Tensor,
     valid: Tensor,
@@ -138,7 +139,7 @@ def _chunk_loss(
             x_in
             + cfg.input_noise * torch.randn(x_in.shape, generator=gen, device=x_in.device) * m_in
         )
-    recon, h, c = net(x_in, m_in, h, c)
+    recon, h, c = forward(x_in, m_in, h, c)
     err = window_error(recon, win_z, win_m)  # (t, L, F)
     weight = valid[t0:t1].unsqueeze(-1) * (win_m.sum(-2) > 0).float()
     loss = (err * weight).sum() / weight.sum().clamp_min(1.0)
@@ -153,8 +154,16 @@ def fit(
     det_cfg: DetectorConfig,
     device: torch.device | str = "cpu",
     on_epoch: Callable[[int, float], None] | None = None,
+    shard: tuple[int, int] = (0, 1),
+    wrap: Callable[[torch.nn.Module], torch.nn.Module] | None = None,
 ) -> FitResult:
-    """Train a group model on ``series``; returns the net, its prior and the loss curve."""
+    """Train a group model on ``series``; returns the net, its prior and the loss curve.
+
+    Data-parallel use (Ray Train): ``shard`` = (rank, world size) trains on every
+    world-th lane, the same number on every rank so their gradient all-reduces pair up, and
+    ``wrap`` wraps the net (DistributedDataParallel). Calibration uses all lanes on every
+    rank, so each rank ends with the same prior.
+    """
     device = torch.device(device)
     torch.manual_seed(train_cfg.seed)
     gen = torch.Generator(device=device).manual_seed(train_cfg.seed)
@@ -162,9 +171,12 @@ def fit(
     lanes = split_lanes(series, det_cfg.max_gap_s, train_cfg.lanes, 4 * train_cfg.chunk_len)
     z, m, valid = normalise_lanes(lanes, prior, det_cfg, device)
     net = LSTMAutoencoder(len(features), model_cfg).to(device)
+    forward = wrap(net) if wrap is not None else net
     opt = torch.optim.Adam(net.parameters(), lr=train_cfg.learning_rate)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=train_cfg.epochs)
-    T, L = z.shape[0], z.shape[1]
+    mine = shard_lanes(z.shape[1], *shard)
+    zs, ms, vs = z[:, mine], m[:, mine], valid[:, mine]
+    T, L = zs.shape[0], zs.shape[1]
     curve: list[float] = []
     for epoch in range(train_cfg.epochs):
         net.train()
@@ -175,7 +187,17 @@ def fit(
             for t0 in range(0, T, train_cfg.chunk_len):
                 t1 = min(T, t0 + train_cfg.chunk_len)
                 loss, h, c = _chunk_loss(
-                    net, z[:, cols], m[:, cols], valid[:, cols], t0, t1, h, c, train_cfg, gen
+                    net,
+                    forward,
+                    zs[:, cols],
+                    ms[:, cols],
+                    vs[:, cols],
+                    t0,
+                    t1,
+                    h,
+                    c,
+                    train_cfg,
+                    gen,
                 )
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -195,6 +217,13 @@ def fit(
         prior,
         {"train_loss": curve, "lanes": L, "steps": T, "readings": int(valid.sum())},
     )
+
+
+def shard_lanes(n_lanes: int, rank: int, world: int) -> list[int]:
+    """Lane indices for one rank: every world-th lane, equally many per rank (reusing lanes
+    when there are fewer lanes than ranks or the count does not divide)."""
+    per_rank = max(1, -(-n_lanes // world))
+    return [(rank + world * k) % n_lanes for k in range(per_rank)]
 
 
 @torch.no_grad()

@@ -13,6 +13,9 @@ def ray_local() -> Iterator[None]:
     """A real local Ray for the session ($RAY_ADDRESS joins an existing cluster instead)."""
     import ray
 
+    from streamlstm.adapters.supervisor import RAY_ENV
+
+    os.environ.update(RAY_ENV)  # the local Ray's processes inherit it, as `init_ray` arranges
     if os.environ.get("RAY_ADDRESS"):
         ray.init(address=os.environ["RAY_ADDRESS"], namespace="streamlstm-tests")
     else:

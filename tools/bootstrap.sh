@@ -21,8 +21,10 @@ for arg in "$@"; do
 done
 
 pyver=$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
-# The lock is exactly what gets installed, so it (and this script) key the cache.
-key=$(cat "$root/tools/requirements.lock" "$root/tools/bootstrap.sh" | sha256sum | cut -c1-12)
+# The lock is exactly what gets installed, so it keys the cache (with the recipe's version:
+# bump venv_recipe when the way the venv is built below changes).
+venv_recipe=2
+key=$( (cat "$root/tools/requirements.lock"; echo "recipe=$venv_recipe") | sha256sum | cut -c1-12)
 venv="$cache/venv-py$pyver-$key"
 
 (
@@ -36,6 +38,13 @@ venv="$cache/venv-py$pyver-$key"
     "$venv/bin/pip" install -q --disable-pip-version-check -r "$root/tools/requirements.lock"
     touch "$venv/.complete"
   fi
+  touch "$venv/.last-used"
+  # Venvs of older locks that no clone has used for a week go (each is several GB).
+  for old in "$cache"/venv-py*; do
+    if [ "$old" != "$venv" ] && [ -z "$(find "$old/.last-used" -mtime -7 2>/dev/null)" ]; then
+      rm -rf "$old"
+    fi
+  done
 ) 9>"$cache/venv.lock"
 
 # This clone's own .venv: a small venv that sees the shared packages and this clone's
@@ -50,8 +59,10 @@ shared_site=$("$venv/bin/python" -c "$purelib")
 # addsitedir (not a bare path) so the shared site's own .pth files are processed too.
 echo "import site; site.addsitedir('$shared_site')" >"$site_dir/_streamlstm_shared.pth"
 echo "$root" >"$site_dir/_streamlstm_source.pth"
-printf '#!/bin/sh\nexec "$(dirname "$0")/python" -m streamlstm "$@"\n' >"$overlay/bin/streamlstm"
-chmod +x "$overlay/bin/streamlstm"
+for module in streamlstm pytest; do  # commands that run as modules of this venv's python
+  printf '#!/bin/sh\nexec "$(dirname "$0")/python" -m %s "$@"\n' "$module" >"$overlay/bin/$module"
+  chmod +x "$overlay/bin/$module"
+done
 ln -sfn "$venv/bin/ruff" "$overlay/bin/ruff"
 
 # Kafka jars for the local broker (demo and tests); a no-op once cached.

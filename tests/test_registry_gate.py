@@ -1,0 +1,99 @@
+"""The validation gate (pure core, real trained models) and the model registry (a real
+directory)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from streamlstm import config as config_mod
+from streamlstm.adapters.registry import ModelRegistry, RegistryError
+from streamlstm.detector import ScoringModel
+from streamlstm.gate import GateStats, decide, gate_stats
+from streamlstm.simulate import generate
+from streamlstm.training import Series, fit
+from tests.cli_helpers import ROOT
+from tests.helpers import tiny_model
+
+
+def test_decide_promotes_the_first_model_and_only_no_worse_candidates() -> None:
+    base = GateStats(1000, 0.50, 2.0)
+    assert decide(base, None, 0.05).promote
+    assert decide(GateStats(1000, 0.52, 2.0), base, 0.05).promote  # within the margin
+    worse = decide(GateStats(1000, 0.60, 2.0), base, 0.05)
+    assert not worse.promote and "reconstruction error" in worse.reasons[0]
+    noisy = decide(GateStats(1000, 0.50, 9.0), base, 0.05)
+    assert not noisy.promote and "alerts on normal data" in noisy.reasons[0]
+    assert decide(GateStats(1000, 0.50, 2.9), base, 0.05).promote  # within the slack
+    assert not decide(GateStats(0, float("inf"), 0.0), None, 0.05).promote
+
+
+def _permuted(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Each feature shuffled in time: the same values, no temporal or joint structure."""
+    out = values.copy()
+    for f in range(values.shape[1]):
+        out[:, f] = rng.permutation(values[:, f])
+    return out
+
+
+def test_gate_rejects_a_model_trained_on_noise_and_keeps_a_sound_one() -> None:
+    cfg = config_mod.load(
+        ROOT / "configs/test.yaml", {"training.epochs": 25, "retrain.gate_margin": 0.02}, {}
+    )
+    group = cfg.groups[0]
+    data = generate("vitals", 6, 600, 5, anomaly_rate=0.0)
+    cut = 420
+    train = [Series(s, data.ts[i][:cut], data.values[i][:cut]) for i, s in enumerate(data.streams)]
+    held = [Series(s, data.ts[i][cut:], data.values[i][cut:]) for i, s in enumerate(data.streams)]
+    rng = np.random.default_rng(0)
+    noise = [Series(s.stream, s.ts, _permuted(s.values, rng)) for s in train]
+
+    def trained(series: list[Series], version: str) -> ScoringModel:
+        result = fit(series, group.features, group.model, cfg.training, cfg.detector)
+        return ScoringModel(group.name, version, group.features, result.net, result.prior)
+
+    current = gate_stats(trained(train, "v1"), held, cfg.detector, cfg.alerts)
+    twin = gate_stats(trained(train[::-1], "v2"), held, cfg.detector, cfg.alerts)
+    corrupt = gate_stats(trained(noise, "v3"), held, cfg.detector, cfg.alerts)
+    assert current.readings == twin.readings == corrupt.readings > 0
+    assert decide(twin, current, cfg.retrain.gate_margin).promote
+    rejected = decide(corrupt, current, cfg.retrain.gate_margin)
+    assert not rejected.promote, rejected
+    assert corrupt.mean_error > current.mean_error
+
+
+def test_registry_keeps_every_version_with_status_and_rolls_back(tmp_path: Path) -> None:
+    registry = ModelRegistry(tmp_path / "models")
+    assert registry.groups() == [] and registry.current("g") is None
+    first = registry.add(tiny_model(0, "g-aaaa"), {"train_loss": [1.0, 0.5]}, {"source": "f1"})
+    assert first["status"] == "candidate" and first["parent"] is None
+    registry.promote("g", "g-aaaa")
+    second = registry.add(tiny_model(1, "g-bbbb"), {"train_loss": [0.9]}, {"source": "f2"})
+    assert second["parent"] == "g-aaaa"
+    registry.set_status("g", "g-bbbb", "rejected", note="worse")
+    registry.add(tiny_model(2, "g-cccc"), {}, {})
+    registry.promote("g", "g-cccc")
+    statuses = {e["version"]: e["status"] for e in registry.entries("g")}
+    assert statuses == {"g-aaaa": "retired", "g-bbbb": "rejected", "g-cccc": "promoted"}
+    assert registry.current("g") == "g-cccc"
+    assert registry.load("g").version == "g-cccc"
+    assert registry.rollback("g")["version"] == "g-aaaa"
+    assert registry.current("g") == "g-aaaa"
+    assert registry.entry("g", "g-cccc")["status"] == "retired"
+    with pytest.raises(RegistryError, match="no earlier promoted version"):
+        registry.rollback("g")
+    with pytest.raises(RegistryError, match="no version"):
+        registry.promote("g", "g-zzzz")
+
+
+def test_a_half_written_version_is_never_listed_and_is_swept(tmp_path: Path) -> None:
+    registry = ModelRegistry(tmp_path)
+    leftover = tmp_path / "g" / ".incoming-dead"
+    leftover.mkdir(parents=True)
+    (leftover / "model.json").write_text("{")  # a run killed mid-write
+    assert registry.entries("g") == [] and registry.groups() == ["g"]
+    registry.add(tiny_model(0, "g-aaaa"), {}, {})
+    assert not leftover.exists()
+    assert [e["version"] for e in registry.entries("g")] == ["g-aaaa"]
