@@ -162,9 +162,11 @@ def test_a_killed_worker_is_restarted_and_ends_in_the_same_state(
     assert {e["alert_id"] for e in lh.alert_events(cfg)} == ref_ids
 
 
+@pytest.mark.parametrize("serve_from", ["model-dir", "registry"])
 def test_run_command_drains_on_sigterm_and_exits_0(
-    kafka_bootstrap, episode_data, model, tmp_path: Path
+    kafka_bootstrap, episode_data, model, tmp_path: Path, serve_from: str
 ) -> None:
+    """`streamlstm run` serves --model, or without it the registry's promoted version."""
     import os
     import signal
     import subprocess
@@ -179,23 +181,27 @@ def test_run_command_drains_on_sigterm_and_exits_0(
     lh.setup_topics(cfg)
     records = lh.records_of(episode_data, topic_steps=100)
     lh.produce(kafka_bootstrap, cfg.kafka.input_topics[0], records)
-    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
     model_dir = tmp_path / "model"
     for group, files in model.items():
         (model_dir / group).mkdir(parents=True)
         for name, blob in files.items():
             (model_dir / group / name).write_bytes(blob)
+    tree = cfg.model_dump(mode="json")
+    if serve_from == "registry":
+        from streamlstm.adapters.registry import ModelRegistry
+        from streamlstm.checkpoint import load_model
+
+        registry = ModelRegistry(tmp_path / "registry")
+        served = load_model(model_dir / "vitals")
+        registry.add(served, {}, {"source": "test"})
+        registry.promote("vitals", served.version)
+        tree["retrain"]["registry"] = str(registry.root)
+        model_args: list[str] = []
+    else:
+        model_args = ["--model", str(model_dir)]
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(tree))
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlstm",
-            "run",
-            "-c",
-            str(tmp_path / "cfg.yaml"),
-            "--model",
-            str(model_dir),
-        ],
+        [sys.executable, "-m", "streamlstm", "run", "-c", str(tmp_path / "cfg.yaml"), *model_args],
         cwd=lh.ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -219,3 +225,5 @@ def test_run_command_drains_on_sigterm_and_exits_0(
         source.close()
     assert proc.returncode == 0, out[-3000:]
     assert '"final"' in out
+    if serve_from == "registry":
+        assert "serving the registry's promoted versions" in out

@@ -6,8 +6,10 @@ import argparse
 import json
 import logging
 import sys
+import tempfile
 from pathlib import Path
 
+from streamlstm.checkpoint import load_model
 from streamlstm.commands.common import add_config_args, add_device_arg, load_config, pick_device
 
 log = logging.getLogger("streamlstm.run")
@@ -29,44 +31,71 @@ def add_parser(sub) -> None:
     add_config_args(p)
     p.add_argument(
         "--model",
-        help="model set directory (default: config model_dir; with "
-        "neither, a first model is trained from the input topics)",
+        help="model set directory (default: config model_dir; else the promoted versions "
+        "in retrain.registry; else a first model is trained from the input topics, "
+        "registered and promoted)",
     )
     p.add_argument("--duration", type=float, help="stop after this many seconds")
     add_device_arg(p)
     p.set_defaults(func=run)
 
 
-def resolve_models(config, bootstrap: str, model_arg: str | None, device_name: str) -> Path:
-    """The model set to serve: --model, model_dir, or a cold-start model from the topics."""
+def resolve_models(
+    config, bootstrap: str, model_arg: str | None, device_name: str
+) -> dict[str, dict[str, bytes]]:
+    """The model files to serve: --model, model_dir, else the registry's promoted versions,
+    else a cold-start model trained from the input topics (registered and promoted)."""
+    from streamlstm.adapters.ray_workers import model_files
+    from streamlstm.adapters.registry import ModelRegistry
     from streamlstm.adapters.runtime import read_topic_readings, train_first_model
 
     chosen = model_arg or config.model_dir
     if chosen:
-        return Path(chosen)
-    out = Path(config.retrain.registry) / "bootstrap"
-    if (out / config.groups[0].name / "model.json").exists():
-        return out
+        return model_files(chosen)
+    registry = ModelRegistry(config.retrain.registry)
+    groups = [g.name for g in config.groups]
+    if all(registry.current(g) for g in groups):
+        log.info("serving the registry's promoted versions from %s", registry.root)
+        return registry_files(registry, groups)
     need = config.retrain.bootstrap_readings
     log.info("no model yet: collecting %d readings from the input topics to train one", need)
     readings = read_topic_readings(config, bootstrap, need, timeout_s=3600.0)
-    return train_first_model(config, readings, out, str(pick_device(device_name)))
+    with tempfile.TemporaryDirectory() as tmp:
+        first = train_first_model(config, readings, Path(tmp), str(pick_device(device_name)))
+        for group in groups:
+            if (first / group / "model.json").exists() and not registry.current(group):
+                model = load_model(first / group)
+                metrics = json.loads((first / group / "metrics.json").read_text())
+                registry.add(model, metrics, {"source": "kafka bootstrap", "trainer": "first"})
+                registry.promote(group, model.version)
+    return registry_files(registry, groups)
+
+
+def registry_files(registry, groups: list[str]) -> dict[str, dict[str, bytes]]:
+    """The current version of each group, as the bytes the workers load."""
+    from streamlstm.adapters.ray_workers import model_files
+
+    out: dict[str, dict[str, bytes]] = {}
+    for group in groups:
+        version = registry.current(group)
+        if version:
+            out.update(model_files(registry.path(group, version)))
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
-    from streamlstm.adapters.ray_workers import model_files
     from streamlstm.adapters.runtime import StopFlag, ensure_topics, kafka_bootstrap, supervise
 
     config = load_config(args)
     bootstrap, _ = kafka_bootstrap(config)
     ensure_topics(config, bootstrap)
     stop = StopFlag()
-    model_dir = resolve_models(config, bootstrap, args.model, args.device)
+    files = resolve_models(config, bootstrap, args.model, args.device)
 
     def status(stats: list[dict]) -> None:
         total = {k: sum(s.get(k, 0) for s in stats) for k in ("records", "scored", "dlq", "alerts")}
         print(f"status: {json.dumps(total)}", file=sys.stderr)
 
-    result = supervise(config, bootstrap, model_files(model_dir), stop, args.duration, status)
+    result = supervise(config, bootstrap, files, stop, args.duration, status)
     print(json.dumps({"final": result["workers"], "restarts": result["restarts"]}))
     return 0
