@@ -34,7 +34,11 @@ def add_parser(sub) -> None:
         "then streamlstm models list -c configs/vitals.yaml",
     )
     add_config_args(p)
-    p.add_argument("--input", required=True, help="CSV (timestamp, [stream], features) or JSONL")
+    p.add_argument(
+        "--input",
+        help="CSV (timestamp, [stream], features) or JSONL; without it the input topics "
+        "over retrain.lookback_s, minus readings inside alert episodes",
+    )
     p.add_argument("--registry", help="registry directory (default: retrain.registry)")
     p.add_argument(
         "--validate-on",
@@ -58,19 +62,30 @@ def run(args: argparse.Namespace) -> int:
     if not 0.0 < args.holdout < 1.0:
         print("streamlstm retrain: --holdout must be between 0 and 1", file=sys.stderr)
         return 2
-    data = read_file(args.input, config)
+    if args.input:
+        data, source = read_file(args.input, config), str(args.input)
+    else:
+        data, source = _from_topics(config)
     validation = read_file(args.validate_on, config) if args.validate_on else None
     registry = ModelRegistry(args.registry or config.retrain.registry)
     init_ray(config)
     results = {}
     for group in config.groups:
-        results[group.name] = retrain_group(config, group.name, data, validation, args, registry)
+        results[group.name] = retrain_group(
+            config, group.name, data, validation, args.holdout, source, registry
+        )
     print(json.dumps(results, indent=2))
     return 0 if all(r["outcome"] != "failed" for r in results.values()) else 1
 
 
 def retrain_group(
-    config: Config, group: str, data: FileData, validation: FileData | None, args, registry
+    config: Config,
+    group: str,
+    data: FileData,
+    validation: FileData | None,
+    holdout: float,
+    source: str,
+    registry,
 ) -> dict:
     from tqdm import tqdm
 
@@ -79,7 +94,7 @@ def retrain_group(
     from streamlstm.gate import decide, gate_stats
 
     if validation is None:
-        train_idx, held_idx = _split(data, group, args.holdout)
+        train_idx, held_idx = _split(data, group, holdout)
         held_data = data
     else:
         train_idx, _ = _split(data, group, 0.0)
@@ -124,7 +139,7 @@ def retrain_group(
         candidate,
         metrics,
         {
-            "source": str(args.input),
+            "source": source,
             "data_range": [format_ts(min(used)), format_ts(max(used))],
             "training_readings": n_train,
             "trainer": {
@@ -149,6 +164,27 @@ def retrain_group(
         "validation": decision.to_dict(),
         "train_wall_s": round(outcome.wall_s, 2),
     }
+
+
+def _from_topics(config: Config) -> tuple[FileData, str]:
+    from streamlstm.adapters.retrain_data import topic_training_data
+    from streamlstm.adapters.runtime import kafka_bootstrap
+
+    bootstrap, _ = kafka_bootstrap(config)
+    readings, counts = topic_training_data(config, bootstrap)
+    log.info(
+        "retrain data: %d readings from %s over the last %.0f s, %d of them dropped inside "
+        "%d alert episodes",
+        counts["read"],
+        ",".join(config.kafka.input_topics),
+        config.retrain.lookback_s,
+        counts["dropped_in_episodes"],
+        counts["episodes"],
+    )
+    source = (
+        f"kafka:{','.join(config.kafka.input_topics)} lookback {config.retrain.lookback_s:.0f} s"
+    )
+    return FileData(readings), source
 
 
 def _split(data: FileData, group: str, holdout: float):

@@ -1,0 +1,100 @@
+"""Training data for a retrain, read from Kafka: the input topics over ``retrain.lookback_s``
+(seeking by record timestamp), minus every reading that fell inside an alert episode of its
+stream (the alerts topic says where: from ``opened_ts`` to the ``resolve`` event, or to now
+while still open). Nothing is committed: this reader never moves the workers' offsets.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+
+from streamlstm.config import Config
+from streamlstm.records import Reading, RecordParser, parse_ts
+
+TP = tuple[str, int]
+
+
+def topic_training_data(
+    config: Config, bootstrap: str, now_s: float | None = None, timeout_s: float = 300.0
+) -> tuple[list[Reading], dict[str, Any]]:
+    """Readings (time-ordered) and counts: read, dropped inside episodes, episodes."""
+    from streamlstm.adapters.kafka import KafkaSource
+    from streamlstm.adapters.kafka_config import client_options
+
+    now_s = time.time() if now_s is None else now_s
+    since_ms = int((now_s - config.retrain.lookback_s) * 1000)
+    source = KafkaSource(
+        bootstrap, f"{config.kafka.group_id}-retrain", client_options(config.kafka)
+    )
+    try:
+        parser = RecordParser(config.input, config.groups)
+        readings = [
+            got
+            for rec in _read_since(source, config.kafka.input_topics, since_ms, timeout_s)
+            if isinstance(got := parser.parse(rec), Reading)
+        ]
+        alerts = _read_since(source, [config.kafka.alerts_topic], since_ms, timeout_s)
+        episodes = alert_episodes(orjson.loads(rec.value) for rec in alerts)
+    finally:
+        source.close()
+    kept = [r for r in readings if not _inside(episodes.get(r.stream, ()), r.ts)]
+    kept.sort(key=lambda r: (r.ts, r.stream))
+    counts = {
+        "read": len(readings),
+        "dropped_in_episodes": len(readings) - len(kept),
+        "episodes": sum(len(v) for v in episodes.values()),
+    }
+    return kept, counts
+
+
+def alert_episodes(events: Iterable[dict]) -> dict[str, list[tuple[float, float]]]:
+    """Per stream, (start, end) seconds of every alert episode; an open one ends at +inf."""
+    open_at: dict[str, dict[str, float]] = {}  # stream -> alert_id -> opened
+    out: dict[str, list[tuple[float, float]]] = {}
+    for event in events:
+        stream, alert_id = event.get("stream"), event.get("alert_id")
+        if not stream or not alert_id or not event.get("opened_ts"):
+            continue  # not an alert event of this contract
+        opened = parse_ts(event["opened_ts"])
+        if event.get("event") == "resolve":
+            open_at.get(stream, {}).pop(alert_id, None)
+            out.setdefault(stream, []).append((opened, parse_ts(event["ts"])))
+        else:
+            open_at.setdefault(stream, {}).setdefault(alert_id, opened)
+    for stream, still_open in open_at.items():
+        out.setdefault(stream, []).extend((t, float("inf")) for t in still_open.values())
+    return out
+
+
+def _inside(episodes: Iterable[tuple[float, float]], ts: float) -> bool:
+    return any(start <= ts <= end for start, end in episodes)
+
+
+def _read_since(source, topics: list[str], since_ms: int, timeout_s: float) -> list:
+    """Every record of ``topics`` with timestamp >= since_ms, up to the current end."""
+    tps: list[TP] = [(t, p) for t in topics for p in source.partitions_for(t)]
+    if not tps:
+        return []
+    ends = source.end_offsets(tps)
+    starts = source.offsets_for_times(tps, since_ms)
+    todo = {tp: ends[tp] for tp in tps if starts[tp] is not None and starts[tp] < ends[tp]}
+    if not todo:
+        return []
+    source.assign(list(todo))
+    for (topic, partition), _ in todo.items():
+        source.seek(topic, partition, starts[(topic, partition)])
+    records: list = []
+    deadline = time.monotonic() + timeout_s
+    while todo and time.monotonic() < deadline:
+        for rec in source.poll(0.5, 5000):
+            tp = (rec.topic, rec.partition)
+            if tp in todo and rec.offset < todo[tp]:
+                records.append(rec)
+        todo = {tp: end for tp, end in todo.items() if source.position(*tp) < end}
+    if todo:
+        raise TimeoutError(f"retrain data: still reading {sorted(todo)} after {timeout_s} s")
+    return records

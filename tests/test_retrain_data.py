@@ -1,0 +1,79 @@
+"""Retraining data from the real broker: the lookback window by record timestamp, and the
+readings inside alert episodes left out."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+from kafka import KafkaProducer
+
+from streamlstm.adapters.retrain_data import alert_episodes, topic_training_data
+from streamlstm.records import format_ts
+from tests import live_helpers as lh
+
+pytestmark = pytest.mark.kafka
+
+
+def _alert(event: str, stream: str, alert_id: str, ts: float, opened: float) -> dict:
+    return {
+        "alert_id": alert_id,
+        "event": event,
+        "stream": stream,
+        "ts": format_ts(ts),
+        "opened_ts": format_ts(opened),
+    }
+
+
+def test_alert_episodes_pair_opens_with_resolves_and_keep_open_ones_open() -> None:
+    events = [
+        _alert("open", "a", "x1", 100.0, 100.0),
+        _alert("update", "a", "x1", 110.0, 100.0),
+        _alert("resolve", "a", "x1", 130.0, 100.0),
+        _alert("open", "b", "y1", 200.0, 200.0),
+        {"unrelated": True},
+    ]
+    assert alert_episodes(events) == {"a": [(100.0, 130.0)], "b": [(200.0, float("inf"))]}
+
+
+def test_topic_data_covers_the_lookback_and_drops_alert_episodes(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    cfg = lh.live_config(kafka_bootstrap, tmp_path)
+    lh.setup_topics(cfg)
+    data = lh.simulated(3, 60, seed=4, rate=0.0)
+    records = lh.records_of(data)
+    now_ms = int(time.time() * 1000)
+    old_ms = now_ms - int(2 * cfg.retrain.lookback_s * 1000)
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    topic = cfg.kafka.input_topics[0]
+    for key, value in records[:9]:  # written long ago: outside the lookback
+        producer.send(topic, key=key, value=value, timestamp_ms=old_ms)
+    for key, value in records[9:]:
+        producer.send(topic, key=key, value=value, timestamp_ms=now_ms)
+    ts = data.ts
+    s0, s1 = data.streams[0], data.streams[1]
+    for event in (
+        _alert("open", s0, "e1", float(ts[0][20]), float(ts[0][20])),
+        _alert("resolve", s0, "e1", float(ts[0][29]), float(ts[0][20])),
+        _alert("open", s1, "e2", float(ts[1][50]), float(ts[1][50])),  # still open
+    ):
+        producer.send(
+            cfg.kafka.alerts_topic, key=event["stream"].encode(), value=orjson.dumps(event)
+        )
+    producer.flush()
+    producer.close()
+
+    readings, counts = topic_training_data(cfg, kafka_bootstrap)
+    # records are interleaved step by step over 3 streams: the first 9 are steps 0-2
+    assert counts["read"] == len(records) - 9
+    assert counts["episodes"] == 2
+    assert counts["dropped_in_episodes"] == 10 + 10  # s0 steps 20..29, s1 steps 50..59
+    kept = {(r.stream, r.ts) for r in readings}
+    assert (s0, float(ts[0][3])) in kept and (s0, float(ts[0][2])) not in kept
+    assert (s0, float(ts[0][19])) in kept and (s0, float(ts[0][25])) not in kept
+    assert (s0, float(ts[0][30])) in kept
+    assert (s1, float(ts[1][49])) in kept and (s1, float(ts[1][55])) not in kept
+    assert [r.ts for r in readings] == sorted(r.ts for r in readings)
