@@ -8,8 +8,9 @@ State lives in host columns of the group's ``StateTable`` (see ``HOST_COLUMNS``)
 vectorised to pick the few streams that need attention and runs plain Python only for them,
 so a quiet poll of 10 000 streams costs a handful of numpy operations.
 
-``alert_id`` = hash(stream, offset of the opening reading, model version): a replay after a
-crash re-opens the same alert with the same id, so consumers can de-duplicate.
+``alert_id`` = hash(stream, offset of the opening reading, model version), minted at open and
+kept in the row: a replay after a crash re-opens the same alert with the same id, so
+consumers can de-duplicate, and a model swap mid-alert does not change it.
 """
 
 from __future__ import annotations
@@ -39,12 +40,25 @@ HOST_COLUMNS: dict[str, Column] = {
     "a_kind": Column((), "int8", 0),
     "a_open_offset": Column((), "int64", -1),
     "a_open_ts": Column((), "float64", 0.0),
+    # The alert id, minted at open and kept (12 bytes as 8 + 4): update and resolve events
+    # carry the id of the open even if the model version changed in between.
+    "a_id_hi": Column((), "int64", 0),
+    "a_id_lo": Column((), "int64", 0),
 }
 
 
 def alert_id(stream: str, open_offset: int, model_version: str) -> str:
     raw = f"{stream}\x1f{open_offset}\x1f{model_version}".encode()
     return hashlib.sha256(raw).hexdigest()[:24]
+
+
+def _pack_id(alert: str) -> tuple[int, int]:
+    raw = bytes.fromhex(alert)
+    return int.from_bytes(raw[:8], "big", signed=True), int.from_bytes(raw[8:], "big")
+
+
+def _unpack_id(hi: int, lo: int) -> str:
+    return (hi.to_bytes(8, "big", signed=True) + lo.to_bytes(4, "big")).hex()
 
 
 @dataclass
@@ -99,6 +113,8 @@ class AlertMachine:
         host["a_kind"][row] = 0 if score >= cfg.enter else 1
         host["a_open_offset"][row] = inp.offsets[i]
         host["a_open_ts"][row] = inp.ts[i]
+        minted = alert_id(inp.streams[i], int(inp.offsets[i]), self.model_version)
+        host["a_id_hi"][row], host["a_id_lo"][row] = _pack_id(minted)
         return self._event("open", host, row, i, inp)
 
     def _while_open(self, host, row: int, i: int, inp: AlertInputs):
@@ -126,8 +142,13 @@ class AlertMachine:
 
     def _event(self, name: str, host, row: int, i: int, inp: AlertInputs) -> AlertEvent:
         stream = inp.streams[i]
+        hi, lo = int(host["a_id_hi"][row]), int(host["a_id_lo"][row])
+        if hi == 0 and lo == 0:  # opened before ids were kept (an older snapshot)
+            kept = alert_id(stream, int(host["a_open_offset"][row]), self.model_version)
+        else:
+            kept = _unpack_id(hi, lo)
         return AlertEvent(
-            alert_id=alert_id(stream, int(host["a_open_offset"][row]), self.model_version),
+            alert_id=kept,
             event=name,
             stream=stream,
             ts=float(inp.ts[i]),

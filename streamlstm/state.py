@@ -167,7 +167,8 @@ class StateTable:
                     raise ValueError(f"snapshot column {name}: shape {tuple(data.shape)}")
                 self.dev[name].index_copy_(0, idx, data)
             for name in self.host_spec:
-                self.host[name][rows] = npz[f"host.{name}"]
+                if f"host.{name}" in npz.files:  # a column added since: keeps its default
+                    self.host[name][rows] = npz[f"host.{name}"]
         return list(header["streams"]), header["meta"]
 
     def nbytes(self) -> int:

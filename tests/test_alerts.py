@@ -100,3 +100,30 @@ def test_alert_ids_are_deterministic_and_distinct() -> None:
             )
             table_ids += [e.alert_id for e in m.step(table.host, rows, inp)]
     assert table_ids[0] == table_ids[2] == alert_id("s", 101, "v1")
+
+
+def test_the_id_minted_at_open_survives_a_model_version_change() -> None:
+    table = StateTable({}, HOST_COLUMNS)
+    rows, _ = table.rows_for(["s"])
+
+    def feed(machine: AlertMachine, i: int, score: float) -> list:
+        inp = AlertInputs(
+            ["s"],
+            np.array([1000.0 + i]),
+            np.array([i]),
+            np.array([score]),
+            np.array([False]),
+            np.array([False]),
+            lambda _: (("hr", 1.0),),
+            lambda _, i=i: ("t", 0, i),
+        )
+        return machine.step(table.host, rows, inp)
+
+    old, new = AlertMachine(CFG, "v1"), AlertMachine(CFG, "v2")
+    opened = feed(old, 0, 6) + feed(old, 1, 6)
+    assert [e.event for e in opened] == ["open"]
+    assert opened[0].alert_id == alert_id("s", 1, "v1")
+    resolved = feed(new, 2, 1) + feed(new, 3, 1)  # the model changed while open
+    assert [e.event for e in resolved] == ["resolve"]
+    assert resolved[0].alert_id == opened[0].alert_id
+    assert resolved[0].model_version == "v2"

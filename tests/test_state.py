@@ -78,3 +78,15 @@ def test_restore_rejects_a_wrong_shape() -> None:
     big = StateTable({"h": Column((4,), "float32")}, {"last_ts": Column((), "float64")})
     with pytest.raises(ValueError, match="column h"):
         big.restore(blob)
+
+
+def test_a_snapshot_from_before_a_host_column_existed_restores_with_its_default() -> None:
+    older = StateTable({}, {"a": Column((), "int32", 0)})
+    rows, _ = older.rows_for(["s1", "s2"])
+    older.host["a"][rows] = [4, 5]
+    newer = StateTable({}, {"a": Column((), "int32", 0), "b": Column((), "int64", -1)})
+    streams, _ = newer.restore(older.snapshot(["s1", "s2"]))
+    assert streams == ["s1", "s2"]
+    got, _ = newer.rows_for(["s1", "s2"])
+    assert newer.host["a"][got].tolist() == [4, 5]
+    assert newer.host["b"][got].tolist() == [-1, -1]
