@@ -125,7 +125,7 @@ class Detector:
     ) -> None:
         rows, is_new = table.rows_for([readings[i].stream for i in idx])
         if is_new.any():
-            self._init_rows(table, rows[is_new])
+            self.init_rows(table, rows[is_new])
         ts = np.fromiter((readings[i].ts for i in idx), np.float64, len(idx))
         offsets = np.fromiter((readings[i].offset for i in idx), np.int64, len(idx))
         keep = self._check_order(table, rows, ts, offsets, idx, out)
@@ -211,7 +211,7 @@ class Detector:
             "stuck": stuck,
         }
 
-    def _init_rows(self, table: StateTable, rows: np.ndarray) -> None:
+    def init_rows(self, table: StateTable, rows: np.ndarray) -> None:
         """A new stream starts from the group prior (raw-unit mean/variance, calibration)."""
         idx = torch.as_tensor(rows, device=self.device)
         n = len(rows)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from streamlstm import hotswap
 from streamlstm.config import Config
 from streamlstm.detector import Detector, Scored, ScoringModel
 from streamlstm.records import AlertEvent, Reading
@@ -31,6 +32,8 @@ class Engine:
 
     detectors: dict[str, Detector]
     tables: dict[str, StateTable] = field(default_factory=dict)
+    shadows: dict[str, hotswap.Shadow] = field(default_factory=dict)
+    switched: list[tuple[str, str, str]] = field(default_factory=list)  # group, old, new
 
     @classmethod
     def build(
@@ -48,10 +51,27 @@ class Engine:
         by_group: dict[str, list[Reading]] = {}
         for r in readings:
             by_group.setdefault(r.group, []).append(r)
-        return {
-            group: GroupResult(batch, self.detectors[group].score(self.tables[group], batch))
-            for group, batch in by_group.items()
-        }
+        out = {}
+        for group, batch in by_group.items():
+            out[group] = GroupResult(batch, self.detectors[group].score(self.tables[group], batch))
+            if group in self.shadows:
+                self._shadow_step(group, batch)
+        return out
+
+    def stage(self, model: ScoringModel, shadow_readings: int) -> None:
+        """Start warming ``model`` in shadow; it takes over by itself when warm."""
+        self.shadows[model.group] = hotswap.stage(
+            self.detectors[model.group], model, shadow_readings
+        )
+
+    def _shadow_step(self, group: str, batch: list[Reading]) -> None:
+        shadow = self.shadows[group]
+        hotswap.feed(shadow, batch)
+        if hotswap.ready(shadow):
+            old = self.detectors[group].model.version
+            self.detectors[group], self.tables[group] = hotswap.switch(shadow, self.tables[group])
+            del self.shadows[group]
+            self.switched.append((group, old, self.detectors[group].model.version))
 
     def events(self, results: dict[str, GroupResult]) -> list[AlertEvent]:
         return [e for res in results.values() for e in res.scored.events]

@@ -177,6 +177,12 @@ class StateTable:
         return dev + sum(a.nbytes for a in self.host.values())
 
 
+def read_meta(blob: bytes) -> dict:
+    """The ``meta`` of a snapshot, without restoring it."""
+    with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
+        return json.loads(npz["header"].tobytes()).get("meta", {})
+
+
 def table_rows(table: StateTable) -> dict[str, dict[str, np.ndarray]]:
     """Every column of every stream's row, as host arrays.
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -24,6 +25,7 @@ import numpy as np
 
 from streamlstm.pipeline import Engine
 from streamlstm.records import RawRecord, Reading, RecordParser, Rejection
+from streamlstm.state import read_meta
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +108,7 @@ class Counters:
     replayed: int = 0
     alerts: int = 0
     checkpoints: int = 0
+    swaps: int = 0  # models that took over after their shadow warm-up
     by_reason: dict[str, int] = field(default_factory=dict)
 
 
@@ -157,6 +160,11 @@ class StreamWorker:
         self.counters = Counters()
         self._last_checkpoint = clock()
         self._dirty = False
+        self._staged: deque = deque()  # (model, shadow_readings) from other threads
+
+    def request_stage(self, model, shadow_readings: int) -> None:
+        """Thread-safe: the loop stages ``model`` in shadow before its next poll."""
+        self._staged.append((model, shadow_readings))
 
     # --- assignment ---------------------------------------------------------------------
     def assign(self, partitions: list[TP]) -> dict[TP, int]:
@@ -168,6 +176,19 @@ class StreamWorker:
             if saved is not None:
                 blobs, start = saved
                 for group, blob in blobs.items():
+                    saved_version = read_meta(blob).get("model_version")
+                    serving = self.engine.detectors[group].model.version
+                    if saved_version not in (None, serving):
+                        # State belongs to its model: under another one it would be noise.
+                        log.warning(
+                            "%s: snapshot of %s holds model %s state, serving %s: its streams "
+                            "start cold",
+                            group,
+                            tp,
+                            saved_version,
+                            serving,
+                        )
+                        continue
                     restored, _ = self.engine.tables[group].restore(blob)
                     streams.update((group, s) for s in restored)
             self.next_offset[tp] = start
@@ -178,6 +199,9 @@ class StreamWorker:
     # --- the loop -----------------------------------------------------------------------
     def run_once(self, timeout_s: float, max_records: int) -> int:
         """One poll; returns the number of records handled."""
+        while self._staged:
+            model, shadow_readings = self._staged.popleft()
+            self.engine.stage(model, shadow_readings)
         records = self.source.poll(timeout_s, max_records)
         self.crash.hit("after_poll")
         if records:
@@ -228,6 +252,10 @@ class StreamWorker:
         # reports a batch that is still being scored.
         c.records += len(records)
         self.next_offset = next_offset
+        while self.engine.switched:
+            group, old, new = self.engine.switched.pop(0)
+            log.warning("%s: model %s took over from %s after its shadow warm-up", group, new, old)
+            c.swaps += 1
         self._dirty = True
 
     def _dlq(self, rec: RawRecord, rej: Rejection) -> None:
@@ -260,6 +288,8 @@ class StreamWorker:
         for group, stream in self.streams_of.get(tp, ()):
             by_group.setdefault(group, []).append(stream)
         return {
-            group: self.engine.tables[group].snapshot(sorted(streams))
+            group: self.engine.tables[group].snapshot(
+                sorted(streams), {"model_version": self.engine.detectors[group].model.version}
+            )
             for group, streams in by_group.items()
         }

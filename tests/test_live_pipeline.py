@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -176,26 +177,24 @@ def test_run_command_drains_on_sigterm_and_exits_0(
     import yaml
 
     from streamlstm.adapters.kafka import KafkaSource
+    from streamlstm.adapters.registry import ModelRegistry
+    from streamlstm.adapters.runtime import REGISTRY_CHECK_S
+    from streamlstm.checkpoint import load_model
+    from streamlstm.config import from_dict
 
     cfg = lh.live_config(kafka_bootstrap, tmp_path, workers=1)
     lh.setup_topics(cfg)
     records = lh.records_of(episode_data, topic_steps=100)
     lh.produce(kafka_bootstrap, cfg.kafka.input_topics[0], records)
-    model_dir = tmp_path / "model"
-    for group, files in model.items():
-        (model_dir / group).mkdir(parents=True)
-        for name, blob in files.items():
-            (model_dir / group / name).write_bytes(blob)
+    model_dir = _write_files(model, tmp_path / "model")
     tree = cfg.model_dump(mode="json")
     if serve_from == "registry":
-        from streamlstm.adapters.registry import ModelRegistry
-        from streamlstm.checkpoint import load_model
-
         registry = ModelRegistry(tmp_path / "registry")
         served = load_model(model_dir / "vitals")
         registry.add(served, {}, {"source": "test"})
         registry.promote("vitals", served.version)
         tree["retrain"]["registry"] = str(registry.root)
+        tree["retrain"]["shadow_readings"] = 20
         model_args: list[str] = []
     else:
         model_args = ["--model", str(model_dir)]
@@ -210,13 +209,28 @@ def test_run_command_drains_on_sigterm_and_exits_0(
     )
     source = KafkaSource(kafka_bootstrap, cfg.kafka.group_id)
     tps = [(t, p) for t in cfg.kafka.input_topics for p in source.partitions_for(t)]
-    ends = source.end_offsets(tps)
-    deadline = time.monotonic() + 120
-    try:
+
+    def wait_committed() -> None:
+        ends = source.end_offsets(tps)
+        deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None:
             if all((source.committed(t, p) or 0) >= ends[(t, p)] for t, p in tps):
-                break
+                return
             time.sleep(0.5)
+
+    try:
+        wait_committed()
+        if serve_from == "registry":  # a promotion while it runs is hot-swapped in
+            reseeded = cfg.model_dump()
+            reseeded["training"]["seed"] = 1
+            newer_files = lh.train_tiny(from_dict(reseeded), episode_data, tmp_path / "v2")
+            newer = load_model(_write_files(newer_files, tmp_path / "v2-model") / "vitals")
+            registry.add(newer, {}, {"source": "test"})
+            registry.promote("vitals", newer.version)
+            time.sleep(REGISTRY_CHECK_S + 1.0)  # the supervisor notices and stages it
+            later = lh.records_of(episode_data, topic_steps=200)[len(records) :]
+            lh.produce(kafka_bootstrap, cfg.kafka.input_topics[0], later)
+            wait_committed()
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=60)
     finally:
@@ -227,3 +241,60 @@ def test_run_command_drains_on_sigterm_and_exits_0(
     assert '"final"' in out
     if serve_from == "registry":
         assert "serving the registry's promoted versions" in out
+        assert "warming in shadow" in out
+        final = json.loads(next(line for line in out.splitlines() if line.startswith('{"final"')))
+        assert sum(w.get("swaps", 0) for w in final["final"]) == 1, out[-3000:]
+
+
+def _write_files(files: dict, folder: Path) -> Path:
+    """Model files (as the workers receive them) written out as a model set directory."""
+    for group, blobs in files.items():
+        (folder / group).mkdir(parents=True)
+        for name, blob in blobs.items():
+            (folder / group / name).write_bytes(blob)
+    return folder
+
+
+def test_a_promoted_model_is_hot_swapped_into_the_running_workers(
+    kafka_bootstrap, ray_local, episode_data, model, tmp_path: Path
+) -> None:
+    from streamlstm.config import from_dict
+
+    base = lh.live_config(kafka_bootstrap, tmp_path / "run")
+    tree = base.model_dump()
+    tree["retrain"]["shadow_readings"] = 30
+    cfg = from_dict(tree)
+    reseeded = base.model_dump()
+    reseeded["training"]["seed"] = 1
+    newer = lh.train_tiny(from_dict(reseeded), episode_data, tmp_path / "v2")
+    old_version = json.loads(model["vitals"]["model.json"])["version"]
+    new_version = json.loads(newer["vitals"]["model.json"])["version"]
+    assert old_version != new_version
+
+    lh.setup_topics(cfg)
+    records = lh.records_of(episode_data)
+    first = 150 * STREAMS  # the first 150 readings of every stream
+    lh.produce(kafka_bootstrap, cfg.kafka.input_topics[0], records[:first])
+    sup = lh.start(cfg, model)
+    try:
+        lh.wait_consumed(sup, first)
+        sup.stage(newer)
+        # 70 more readings per stream: the shadow needs 30. The switch happens between two
+        # polls, so the rest (with the episodes) is scored by the new model only.
+        mid = 220 * STREAMS
+        lh.produce(kafka_bootstrap, cfg.kafka.input_topics[0], records[first:mid])
+        lh.wait_caught_up(sup, lh.end_offsets(cfg))
+        switched = sup.models()
+        lh.produce(kafka_bootstrap, cfg.kafka.input_topics[0], records[mid:])
+        lh.wait_caught_up(sup, lh.end_offsets(cfg))
+        served = sup.models()
+    finally:
+        final = sup.stop()
+    assert all(m == {"vitals": new_version} for m in switched + served), switched
+    assert sum(w["swaps"] for w in final) == len(final)
+    # every reading scored (or warming in the first minutes), none lost in the swap
+    assert sum(w["scored"] + w["warming"] + w["dlq"] for w in final) == len(records)
+    events = lh.alert_events(cfg)
+    start, end = (float(episode_data.ts[0][k]) for k in (250, 265))
+    in_episodes = [e for e in events if e["event"] == "open" and start <= parse_ts(e["ts"]) <= end]
+    assert in_episodes and all(e["model_version"] == new_version for e in in_episodes), events

@@ -92,10 +92,17 @@ class PartitionWorkerImpl:
         self._stop = threading.Event()
         self._running = threading.Lock()
 
-    def start(self, partitions: list[TP]) -> dict[str, Any]:
-        """Build the loop for ``partitions``: restore snapshots and seek past them."""
+    def start(
+        self, partitions: list[TP], files: dict[str, dict[str, bytes]] | None = None
+    ) -> dict[str, Any]:
+        """Build the loop for ``partitions``: restore snapshots and seek past them.
+
+        ``files`` replaces the models given at construction (a restart after a hot-swap).
+        """
         import torch
 
+        if files is not None:
+            self.files = files
         from streamlstm.adapters.kafka import KafkaSink, KafkaSource
         from streamlstm.adapters.kafka_config import client_options
         from streamlstm.adapters.storage import SnapshotStore
@@ -149,6 +156,18 @@ class PartitionWorkerImpl:
     def stop(self) -> None:
         self._stop.set()
 
+    def stage(self, files: dict[str, dict[str, bytes]]) -> list[str]:
+        """Warm these models in shadow; each takes over when warm. Returns their versions."""
+        models = _load_models(files)
+        self.files = {**self.files, **files}
+        for model in models.values():
+            self.worker.request_stage(model, self.config.retrain.shadow_readings)
+        return [m.version for m in models.values()]
+
+    def models(self) -> dict[str, str]:
+        """The version each group is scored with now."""
+        return {g: d.model.version for g, d in self.worker.engine.detectors.items()}
+
     def stats(self) -> dict[str, Any]:
         if self.worker is None:
             return {"worker": self.index, "started": False}
@@ -162,6 +181,7 @@ class PartitionWorkerImpl:
             "dlq": c.dlq,
             "alerts": c.alerts,
             "replayed": c.replayed,
+            "swaps": c.swaps,
             "checkpoints": c.checkpoints,
             "by_reason": dict(c.by_reason),
             "partitions": [f"{t}:{p}" for t, p in self.partitions],

@@ -73,6 +73,17 @@ class ModelRegistry:
     def path(self, group: str, version: str) -> Path:
         return self.root / group / version
 
+    def current_files(self, groups: list[str]) -> dict[str, dict[str, bytes]]:
+        """The promoted version of each group, as the bytes the workers load."""
+        from streamlstm.adapters.ray_workers import model_files
+
+        out: dict[str, dict[str, bytes]] = {}
+        for group in groups:
+            version = self.current(group)
+            if version:
+                out.update(model_files(self.path(group, version)))
+        return out
+
     # --- writing ------------------------------------------------------------------------
     def add(self, model: ScoringModel, metrics: dict[str, Any], entry: dict[str, Any]) -> dict:
         """Store a new version as a candidate (atomically); returns its entry."""

@@ -112,6 +112,19 @@ def train_first_model(config: Config, readings: list, out_dir: Path, device: str
 
 
 PARTITION_CHECK_S = 30.0  # how often the supervisor looks for new input partitions
+REGISTRY_CHECK_S = 5.0  # how often it looks for a newly promoted model version
+
+
+def _swap_if_promoted(sup, registry, groups: list[str], served: dict, files: dict):
+    """Stage the registry's current versions that differ from the served ones."""
+    now = {g: registry.current(g) for g in groups}
+    changed = [g for g in groups if now[g] and now[g] != served.get(g)]
+    if not changed:
+        return files, served
+    fresh = registry.current_files(changed)
+    log.warning("promoted %s: warming in shadow, then switching", [now[g] for g in changed])
+    sup.stage(fresh)
+    return {**files, **fresh}, now
 
 
 def _start(sup) -> None:
@@ -139,8 +152,13 @@ def supervise(
     duration_s: float | None = None,
     on_status: Callable[[list[dict]], None] | None = None,
     status_every_s: float = 5.0,
+    registry: Any = None,
 ) -> dict[str, Any]:
-    """Run the workers until ``stop`` (or ``duration_s``); drain; return final numbers."""
+    """Run the workers until ``stop`` (or ``duration_s``); drain; return final numbers.
+
+    With a ``registry``, a newly promoted version (by ``streamlstm retrain``, ``models
+    promote`` or ``rollback``) is hot-swapped into the running workers.
+    """
     from streamlstm.adapters.supervisor import Supervisor, init_ray
 
     init_ray(config)
@@ -149,7 +167,9 @@ def supervise(
     sup = Supervisor(config, bootstrap, files, partitions)
     started_at = time.monotonic()
     _start(sup)
-    last_status = last_check = started_at
+    last_status = last_check = last_registry = started_at
+    groups = [g.name for g in config.groups]
+    served = {g: registry.current(g) for g in groups} if registry else {}
     while not stop.event.is_set():
         now = time.monotonic()
         if duration_s is not None and now - started_at >= duration_s:
@@ -169,6 +189,9 @@ def supervise(
                 partitions = current
                 sup = Supervisor(config, bootstrap, files, partitions, sup.generation + 1)
                 _start(sup)
+        if registry is not None and now - last_registry >= REGISTRY_CHECK_S:
+            last_registry = now
+            files, served = _swap_if_promoted(sup, registry, groups, served, files)
         if on_status and now - last_status >= status_every_s:
             on_status(sup.stats())
             last_status = now

@@ -107,9 +107,17 @@ class Supervisor:
             except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as exc:
                 self.restarts += 1
                 notes.append(f"worker {i} died ({type(exc).__name__}); restarting it")
-                ray.get(self.actors[i].start.remote(self.plan[i]))
+                ray.get(self.actors[i].start.remote(self.plan[i], self.files))
                 self.runs[i] = self.actors[i].run.remote()
         return notes
+
+    def stage(self, files: dict[str, dict[str, bytes]]) -> None:
+        """Hot-swap: every worker warms these models in shadow, then switches by itself."""
+        self.files = {**self.files, **files}
+        ray.get([a.stage.remote(files) for a in self.actors])
+
+    def models(self) -> list[dict[str, str]]:
+        return ray.get([a.models.remote() for a in self.actors])
 
     def stats(self) -> list[dict[str, Any]]:
         refs = [a.stats.remote() for a in self.actors]

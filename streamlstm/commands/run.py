@@ -40,23 +40,22 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
-def resolve_models(
-    config, bootstrap: str, model_arg: str | None, device_name: str
-) -> dict[str, dict[str, bytes]]:
-    """The model files to serve: --model, model_dir, else the registry's promoted versions,
-    else a cold-start model trained from the input topics (registered and promoted)."""
+def resolve_models(config, bootstrap: str, model_arg: str | None, device_name: str):
+    """(model files, their registry or None) to serve: --model, model_dir, else the
+    registry's promoted versions, else a cold-start model trained from the input topics
+    (registered and promoted). Served from the registry, promotions hot-swap in."""
     from streamlstm.adapters.ray_workers import model_files
     from streamlstm.adapters.registry import ModelRegistry
     from streamlstm.adapters.runtime import read_topic_readings, train_first_model
 
     chosen = model_arg or config.model_dir
     if chosen:
-        return model_files(chosen)
+        return model_files(chosen), None
     registry = ModelRegistry(config.retrain.registry)
     groups = [g.name for g in config.groups]
     if all(registry.current(g) for g in groups):
         log.info("serving the registry's promoted versions from %s", registry.root)
-        return registry_files(registry, groups)
+        return registry.current_files(groups), registry
     need = config.retrain.bootstrap_readings
     log.info("no model yet: collecting %d readings from the input topics to train one", need)
     readings = read_topic_readings(config, bootstrap, need, timeout_s=3600.0)
@@ -68,19 +67,7 @@ def resolve_models(
                 metrics = json.loads((first / group / "metrics.json").read_text())
                 registry.add(model, metrics, {"source": "kafka bootstrap", "trainer": "first"})
                 registry.promote(group, model.version)
-    return registry_files(registry, groups)
-
-
-def registry_files(registry, groups: list[str]) -> dict[str, dict[str, bytes]]:
-    """The current version of each group, as the bytes the workers load."""
-    from streamlstm.adapters.ray_workers import model_files
-
-    out: dict[str, dict[str, bytes]] = {}
-    for group in groups:
-        version = registry.current(group)
-        if version:
-            out.update(model_files(registry.path(group, version)))
-    return out
+    return registry.current_files(groups), registry
 
 
 def run(args: argparse.Namespace) -> int:
@@ -90,12 +77,12 @@ def run(args: argparse.Namespace) -> int:
     bootstrap, _ = kafka_bootstrap(config)
     ensure_topics(config, bootstrap)
     stop = StopFlag()
-    files = resolve_models(config, bootstrap, args.model, args.device)
+    files, registry = resolve_models(config, bootstrap, args.model, args.device)
 
     def status(stats: list[dict]) -> None:
         total = {k: sum(s.get(k, 0) for s in stats) for k in ("records", "scored", "dlq", "alerts")}
         print(f"status: {json.dumps(total)}", file=sys.stderr)
 
-    result = supervise(config, bootstrap, files, stop, args.duration, status)
+    result = supervise(config, bootstrap, files, stop, args.duration, status, registry=registry)
     print(json.dumps({"final": result["workers"], "restarts": result["restarts"]}))
     return 0
