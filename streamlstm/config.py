@@ -154,6 +154,7 @@ class MetricsConfig(_Section):
 
 
 class RetrainConfig(_Section):
+    enabled: bool = True  # scheduled retraining in `streamlstm run` (serving from the registry)
     interval_s: float = Field(3600.0, gt=0)
     bootstrap_readings: int = Field(20_000, gt=0)
     lookback_s: float = Field(86_400.0, gt=0)

@@ -298,3 +298,69 @@ def test_a_promoted_model_is_hot_swapped_into_the_running_workers(
     start, end = (float(episode_data.ts[0][k]) for k in (250, 265))
     in_episodes = [e for e in events if e["event"] == "open" and start <= parse_ts(e["ts"]) <= end]
     assert in_episodes and all(e["model_version"] == new_version for e in in_episodes), events
+
+
+def test_run_retrains_on_schedule_and_swaps_in_the_promoted_version(
+    kafka_bootstrap, episode_data, model, tmp_path: Path
+) -> None:
+    """`streamlstm run` retrains from the topics every retrain.interval_s, beside scoring."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    from streamlstm.adapters.registry import ModelRegistry
+    from streamlstm.checkpoint import load_model
+
+    cfg = lh.live_config(kafka_bootstrap, tmp_path, workers=1)
+    lh.setup_topics(cfg)
+    steps = lh.records_of(episode_data)
+    lh.produce(kafka_bootstrap, cfg.kafka.input_topics[0], steps[: 120 * STREAMS])
+    registry = ModelRegistry(tmp_path / "registry")
+    first = load_model(_write_files(model, tmp_path / "model") / "vitals")
+    registry.add(first, {}, {"source": "test"})
+    registry.promote("vitals", first.version)
+    tree = cfg.model_dump(mode="json")
+    tree["retrain"].update(
+        registry=str(registry.root),
+        interval_s=3.0,
+        min_readings=200,
+        gate_margin=100.0,  # promote whatever trains: this test is about the schedule
+        shadow_readings=10,
+    )
+    tree["training"]["seed"] = 7  # weights differ from the served model's
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(tree))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlstm", "run", "-c", str(tmp_path / "cfg.yaml")],
+        cwd=lh.ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "RAY_ADDRESS": ""},
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and proc.poll() is None:
+            if registry.current("vitals") != first.version:
+                break
+            time.sleep(1.0)
+        promoted = registry.current("vitals")
+        time.sleep(7.0)  # the supervisor sees the promotion and stages it
+        lh.produce(kafka_bootstrap, cfg.kafka.input_topics[0], steps[120 * STREAMS :])
+        time.sleep(10.0)  # scored through the shadow warm-up and the switch
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out[-3000:]
+    assert promoted != first.version, out[-3000:]
+    entry = registry.entry("vitals", promoted)
+    assert entry["source"].startswith("kafka:") and entry["parent"] == first.version
+    assert entry["trainer"]["kind"] == "ray-train"
+    final = json.loads(next(line for line in out.splitlines() if line.startswith('{"final"')))
+    assert final["retrains"].get("promoted", 0) >= 1
+    assert sum(w.get("swaps", 0) for w in final["final"]) >= 1, out[-3000:]

@@ -170,6 +170,7 @@ def supervise(
     last_status = last_check = last_registry = started_at
     groups = [g.name for g in config.groups]
     served = {g: registry.current(g) for g in groups} if registry else {}
+    schedule = _schedule(config, bootstrap, registry)
     while not stop.event.is_set():
         now = time.monotonic()
         if duration_s is not None and now - started_at >= duration_s:
@@ -189,6 +190,8 @@ def supervise(
                 partitions = current
                 sup = Supervisor(config, bootstrap, files, partitions, sup.generation + 1)
                 _start(sup)
+        if schedule is not None:
+            schedule.poll()
         if registry is not None and now - last_registry >= REGISTRY_CHECK_S:
             last_registry = now
             files, served = _swap_if_promoted(sup, registry, groups, served, files)
@@ -197,4 +200,18 @@ def supervise(
             last_status = now
         stop.event.wait(0.5)
     final = sup.stop()
-    return {"workers": final, "restarts": sup.restarts, "seconds": time.monotonic() - started_at}
+    return {
+        "workers": final,
+        "restarts": sup.restarts,
+        "seconds": time.monotonic() - started_at,
+        "retrains": schedule.outcomes if schedule is not None else {},
+    }
+
+
+def _schedule(config: Config, bootstrap: str, registry: Any):
+    """Scheduled retraining needs a registry to promote into (not with a fixed --model)."""
+    if registry is None or not config.retrain.enabled:
+        return None
+    from streamlstm.adapters.retrainer import RetrainSchedule
+
+    return RetrainSchedule(config, bootstrap, registry)

@@ -84,5 +84,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"status: {json.dumps(total)}", file=sys.stderr)
 
     result = supervise(config, bootstrap, files, stop, args.duration, status, registry=registry)
-    print(json.dumps({"final": result["workers"], "restarts": result["restarts"]}))
+    print(
+        json.dumps(
+            {
+                "final": result["workers"],
+                "restarts": result["restarts"],
+                "retrains": result["retrains"],
+            }
+        )
+    )
     return 0

@@ -1,0 +1,224 @@
+"""One retrain round: per model group, train a candidate with Ray Train, gate it against the
+current version on recent normal data, record it in the registry, promote it if no worse.
+
+Used by ``streamlstm retrain`` (files or topics, on demand) and by the supervisor's
+schedule (topics, every ``retrain.interval_s``); a promotion reaches running workers as a
+hot-swap through the registry.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import tempfile
+from pathlib import Path
+
+from streamlstm.config import Config
+from streamlstm.datafiles import FileData, to_series
+from streamlstm.records import format_ts
+
+log = logging.getLogger("streamlstm.retrain")
+
+
+def retrain_all(
+    config: Config,
+    data: FileData,
+    validation: FileData | None,
+    holdout: float,
+    source: str,
+    registry,
+    progress: bool = True,
+) -> dict[str, dict]:
+    return {
+        group.name: retrain_group(
+            config, group.name, data, validation, holdout, source, registry, progress
+        )
+        for group in config.groups
+    }
+
+
+def retrain_group(
+    config: Config,
+    group: str,
+    data: FileData,
+    validation: FileData | None,
+    holdout: float,
+    source: str,
+    registry,
+    progress: bool = True,
+) -> dict:
+    from tqdm import tqdm
+
+    from streamlstm.adapters.ray_train import train_group
+    from streamlstm.checkpoint import load_model
+    from streamlstm.gate import decide, gate_stats
+
+    if validation is None:
+        train_idx, held_idx = _split(data, group, holdout)
+        held_data = data
+    else:
+        train_idx, _ = _split(data, group, 0.0)
+        _, held_idx = _split(validation, group, 1.0)
+        held_data = validation
+    n_train = sum(len(v) for v in train_idx.values())
+    if n_train < config.retrain.min_readings:
+        log.warning(
+            "retrain %s: skipped, %d training readings < retrain.min_readings %d",
+            group,
+            n_train,
+            config.retrain.min_readings,
+        )
+        return {"outcome": "skipped", "training_readings": n_train}
+    bar = tqdm(
+        total=config.training.epochs,
+        desc=f"retrain {group}",
+        unit="epoch",
+        file=sys.stderr,
+        disable=not progress,
+    )
+
+    def on_epoch(epoch: int, loss: float) -> None:
+        bar.set_postfix(loss=f"{loss:.4f}")
+        bar.update(1)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            outcome = train_group(
+                config, group, to_series(data, train_idx), Path(tmp), Path(tmp) / "ray", on_epoch
+            )
+        except Exception as exc:  # a failed run is reported; the current version stays
+            bar.close()
+            log.error("retrain %s: training failed: %s", group, exc)
+            return {"outcome": "failed", "error": str(exc)[:500]}
+        bar.close()
+        candidate = load_model(outcome.model_dir)
+        metrics = json.loads((outcome.model_dir / "metrics.json").read_text())
+    held = to_series(held_data, held_idx)
+    cand_stats = gate_stats(candidate, held, config.detector, config.alerts)
+    current = registry.current(group)
+    cur_stats = (
+        gate_stats(registry.load(group), held, config.detector, config.alerts) if current else None
+    )
+    decision = decide(cand_stats, cur_stats, config.retrain.gate_margin)
+    used = [data.readings[i].ts for rows in train_idx.values() for i in rows]
+    registry.add(
+        candidate,
+        metrics,
+        {
+            "source": source,
+            "data_range": [format_ts(min(used)), format_ts(max(used))],
+            "training_readings": n_train,
+            "trainer": {
+                "kind": "ray-train",
+                "workers": config.retrain.workers,
+                "use_gpu": config.retrain.use_gpu,
+                "wall_s": round(outcome.wall_s, 2),
+                "to_first_epoch_s": outcome.first_report_s and round(outcome.first_report_s, 2),
+            },
+            "validation": decision.to_dict(),
+        },
+    )
+    if decision.promote:
+        registry.promote(group, candidate.version)
+    else:
+        registry.set_status(group, candidate.version, "rejected")
+    return {
+        "outcome": "promoted" if decision.promote else "rejected",
+        "version": candidate.version,
+        "previous": current,
+        "reasons": decision.reasons,
+        "validation": decision.to_dict(),
+        "train_wall_s": round(outcome.wall_s, 2),
+    }
+
+
+def from_topics(config: Config, bootstrap: str | None = None) -> tuple[FileData, str]:
+    from streamlstm.adapters.retrain_data import topic_training_data
+    from streamlstm.adapters.runtime import kafka_bootstrap
+
+    if bootstrap is None:
+        bootstrap, _ = kafka_bootstrap(config)
+    readings, counts = topic_training_data(config, bootstrap)
+    log.info(
+        "retrain data: %d readings from %s over the last %.0f s, %d of them dropped inside "
+        "%d alert episodes",
+        counts["read"],
+        ",".join(config.kafka.input_topics),
+        config.retrain.lookback_s,
+        counts["dropped_in_episodes"],
+        counts["episodes"],
+    )
+    source = (
+        f"kafka:{','.join(config.kafka.input_topics)} lookback {config.retrain.lookback_s:.0f} s"
+    )
+    return FileData(readings), source
+
+
+def _split(data: FileData, group: str, holdout: float):
+    train, held = {}, {}
+    for stream, rows in data.by_stream().items():
+        if data.readings[rows[0]].group != group:
+            continue
+        cut = round(len(rows) * (1.0 - holdout))
+        train[stream], held[stream] = rows[:cut], rows[cut:]
+    return train, held
+
+
+class RetrainSchedule:
+    """Retrain from the input topics every ``retrain.interval_s``, in a thread beside scoring.
+
+    Scoring never waits for it. A round that fails is logged and counted, and the next one
+    runs on schedule; a round still running after ``retrain.timeout_s`` is counted as timed
+    out and no new round starts until it ends (a Ray Train run cannot be interrupted safely
+    from here; its result, if any, still goes through the gate).
+    """
+
+    def __init__(self, config: Config, bootstrap: str, registry, clock=None):
+        import time
+
+        self.config, self.bootstrap, self.registry = config, bootstrap, registry
+        self.clock = clock or time.monotonic
+        self.outcomes: dict[str, int] = {}
+        self.last_success_at: float | None = None  # epoch seconds
+        self._next = self.clock() + config.retrain.interval_s
+        self._thread = None
+        self._started = 0.0
+        self._timed_out = False
+
+    def poll(self) -> None:
+        """Called by the supervisor loop: start a round when one is due."""
+        import threading
+
+        now = self.clock()
+        if self._thread is not None and self._thread.is_alive():
+            if not self._timed_out and now - self._started > self.config.retrain.timeout_s:
+                self._timed_out = True
+                self._count("timeout")
+                log.error("retrain: round running for over %.0f s", self.config.retrain.timeout_s)
+            return
+        if now < self._next:
+            return
+        self._next = now + self.config.retrain.interval_s
+        self._started, self._timed_out = now, False
+        self._thread = threading.Thread(target=self._round, name="retrain", daemon=True)
+        self._thread.start()
+
+    def _round(self) -> None:
+        import time
+
+        try:
+            data, source = from_topics(self.config, self.bootstrap)
+            results = retrain_all(self.config, data, None, 0.2, source, self.registry, False)
+        except Exception:
+            log.exception("retrain: round failed; scoring continues on the current model")
+            self._count("failed")
+            return
+        for group, result in results.items():
+            log.warning("retrain %s: %s", group, result["outcome"])
+            self._count(result["outcome"])
+        if any(r["outcome"] == "promoted" for r in results.values()):
+            self.last_success_at = time.time()
+
+    def _count(self, outcome: str) -> None:
+        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
