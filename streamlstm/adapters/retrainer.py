@@ -12,6 +12,7 @@ import json
 import logging
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from streamlstm.config import Config
@@ -21,32 +22,25 @@ from streamlstm.records import format_ts
 log = logging.getLogger("streamlstm.retrain")
 
 
+@dataclass(frozen=True)
+class RetrainData:
+    data: FileData  # training readings
+    source: str  # where they came from, recorded in the registry
+    validation: FileData | None = None  # recent normal readings for the gate; None: the tail
+    holdout: float = 0.2  # share of each stream's end held out when ``validation`` is None
+
+
 def retrain_all(
-    config: Config,
-    data: FileData,
-    validation: FileData | None,
-    holdout: float,
-    source: str,
-    registry,
-    progress: bool = True,
+    config: Config, inputs: RetrainData, registry, progress: bool = True
 ) -> dict[str, dict]:
     return {
-        group.name: retrain_group(
-            config, group.name, data, validation, holdout, source, registry, progress
-        )
+        group.name: retrain_group(config, group.name, inputs, registry, progress)
         for group in config.groups
     }
 
 
 def retrain_group(
-    config: Config,
-    group: str,
-    data: FileData,
-    validation: FileData | None,
-    holdout: float,
-    source: str,
-    registry,
-    progress: bool = True,
+    config: Config, group: str, inputs: RetrainData, registry, progress: bool = True
 ) -> dict:
     from tqdm import tqdm
 
@@ -54,8 +48,9 @@ def retrain_group(
     from streamlstm.checkpoint import load_model
     from streamlstm.gate import decide, gate_stats
 
+    data, validation = inputs.data, inputs.validation
     if validation is None:
-        train_idx, held_idx = _split(data, group, holdout)
+        train_idx, held_idx = _split(data, group, inputs.holdout)
         held_data = data
     else:
         train_idx, _ = _split(data, group, 0.0)
@@ -106,7 +101,7 @@ def retrain_group(
         candidate,
         metrics,
         {
-            "source": source,
+            "source": inputs.source,
             "data_range": [format_ts(min(used)), format_ts(max(used))],
             "training_readings": n_train,
             "trainer": {
@@ -209,7 +204,7 @@ class RetrainSchedule:
 
         try:
             data, source = from_topics(self.config, self.bootstrap)
-            results = retrain_all(self.config, data, None, 0.2, source, self.registry, False)
+            results = retrain_all(self.config, RetrainData(data, source), self.registry, False)
         except Exception:
             log.exception("retrain: round failed; scoring continues on the current model")
             self._count("failed")

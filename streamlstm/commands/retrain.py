@@ -52,7 +52,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from streamlstm.adapters.registry import ModelRegistry
-    from streamlstm.adapters.retrainer import from_topics, retrain_all
+    from streamlstm.adapters.retrainer import RetrainData, from_topics, retrain_all
     from streamlstm.adapters.supervisor import init_ray
 
     config = load_config(args)
@@ -66,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
     validation = read_file(args.validate_on, config) if args.validate_on else None
     registry = ModelRegistry(args.registry or config.retrain.registry)
     init_ray(config)
-    results = retrain_all(config, data, validation, args.holdout, source, registry)
+    inputs = RetrainData(data, source, validation, args.holdout)
+    results = retrain_all(config, inputs, registry)
     print(json.dumps(results, indent=2))
     return 0 if all(r["outcome"] != "failed" for r in results.values()) else 1
