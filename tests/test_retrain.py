@@ -123,3 +123,58 @@ def test_ray_train_with_two_data_parallel_workers_reports_every_epoch(
     assert model.group == "vitals" and model.version.startswith("vitals-")
     metrics = json.loads((out.model_dir / "metrics.json").read_text())
     assert metrics["train_workers"] == 2 and metrics["train_loss"] == out.losses
+
+
+@pytest.mark.timeout(300)
+def test_killing_a_retrain_mid_training_leaves_no_version_behind(ray_local, tmp_path: Path) -> None:
+    """The retrain driver joins this session's Ray and is SIGKILLed after its first epoch:
+    Ray cleans up its job, the registry holds no version, and the next retrain works."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    import ray
+
+    from tests.cli_helpers import ROOT
+
+    data = generate("vitals", 6, 600, 5, anomaly_rate=0.0)
+    train = tmp_path / "train.csv"
+    write_csv(_part(data, slice(0, CUT)), train)
+    registry_dir = tmp_path / "models"
+    args = [
+        sys.executable, "-m", "streamlstm", "retrain", "-c", "configs/test.yaml",
+        "--input", str(train), "--registry", str(registry_dir),
+        "--set", "training.epochs=200", "--set", "retrain.min_readings=100",
+    ]  # fmt: skip
+    env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
+    proc = subprocess.Popen(
+        args, cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env
+    )
+    seen = bytearray()
+
+    def pump() -> None:  # tqdm redraws with \r, so read raw chunks, not lines
+        for chunk in iter(lambda: proc.stderr.read1(4096), b""):
+            seen.extend(chunk)
+
+    reader = threading.Thread(target=pump)
+    reader.start()
+    deadline = time.monotonic() + 120
+    while b"loss=" not in seen and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert b"loss=" in seen, seen[-2000:].decode(errors="replace")  # training had started
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    reader.join(timeout=30)
+
+    registry = ModelRegistry(registry_dir)
+    assert registry.current("vitals") is None
+    assert registry.entries("vitals") == []
+    assert ray.get(ray.remote(lambda: 42).remote(), timeout=60) == 42  # the cluster is fine
+    again = run_cli(
+        "retrain", "-c", "configs/test.yaml", "--input", str(train),
+        "--registry", str(registry_dir), "--set", "retrain.min_readings=100",
+    )  # fmt: skip
+    assert '"outcome": "promoted"' in again.stdout
