@@ -156,7 +156,7 @@ def _time_tensor_step(
     no = np.zeros(n, dtype=bool)
 
     def run(_: object) -> None:
-        det._step_in_chunks(table, rows, x, no, no)  # gather -> step_rows -> scatter
+        det.step_in_chunks(table, rows, x, no, no)
         if device.type == "cuda":
             torch.cuda.synchronize()
 

@@ -137,12 +137,12 @@ class Detector:
         values = np.array([readings[i].values for i in idx], dtype=np.float32)
         gap = (ts - table.host["last_ts"][rows]) > self.cfg.max_gap_s
         in_alert = table.host["a_state"][rows] == alerts.OPEN
-        res = self._step_in_chunks(table, rows, values, gap, in_alert)
+        res = self.step_in_chunks(table, rows, values, gap, in_alert)
         table.host["last_ts"][rows] = ts
         table.host["last_offset"][rows] = offsets
         self._emit(table, readings, idx, rows, ts, offsets, res, out)
 
-    def _step_in_chunks(self, table, rows, values, gap, in_alert) -> dict[str, Tensor]:
+    def step_in_chunks(self, table, rows, values, gap, in_alert) -> dict[str, Tensor]:
         """gather -> step_rows -> scatter, ``rows_per_chunk`` rows at a time.
 
         Rows are independent, so chunking changes no result. On a CPU it keeps every

@@ -63,7 +63,7 @@ def train_group(
         ),
     )
     started, started_wall = time.perf_counter(), time.time()
-    watcher = _watch(progress, on_epoch) if on_epoch else None
+    watcher = _Watcher(progress, on_epoch) if on_epoch else None
     try:
         result = trainer.fit()
     finally:
@@ -178,7 +178,3 @@ def _new_progress() -> Any:
     import ray
 
     return ray.remote(num_cpus=0)(_ProgressImpl).remote()
-
-
-def _watch(progress: Any, on_epoch: Callable[[int, float], None]) -> _Watcher:
-    return _Watcher(progress, on_epoch)

@@ -99,10 +99,10 @@ class PartitionWorkerImpl:
 
         ``files`` replaces the models given at construction (a restart after a hot-swap).
         """
-        import torch
-
         if files is not None:
             self.files = files
+        import torch
+
         from streamlstm.adapters.kafka import KafkaSink, KafkaSource
         from streamlstm.adapters.kafka_config import client_options
         from streamlstm.adapters.storage import SnapshotStore

@@ -42,20 +42,14 @@ def retrain_all(
 def retrain_group(
     config: Config, group: str, inputs: RetrainData, registry, progress: bool = True
 ) -> dict:
-    from tqdm import tqdm
-
-    from streamlstm.adapters.ray_train import train_group
-    from streamlstm.checkpoint import load_model
-    from streamlstm.gate import decide, gate_stats
-
+    """Train, gate, record and (if no worse) promote one group's candidate."""
     data, validation = inputs.data, inputs.validation
     if validation is None:
         train_idx, held_idx = _split(data, group, inputs.holdout)
-        held_data = data
+        held = to_series(data, held_idx)
     else:
         train_idx, _ = _split(data, group, 0.0)
-        _, held_idx = _split(validation, group, 1.0)
-        held_data = validation
+        held = to_series(validation, _split(validation, group, 1.0)[1])
     n_train = sum(len(v) for v in train_idx.values())
     if n_train < config.retrain.min_readings:
         log.warning(
@@ -65,6 +59,39 @@ def retrain_group(
             config.retrain.min_readings,
         )
         return {"outcome": "skipped", "training_readings": n_train}
+    try:
+        candidate, metrics, outcome = _train_candidate(
+            config, group, to_series(data, train_idx), progress
+        )
+    except Exception as exc:  # a failed run is reported; the current version stays
+        log.error("retrain %s: training failed: %s", group, exc)
+        return {"outcome": "failed", "error": str(exc)[:500]}
+    used = [data.readings[i].ts for rows in train_idx.values() for i in rows]
+    trainer = {
+        "kind": "ray-train",
+        "workers": config.retrain.workers,
+        "use_gpu": config.retrain.use_gpu,
+        "wall_s": round(outcome.wall_s, 2),
+        "to_first_epoch_s": outcome.first_report_s and round(outcome.first_report_s, 2),
+    }
+    entry = {
+        "source": inputs.source,
+        "data_range": [format_ts(min(used)), format_ts(max(used))],
+        "training_readings": n_train,
+        "trainer": trainer,
+    }
+    return _gate_and_record(config, candidate, metrics, entry, held, registry) | {
+        "train_wall_s": trainer["wall_s"]
+    }
+
+
+def _train_candidate(config: Config, group: str, series, progress: bool):
+    """Ray Train with a progress bar; returns (model, metrics, TrainOutcome)."""
+    from tqdm import tqdm
+
+    from streamlstm.adapters.ray_train import train_group
+    from streamlstm.checkpoint import load_model
+
     bar = tqdm(
         total=config.training.epochs,
         desc=f"retrain {group}",
@@ -77,43 +104,28 @@ def retrain_group(
         bar.set_postfix(loss=f"{loss:.4f}")
         bar.update(1)
 
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            outcome = train_group(
-                config, group, to_series(data, train_idx), Path(tmp), Path(tmp) / "ray", on_epoch
-            )
-        except Exception as exc:  # a failed run is reported; the current version stays
-            bar.close()
-            log.error("retrain %s: training failed: %s", group, exc)
-            return {"outcome": "failed", "error": str(exc)[:500]}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            outcome = train_group(config, group, series, Path(tmp), Path(tmp) / "ray", on_epoch)
+            candidate = load_model(outcome.model_dir)
+            metrics = json.loads((outcome.model_dir / "metrics.json").read_text())
+    finally:
         bar.close()
-        candidate = load_model(outcome.model_dir)
-        metrics = json.loads((outcome.model_dir / "metrics.json").read_text())
-    held = to_series(held_data, held_idx)
-    cand_stats = gate_stats(candidate, held, config.detector, config.alerts)
+    return candidate, metrics, outcome
+
+
+def _gate_and_record(config: Config, candidate, metrics, entry, held, registry) -> dict:
+    """The gate's decision on held-out normal data, recorded and carried out."""
+    from streamlstm.gate import decide, gate_stats
+
+    group = candidate.group
     current = registry.current(group)
+    cand_stats = gate_stats(candidate, held, config.detector, config.alerts)
     cur_stats = (
         gate_stats(registry.load(group), held, config.detector, config.alerts) if current else None
     )
     decision = decide(cand_stats, cur_stats, config.retrain.gate_margin)
-    used = [data.readings[i].ts for rows in train_idx.values() for i in rows]
-    registry.add(
-        candidate,
-        metrics,
-        {
-            "source": inputs.source,
-            "data_range": [format_ts(min(used)), format_ts(max(used))],
-            "training_readings": n_train,
-            "trainer": {
-                "kind": "ray-train",
-                "workers": config.retrain.workers,
-                "use_gpu": config.retrain.use_gpu,
-                "wall_s": round(outcome.wall_s, 2),
-                "to_first_epoch_s": outcome.first_report_s and round(outcome.first_report_s, 2),
-            },
-            "validation": decision.to_dict(),
-        },
-    )
+    registry.add(candidate, metrics, {**entry, "validation": decision.to_dict()})
     if decision.promote:
         registry.promote(group, candidate.version)
     else:
@@ -124,7 +136,6 @@ def retrain_group(
         "previous": current,
         "reasons": decision.reasons,
         "validation": decision.to_dict(),
-        "train_wall_s": round(outcome.wall_s, 2),
     }
 
 
