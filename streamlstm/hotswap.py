@@ -23,7 +23,6 @@ from streamlstm.state import StateTable
 # Switch when this share of the shadow's streams is warm: a stream that went quiet during
 # the shadow period must not hold the swap back forever (it re-warms when it returns).
 READY_SHARE = 0.95
-CARRIED = [*alerts.HOST_COLUMNS, "last_ts", "last_offset"]
 
 
 @dataclass
@@ -60,9 +59,8 @@ def switch(shadow: Shadow, old_table: StateTable) -> tuple[Detector, StateTable]
     if is_new.any():  # streams quiet since staging: fresh model state, their alert state kept
         shadow.detector.init_rows(table, rows[is_new])
     old_rows = np.fromiter((old_table.index[s] for s in streams), np.int64, len(streams))
-    for name in CARRIED:
-        if name in ("last_ts", "last_offset"):
-            table.host[name][rows[is_new]] = old_table.host[name][old_rows[is_new]]
-        else:
-            table.host[name][rows] = old_table.host[name][old_rows]
+    for name in alerts.HOST_COLUMNS:  # open alerts (with their ids), cooldowns
+        table.host[name][rows] = old_table.host[name][old_rows]
+    for name in ("last_ts", "last_offset"):  # the shadow already has them for streams it saw
+        table.host[name][rows[is_new]] = old_table.host[name][old_rows[is_new]]
     return shadow.detector, table
