@@ -166,6 +166,10 @@ class StreamWorker:
         """Thread-safe: the loop stages ``model`` in shadow before its next poll."""
         self._staged.append((model, shadow_readings))
 
+    def stage_pending(self) -> bool:
+        """A requested model not yet warming (the loop takes it before its next poll)."""
+        return bool(self._staged)
+
     # --- assignment ---------------------------------------------------------------------
     def assign(self, partitions: list[TP]) -> dict[TP, int]:
         """Restore each partition's newest snapshot and seek past it; returns start offsets."""

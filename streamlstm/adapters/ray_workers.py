@@ -157,11 +157,16 @@ class PartitionWorkerImpl:
         self._stop.set()
 
     def stage(self, files: dict[str, dict[str, bytes]]) -> list[str]:
-        """Warm these models in shadow; each takes over when warm. Returns their versions."""
+        """Warm these models in shadow; each takes over when warm. Returns their versions
+        once the loop has them (or after 30 s if it is stuck in a long batch)."""
         models = _load_models(files)
         self.files = {**self.files, **files}
         for model in models.values():
             self.worker.request_stage(model, self.config.retrain.shadow_readings)
+        # Return once the loop warms them: readings arriving after this see the shadow.
+        deadline = time.monotonic() + 30.0
+        while self.worker.stage_pending() and time.monotonic() < deadline:
+            time.sleep(0.01)
         return [m.version for m in models.values()]
 
     def models(self) -> dict[str, str]:
