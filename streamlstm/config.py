@@ -149,7 +149,8 @@ class CheckpointConfig(_Section):
 
 
 class MetricsConfig(_Section):
-    host: str = "127.0.0.1"
+    enabled: bool = True  # serve Prometheus metrics from the supervisor
+    host: str = "127.0.0.1"  # loopback by default; 0.0.0.0 only inside a container
     port: int = Field(9464, ge=0, le=65535)
 
 

@@ -57,6 +57,8 @@ class Metrics(Protocol):
     def alert(self, event: str, severity: str) -> None: ...
     def checkpointed(self, seconds: float, committed: dict[TP, int]) -> None: ...
     def latencies(self, seconds: np.ndarray) -> None: ...
+    def scores(self, values: np.ndarray) -> None: ...
+    def restored(self, result: str, count: int = 1) -> None: ...
 
 
 class NoMetrics:
@@ -73,6 +75,12 @@ class NoMetrics:
         pass
 
     def latencies(self, seconds: np.ndarray) -> None:
+        pass
+
+    def scores(self, values: np.ndarray) -> None:
+        pass
+
+    def restored(self, result: str, count: int = 1) -> None:
         pass
 
 
@@ -177,7 +185,9 @@ class StreamWorker:
             saved = self.store.load(tp)
             start = 0
             streams: set[tuple[str, str]] = set()
-            if saved is not None:
+            if saved is None:
+                self.metrics.restored("cold")
+            else:
                 blobs, start = saved
                 for group, blob in blobs.items():
                     saved_version = read_meta(blob).get("model_version")
@@ -192,8 +202,10 @@ class StreamWorker:
                             saved_version,
                             serving,
                         )
+                        self.metrics.restored("skipped")
                         continue
                     restored, _ = self.engine.tables[group].restore(blob)
+                    self.metrics.restored("restored")
                     streams.update((group, s) for s in restored)
             self.next_offset[tp] = start
             self.streams_of[tp] = streams
@@ -248,6 +260,7 @@ class StreamWorker:
             c.replayed += sc.replayed
             self.metrics.readings("warming", warming)
             self.metrics.readings("scored", len(sc.index) - warming)
+            self.metrics.scores(np.asarray(sc.score)[~np.asarray(sc.warming, dtype=bool)])
             for event in sc.events:
                 self.sink.send_alert(event.stream.encode(), event.to_json())
                 self.metrics.alert(event.event, event.severity)

@@ -8,6 +8,19 @@ import pytest
 pytest_plugins = ["tests.kafka_fixtures"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def free_metrics_port() -> Iterator[None]:
+    """Commands run by tests serve metrics on a free port, not the default 9464 (which a
+    demo on the same machine may hold)."""
+    previous = os.environ.get("STREAMLSTM__METRICS__PORT")
+    os.environ["STREAMLSTM__METRICS__PORT"] = "0"
+    yield
+    if previous is None:
+        os.environ.pop("STREAMLSTM__METRICS__PORT", None)
+    else:
+        os.environ["STREAMLSTM__METRICS__PORT"] = previous
+
+
 @pytest.fixture(scope="session")
 def ray_local() -> Iterator[None]:
     """A real local Ray for the session ($RAY_ADDRESS joins an existing cluster instead)."""

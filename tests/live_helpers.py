@@ -40,6 +40,7 @@ def live_config(bootstrap: str, tmp: Path, workers: int = 2, partitions: int = 2
             "checkpoint.interval_s": 0.5,
             "ray.workers": workers,
             "ray.num_cpus": 0.5,
+            "metrics.port": 0,  # a free port: tests may run beside a demo on 9464
         },
         environ={},
     )

@@ -20,6 +20,7 @@ import numpy as np
 import ray
 
 from streamlstm.config import Config, from_dict
+from streamlstm.metric_counts import MetricCounts
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,7 @@ class PartitionWorkerImpl:
         self.partitions: list[TP] = []
         self._stop = threading.Event()
         self._running = threading.Lock()
+        self.counts = MetricCounts()  # kept across restarts of the loop in this process
 
     def start(
         self, partitions: list[TP], files: dict[str, dict[str, bytes]] | None = None
@@ -132,6 +134,7 @@ class PartitionWorkerImpl:
             store,
             time.monotonic,
             cfg.checkpoint.interval_s,
+            metrics=self.counts,
             crash=crash,
             wall_clock=time.time,
         )
@@ -192,6 +195,27 @@ class PartitionWorkerImpl:
             "partitions": [f"{t}:{p}" for t, p in self.partitions],
             "positions": {f"{t}:{p}": o for (t, p), o in self.worker.next_offset.items()},
             "streams": sum(len(t) for t in self.worker.engine.tables.values()),
+        }
+
+    def metrics(self) -> dict[str, Any]:
+        """Metric deltas since the last call, and gauges (for the supervisor's exporter)."""
+        report: dict[str, Any] = {"worker": self.index, "counts": self.counts.drain()}
+        if self.worker is None:
+            return report
+        from streamlstm.alerts import OPEN, SEVERITY
+
+        open_alerts = dict.fromkeys(SEVERITY.values(), 0)
+        for table in self.worker.engine.tables.values():
+            is_open = table.host["a_state"] == OPEN
+            for code, name in SEVERITY.items():
+                open_alerts[name] += int(
+                    np.count_nonzero(is_open & (table.host["a_severity"] == code))
+                )
+        return report | {
+            "open_alerts": open_alerts,
+            "streams": sum(len(t) for t in self.worker.engine.tables.values()),
+            "positions": [[t, p, o] for (t, p), o in self.worker.next_offset.items()],
+            "models": self.models(),
         }
 
     def latency(self, reset: bool = False) -> dict[str, float]:

@@ -164,6 +164,7 @@ def supervise(
     init_ray(config)
     stop.install()  # after ray.init, which installs its own SIGTERM handler
     partitions = input_partitions(config, bootstrap)
+    feed = _metrics_feed(config, bootstrap, files)  # first: a taken port fails fast
     sup = Supervisor(config, bootstrap, files, partitions)
     started_at = time.monotonic()
     _start(sup)
@@ -187,6 +188,8 @@ def supervise(
                     len(current),
                 )
                 sup.stop()
+                if feed is not None:
+                    feed.restarts_before += sup.restarts
                 partitions = current
                 sup = Supervisor(config, bootstrap, files, partitions, sup.generation + 1)
                 _start(sup)
@@ -195,17 +198,33 @@ def supervise(
         if registry is not None and now - last_registry >= REGISTRY_CHECK_S:
             last_registry = now
             files, served = _swap_if_promoted(sup, registry, groups, served, files)
+        if feed is not None:
+            feed.tick(sup, now, files, schedule)
         if on_status and now - last_status >= status_every_s:
             on_status(sup.stats())
             last_status = now
         stop.event.wait(0.5)
     final = sup.stop()
+    if feed is not None:
+        feed.close()  # stays up while draining: a long drain is visible to the scrape
     return {
         "workers": final,
         "restarts": sup.restarts,
         "seconds": time.monotonic() - started_at,
         "retrains": schedule.outcomes if schedule is not None else {},
     }
+
+
+def _metrics_feed(config: Config, bootstrap: str, files: dict):
+    """The Prometheus endpoint (``metrics.enabled``), fed from the workers."""
+    if not config.metrics.enabled:
+        return None
+    from streamlstm.adapters.prom import MetricsFeed
+
+    feed = MetricsFeed(config, bootstrap)
+    feed.hub.know_models(files)
+    log.info("metrics on http://%s:%d/metrics", config.metrics.host, feed.port)
+    return feed
 
 
 def _schedule(config: Config, bootstrap: str, registry: Any):

@@ -129,6 +129,17 @@ class Supervisor:
                 out.append({"started": False})
         return out
 
+    def metrics(self, timeout_s: float = 5.0) -> list[dict[str, Any] | None]:
+        """Each worker's metric report (None for a worker that did not answer in time)."""
+        refs = [a.metrics.remote() for a in self.actors]
+        out: list[dict[str, Any] | None] = []
+        for ref in refs:
+            try:
+                out.append(ray.get(ref, timeout=timeout_s))
+            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+                out.append(None)
+        return out
+
     def state_rows(self) -> dict[str, dict[str, Any]]:
         """Every stream's state row across all workers (for tests)."""
         merged: dict[str, dict[str, Any]] = {}
