@@ -27,13 +27,13 @@ format: setup ## apply ruff fixes and formatting
 	$(VENV)/bin/ruff check --fix streamlstm tests
 	$(VENV)/bin/ruff format streamlstm tests
 
-test: setup lint ## lint, then the test suite without the slow chaos cases (what CI runs)
+test: setup-ops lint ## lint, then the test suite without the slow chaos cases (what CI runs)
 	$(PY) -m pytest -m "not slow" -q $(ARGS)
 
-test-all: setup ## the whole suite, slow cases included
+test-all: setup-ops ## the whole suite, slow cases included
 	$(PY) -m pytest -q $(ARGS)
 
-chaos: setup ## the fault-injection matrix only
+chaos: setup-ops ## the fault-injection matrix only
 	$(PY) -m pytest -m chaos -q $(ARGS)
 
 bench: setup ## the benchmarks, as JSON

@@ -81,3 +81,26 @@ def test_validate_config_command(tmp_path: Path) -> None:
     assert "groups.0.model.hidden_size: must be > 0" in res.stderr
     missing = _cli("validate-config", "-c", str(tmp_path / "nope.yaml"))
     assert missing.returncode == 2 and "cannot read" in missing.stderr
+
+
+def _key_paths(model: type, prefix: str = "") -> list[str]:
+    from pydantic import BaseModel
+
+    paths = []
+    for name, field in model.model_fields.items():
+        sub = field.annotation
+        if name == "groups":
+            paths += _key_paths(config_mod.GroupConfig, "groups[].")
+        elif isinstance(sub, type) and issubclass(sub, BaseModel):
+            paths += _key_paths(sub, f"{prefix}{name}.")
+        else:
+            paths.append(prefix + name)
+    return paths
+
+
+def test_every_config_key_is_in_the_configuration_reference() -> None:
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text()
+    paths = _key_paths(config_mod.Config)
+    assert len(paths) > 60
+    missing = [p for p in paths if f"`{p}`" not in doc]
+    assert not missing, f"docs/configuration.md lacks {missing}"
