@@ -23,9 +23,10 @@ def documented_metrics() -> set[str]:
     return set(re.findall(r"^\| `(streamlstm_[a-z_]+)`", table, flags=re.M))
 
 
-def scrape(port: int) -> list:
+def scrape(port: int) -> tuple[str, list]:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
-        return list(text_string_to_metric_families(resp.read().decode()))
+        text = resp.read().decode()
+    return text, list(text_string_to_metric_families(text))
 
 
 def samples(families: list) -> dict[tuple[str, tuple], float]:
@@ -93,7 +94,7 @@ def test_endpoint_counts_reconcile_and_10k_streams_keep_cardinality_bounded(
         lh.wait_caught_up(sup, lh.end_offsets(cfg))
         feed.hub.know_models(files)
         feed.pull(sup)
-        families = scrape(feed.port)
+        text, families = scrape(feed.port)
     finally:
         feed.close()
         sup.stop()
@@ -125,6 +126,7 @@ def test_endpoint_counts_reconcile_and_10k_streams_keep_cardinality_bounded(
     assert len(got) < 200, f"{len(got)} series"
     label_values = {v for (_, labels) in got for _, v in labels}
     assert not label_values & stream_ids
+    assert not [sid for sid in stream_ids if sid in text]  # nor any text of the scrape
     # The contract both ways: every exported family is documented, every documented one exported.
     exported = {f.name if f.type != "counter" else f.name + "_total" for f in families}
     assert exported == documented_metrics()

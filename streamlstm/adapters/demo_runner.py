@@ -144,7 +144,9 @@ def run_demo(config: Config, opts: DemoOptions) -> dict:
         stop = StopFlag()
         remaining = max(10.0, opts.duration_s - (time.monotonic() - t0))
         print(
-            f"workers: {opts.workers} Ray actors scoring for {remaining:.0f} s; alerts:", flush=True
+            f"workers: {opts.workers} Ray actors scoring for {remaining:.0f} s"
+            f"{_metrics_note(config)}; alerts:",
+            flush=True,
         )
         result = supervise(
             config, bootstrap, model_files(model_dir), stop, duration_s=remaining + 10.0
@@ -159,6 +161,11 @@ def run_demo(config: Config, opts: DemoOptions) -> dict:
     finally:
         if broker is not None:
             broker.stop()
+
+
+def _metrics_note(config) -> str:
+    m = config.metrics
+    return f" (Prometheus metrics: http://{m.host}:{m.port}/metrics)" if m.enabled else ""
 
 
 def _summary(
