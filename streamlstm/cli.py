@@ -7,6 +7,7 @@ import importlib
 import logging
 import sys
 
+from streamlstm.adapters.kafka_login import KafkaAuthFailed
 from streamlstm.config import ConfigError
 from streamlstm.datafiles import InputFileError
 
@@ -67,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     except InputFileError as exc:
         print(f"streamlstm: {exc}", file=sys.stderr)
         return 2
+    except KafkaAuthFailed as exc:  # one line naming the config keys, not a traceback
+        print(f"streamlstm: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 
