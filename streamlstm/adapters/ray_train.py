@@ -40,7 +40,6 @@ def train_group(
     """Train one group with Ray Train (Ray must be initialised); the model lands in out_dir."""
     import ray
     from ray.train import RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
 
     group = config.group(group_name)
     progress = _new_progress()
@@ -51,7 +50,7 @@ def train_group(
         "series": [(s.stream, s.ts, s.values) for s in series],
         "progress": progress,
     }
-    trainer = TorchTrainer(
+    trainer = _trainer_class()(
         _train_loop,
         train_loop_config=loop_config,
         scaling_config=ScalingConfig(
@@ -79,6 +78,35 @@ def train_group(
     losses = ray.get(progress.losses.remote())
     first = ray.get(progress.first_at.remote())
     return TrainOutcome(target, losses, wall_s, None if first is None else first - started_wall)
+
+
+def _trainer_class() -> type:
+    """``TorchTrainer`` without Ray Train's detached placement-group cleaner.
+
+    Every caller is a driver process whose Ray job ends with it, and Ray removes a job's
+    placement groups when the job ends, so the cleaner adds nothing here. It also outlives a
+    killed run: it asks the state API whether the controller is alive, and without the
+    dashboard (``init_ray``'s default) it never learns, so it polls forever in a process of its
+    own (seen with Ray 2.60 after every killed retrain).
+    """
+    from ray.train.torch import TorchTrainer
+
+    try:
+        from ray.train.v2._internal.callbacks.placement_group_callback import (
+            PlacementGroupCleanerCallback,
+        )
+    except ImportError:  # another Ray version: keep its defaults
+        return TorchTrainer
+
+    class Trainer(TorchTrainer):
+        def _create_default_callbacks(self) -> list:
+            return [
+                cb
+                for cb in super()._create_default_callbacks()
+                if not isinstance(cb, PlacementGroupCleanerCallback)
+            ]
+
+    return Trainer
 
 
 def _train_loop(loop_config: dict[str, Any]) -> None:

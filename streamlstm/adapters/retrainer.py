@@ -2,8 +2,8 @@
 current version on recent normal data, record it in the registry, promote it if no worse.
 
 Used by ``streamlstm retrain`` (files or topics, on demand) and by the supervisor's
-schedule (topics, every ``retrain.interval_s``); a promotion reaches running workers as a
-hot-swap through the registry.
+schedule (topics, every ``retrain.interval_s``; see ``retrain_schedule``); a promotion reaches
+running workers as a hot-swap through the registry.
 """
 
 from __future__ import annotations
@@ -171,60 +171,5 @@ def _split(data: FileData, group: str, holdout: float):
     return train, held
 
 
-class RetrainSchedule:
-    """Retrain from the input topics every ``retrain.interval_s``, in a thread beside scoring.
-
-    Scoring never waits for it. A round that fails is logged and counted, and the next one
-    runs on schedule; a round still running after ``retrain.timeout_s`` is counted as timed
-    out and no new round starts until it ends (a Ray Train run cannot be interrupted safely
-    from here; its result, if any, still goes through the gate).
-    """
-
-    def __init__(self, config: Config, bootstrap: str, registry, clock=None):
-        import time
-
-        self.config, self.bootstrap, self.registry = config, bootstrap, registry
-        self.clock = clock or time.monotonic
-        self.outcomes: dict[str, int] = {}
-        self.last_success_at: float | None = None  # epoch seconds
-        self._next = self.clock() + config.retrain.interval_s
-        self._thread = None
-        self._started = 0.0
-        self._timed_out = False
-
-    def poll(self) -> None:
-        """Called by the supervisor loop: start a round when one is due."""
-        import threading
-
-        now = self.clock()
-        if self._thread is not None and self._thread.is_alive():
-            if not self._timed_out and now - self._started > self.config.retrain.timeout_s:
-                self._timed_out = True
-                self._count("timeout")
-                log.error("retrain: round running for over %.0f s", self.config.retrain.timeout_s)
-            return
-        if now < self._next:
-            return
-        self._next = now + self.config.retrain.interval_s
-        self._started, self._timed_out = now, False
-        self._thread = threading.Thread(target=self._round, name="retrain", daemon=True)
-        self._thread.start()
-
-    def _round(self) -> None:
-        import time
-
-        try:
-            data, source = from_topics(self.config, self.bootstrap)
-            results = retrain_all(self.config, RetrainData(data, source), self.registry, False)
-        except Exception:
-            log.exception("retrain: round failed; scoring continues on the current model")
-            self._count("failed")
-            return
-        for group, result in results.items():
-            log.warning("retrain %s: %s", group, result["outcome"])
-            self._count(result["outcome"])
-        if any(r["outcome"] == "promoted" for r in results.values()):
-            self.last_success_at = time.time()
-
-    def _count(self, outcome: str) -> None:
-        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+# The schedule lives in its own module; this import keeps the old import path working.
+from streamlstm.adapters.retrain_schedule import RetrainSchedule as RetrainSchedule  # noqa: E402
