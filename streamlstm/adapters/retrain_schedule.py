@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import pickle
 import shutil
 import subprocess
 import sys
@@ -117,16 +116,25 @@ class _Round:
         import ray
 
         self.dir = Path(tempfile.mkdtemp(prefix="streamlstm-retrain-"))  # mode 0700
-        # Pickled, not dumped as text: the config's secrets (SASL password) must survive.
-        (self.dir / "round.pkl").write_bytes(pickle.dumps((config, bootstrap, registry)))
-        env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
+        env = {**os.environ, "RAY_ADDRESS": _cluster_address(config, ray)}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", __name__, str(self.dir)],
             env=env,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,  # the supervisor's stdout carries its JSON
         )
         self.close = weakref.finalize(self, _end, self.proc, self.dir)
+        # The inputs go through a pipe, never to disk: the config holds the SASL password.
+        inputs = {
+            "config": _revealed(config),
+            "bootstrap": bootstrap,
+            "registry": str(registry.root),
+        }
+        try:
+            self.proc.stdin.write(json.dumps(inputs).encode())
+            self.proc.stdin.close()
+        except BrokenPipeError:
+            pass  # the child died at once: reported as a failed round
 
     def exited(self) -> bool:
         return self.proc.poll() is not None
@@ -136,6 +144,23 @@ class _Round:
         if self.proc.returncode != 0 or not path.exists():
             raise RuntimeError(f"its process exited with code {self.proc.returncode}")
         return json.loads(path.read_text())
+
+
+def _revealed(config: Config) -> dict[str, Any]:
+    """The config as plain JSON data, with the secret values themselves (for the pipe only)."""
+    tree = config.model_dump(mode="json")
+    if config.kafka.sasl_password is not None:
+        tree["kafka"]["sasl_password"] = config.kafka.sasl_password.get_secret_value()
+    return tree
+
+
+def _cluster_address(config: Config, ray: Any) -> str:
+    """Where the round's process joins: a Ray Client address as configured (a supervisor
+    connected through ``ray://`` is not on a Ray node), else the supervisor's cluster."""
+    configured = config.ray.address or os.environ.get("RAY_ADDRESS") or ""
+    if configured.startswith("ray://"):
+        return configured
+    return ray.get_runtime_context().gcs_address
 
 
 def _end(proc: subprocess.Popen, folder: Path) -> None:
@@ -151,8 +176,12 @@ def main(folder: Path) -> None:
     from streamlstm.adapters.supervisor import init_ray
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
-    config, bootstrap, registry = pickle.loads((folder / "round.pkl").read_bytes())
-    (folder / "round.pkl").unlink()  # it holds the config's secrets
+    from streamlstm.adapters.registry import ModelRegistry
+    from streamlstm.config import from_dict
+
+    inputs = json.loads(sys.stdin.buffer.read())
+    config, bootstrap = from_dict(inputs["config"]), inputs["bootstrap"]
+    registry = ModelRegistry(inputs["registry"])
     _exit_with_parent(os.getppid(), folder)
     init_ray(config)  # joins $RAY_ADDRESS: the supervisor's cluster
     tempfile.tempdir = str(folder)  # scratch where the schedule sweeps, even after a kill
