@@ -105,6 +105,10 @@ class MetricCounts:
         with self._lock:
             self._inc("restores", (result,), count)
 
+    def snapshot_failed(self) -> None:
+        with self._lock:
+            self._inc("snapshot_failures", ())
+
     # --- shipping -----------------------------------------------------------------------
     def drain(self) -> dict[str, Any]:
         """Counts since the previous drain, as plain lists and numbers (cheap to send)."""

@@ -15,7 +15,6 @@ is applied twice or skipped, and re-scored readings re-open alerts with the same
 from __future__ import annotations
 
 import logging
-import os
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from typing import Protocol
 
 import numpy as np
 
+from streamlstm.crashpoints import CrashPoints
 from streamlstm.pipeline import Engine
 from streamlstm.records import RawRecord, Reading, RecordParser, Rejection
 from streamlstm.state import read_meta
@@ -59,6 +59,7 @@ class Metrics(Protocol):
     def latencies(self, seconds: np.ndarray) -> None: ...
     def scores(self, values: np.ndarray) -> None: ...
     def restored(self, result: str, count: int = 1) -> None: ...
+    def snapshot_failed(self) -> None: ...
 
 
 class NoMetrics:
@@ -81,6 +82,9 @@ class NoMetrics:
         pass
 
     def restored(self, result: str, count: int = 1) -> None:
+        pass
+
+    def snapshot_failed(self) -> None:
         pass
 
 
@@ -118,26 +122,6 @@ class Counters:
     checkpoints: int = 0
     swaps: int = 0  # models that took over after their shadow warm-up
     by_reason: dict[str, int] = field(default_factory=dict)
-
-
-class CrashPoints:
-    """``STREAMLSTM_CRASHPOINT=name:nth`` ends the process abruptly at the nth pass of a point.
-
-    Read once at start; when unset, ``hit`` is a dict lookup that finds nothing.
-    """
-
-    def __init__(self, spec: str | None):
-        self.name, self.nth, self.seen = "", 0, 0
-        if spec:
-            self.name, _, nth = spec.partition(":")
-            self.nth = int(nth or 1)
-
-    def hit(self, name: str) -> None:
-        if name == self.name:
-            self.seen += 1
-            if self.seen >= self.nth:
-                log.warning("crash point %s reached: exiting abruptly", name)
-                os._exit(77)
 
 
 class StreamWorker:
@@ -219,8 +203,8 @@ class StreamWorker:
             model, shadow_readings = self._staged.popleft()
             self.engine.stage(model, shadow_readings)
         records = self.source.poll(timeout_s, max_records)
-        self.crash.hit("after_poll")
         if records:
+            self.crash.hit("after_poll")  # only where records were taken: a crash loses them
             self._handle(records)
         if self.clock() - self._last_checkpoint >= self.interval_s:
             self.checkpoint()
@@ -290,9 +274,17 @@ class StreamWorker:
             return
         self.sink.flush(30.0)
         self.crash.hit("after_flush")
-        for tp, offset in self.next_offset.items():
-            self.store.save(tp, self._snapshot(tp), offset)
-            self.crash.hit("after_snapshot_partition")
+        try:
+            for tp, offset in self.next_offset.items():
+                self.store.save(tp, self._snapshot(tp), offset)
+                self.crash.hit("after_snapshot_partition")
+        except OSError as exc:
+            # Disk full or store down: the committed offset must not pass the last durable
+            # snapshot, so nothing is committed. Still dirty: the next checkpoint retries, and
+            # Kafka keeps the records until then. (Raising would restart the actor in a loop.)
+            log.error("snapshot failed, offsets not committed; retrying next checkpoint: %s", exc)
+            self.metrics.snapshot_failed()
+            return
         self.crash.hit("after_snapshot")
         committed = dict(self.next_offset)
         self.source.commit(committed)

@@ -55,6 +55,12 @@ COUNTERS: dict[str, tuple[str, str, tuple[str, ...], list[tuple[str, ...]]]] = {
         ("result",),
         [("restored",), ("cold",), ("skipped",)],
     ),
+    "snapshot_failures": (
+        "snapshot_failures",
+        "Checkpoints whose snapshot write failed (nothing committed)",
+        (),
+        [()],
+    ),
 }
 HISTOGRAMS = {
     "score": ("score", "Calibrated anomaly score of scored readings"),

@@ -9,7 +9,6 @@ newest snapshot and seeks past it.
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 import threading
 import time
@@ -108,6 +107,7 @@ class PartitionWorkerImpl:
         from streamlstm.adapters.kafka import KafkaSink, KafkaSource
         from streamlstm.adapters.kafka_config import client_options
         from streamlstm.adapters.storage import SnapshotStore
+        from streamlstm.crashpoints import wrap_store
         from streamlstm.pipeline import Engine
         from streamlstm.records import RecordParser
         from streamlstm.worker_loop import CrashPoints, StreamWorker
@@ -124,8 +124,8 @@ class PartitionWorkerImpl:
         self.sink = _TopicSink(
             KafkaSink(self.bootstrap, options), cfg.kafka.alerts_topic, cfg.kafka.dlq_topic
         )
-        crash = CrashPoints(os.environ.get("STREAMLSTM_CRASHPOINT"))
-        store = SnapshotStore(cfg.checkpoint.dir, cfg.checkpoint.keep, crash.hit)
+        crash = CrashPoints.from_env()
+        store = wrap_store(SnapshotStore(cfg.checkpoint.dir, cfg.checkpoint.keep, crash.hit))
         self.worker = StreamWorker(
             engine,
             RecordParser(cfg.input, cfg.groups),

@@ -90,15 +90,19 @@ class SnapshotStore:
     def _save_local(self, folder: Path, name: str, data: bytes) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         tmp = folder / f".{name}.tmp"
-        with open(tmp, "wb") as fh:
-            half = len(data) // 2
-            fh.write(data[:half])
-            if self._crash is not None:
+        try:
+            with open(tmp, "wb") as fh:
+                half = len(data) // 2
+                fh.write(data[:half])
+                if self._crash is not None:
+                    fh.flush()
+                    self._crash("mid_snapshot")
+                fh.write(data[half:])
                 fh.flush()
-                self._crash("mid_snapshot")
-            fh.write(data[half:])
-            fh.flush()
-            os.fsync(fh.fileno())
+                os.fsync(fh.fileno())
+        except OSError:
+            tmp.unlink(missing_ok=True)  # a partial temp file would keep a full disk full
+            raise
         os.replace(tmp, folder / name)
         dir_fd = os.open(folder, os.O_RDONLY)
         try:

@@ -55,6 +55,7 @@ class Supervisor:
         files: dict[str, dict[str, bytes]],
         partitions: list[TP],
         generation: int = 0,
+        actor_options: dict[str, Any] | None = None,
     ):
         self.config, self.bootstrap, self.files = config, bootstrap, files
         self.partitions = sorted(partitions)
@@ -63,6 +64,7 @@ class Supervisor:
         self.runs: dict[int, Any] = {}
         self.plan: list[list[TP]] = []
         self.restarts = 0
+        self.actor_options = actor_options or {}  # extra Ray options (chaos tests: runtime_env)
 
     def _gpus_per_worker(self) -> float:
         wanted = self.config.ray.num_gpus
@@ -85,6 +87,7 @@ class Supervisor:
                 num_cpus=cfg.ray.num_cpus,
                 num_gpus=gpus,
                 get_if_exists=False,
+                **self.actor_options,
             ).remote(plain, self.files, self.bootstrap, i)
             for i in range(n)
         ]
