@@ -58,6 +58,7 @@ class Outcome:
     restarts: int = 0
     recovery_s: float | None = None
     notes: list[str] = field(default_factory=list)
+    models: list[dict[str, str]] = field(default_factory=list)  # per worker, at the end
 
 
 def build_scenario() -> tuple[Scenario, object]:
@@ -131,12 +132,13 @@ def input_tps(cfg: Config) -> list[tuple[str, int]]:
     return [(cfg.kafka.input_topics[0], p) for p in range(cfg.kafka.input_partitions)]
 
 
-def counter(sup: Supervisor, name: str) -> float:
+def counter(sup: Supervisor, name: str, labels: tuple[str, ...] | None = None) -> float:
     """A worker metric counter summed over the workers (drains their counts)."""
     total = 0.0
     for report in sup.metrics():
-        for key, _, value in (report or {}).get("counts", {}).get("counters", []):
-            total += value if key == name else 0.0
+        for key, got, value in (report or {}).get("counts", {}).get("counters", []):
+            if key == name and (labels is None or tuple(got) == labels):
+                total += value
     return total
 
 
@@ -218,10 +220,16 @@ def finish(sup: Supervisor, cfg: Config, healed_at: float | None) -> Outcome:
     wait_caught_up(sup, cfg)
     state = capture_state(sup)
     probed_at = probe(sup, cfg)
-    restarts = sup.restarts
+    restarts, models = sup.restarts, sup.models()
     sup.stop()
     since = healed_at if healed_at is not None else probed_at
-    return Outcome(**state, **capture_topics(cfg), restarts=restarts, recovery_s=probed_at - since)
+    return Outcome(
+        **state,
+        **capture_topics(cfg),
+        restarts=restarts,
+        recovery_s=probed_at - since,
+        models=models,
+    )
 
 
 def fresh_config(bootstrap: str, tmp: Path, **overrides) -> Config:
@@ -296,3 +304,22 @@ def _row_diff(stream: str, want: dict, got: dict, notes: list[str]) -> list[str]
     if not out:
         notes.append(f"{stream}: digest differs within float32 noise")
     return out
+
+
+def report_table(rows: list[tuple[str, str, float]], root: Path) -> str:
+    """The chaos report (case, result, recovery time), written to runs/chaos-report.md."""
+    lines = [
+        "| case | result | recovery (s) | test time (s) |",
+        "|---|---|---|---|",
+    ]
+    for name, outcome, duration in rows:
+        rec = RECOVERY.get(name)
+        shown = f"{rec:.1f}" if rec is not None else "—"
+        lines.append(f"| `{name}` | {outcome} | {shown} | {duration:.1f} |")
+    text = "\n".join(lines) + "\n"
+    out = root / "runs" / "chaos-report.md"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(
+        f"# Chaos report ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})\n\n{text}"
+    )
+    return text

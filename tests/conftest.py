@@ -39,3 +39,27 @@ def ray_local() -> Iterator[None]:
         yield
     finally:
         ray.shutdown()
+
+
+# --- the chaos report: `make chaos` ends with a table (case, result, recovery time) ------
+_chaos_rows: list[tuple[str, str, float]] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if "chaos" not in report.keywords:
+        return
+    if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
+        _chaos_rows.append((report.nodeid.split("::")[-1], report.outcome, report.duration))
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if not _chaos_rows:
+        return
+    from pathlib import Path
+
+    from tests.chaos_oracle import report_table
+
+    root = Path(__file__).resolve().parents[1]
+    table = report_table(_chaos_rows, root)
+    terminalreporter.write_sep("=", "chaos report (runs/chaos-report.md)")
+    terminalreporter.write_line(table)

@@ -94,18 +94,25 @@ class PartitionWorkerImpl:
         self.counts = MetricCounts()  # kept across restarts of the loop in this process
 
     def start(
-        self, partitions: list[TP], files: dict[str, dict[str, bytes]] | None = None
+        self,
+        partitions: list[TP],
+        files: dict[str, dict[str, bytes]] | None = None,
+        previous: dict[str, dict[str, bytes]] | None = None,
     ) -> dict[str, Any]:
         """Build the loop for ``partitions``: restore snapshots and seek past them.
 
-        ``files`` replaces the models given at construction (a restart after a hot-swap).
+        ``files`` replaces the models given at construction (a restart after a hot-swap);
+        ``previous`` are the models served before it (see ``restart_models``).
         """
         if files is not None:
             self.files = files
+        if self.source is not None:  # a restart in this process (its run task failed)
+            self.close()
         import torch
 
         from streamlstm.adapters.kafka import KafkaSink, KafkaSource
         from streamlstm.adapters.kafka_config import client_options
+        from streamlstm.adapters.restart_models import pick_models
         from streamlstm.adapters.storage import SnapshotStore
         from streamlstm.crashpoints import wrap_store
         from streamlstm.pipeline import Engine
@@ -115,7 +122,10 @@ class PartitionWorkerImpl:
         cfg = self.config
         gpu = bool(ray.get_gpu_ids()) if ray.is_initialized() else False
         device = torch.device("cuda" if gpu and torch.cuda.is_available() else "cpu")
-        engine = Engine.build(cfg, _load_models(self.files), device)
+        crash = CrashPoints.from_env()
+        store = wrap_store(SnapshotStore(cfg.checkpoint.dir, cfg.checkpoint.keep, crash.hit))
+        serve, staged = pick_models(self.files, previous or {}, store, partitions)
+        engine = Engine.build(cfg, _load_models(serve), device)
         options = client_options(cfg.kafka)
         self.source = KafkaSource(
             self.bootstrap, cfg.kafka.group_id, options, max_poll_records=cfg.kafka.max_poll_records
@@ -124,8 +134,6 @@ class PartitionWorkerImpl:
         self.sink = _TopicSink(
             KafkaSink(self.bootstrap, options), cfg.kafka.alerts_topic, cfg.kafka.dlq_topic
         )
-        crash = CrashPoints.from_env()
-        store = wrap_store(SnapshotStore(cfg.checkpoint.dir, cfg.checkpoint.keep, crash.hit))
         self.worker = StreamWorker(
             engine,
             RecordParser(cfg.input, cfg.groups),
@@ -140,6 +148,11 @@ class PartitionWorkerImpl:
         )
         self.partitions = [tuple(tp) for tp in partitions]
         starts = self.worker.assign(self.partitions)
+        for model in _load_models(staged).values():
+            log.warning(
+                "%s: restarted mid-swap: %s warms in shadow again", model.group, model.version
+            )
+            self.worker.request_stage(model, cfg.retrain.shadow_readings)
         self._stop.clear()
         return {
             "worker": self.index,
@@ -239,6 +252,8 @@ class PartitionWorkerImpl:
     def close(self) -> None:
         if self.source is not None:
             self.source.close()
+        if self.sink is not None:  # flushed by the drain: nothing left to lose
+            self.sink.producer.close()
 
 
 PartitionWorker = ray.remote(max_restarts=-1, max_task_retries=0, max_concurrency=4)(

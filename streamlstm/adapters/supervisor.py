@@ -64,6 +64,7 @@ class Supervisor:
         self.runs: dict[int, Any] = {}
         self.plan: list[list[TP]] = []
         self.restarts = 0
+        self.previous: dict[str, dict[str, bytes]] = {}  # files served before the last stage
         self.actor_options = actor_options or {}  # extra Ray options (chaos tests: runtime_env)
 
     def _gpus_per_worker(self) -> float:
@@ -110,12 +111,13 @@ class Supervisor:
             except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as exc:
                 self.restarts += 1
                 notes.append(f"worker {i} died ({type(exc).__name__}); restarting it")
-                ray.get(self.actors[i].start.remote(self.plan[i], self.files))
+                ray.get(self.actors[i].start.remote(self.plan[i], self.files, self.previous))
                 self.runs[i] = self.actors[i].run.remote()
         return notes
 
     def stage(self, files: dict[str, dict[str, bytes]]) -> None:
         """Hot-swap: every worker warms these models in shadow, then switches by itself."""
+        self.previous.update({g: self.files[g] for g in files if g in self.files})
         self.files = {**self.files, **files}
         ray.get([a.stage.remote(files) for a in self.actors])
 
