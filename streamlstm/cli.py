@@ -20,6 +20,7 @@ COMMANDS = [
     "models",
     "replay",
     "evaluate",
+    "quality",
     "run",
     "kafka",
     "validate_config",

@@ -123,8 +123,17 @@ def _draw_score(ax: Any, x: np.ndarray, s: PlotStream) -> None:
     ax.set_ylabel("score", fontsize=8)
 
 
-def plot_streams(path: str | Path, streams: list[PlotStream], title: str = "") -> Path:
-    """Write one PNG: per stream (first ``MAX_STREAMS``) a features panel over a score panel."""
+def plot_streams(
+    path: str | Path,
+    streams: list[PlotStream],
+    title: str = "",
+    width: float = 14.0,
+    dpi: int = 90,
+) -> Path:
+    """Write one PNG: per stream (first ``MAX_STREAMS``) a features panel over a score panel.
+
+    ``width`` (inches) and ``dpi`` set the size; the report uses small ones to stay light.
+    """
     import matplotlib.dates as mdates
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -132,7 +141,7 @@ def plot_streams(path: str | Path, streams: list[PlotStream], title: str = "") -
     shown = streams[:MAX_STREAMS]
     if not shown:
         raise ValueError("nothing to plot")
-    fig = Figure(figsize=(14, 3.6 * len(shown) + 0.6), dpi=90, layout="constrained")
+    fig = Figure(figsize=(width, 3.6 * len(shown) + 0.6), dpi=dpi, layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(2 * len(shown), 1, squeeze=False)[:, 0]
     for k, s in enumerate(shown):
