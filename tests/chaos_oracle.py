@@ -164,12 +164,17 @@ def wait_caught_up(sup: Supervisor, cfg: Config, timeout_s: float = 120.0) -> fl
 
 def probe(sup: Supervisor, cfg: Config, timeout_s: float = 60.0) -> float:
     """Produce one fresh reading and wait until its worker has taken it; returns when."""
+    produce(cfg, [probe_record()])
+    return wait_caught_up(sup, cfg, timeout_s)
+
+
+def probe_record() -> tuple[bytes, bytes]:
+    """A valid reading of a stream outside the scenario, stamped now."""
     value = b'{"stream":"%s","ts":"%s","values":{"hr":70}}' % (
         PROBE_STREAM.encode(),
         format_ts(time.time()).encode(),
     )
-    produce(cfg, [(PROBE_STREAM.encode(), value)])
-    return wait_caught_up(sup, cfg, timeout_s)
+    return PROBE_STREAM.encode(), value
 
 
 def digest(cols: dict[str, np.ndarray]) -> tuple[str, dict[str, np.ndarray]]:
@@ -323,3 +328,33 @@ def report_table(rows: list[tuple[str, str, float]], root: Path) -> str:
         f"# Chaos report ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})\n\n{text}"
     )
     return text
+
+
+def state_from_snapshots(cfg: Config, files: dict) -> dict:
+    """``capture_state`` for a run in another process: its newest snapshots, restored here."""
+    import torch
+
+    from streamlstm.adapters.ray_workers import _load_models
+    from streamlstm.adapters.storage import SnapshotStore
+    from streamlstm.pipeline import Engine
+    from streamlstm.state import table_rows
+
+    engine = Engine.build(cfg, _load_models(files), torch.device("cpu"))
+    store = SnapshotStore(cfg.checkpoint.dir, cfg.checkpoint.keep)
+    offsets = {}
+    for topic, part in input_tps(cfg):
+        blobs, offsets[part] = store.load((topic, part))
+        for group, blob in blobs.items():
+            engine.tables[group].restore(blob)
+    rows = {}
+    for table in engine.tables.values():
+        rows.update({s: r for s, r in table_rows(table).items() if s != PROBE_STREAM})
+    digests, rounded = {}, {}
+    for stream, cols in rows.items():
+        digests[stream], rounded[stream] = digest(cols)
+    return {
+        "digests": digests,
+        "rows": rounded,
+        "last_offsets": {s: int(r["last_offset"]) for s, r in rows.items()},
+        "partition_offsets": offsets,
+    }
