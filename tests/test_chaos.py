@@ -52,6 +52,7 @@ def reference(kafka_bootstrap, ray_local, scenario, model, tmp_path_factory) -> 
 def check(request, ref: co.Outcome, run: co.Outcome, n_bad: int, **kw) -> None:
     co.RECOVERY[request.node.name] = run.recovery_s
     diffs = co.compare(ref, run, n_bad, **kw)
+    co.NOTES[request.node.name] = [*run.notes, f"{run.restarts} restart(s)"]
     assert not diffs, "\n".join(diffs)
 
 
@@ -339,6 +340,7 @@ def test_worker_killed_during_a_hot_swap(
         raise
     co.RECOVERY[request.node.name] = run.recovery_s
     run.notes.append(f"{skipped:.0f} partition snapshot(s) skipped at restart")
+    co.NOTES[request.node.name] = run.notes
     assert run.restarts >= 1
     assert all(m == {"vitals": new_version} for m in run.models), run.models
     diffs = co.compare(reference, run, scenario[0].n_bad)
