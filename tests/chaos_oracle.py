@@ -32,6 +32,7 @@ DIGEST_COLS = ("h", "c", "cal_mu", "cal_dev", "cal_n")
 NOISE_RTOL, NOISE_ATOL = 1e-5, 3e-6  # float32 rounding noise, plus one 1e-6 rounding step
 PROBE_STREAM = "probe-000"  # not part of the scenario: excluded from every comparison
 MAX_RESTARTS = 5  # more restarts than this in one case is a restart loop
+WATCH_NOTES: list[str] = []  # what Supervisor.watch saw in the current case
 RECOVERY: dict[str, float | None] = {}  # test name -> seconds, for the chaos report
 NOTES: dict[str, list[str]] = {}  # test name -> remarks, for the chaos report
 
@@ -154,7 +155,7 @@ def wait_caught_up(sup: Supervisor, cfg: Config, timeout_s: float = 120.0) -> fl
     deadline = time.monotonic() + timeout_s
     pos: dict[str, int] = {}
     while time.monotonic() < deadline:
-        sup.watch()
+        WATCH_NOTES.extend(sup.watch())
         assert sup.restarts <= MAX_RESTARTS, f"restart loop: {sup.restarts} restarts"
         pos = positions(sup)
         if all(pos.get(tp, -1) >= end for tp, end in ends.items()):
@@ -235,10 +236,22 @@ def finish(sup: Supervisor, cfg: Config, healed_at: float | None) -> Outcome:
         restarts=restarts,
         recovery_s=probed_at - since,
         models=models,
+        notes=_pop_watch_notes(),
     )
 
 
+def _pop_watch_notes() -> list[str]:
+    """Each distinct thing the supervisor saw (deaths with their cause), with a count."""
+    seen: dict[str, int] = {}
+    for note in WATCH_NOTES:
+        seen[note] = seen.get(note, 0) + 1
+    WATCH_NOTES.clear()
+    return [f"{n} x{k}" if k > 1 else n for n, k in seen.items()]
+
+
 def fresh_config(bootstrap: str, tmp: Path, **overrides) -> Config:
+    """A new case: its own topics, group and snapshot directory."""
+    WATCH_NOTES.clear()
     cfg = chaos_config(bootstrap, tmp / uuid.uuid4().hex[:6], **overrides)
     lh.setup_topics(cfg)
     return cfg

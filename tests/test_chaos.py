@@ -61,7 +61,7 @@ def wait_for(flag: Path, sup, timeout_s: float = 60.0) -> float:
     deadline = time.monotonic() + timeout_s
     while not flag.exists():
         assert time.monotonic() < deadline, "the crash point never fired"
-        sup.watch()
+        co.WATCH_NOTES.extend(sup.watch())
         time.sleep(0.1)
     return flag.stat().st_mtime
 

@@ -110,7 +110,9 @@ class Supervisor:
                 del self.runs[i]
             except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as exc:
                 self.restarts += 1
-                notes.append(f"worker {i} died ({type(exc).__name__}); restarting it")
+                cause = getattr(exc, "cause", None)  # a RayTaskError wraps the loop's error
+                why = type(exc).__name__ + (f": {type(cause).__name__}" if cause else "")
+                notes.append(f"worker {i} died ({why}); restarting it")
                 ray.get(self.actors[i].start.remote(self.plan[i], self.files, self.previous))
                 self.runs[i] = self.actors[i].run.remote()
         return notes
