@@ -59,8 +59,13 @@ def normalise(
     floor: Tensor,
     horizon: float,
     clip_sigma: float,
+    scale_horizon: float | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Normalise one reading per stream with the stats seen so far, then update them.
+
+    The mean follows ``horizon`` readings; the variance ``scale_horizon`` (default the same).
+    A slower scale keeps a drift or level shift large in sigmas while the mean catches up:
+    with one horizon, the variance soaks up the change and hides it.
 
     x (B, F) raw values with 0 where missing; m (B, F) 1.0 = observed.
     mean, var, n_obs (B, F) running stats; floor (F,) minimum std.
@@ -68,10 +73,12 @@ def normalise(
     """
     std = var.sqrt().clamp_min(floor)
     z = ((x - mean) / std).clamp(-clip_sigma, clip_sigma) * m
-    alpha = torch.clamp_min(1.0 / (n_obs + (NORM_PRIOR + 1.0)), 1.0 / horizon) * m
+    start = 1.0 / (n_obs + (NORM_PRIOR + 1.0))
+    alpha = torch.clamp_min(start, 1.0 / horizon) * m
+    beta = torch.clamp_min(start, 1.0 / (scale_horizon or horizon)) * m
     dev = torch.maximum(torch.minimum(x - mean, 3.0 * std), -3.0 * std)
     mean = mean + alpha * dev
-    var = (1.0 - alpha) * (var + alpha * dev * dev)
+    var = (1.0 - beta) * (var + beta * dev * dev)
     return z, mean, var, n_obs + m
 
 

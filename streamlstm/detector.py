@@ -186,7 +186,15 @@ class Detector:
             m = torch.isfinite(x_raw).float()
             x = torch.nan_to_num(x_raw, nan=0.0)
             z, s["mean"], s["var"], s["n_obs"] = normalise(
-                x, m, s["mean"], s["var"], s["n_obs"], self.floor, cfg.norm_horizon, cfg.clip_sigma
+                x,
+                m,
+                s["mean"],
+                s["var"],
+                s["n_obs"],
+                self.floor,
+                cfg.norm_horizon,
+                cfg.clip_sigma,
+                cfg.norm_scale_horizon,
             )
             stuck, s["last_x"], s["still"], s["max_run"] = stuck_features(
                 x, m, s["last_x"], s["still"], s["max_run"], cfg.stuck_readings

@@ -59,8 +59,10 @@ def score_suite(
     events_for: EventsFor,
     train_fraction: float = 0.15,
     device: torch.device | None = None,
+    baselines: bool = True,
 ) -> SuiteRun:
-    """All three detectors over ``data``; ``events_for`` builds a stream's labelled events."""
+    """All three detectors over ``data`` (only the first without ``baselines``);
+    ``events_for`` builds a stream's labelled events."""
     from streamlstm.commands.common import train_models
 
     device = device or torch.device("cpu")
@@ -69,7 +71,7 @@ def score_suite(
     rows, _ = replay(engine, data.readings)
     run = SuiteRun(models)
     run.by_detector[DETECTORS[0]] = _streaming(rows, data, events_for)
-    for name in DETECTORS[1:]:
+    for name in DETECTORS[1:] if baselines else ():
         run.by_detector[name] = _baseline(name, config, models, data, train_fraction, events_for)
     return run
 

@@ -104,7 +104,15 @@ def normalise_lanes(
     z_all = torch.empty_like(x_all)
     for t in range(T):
         z_all[t], mean, var, n_obs = normalise(
-            x_all[t], m_all[t], mean, var, n_obs, floor, det.norm_horizon, det.clip_sigma
+            x_all[t],
+            m_all[t],
+            mean,
+            var,
+            n_obs,
+            floor,
+            det.norm_horizon,
+            det.clip_sigma,
+            det.norm_scale_horizon,
         )
     return z_all, m_all, torch.as_tensor(valid, device=device)
 
