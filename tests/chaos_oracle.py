@@ -33,8 +33,6 @@ NOISE_RTOL, NOISE_ATOL = 1e-5, 3e-6  # float32 rounding noise, plus one 1e-6 rou
 PROBE_STREAM = "probe-000"  # not part of the scenario: excluded from every comparison
 MAX_RESTARTS = 5  # more restarts than this in one case is a restart loop
 WATCH_NOTES: list[str] = []  # what Supervisor.watch saw in the current case
-RECOVERY: dict[str, float | None] = {}  # test name -> seconds, for the chaos report
-NOTES: dict[str, list[str]] = {}  # test name -> remarks, for the chaos report
 
 
 @dataclass
@@ -326,53 +324,3 @@ def _row_diff(stream: str, want: dict, got: dict, notes: list[str]) -> list[str]
         delta = max(float(np.max(np.abs(got[k] - want[k]), initial=0.0)) for k in DIGEST_COLS)
         notes.append(f"{stream}: digest differs within float32 noise ({delta:.1g})")
     return out
-
-
-def report_table(rows: list[tuple[str, str, float]], root: Path) -> str:
-    """The chaos report (case, result, recovery time), written to runs/chaos-report.md."""
-    lines = [
-        "| case | result | recovery (s) | test time (s) | notes |",
-        "|---|---|---|---|---|",
-    ]
-    for name, outcome, duration in rows:
-        rec = RECOVERY.get(name)
-        shown = f"{rec:.1f}" if rec is not None else "—"
-        notes = "; ".join(NOTES.get(name, []))
-        lines.append(f"| `{name}` | {outcome} | {shown} | {duration:.1f} | {notes} |")
-    text = "\n".join(lines) + "\n"
-    out = root / "runs" / "chaos-report.md"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(
-        f"# Chaos report ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})\n\n{text}"
-    )
-    return text
-
-
-def state_from_snapshots(cfg: Config, files: dict) -> dict:
-    """``capture_state`` for a run in another process: its newest snapshots, restored here."""
-    import torch
-
-    from streamlstm.adapters.ray_workers import _load_models
-    from streamlstm.adapters.storage import SnapshotStore
-    from streamlstm.pipeline import Engine
-    from streamlstm.state import table_rows
-
-    engine = Engine.build(cfg, _load_models(files), torch.device("cpu"))
-    store = SnapshotStore(cfg.checkpoint.dir, cfg.checkpoint.keep)
-    offsets = {}
-    for topic, part in input_tps(cfg):
-        blobs, offsets[part] = store.load((topic, part))
-        for group, blob in blobs.items():
-            engine.tables[group].restore(blob)
-    rows = {}
-    for table in engine.tables.values():
-        rows.update({s: r for s, r in table_rows(table).items() if s != PROBE_STREAM})
-    digests, rounded = {}, {}
-    for stream, cols in rows.items():
-        digests[stream], rounded[stream] = digest(cols)
-    return {
-        "digests": digests,
-        "rows": rounded,
-        "last_offsets": {s: int(r["last_offset"]) for s, r in rows.items()},
-        "partition_offsets": offsets,
-    }

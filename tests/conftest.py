@@ -57,7 +57,7 @@ def pytest_terminal_summary(terminalreporter) -> None:
         return
     from pathlib import Path
 
-    from tests.chaos_oracle import report_table
+    from tests.chaos_support import report_table
 
     root = Path(__file__).resolve().parents[1]
     table = report_table(_chaos_rows, root)

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests import chaos_oracle as co
+from tests import chaos_support as cs
 from tests import live_helpers as lh
 
 pytestmark = [pytest.mark.chaos, pytest.mark.kafka, pytest.mark.ray]
@@ -50,9 +51,9 @@ def reference(kafka_bootstrap, ray_local, scenario, model, tmp_path_factory) -> 
 
 
 def check(request, ref: co.Outcome, run: co.Outcome, n_bad: int, **kw) -> None:
-    co.RECOVERY[request.node.name] = run.recovery_s
+    cs.RECOVERY[request.node.name] = run.recovery_s
     diffs = co.compare(ref, run, n_bad, **kw)
-    co.NOTES[request.node.name] = [*run.notes, f"{run.restarts} restart(s)"]
+    cs.NOTES[request.node.name] = [*run.notes, f"{run.restarts} restart(s)"]
     assert not diffs, "\n".join(diffs)
 
 
@@ -338,9 +339,9 @@ def test_worker_killed_during_a_hot_swap(
     except BaseException:
         sup.stop()
         raise
-    co.RECOVERY[request.node.name] = run.recovery_s
+    cs.RECOVERY[request.node.name] = run.recovery_s
     run.notes.append(f"{skipped:.0f} partition snapshot(s) skipped at restart")
-    co.NOTES[request.node.name] = run.notes
+    cs.NOTES[request.node.name] = run.notes
     assert run.restarts >= 1
     assert all(m == {"vitals": new_version} for m in run.models), run.models
     diffs = co.compare(reference, run, scenario[0].n_bad)
@@ -355,71 +356,6 @@ def test_worker_killed_during_a_hot_swap(
     ]
     assert not diffs, "\n".join(diffs + run.notes)
     assert skipped == 0, f"restarted mid-swap, the worker dropped its streams' state: {run.notes}"
-
-
-def _run_command(cfg, model_dir: Path, tmp_path: Path):
-    """`streamlstm run` in its own session (its local Ray lives and dies with it)."""
-    import os
-    import subprocess
-    import sys
-
-    import yaml
-
-    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
-    args = ["run", "-c", str(tmp_path / "cfg.yaml"), "--model", str(model_dir)]
-    return subprocess.Popen(
-        [sys.executable, "-m", "streamlstm", *args],
-        cwd=lh.ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "RAY_ADDRESS": ""},
-        start_new_session=True,
-    )
-
-
-def _wait_committed(cfg, proc, timeout_s: float = 120.0) -> float:
-    """Until the group's committed offsets reach the end of every partition; returns when."""
-    from streamlstm.adapters.kafka import KafkaSource
-
-    source = KafkaSource(cfg.kafka.bootstrap, cfg.kafka.group_id)
-    try:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, f"streamlstm run exited with {proc.returncode}"
-            ends = source.end_offsets(co.input_tps(cfg))
-            if all((source.committed(*tp) or 0) >= end for tp, end in ends.items()):
-                return time.time()
-            time.sleep(0.3)
-    finally:
-        source.close()
-    raise AssertionError(f"offsets not committed to the end within {timeout_s} s")
-
-
-def _kill_tree(pid: int) -> None:
-    """SIGKILL a process and all its descendants at once: the machine running it died.
-
-    Not killpg: Ray starts its raylet and GCS in sessions of their own, so a process-group
-    kill leaves the worker actors running on as orphans (still consuming and committing).
-    """
-    import contextlib
-    import os
-    import signal
-
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    tree, todo = [], [pid]
-    while todo:
-        tree.append(todo.pop())
-        todo.extend(children.get(tree[-1], []))
-    for victim in tree:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(victim, signal.SIGKILL)
 
 
 @pytest.mark.slow
@@ -440,27 +376,27 @@ def test_supervisor_killed_mid_stream_then_restarted(
             (model_dir / group / name).write_bytes(blob)
     half = len(records) // 2
     co.produce(cfg, records[:half])
-    proc = _run_command(cfg, model_dir, tmp_path)
+    proc = cs.run_command(cfg, model_dir, tmp_path)
     try:
-        _wait_committed(cfg, proc)
+        cs.wait_committed(cfg, proc)
         co.produce(cfg, records[half:], first=half)
         time.sleep(0.3)
     finally:
-        _kill_tree(proc.pid)
+        cs.kill_tree(proc.pid)
         proc.wait(timeout=30)
     restarted_at = time.time()
-    proc = _run_command(cfg, model_dir, tmp_path)
+    proc = cs.run_command(cfg, model_dir, tmp_path)
     try:
-        _wait_committed(cfg, proc)
+        cs.wait_committed(cfg, proc)
         co.produce(cfg, [co.probe_record()])
-        probed_at = _wait_committed(cfg, proc)
+        probed_at = cs.wait_committed(cfg, proc)
         proc.send_signal(signal.SIGTERM)  # drain: the final snapshots and commits
         assert proc.wait(timeout=120) == 0
     finally:
         if proc.poll() is None:
-            _kill_tree(proc.pid)
+            cs.kill_tree(proc.pid)
     run = co.Outcome(
-        **co.state_from_snapshots(cfg, model),
+        **cs.state_from_snapshots(cfg, model),
         **co.capture_topics(cfg),
         recovery_s=probed_at - restarted_at,
     )
