@@ -32,3 +32,18 @@ def test_nab_series_interleaves_streams_and_keeps_each_in_time_order(tmp_path: P
     (event,) = events_for("a", ts, by_stream["a"])
     assert (event.start_idx, event.end_idx) == (1, 2)
     assert events_for("b", [data.readings[i].ts for i in by_stream["b"]], by_stream["b"]) == []
+
+
+def test_evaluate_writes_one_png_per_stream(tmp_path: Path) -> None:
+    from tests.cli_helpers import run_cli
+
+    data = tmp_path / "v.csv"
+    run_cli("simulate", "--out", str(data), "--streams", "3", "--length", "300", "--seed", "1")
+    out = run_cli(
+        "evaluate", "-c", "configs/test.yaml", "--input", str(data), "--json",
+        "--plot-dir", str(tmp_path / "plots"),
+    ).stdout  # fmt: skip
+    assert '"f1"' in out
+    pngs = sorted(p.name for p in (tmp_path / "plots").glob("*.png"))
+    assert len(pngs) == 3
+    assert all((tmp_path / "plots" / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)

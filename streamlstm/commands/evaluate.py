@@ -48,7 +48,8 @@ def add_parser(sub) -> None:
         default=10,
         help="readings after an event in which an opening still counts",
     )
-    p.add_argument("--plot", help="PNG of up to 6 streams")
+    p.add_argument("--plot", help="PNG of up to 4 streams")
+    p.add_argument("--plot-dir", help="folder for one PNG per stream (<stream>.png)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     add_device_arg(p)
     p.set_defaults(func=run)
@@ -80,6 +81,10 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         plot_rows(args.plot, rows, data, feature_names(config, data), per_stream)
         print(f"plot: {args.plot}")
+    if args.plot_dir:
+        paths = plot_each(args.plot_dir, rows, data, feature_names(config, data), per_stream)
+        if not args.json:  # keep --json output parseable
+            print(f"plots: {len(paths)} in {args.plot_dir}")
     return 0
 
 
@@ -177,3 +182,25 @@ def plot_rows(
         panels,
         title="streamlstm: readings, score, threshold, alerts (red), labelled anomalies (green)",
     )
+
+
+def plot_each(
+    folder: str,
+    rows: list[ReplayRow],
+    data: FileData,
+    features: list[str],
+    per_stream: list[StreamEval],
+) -> list[Path]:
+    """One PNG per stream: readings, score, threshold, alert spans, labelled events."""
+    import re
+
+    by_stream: dict[str, list[ReplayRow]] = {}
+    for r in rows:
+        by_stream.setdefault(r.stream, []).append(r)
+    paths = []
+    for s in per_stream:
+        # stream ids may hold characters a file name must not
+        path = Path(folder) / (re.sub(r"[^A-Za-z0-9_.-]", "_", s.stream_id) + ".png")
+        plot_rows(str(path), by_stream[s.stream_id], data, features, [s], max_streams=1)
+        paths.append(path)
+    return paths
