@@ -80,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
         sections.append(_nab_section(args, suite, windows, pngs, out.parent))
         changes += _changes(args, "nab", suite, windows)
         print(f"nab: done at {time.perf_counter() - started:.0f} s", flush=True)
+    else:
+        print(f"nab: no series under {args.nab}/data, section skipped", flush=True)
     if changes:
         sections.append(_changes_section(changes))
     seconds = time.perf_counter() - started
