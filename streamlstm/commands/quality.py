@@ -67,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
     sections, changes = [], []
     for kind in ("vitals", "sensors"):
         suite, config, _ = _suite(args, kind, {})
-        png = _plot_suite(suite, plots / f"{kind}.png", config.alerts.enter, kind)
+        names = list(config.groups[0].features)
+        png = _plot_suite(suite, plots / f"{kind}.png", config.alerts.enter, kind, names)
         sections.append(_synthetic_section(kind, args, suite, png, out.parent))
         changes += _changes(args, kind, suite)
         print(f"{kind}: done at {time.perf_counter() - started:.0f} s", flush=True)
@@ -229,7 +230,9 @@ def _plot_one(traced, path: Path, threshold: float) -> Path:
     return plot_streams(path, [panel], f"{s.stream_id}: alerts red, labelled green", *SMALL)
 
 
-def _plot_suite(suite: SuiteRun, path: Path, threshold: float, kind: str) -> Path:
+def _plot_suite(
+    suite: SuiteRun, path: Path, threshold: float, kind: str, feature_names: list[str]
+) -> Path:
     from streamlstm.plots import PlotStream, plot_streams
 
     traced = sorted(suite.by_detector[DETECTORS[0]], key=lambda t: -len(t.eval.events))[:2]
@@ -241,7 +244,7 @@ def _plot_suite(suite: SuiteRun, path: Path, threshold: float, kind: str) -> Pat
             threshold,
             t.eval.in_alert,
             t.values,
-            None,
+            feature_names,
             t.eval.events,
         )
         for t in traced
