@@ -13,18 +13,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamlstm.evaluate import (
-    NAB_PROFILES,
     Event,
-    NabSeries,
     StreamEval,
     event_metrics,
     events_from_labels,
     events_from_windows,
     format_report,
-    nab_report,
-    nab_score,
     report_to_dict,
 )
+from streamlstm.nab import NAB_PROFILES, NabSeries, nab_report, nab_score
 from streamlstm.plots import PlotStream, plot_streams
 
 T0, STEP = 1_700_000_000.0, 60.0

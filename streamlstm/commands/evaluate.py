@@ -13,15 +13,14 @@ import numpy as np
 
 from streamlstm.datafiles import FileData
 from streamlstm.evaluate import (
-    NabSeries,
     StreamEval,
     event_metrics,
     events_from_labels,
     events_from_windows,
     format_report,
-    nab_report,
     report_to_dict,
 )
+from streamlstm.nab import NabSeries, nab_report
 from streamlstm.pipeline import ReplayRow
 
 

@@ -14,7 +14,10 @@ from pathlib import Path
 
 import torch
 
-from streamlstm.evaluate import NabSeries, event_metrics, nab_report
+from streamlstm.evaluate import (
+    event_metrics,
+)
+from streamlstm.nab import NabSeries, nab_report
 from streamlstm.quality import DETECTORS, SuiteRun, score_suite
 from streamlstm.quality_report import (
     NAB_HEADER,
