@@ -20,13 +20,13 @@ log = logging.getLogger(__name__)
 
 def kafka_bootstrap(config: Config, local_dir: Path | None = None) -> tuple[str, Any]:
     """$KAFKA_BOOTSTRAP or ``kafka.bootstrap`` if set; else a local broker (returned to stop)."""
-    from streamlstm.adapters import devkafka
+    from streamlstm.adapters import devkafka, devkafka_shared
 
     found = devkafka.resolve_bootstrap(config.kafka.bootstrap)
     if found:
         return found, None
     if local_dir is None:
-        return devkafka.up(), None  # the shared dev broker of `streamlstm kafka up`
+        return devkafka_shared.up(), None  # the shared dev broker of `streamlstm kafka up`
     broker = devkafka.DevKafka(local_dir)
     return broker.start(), broker
 

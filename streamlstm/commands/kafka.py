@@ -7,7 +7,7 @@ import json
 import logging
 import sys
 
-from streamlstm.adapters import devkafka
+from streamlstm.adapters import devkafka, devkafka_shared
 
 
 def add_parser(sub) -> None:
@@ -56,7 +56,7 @@ def _quiet_client_logs() -> None:
 def run_up(args: argparse.Namespace) -> int:
     _quiet_client_logs()
     try:
-        print(devkafka.up(timeout_s=args.timeout))
+        print(devkafka_shared.up(timeout_s=args.timeout))
     except devkafka.DevKafkaError as exc:
         print(f"streamlstm kafka up: {exc}", file=sys.stderr)
         return 1
@@ -64,13 +64,13 @@ def run_up(args: argparse.Namespace) -> int:
 
 
 def run_down(_args: argparse.Namespace) -> int:
-    if not devkafka.down():
+    if not devkafka_shared.down():
         print("streamlstm kafka down: no local broker was running", file=sys.stderr)
     return 0
 
 
 def run_status(_args: argparse.Namespace) -> int:
     _quiet_client_logs()
-    state = devkafka.status()
+    state = devkafka_shared.status()
     print(json.dumps(state, indent=2))
     return 0 if state["running"] else 1
