@@ -64,8 +64,14 @@ def test_gate_rejects_a_model_trained_on_noise_and_keeps_a_sound_one() -> None:
     assert corrupt.mean_error > current.mean_error
 
 
-def test_registry_keeps_every_version_with_status_and_rolls_back(tmp_path: Path) -> None:
-    registry = ModelRegistry(tmp_path / "models")
+def registry_root(tmp_path: Path, kind: str) -> str | Path:
+    """A local directory, or the same place as a pyarrow.fs URI (the object-store path)."""
+    return tmp_path if kind == "local" else f"file://{tmp_path}"
+
+
+@pytest.mark.parametrize("kind", ["local", "pyarrow-uri"])
+def test_registry_keeps_every_version_with_status_and_rolls_back(tmp_path: Path, kind) -> None:
+    registry = ModelRegistry(registry_root(tmp_path / "models", kind))
     assert registry.groups() == [] and registry.current("g") is None
     first = registry.add(tiny_model(0, "g-aaaa"), {"train_loss": [1.0, 0.5]}, {"source": "f1"})
     assert first["status"] == "candidate" and first["parent"] is None
@@ -86,6 +92,9 @@ def test_registry_keeps_every_version_with_status_and_rolls_back(tmp_path: Path)
         registry.rollback("g")
     with pytest.raises(RegistryError, match="no version"):
         registry.promote("g", "g-zzzz")
+    files = registry.current_files(["g"])["g"]
+    assert {"model.json", "weights.safetensors", "entry.json"} <= set(files)
+    assert registry.version_json("g", "g-bbbb", "metrics.json") == {"train_loss": [0.9]}
 
 
 def test_a_half_written_version_is_never_listed_and_is_swept(tmp_path: Path) -> None:
@@ -96,4 +105,17 @@ def test_a_half_written_version_is_never_listed_and_is_swept(tmp_path: Path) -> 
     assert registry.entries("g") == [] and registry.groups() == ["g"]
     registry.add(tiny_model(0, "g-aaaa"), {}, {})
     assert not leftover.exists()
+    assert [e["version"] for e in registry.entries("g")] == ["g-aaaa"]
+
+
+def test_on_a_pyarrow_filesystem_a_version_without_its_entry_is_not_there(tmp_path: Path) -> None:
+    """Where a directory rename is a copy, entry.json is put last: a writer killed before it
+    leaves a version that readers never see and the next add sweeps."""
+    registry = ModelRegistry(f"file://{tmp_path}")
+    half = tmp_path / "g" / "g-dead"
+    half.mkdir(parents=True)
+    (half / "model.json").write_text("{")
+    assert registry.entries("g") == []
+    registry.add(tiny_model(0, "g-aaaa"), {}, {})
+    assert not half.exists()
     assert [e["version"] for e in registry.entries("g")] == ["g-aaaa"]

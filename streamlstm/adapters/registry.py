@@ -1,27 +1,26 @@
 """The model registry: every trained version of every group, with its evidence and status.
 
-Layout (a local directory)::
+Layout (a local directory or any ``pyarrow.fs`` URI, see ``registry_files``)::
 
     <root>/<group>/<version>/      a model directory (checkpoint.save_model) plus entry.json
     <root>/<group>/history.json    promoted versions, oldest first (rollback walks it back)
 
 ``entry.json`` holds status (candidate | promoted | rejected | retired), parent version,
 creation time, the data range trained on, train metrics and the gate's validation numbers.
-A version appears only complete: it is written under a dot-named temporary directory and
-renamed into place, so a training run killed mid-way leaves no half-written version (the
-dot-directory is ignored and swept on the next add).
+A version appears only complete (``registry_files``: renamed into place locally, its
+``entry.json`` put last elsewhere), so a training run killed mid-way leaves no half-written
+version; what it left is swept on the next add.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
+import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
+from streamlstm.adapters.registry_files import COMMIT_FILE, open_files
 from streamlstm.checkpoint import load_model, save_model
 from streamlstm.detector import ScoringModel
 
@@ -34,31 +33,33 @@ class RegistryError(RuntimeError):
 
 class ModelRegistry:
     def __init__(self, root: str | Path):
-        self.root = Path(root)
+        self.files = open_files(root)
+        # A Path for a local registry, the URI as given otherwise.
+        self.root: Path | str = getattr(self.files, "root", self.files.where)
 
     # --- reading ------------------------------------------------------------------------
     def groups(self) -> list[str]:
-        if not self.root.exists():
-            return []
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and p.name[0] != ".")
+        return [name for name in self.files.list_dirs() if name[0] != "."]
 
     def entries(self, group: str) -> list[dict[str, Any]]:
         """Every complete version of ``group``, oldest first."""
-        folder = self.root / group
-        if not folder.exists():
-            return []
         found = [
-            json.loads((p / "entry.json").read_text())
-            for p in folder.iterdir()
-            if p.is_dir() and p.name[0] != "." and (p / "entry.json").exists()
+            self._json(f"{group}/{name}/{COMMIT_FILE}")
+            for name in self.files.list_dirs(group)
+            if name[0] != "." and self.files.exists(f"{group}/{name}/{COMMIT_FILE}")
         ]
         return sorted(found, key=lambda e: (e["created_at"], e["version"]))
 
     def entry(self, group: str, version: str) -> dict[str, Any]:
-        path = self.root / group / version / "entry.json"
-        if not path.exists():
+        rel = f"{group}/{version}/{COMMIT_FILE}"
+        if not self.files.exists(rel):
             raise RegistryError(f"no version {version!r} of group {group!r} in {self.root}")
-        return json.loads(path.read_text())
+        return self._json(rel)
+
+    def version_json(self, group: str, version: str, name: str) -> Any:
+        """One JSON file of a version (``metrics.json``, ``model.json``), or None."""
+        rel = f"{group}/{version}/{name}"
+        return self._json(rel) if self.files.exists(rel) else None
 
     def current(self, group: str) -> str | None:
         history = self._history(group)
@@ -68,30 +69,26 @@ class ModelRegistry:
         version = version or self.current(group)
         if version is None:
             raise RegistryError(f"group {group!r} has no promoted version in {self.root}")
-        return load_model(self.root / group / version)
-
-    def path(self, group: str, version: str) -> Path:
-        return self.root / group / version
+        with tempfile.TemporaryDirectory(prefix="streamlstm-registry-") as tmp:
+            for name, data in self.files.read_dir(f"{group}/{version}").items():
+                (Path(tmp) / name).write_bytes(data)
+            return load_model(tmp)
 
     def current_files(self, groups: list[str]) -> dict[str, dict[str, bytes]]:
         """The promoted version of each group, as the bytes the workers load."""
-        from streamlstm.adapters.ray_workers import model_files
-
         out: dict[str, dict[str, bytes]] = {}
         for group in groups:
             version = self.current(group)
             if version:
-                out.update(model_files(self.path(group, version)))
+                self.load(group, version)  # validates before shipping
+                out[group] = self.files.read_dir(f"{group}/{version}")
         return out
 
     # --- writing ------------------------------------------------------------------------
     def add(self, model: ScoringModel, metrics: dict[str, Any], entry: dict[str, Any]) -> dict:
         """Store a new version as a candidate (atomically); returns its entry."""
-        folder = self.root / model.group
-        folder.mkdir(parents=True, exist_ok=True)
-        self._sweep(folder)
-        final = folder / model.version
-        if final.exists():
+        self.files.sweep(model.group)
+        if self.files.exists(f"{model.group}/{model.version}/{COMMIT_FILE}"):
             return self.entry(model.group, model.version)  # the same weights: already here
         full = {
             "group": model.group,
@@ -101,17 +98,18 @@ class ModelRegistry:
             "created_at": time.time(),
             **entry,
         }
-        tmp = folder / f".incoming-{uuid.uuid4().hex[:8]}"
-        save_model(tmp, model, metrics)
-        _write_json(tmp / "entry.json", full)
-        os.replace(tmp, final)
+        with tempfile.TemporaryDirectory(prefix="streamlstm-version-") as tmp:
+            folder = save_model(Path(tmp) / "v", model, metrics)
+            files = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+        files[COMMIT_FILE] = _dumps(full)
+        self.files.put_dir(files, f"{model.group}/{model.version}")
         return full
 
     def set_status(self, group: str, version: str, status: str, **fields: Any) -> dict:
         if status not in STATUSES:
             raise RegistryError(f"status must be one of {', '.join(STATUSES)}")
         entry = self.entry(group, version) | fields | {"status": status}
-        _write_json(self.root / group / version / "entry.json", entry)
+        self.files.write(f"{group}/{version}/{COMMIT_FILE}", _dumps(entry))
         return entry
 
     def promote(self, group: str, version: str) -> dict:
@@ -136,21 +134,16 @@ class ModelRegistry:
         return self.set_status(group, previous, "promoted", promoted_at=time.time())
 
     # --- internals ----------------------------------------------------------------------
+    def _json(self, rel: str) -> Any:
+        return json.loads(self.files.read(rel))
+
     def _history(self, group: str) -> list[str]:
-        path = self.root / group / "history.json"
-        return json.loads(path.read_text()) if path.exists() else []
+        rel = f"{group}/history.json"
+        return self._json(rel) if self.files.exists(rel) else []
 
     def _write_history(self, group: str, versions: list[str]) -> None:
-        _write_json(self.root / group / "history.json", versions)
-
-    @staticmethod
-    def _sweep(folder: Path) -> None:
-        """Remove what runs that died mid-write left behind."""
-        for leftover in folder.glob(".incoming-*"):
-            shutil.rmtree(leftover, ignore_errors=True)
+        self.files.write(f"{group}/history.json", _dumps(versions))
 
 
-def _write_json(path: Path, value: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:6]}")
-    tmp.write_text(json.dumps(value, indent=2, default=str))
-    os.replace(tmp, path)
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value, indent=2, default=str).encode()

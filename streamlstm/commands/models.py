@@ -79,8 +79,7 @@ def _list(registry) -> None:
 
 def _show(registry, group: str, version: str) -> None:
     entry = registry.entry(group, version)
-    metrics_path = registry.path(group, version) / "metrics.json"
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+    metrics = registry.version_json(group, version, "metrics.json") or {}
     print(json.dumps({**entry, "metrics": metrics}, indent=2, default=str))
     curve = metrics.get("train_loss") or []
     if curve:
