@@ -9,6 +9,7 @@ the same ``fit`` in-process: there is one training code path.
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import time
 import uuid
@@ -34,10 +35,14 @@ def train_group(
     group_name: str,
     series: list[Series],
     out_dir: Path,
-    storage_dir: Path,
+    storage: Path | str,
     on_epoch: Callable[[int, float], None] | None = None,
 ) -> TrainOutcome:
-    """Train one group with Ray Train (Ray must be initialised); the model lands in out_dir."""
+    """Train one group with Ray Train (Ray must be initialised); the model lands in out_dir.
+
+    ``storage`` is Ray Train's run storage: a local directory or a pyarrow.fs URI. On a
+    cluster with workers on other nodes it must be storage they all reach.
+    """
     import ray
     from ray.train import RunConfig, ScalingConfig
 
@@ -58,7 +63,7 @@ def train_group(
         ),
         run_config=RunConfig(
             name=f"train-{group_name}-{uuid.uuid4().hex[:8]}",
-            storage_path=str(storage_dir.resolve()),
+            storage_path=storage if isinstance(storage, str) else str(storage.resolve()),
         ),
     )
     started, started_wall = time.perf_counter(), time.time()
@@ -75,6 +80,7 @@ def train_group(
         raise RuntimeError(f"training {group_name} returned no checkpoint")
     target = out_dir / group_name
     result.checkpoint.to_directory(str(target))
+    _remove_run(result)
     losses = ray.get(progress.losses.remote())
     first = ray.get(progress.first_at.remote())
     return TrainOutcome(target, losses, wall_s, None if first is None else first - started_wall)
@@ -107,6 +113,14 @@ def _trainer_class() -> type:
             ]
 
     return Trainer
+
+
+def _remove_run(result: Any) -> None:
+    """The run's folder in Ray Train's storage: its checkpoint is copied out, so it goes (a
+    killed run's folder stays; it holds one model's files)."""
+    # Best effort: storage that refuses a delete costs a little space, nothing more.
+    with contextlib.suppress(OSError):
+        result.filesystem.delete_dir(result.path)
 
 
 def _train_loop(loop_config: dict[str, Any]) -> None:

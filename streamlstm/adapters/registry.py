@@ -25,6 +25,7 @@ from streamlstm.checkpoint import load_model, save_model
 from streamlstm.detector import ScoringModel
 
 STATUSES = ("candidate", "promoted", "rejected", "retired")
+TRAIN_RUNS = ".train-runs"  # Ray Train's run storage, swept of finished runs
 
 
 class RegistryError(RuntimeError):
@@ -73,6 +74,10 @@ class ModelRegistry:
             for name, data in self.files.read_dir(f"{group}/{version}").items():
                 (Path(tmp) / name).write_bytes(data)
             return load_model(tmp)
+
+    def train_storage(self) -> Path | str:
+        """Where Ray Train keeps its runs for this registry (a dot-folder readers skip)."""
+        return self.files.location(TRAIN_RUNS)
 
     def current_files(self, groups: list[str]) -> dict[str, dict[str, bytes]]:
         """The promoted version of each group, as the bytes the workers load."""

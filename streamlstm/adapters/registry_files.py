@@ -25,6 +25,9 @@ class LocalFiles:
     def exists(self, rel: str) -> bool:
         return (self.root / rel).exists()
 
+    def location(self, rel: str) -> Path:
+        return (self.root / rel).resolve()
+
     def list_dirs(self, rel: str = "") -> list[str]:
         folder = self.root / rel
         return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.exists() else []
@@ -69,6 +72,9 @@ class ArrowFiles:
 
     def exists(self, rel: str) -> bool:
         return self.fs.get_file_info(self._path(rel)).type != self._pafs.FileType.NotFound
+
+    def location(self, rel: str) -> str:
+        return f"{self.where.rstrip('/')}/{rel}"
 
     def list_dirs(self, rel: str = "") -> list[str]:
         if not self.exists(rel):

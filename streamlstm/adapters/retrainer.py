@@ -61,7 +61,7 @@ def retrain_group(
         return {"outcome": "skipped", "training_readings": n_train}
     try:
         candidate, metrics, outcome = _train_candidate(
-            config, group, to_series(data, train_idx), progress
+            config, group, to_series(data, train_idx), progress, registry.train_storage()
         )
     except Exception as exc:  # a failed run is reported; the current version stays
         log.error("retrain %s: training failed: %s", group, exc)
@@ -85,8 +85,11 @@ def retrain_group(
     }
 
 
-def _train_candidate(config: Config, group: str, series, progress: bool):
-    """Ray Train with a progress bar; returns (model, metrics, TrainOutcome)."""
+def _train_candidate(config: Config, group: str, series, progress: bool, storage: Path | str):
+    """Ray Train with a progress bar; returns (model, metrics, TrainOutcome).
+
+    Ray Train's run storage is beside the registry (``storage``): where the registry is
+    shared, as it must be on a cluster, so is the storage every Train worker writes to."""
     from tqdm import tqdm
 
     from streamlstm.adapters.ray_train import train_group
@@ -106,7 +109,7 @@ def _train_candidate(config: Config, group: str, series, progress: bool):
 
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            outcome = train_group(config, group, series, Path(tmp), Path(tmp) / "ray", on_epoch)
+            outcome = train_group(config, group, series, Path(tmp), storage, on_epoch)
             candidate = load_model(outcome.model_dir)
             metrics = json.loads((outcome.model_dir / "metrics.json").read_text())
     finally:
