@@ -92,6 +92,14 @@ class ReplayRow:
     offset: int = 0
 
 
+def rows_by_stream(rows: list[ReplayRow]) -> dict[str, list[ReplayRow]]:
+    """Replay rows grouped per stream, each stream's rows in replay (time) order."""
+    out: dict[str, list[ReplayRow]] = {}
+    for r in rows:
+        out.setdefault(r.stream, []).append(r)
+    return out
+
+
 def replay(
     engine: Engine,
     readings: list[Reading],

@@ -26,7 +26,7 @@ from streamlstm.config import Config
 from streamlstm.datafiles import FileData, to_series
 from streamlstm.detector import ScoringModel
 from streamlstm.evaluate import Event, StreamEval
-from streamlstm.pipeline import Engine, ReplayRow, replay
+from streamlstm.pipeline import Engine, ReplayRow, replay, rows_by_stream
 from streamlstm.training import Series, normalise_lanes
 
 DETECTORS = ("streaming LSTM-AE", "sliding-window LSTM-AE", "rolling z-score")
@@ -77,11 +77,8 @@ def score_suite(
 
 
 def _streaming(rows: list[ReplayRow], data: FileData, events_for: EventsFor) -> list[Traced]:
-    by_stream: dict[str, list[ReplayRow]] = {}
-    for r in rows:
-        by_stream.setdefault(r.stream, []).append(r)
     out = []
-    for stream, rs in by_stream.items():
+    for stream, rs in rows_by_stream(rows).items():
         ts = np.array([r.ts for r in rs])
         evaluated = StreamEval(
             stream,

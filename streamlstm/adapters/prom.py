@@ -237,6 +237,7 @@ class MetricsFeed:
 
         self.hub = MetricsHub()
         self.every_s, self.last = every_s, 0.0
+        self._known_files: dict | None = None
         self.restarts_before = 0  # restarts of supervisors replaced after a repartition
         self.source = KafkaSource(
             bootstrap, f"{config.kafka.group_id}-metrics", client_options(config.kafka)
@@ -263,7 +264,9 @@ class MetricsFeed:
         if now - self.last < self.every_s:
             return
         self.last = now
-        self.hub.know_models(files)
+        if files is not self._known_files:  # a new model set (a swap): read its cards once
+            self.hub.know_models(files)
+            self._known_files = files
         if schedule is not None:
             self.hub.set_retrain(True, schedule.outcomes, schedule.last_success_at)
         self.pull(sup)

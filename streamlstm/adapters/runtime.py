@@ -164,7 +164,7 @@ def supervise(
     init_ray(config)
     stop.install()  # after ray.init, which installs its own SIGTERM handler
     partitions = input_partitions(config, bootstrap)
-    feed = _metrics_feed(config, bootstrap, files)  # first: a taken port fails fast
+    feed = _metrics_feed(config, bootstrap)  # first: a taken port fails fast
     sup = Supervisor(config, bootstrap, files, partitions)
     started_at = time.monotonic()
     _start(sup)
@@ -215,14 +215,13 @@ def supervise(
     }
 
 
-def _metrics_feed(config: Config, bootstrap: str, files: dict):
-    """The Prometheus endpoint (``metrics.enabled``), fed from the workers."""
+def _metrics_feed(config: Config, bootstrap: str):
+    """The Prometheus endpoint (``metrics.enabled``), fed from the workers (``tick``)."""
     if not config.metrics.enabled:
         return None
     from streamlstm.adapters.prom import MetricsFeed
 
     feed = MetricsFeed(config, bootstrap)
-    feed.hub.know_models(files)
     log.info("metrics on http://%s:%d/metrics", config.metrics.host, feed.port)
     return feed
 

@@ -21,7 +21,7 @@ from streamlstm.evaluate import (
     report_to_dict,
 )
 from streamlstm.nab import NabSeries, nab_report
-from streamlstm.pipeline import ReplayRow
+from streamlstm.pipeline import ReplayRow, rows_by_stream
 
 
 def add_parser(sub) -> None:
@@ -101,11 +101,8 @@ def _windows_for(path: str, series: str) -> list[tuple[float, float]]:
 def stream_evals(
     rows: list[ReplayRow], data: FileData, windows: list[tuple[float, float]] | None = None
 ) -> list[StreamEval]:
-    by_stream: dict[str, list[ReplayRow]] = {}
-    for r in rows:
-        by_stream.setdefault(r.stream, []).append(r)
     out = []
-    for stream, rs in by_stream.items():
+    for stream, rs in rows_by_stream(rows).items():
         ts = np.array([r.ts for r in rs])
         if windows is not None:
             events = events_from_windows(ts, windows)
