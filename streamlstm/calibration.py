@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from streamlstm.config import DetectorConfig
+
 NORM_PRIOR = 10.0  # pseudo-readings of the group prior in a new stream's normalisation
 CAL_PRIOR = 30.0  # pseudo-readings of the group prior in a new stream's calibration
 RUN_MEMORY = 2000.0  # readings over which the longest normal run of a feature is forgotten
@@ -51,35 +53,37 @@ def std_floor(prior_std: Tensor) -> Tensor:
 
 
 def normalise(
-    x: Tensor,
-    m: Tensor,
-    mean: Tensor,
-    var: Tensor,
-    n_obs: Tensor,
-    floor: Tensor,
-    horizon: float,
-    clip_sigma: float,
-    scale_horizon: float | None = None,
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    x: Tensor, m: Tensor, s: dict[str, Tensor], floor: Tensor, det: DetectorConfig
+) -> Tensor:
     """Normalise one reading per stream with the stats seen so far, then update them.
 
-    The mean follows ``horizon`` readings; the variance ``scale_horizon`` (default the same).
-    A slower scale keeps a drift or level shift large in sigmas while the mean catches up:
-    with one horizon, the variance soaks up the change and hides it.
+    The level follows ``det.norm_horizon`` readings; the variance ``det.norm_scale_horizon``
+    (default the same). A slower scale keeps a drift or level shift large in sigmas while the
+    level catches up: with one horizon, the variance soaks up the change and hides it. With
+    ``det.trend_horizon`` the level also carries a slope (Holt's linear trend): a ramp is
+    followed without lag, so a slow drift or a daily ramp neither inflates the variance nor
+    shows as a lasting offset, and the abrupt end of a drift stays a full-size jump.
 
     x (B, F) raw values with 0 where missing; m (B, F) 1.0 = observed.
-    mean, var, n_obs (B, F) running stats; floor (F,) minimum std.
-    returns z (B, F) normalised and masked, new mean, var, n_obs.
+    s: mean, var, n_obs (B, F) running stats, and trend (B, F) with a trend horizon; updated
+    in place. floor (F,) minimum std. returns z (B, F), normalised and masked.
     """
-    std = var.sqrt().clamp_min(floor)
-    z = ((x - mean) / std).clamp(-clip_sigma, clip_sigma) * m
-    start = 1.0 / (n_obs + (NORM_PRIOR + 1.0))
-    alpha = torch.clamp_min(start, 1.0 / horizon) * m
-    beta = torch.clamp_min(start, 1.0 / (scale_horizon or horizon)) * m
-    dev = torch.maximum(torch.minimum(x - mean, 3.0 * std), -3.0 * std)
-    mean = mean + alpha * dev
-    var = (1.0 - beta) * (var + beta * dev * dev)
-    return z, mean, var, n_obs + m
+    trend = s.get("trend")
+    forecast = s["mean"] if trend is None else s["mean"] + trend
+    std = s["var"].sqrt().clamp_min(floor)
+    z = ((x - forecast) / std).clamp(-det.clip_sigma, det.clip_sigma) * m
+    start = 1.0 / (s["n_obs"] + (NORM_PRIOR + 1.0))
+    alpha = torch.clamp_min(start, 1.0 / det.norm_horizon) * m
+    beta = torch.clamp_min(start, 1.0 / (det.norm_scale_horizon or det.norm_horizon)) * m
+    dev = torch.maximum(torch.minimum(x - forecast, 3.0 * std), -3.0 * std)
+    if trend is None:
+        s["mean"] = s["mean"] + alpha * dev
+    else:  # a missing reading moves neither the level nor the slope
+        s["mean"] = s["mean"] + m * trend + alpha * dev
+        s["trend"] = trend + alpha * dev / det.trend_horizon
+    s["var"] = (1.0 - beta) * (s["var"] + beta * dev * dev)
+    s["n_obs"] = s["n_obs"] + m
+    return z
 
 
 def stuck_features(

@@ -55,6 +55,9 @@ class DetectorConfig(_Section):
     # rhythms (circadian, load cycles) pass as normal; the detector looks at faster changes.
     norm_horizon: int = Field(60, gt=1)  # input normalisation (mean, variance)
     norm_scale_horizon: int | None = Field(None, gt=1)  # variance only; None = norm_horizon
+    # The level's slope is smoothed over norm_horizon x trend_horizon readings (Holt); None:
+    # no slope, the level lags a ramp (calibration.normalise).
+    trend_horizon: float | None = Field(None, gt=0)
     calibration_horizon: int = Field(300, gt=1)  # error statistics behind the score
     stuck_readings: int = Field(15, gt=1)  # a feature unchanged or missing this long = stuck
     clip_sigma: float = Field(20.0, gt=0)  # normalised inputs are clipped to ±clip_sigma

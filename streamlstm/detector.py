@@ -62,7 +62,9 @@ class Scored:
 CPU_ROWS_PER_CHUNK = 2048
 
 
-def table_columns(n_features: int, hidden: int, window: int) -> tuple[dict, dict]:
+def table_columns(
+    n_features: int, hidden: int, window: int, trend: bool = False
+) -> tuple[dict, dict]:
     F, H, W = n_features, hidden, window
     device_cols = {
         "h": Column((H,), "float32"),
@@ -80,6 +82,8 @@ def table_columns(n_features: int, hidden: int, window: int) -> tuple[dict, dict
         "cal_n": Column((), "float32"),
         "since_reset": Column((), "float32"),
     }
+    if trend:
+        device_cols["trend"] = Column((F,), "float32")
     host_cols = {
         "last_ts": Column((), "float64", float("-inf")),
         "last_offset": Column((), "int64", -1),
@@ -109,7 +113,10 @@ class Detector:
     def new_table(self, capacity: int = 1024) -> StateTable:
         mcfg = self.net.cfg
         dev_cols, host_cols = table_columns(
-            len(self.model.features), mcfg.hidden_size, mcfg.window_len
+            len(self.model.features),
+            mcfg.hidden_size,
+            mcfg.window_len,
+            bool(self.cfg.trend_horizon),
         )
         return StateTable(dev_cols, host_cols, self.device, capacity)
 
@@ -179,23 +186,15 @@ class Detector:
         with torch.no_grad():
             if bool(gap.any()):
                 keep = (~gap).float()
-                for name in ("h", "c", "since_reset"):
-                    s[name] = s[name] * keep.view(-1, *([1] * (s[name].dim() - 1)))
+                # After a gap the slope of the level is stale too: the stream restarts flat.
+                for name in ("h", "c", "since_reset", "trend"):
+                    if name in s:
+                        s[name] = s[name] * keep.view(-1, *([1] * (s[name].dim() - 1)))
                 s["win_x"] = s["win_x"] * keep.view(-1, 1, 1)
                 s["win_m"] = s["win_m"] * keep.view(-1, 1, 1).to(s["win_m"].dtype)
             m = torch.isfinite(x_raw).float()
             x = torch.nan_to_num(x_raw, nan=0.0)
-            z, s["mean"], s["var"], s["n_obs"] = normalise(
-                x,
-                m,
-                s["mean"],
-                s["var"],
-                s["n_obs"],
-                self.floor,
-                cfg.norm_horizon,
-                cfg.clip_sigma,
-                cfg.norm_scale_horizon,
-            )
+            z = normalise(x, m, s, self.floor, cfg)
             stuck, s["last_x"], s["still"], s["max_run"] = stuck_features(
                 x, m, s["last_x"], s["still"], s["max_run"], cfg.stuck_readings
             )

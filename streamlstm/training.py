@@ -97,23 +97,17 @@ def normalise_lanes(
     m_all = torch.isfinite(raw_t).float()
     x_all = torch.nan_to_num(raw_t, nan=0.0)
     p = prior.tensors(device)
-    mean = p["mean"].expand(L, F).clone()
-    var = p["std"].square().expand(L, F).clone()
-    n_obs = torch.zeros(L, F, device=device)
+    state = {
+        "mean": p["mean"].expand(L, F).clone(),
+        "var": p["std"].square().expand(L, F).clone(),
+        "n_obs": torch.zeros(L, F, device=device),
+    }
+    if det.trend_horizon:
+        state["trend"] = torch.zeros(L, F, device=device)
     floor = std_floor(p["std"])
     z_all = torch.empty_like(x_all)
     for t in range(T):
-        z_all[t], mean, var, n_obs = normalise(
-            x_all[t],
-            m_all[t],
-            mean,
-            var,
-            n_obs,
-            floor,
-            det.norm_horizon,
-            det.clip_sigma,
-            det.norm_scale_horizon,
-        )
+        z_all[t] = normalise(x_all[t], m_all[t], state, floor, det)
     return z_all, m_all, torch.as_tensor(valid, device=device)
 
 

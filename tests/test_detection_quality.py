@@ -43,8 +43,16 @@ def test_event_f1_on_the_fixed_seed_synthetic_suite(kind: str, tmp_path: Path) -
     )
     f1 = float(re.search(r"F1 ([0-9.]+)", out).group(1))
     precision = float(re.search(r"precision ([0-9.]+)", out).group(1))
-    assert f1 >= 0.8, out
+    assert f1 >= 0.85, out
     assert precision >= 0.8, out
+    recall = {
+        kind: float(value)
+        for kind, value in re.findall(r"^\s+([a-z_]+)\s+\d+/\d+\s+([0-9.]+)$", out, re.M)
+    }
+    assert "drift" in recall, out
+    # A slow drift is what the trend-following normalisation is for (docs/quality.md).
+    assert recall["drift"] >= 0.7, out
+    assert min(recall.values()) >= 0.5, out
     header = (tmp_path / "scores.csv").read_text().splitlines()[0]
     assert header.startswith(
         "stream,ts,score,threshold,is_anomaly,alert_event,alert_id,top_feature"

@@ -7,6 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from streamlstm.detector import Detector
 from streamlstm.records import Reading
 from streamlstm.training import Series, normalise_lanes, offline_feature_errors
 from tests.helpers import interleave, series, tiny_config, tiny_detector, tiny_model
@@ -14,8 +15,10 @@ from tests.helpers import interleave, series, tiny_config, tiny_detector, tiny_m
 TOL = 1e-5
 
 
-def _stream_errors(readings: list[Reading], batch_sizes: list[int]) -> dict[tuple, float]:
-    det = tiny_detector()
+def _stream_errors(
+    readings: list[Reading], batch_sizes: list[int], det: Detector | None = None
+) -> dict[tuple, float]:
+    det = det or tiny_detector()
     table = det.new_table()
     out, i, k = {}, 0, 0
     while i < len(readings):
@@ -38,6 +41,24 @@ def test_streaming_equals_offline_whole_sequence() -> None:
     streamed = _stream_errors(readings, [1])
     got = np.array([streamed[("a", r.offset)] for r in readings])
     assert np.abs(got - stats[:, 0, -1].numpy()).max() <= TOL
+
+
+def test_streaming_equals_offline_with_a_trend_following_level() -> None:
+    """The trend and slow-scale options of the normaliser hold the invariant too."""
+    readings = series("a", 120, seed=1)
+    model = tiny_model()
+    det_cfg = tiny_config().detector.model_copy(
+        update={"trend_horizon": 10.0, "norm_scale_horizon": 50}
+    )
+    s = Series("a", np.array([r.ts for r in readings]), np.array([r.values for r in readings]))
+    z, m, _ = normalise_lanes([s], model.prior, det_cfg, torch.device("cpu"))
+    _, stats, _ = offline_feature_errors(model.net, z, m)
+    det = Detector(model, det_cfg, tiny_config().alerts)
+    streamed = _stream_errors(readings, [1], det)
+    got = np.array([streamed[("a", r.offset)] for r in readings])
+    assert np.abs(got - stats[:, 0, -1].numpy()).max() <= TOL
+    plain, _, _ = normalise_lanes([s], model.prior, tiny_config().detector, torch.device("cpu"))
+    assert not torch.allclose(z, plain)  # the options did change the inputs
 
 
 @settings(max_examples=15, deadline=None)

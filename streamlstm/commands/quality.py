@@ -52,6 +52,21 @@ def add_parser(sub) -> None:
 # change (the streaming detector only, same seed), so the report shows its effect from this
 # very run: suite -> [(what changed, overrides that restore the previous default)].
 CHANGES: dict[str, list[tuple[str, dict]]] = {
+    "vitals": [
+        (
+            "`detector.trend_horizon: 30` and `detector.norm_scale_horizon: 300` in "
+            "configs/vitals.yaml (before: the normalisation level had no slope and its "
+            "variance followed `norm_horizon`, 60 readings)",
+            {"detector.trend_horizon": None, "detector.norm_scale_horizon": None},
+        )
+    ],
+    "sensors": [
+        (
+            "`detector.trend_horizon: 10` in configs/sensors.yaml (before: the normalisation "
+            "level had no slope, so it lagged every ramp)",
+            {"detector.trend_horizon": None},
+        )
+    ],
     "nab": [
         (
             "`detector.norm_scale_horizon: 1000` in configs/univariate.yaml (before: the "

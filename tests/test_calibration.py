@@ -1,0 +1,66 @@
+"""The per-stream normaliser (calibration.normalise) on plain tensors: with a trend horizon
+the level follows a ramp without lag, so the ramp neither leaves a lasting offset nor
+inflates the variance, and the jump where a drift ends stays full size."""
+
+from __future__ import annotations
+
+import torch
+
+from streamlstm.calibration import normalise
+from streamlstm.config import DetectorConfig
+
+
+def _run(values: list[float], trend_horizon: float | None, observed: list[bool] | None = None):
+    det = DetectorConfig(trend_horizon=trend_horizon)
+    state = {
+        "mean": torch.zeros(1, 1),
+        "var": torch.ones(1, 1),
+        "n_obs": torch.zeros(1, 1),
+    }
+    if trend_horizon:
+        state["trend"] = torch.zeros(1, 1)
+    z_out = []
+    for t, v in enumerate(values):
+        m = torch.tensor([[1.0 if observed is None or observed[t] else 0.0]])
+        x = torch.tensor([[v]]) * m
+        z_out.append(float(normalise(x, m, state, torch.tensor([1e-3]), det)))
+    return z_out, state
+
+
+def _ramp_then_drop(n_flat: int = 300, n_ramp: int = 300, slope: float = 0.05) -> list[float]:
+    """Unit noise, flat, then a ramp of 15 sigmas, then back to 0 (a sensor re-zeroed)."""
+    clean = [0.0] * n_flat + [slope * (k + 1) for k in range(n_ramp)] + [0.0] * 5
+    noise = torch.randn(len(clean), generator=torch.Generator().manual_seed(0))
+    return [v + float(e) for v, e in zip(clean, noise, strict=True)]
+
+
+def test_a_ramp_is_followed_without_lag_and_its_end_stays_a_full_jump() -> None:
+    values = _ramp_then_drop()
+    end = 600  # index of the first reading after the ramp
+    z_lag, s_lag = _run(values, None)
+    z_holt, s_holt = _run(values, 10.0)
+    late = slice(end - 100, end)
+    mean_lag = sum(z_lag[late]) / 100
+    mean_holt = sum(z_holt[late]) / 100
+    # Without a slope the level lags the ramp: a lasting positive offset in z.
+    assert mean_lag > 0.5
+    assert abs(mean_holt) < 0.3
+    # The lag inflates the variance it is measured with; the slope keeps it near the noise.
+    assert float(s_lag["var"]) > 2.0 * float(s_holt["var"])
+    # The drop back to 0 at the end: far more sigmas with the slope than without.
+    assert z_holt[end] < -8.0
+    assert z_holt[end] < 1.5 * z_lag[end]
+
+
+def test_a_missing_reading_moves_neither_level_nor_slope() -> None:
+    values = [float(k) for k in range(200)]
+    _, before = _run(values, 10.0)
+    _, after = _run([*values, 0.0], 10.0, observed=[True] * 200 + [False])
+    assert torch.equal(before["mean"], after["mean"])
+    assert torch.equal(before["trend"], after["trend"])
+    assert float(before["trend"]) > 0.5  # it did learn the slope of 1 per reading
+
+
+def test_without_a_trend_horizon_no_slope_is_kept() -> None:
+    _, state = _run([float(k) for k in range(50)], None)
+    assert "trend" not in state
