@@ -272,7 +272,7 @@ def load(
         except OSError as exc:
             raise ConfigError([f"{path}: cannot read ({exc.strerror})"]) from None
     try:
-        tree = yaml.safe_load(text) or {}
+        tree = yaml.load(text, Loader=_UniqueKeyLoader) or {}
     except yaml.YAMLError as exc:
         raise ConfigError([f"{path}: not valid YAML ({exc})"]) from None
     if not isinstance(tree, dict):
@@ -282,6 +282,22 @@ def load(
     for dotted, value in merged.items():
         _set_path(tree, dotted, value)
     return from_dict(tree)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a key given twice in one mapping is an error: plain
+    YAML keeps the last one silently, so the first setting a user reads would not apply."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: set = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
 
 
 def default_config_text(name: str) -> str:

@@ -104,3 +104,12 @@ def test_every_config_key_is_in_the_configuration_reference() -> None:
     assert len(paths) > 60
     missing = [p for p in paths if f"`{p}`" not in doc]
     assert not missing, f"docs/configuration.md lacks {missing}"
+
+
+def test_a_key_given_twice_is_an_error_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "twice.yaml"
+    path.write_text("detector:\n  warmup_readings: 10\n  warmup_readings: 20\n")
+    with pytest.raises(ConfigError) as err:
+        config_mod.load(path)
+    assert "'warmup_readings' is given twice" in str(err.value)
+    assert "line 3" in str(err.value)
