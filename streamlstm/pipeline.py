@@ -105,21 +105,26 @@ def replay(
     readings: list[Reading],
     batch_size: int = 4096,
     on_batch: Callable[[int], None] | None = None,
+    on_results: Callable[[dict[str, GroupResult]], None] | None = None,
 ) -> tuple[list[ReplayRow], list]:
     """Score time-ordered ``readings`` in batches through the live scoring path.
 
     Returns one row per scored reading (in input order) and the rejections
-    ``(index into readings, Rejection)``.
+    ``(index into readings, Rejection)``. ``on_results`` sees each batch's results (its alert
+    events included) once the batch is scored, as a live worker's sink would.
     """
     rows: list[ReplayRow | None] = [None] * len(readings)
     rejected: list = []
     for start in range(0, len(readings), batch_size):
         batch = readings[start : start + batch_size]
         position = {id(r): start + k for k, r in enumerate(batch)}
-        for group, res in engine.process(batch).items():
+        results = engine.process(batch)
+        for group, res in results.items():
             threshold = engine.detectors[group].alerts.cfg.enter
             _fill_rows(rows, position, res, threshold)
             rejected.extend((position[id(res.readings[i])], rej) for i, rej in res.scored.rejected)
+        if on_results:
+            on_results(results)
         if on_batch:
             on_batch(len(batch))
     return [r for r in rows if r is not None], rejected

@@ -21,6 +21,8 @@ CORE = [
     "datafiles",
     "simulate",
     "evaluate",
+    "retrain_select",
+    "retrain_replay",
 ]
 
 

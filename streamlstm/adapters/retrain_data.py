@@ -2,18 +2,20 @@
 (seeking by record timestamp), minus every reading that fell inside an alert episode of its
 stream (the alerts topic says where: from ``opened_ts`` to the ``resolve`` event, or to now
 while still open). Nothing is committed: this reader never moves the workers' offsets.
+The selection itself is ``streamlstm.retrain_select``, which ``evaluate --retrain-every``
+replays offline.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
 from typing import Any
 
 import orjson
 
 from streamlstm.config import Config
-from streamlstm.records import Reading, RecordParser, parse_ts
+from streamlstm.records import Reading, RecordParser
+from streamlstm.retrain_select import alert_episodes, normal_readings
 
 TP = tuple[str, int]
 
@@ -41,37 +43,13 @@ def topic_training_data(
         episodes = alert_episodes(orjson.loads(rec.value) for rec in alerts)
     finally:
         source.close()
-    kept = [r for r in readings if not _inside(episodes.get(r.stream, ()), r.ts)]
-    kept.sort(key=lambda r: (r.ts, r.stream))
+    kept = normal_readings(readings, episodes)  # the same selection evaluate replays
     counts = {
         "read": len(readings),
         "dropped_in_episodes": len(readings) - len(kept),
         "episodes": sum(len(v) for v in episodes.values()),
     }
     return kept, counts
-
-
-def alert_episodes(events: Iterable[dict]) -> dict[str, list[tuple[float, float]]]:
-    """Per stream, (start, end) seconds of every alert episode; an open one ends at +inf."""
-    open_at: dict[str, dict[str, float]] = {}  # stream -> alert_id -> opened
-    out: dict[str, list[tuple[float, float]]] = {}
-    for event in events:
-        stream, alert_id = event.get("stream"), event.get("alert_id")
-        if not stream or not alert_id or not event.get("opened_ts"):
-            continue  # not an alert event of this contract
-        opened = parse_ts(event["opened_ts"])
-        if event.get("event") == "resolve":
-            open_at.get(stream, {}).pop(alert_id, None)
-            out.setdefault(stream, []).append((opened, parse_ts(event["ts"])))
-        else:
-            open_at.setdefault(stream, {}).setdefault(alert_id, opened)
-    for stream, still_open in open_at.items():
-        out.setdefault(stream, []).extend((t, float("inf")) for t in still_open.values())
-    return out
-
-
-def _inside(episodes: Iterable[tuple[float, float]], ts: float) -> bool:
-    return any(start <= ts <= end for start, end in episodes)
 
 
 def _read_since(source, topics: list[str], since_ms: int, timeout_s: float) -> list:

@@ -18,6 +18,8 @@ from pathlib import Path
 from streamlstm.config import Config
 from streamlstm.datafiles import FileData, to_series
 from streamlstm.records import format_ts
+from streamlstm.retrain_select import HOLDOUT
+from streamlstm.retrain_select import split_held_out as _split
 
 log = logging.getLogger("streamlstm.retrain")
 
@@ -27,7 +29,7 @@ class RetrainData:
     data: FileData  # training readings
     source: str  # where they came from, recorded in the registry
     validation: FileData | None = None  # recent normal readings for the gate; None: the tail
-    holdout: float = 0.2  # share of each stream's end held out when ``validation`` is None
+    holdout: float = HOLDOUT  # share of each stream's end held out when ``validation`` is None
 
 
 def retrain_all(
@@ -162,16 +164,6 @@ def from_topics(config: Config, bootstrap: str | None = None) -> tuple[FileData,
         f"kafka:{','.join(config.kafka.input_topics)} lookback {config.retrain.lookback_s:.0f} s"
     )
     return FileData(readings), source
-
-
-def _split(data: FileData, group: str, holdout: float):
-    train, held = {}, {}
-    for stream, rows in data.by_stream().items():
-        if data.readings[rows[0]].group != group:
-            continue
-        cut = round(len(rows) * (1.0 - holdout))
-        train[stream], held[stream] = rows[:cut], rows[cut:]
-    return train, held
 
 
 # The schedule lives in its own module; this import keeps the old import path working.

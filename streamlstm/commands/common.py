@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -14,7 +15,7 @@ from streamlstm import config as config_mod
 from streamlstm.config import Config, ConfigError
 from streamlstm.datafiles import FileData, to_series
 from streamlstm.detector import ScoringModel
-from streamlstm.training import fit
+from streamlstm.training import Series, fit
 
 
 def add_config_args(parser: argparse.ArgumentParser, required: bool = False) -> None:
@@ -95,16 +96,27 @@ def train_models(
             bar.set_postfix(loss=f"{loss:.4f}")
             bar.update(1)
 
-        result = fit(
-            series, group.features, group.model, config.training, config.detector, device, on_epoch
-        )
+        models[group.name], fit_metrics = fit_model(config, group.name, series, device, on_epoch)
         bar.close()
-        version = model_version(group.name, result.net)
-        models[group.name] = ScoringModel(
-            group.name, version, group.features, result.net, result.prior
-        )
-        metrics[group.name] = {**result.metrics, "streams": len(series), "train_fraction": fraction}
+        metrics[group.name] = {**fit_metrics, "streams": len(series), "train_fraction": fraction}
     return models, metrics
+
+
+def fit_model(
+    config: Config,
+    group_name: str,
+    series: list[Series],
+    device: torch.device,
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> tuple[ScoringModel, dict]:
+    """In-process training of one group (``training.fit``, the loop Ray Train runs too)."""
+    group = config.group(group_name)
+    result = fit(
+        series, group.features, group.model, config.training, config.detector, device, on_epoch
+    )
+    version = model_version(group.name, result.net)
+    model = ScoringModel(group.name, version, group.features, result.net, result.prior)
+    return model, result.metrics
 
 
 def ensure_parent(path: str | Path) -> Path:

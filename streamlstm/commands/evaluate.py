@@ -50,6 +50,24 @@ def add_parser(sub) -> None:
     p.add_argument("--plot", help="PNG of up to 4 streams")
     p.add_argument("--plot-dir", help="folder for one PNG per stream (<stream>.png)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument(
+        "--retrain-every",
+        type=int,
+        default=0,
+        metavar="N",
+        help="evaluate as deployed: every N readings replayed (all streams together) retrain on "
+        "the preceding normal data (retrain.lookback_s, readings inside this replay's alerts "
+        "left out), gate and hot-swap after the shadow warm-up, as live (default 0: off)",
+    )
+    p.add_argument(
+        "--through-kafka",
+        action="store_true",
+        help="replay the file through a real Kafka broker into the `streamlstm run` workers "
+        "(Ray actors) and rebuild the report from their alerts topic; the same report as "
+        "offline. Starts a local broker unless --bootstrap, kafka.bootstrap or "
+        "$KAFKA_BOOTSTRAP names one (there, fresh topics are made and deleted after)",
+    )
+    p.add_argument("--bootstrap", metavar="HOST:PORT", help="with --through-kafka: the Kafka")
     add_device_arg(p)
     p.set_defaults(func=run)
 
@@ -59,14 +77,45 @@ def run(args: argparse.Namespace) -> int:
     from streamlstm.commands.replay import score_file
 
     config = load_config(args)
-    data, rows = score_file(
-        config,
-        args.input,
-        args.model,
-        args.train_fraction,
-        pick_device(args.device),
-        quiet=args.json,
-    )
+    rounds = through = None
+    if args.retrain_every < 0:
+        raise SystemExit("streamlstm evaluate: --retrain-every must be >= 0")
+    if args.through_kafka and args.retrain_every:
+        raise SystemExit("streamlstm evaluate: --through-kafka and --retrain-every are exclusive")
+    if args.through_kafka:
+        from streamlstm.adapters.kafka_eval import score_through_kafka
+
+        through = score_through_kafka(
+            config,
+            args.input,
+            args.model,
+            args.train_fraction,
+            pick_device(args.device),
+            quiet=args.json,
+            bootstrap=args.bootstrap,
+        )
+        data, rows = through.data, through.rows
+    elif args.retrain_every:
+        from streamlstm.commands.retrain_eval import score_file_retraining
+
+        data, rows, rounds = score_file_retraining(
+            config,
+            args.input,
+            args.model,
+            args.train_fraction,
+            pick_device(args.device),
+            args.retrain_every,
+            quiet=args.json,
+        )
+    else:
+        data, rows = score_file(
+            config,
+            args.input,
+            args.model,
+            args.train_fraction,
+            pick_device(args.device),
+            quiet=args.json,
+        )
     windows = _windows_for(args.windows, args.input) if args.windows else None
     per_stream = stream_evals(rows, data, windows)
     report = event_metrics(per_stream, args.tolerance)
@@ -74,9 +123,18 @@ def run(args: argparse.Namespace) -> int:
     if windows is not None:
         nab = nab_report([NabSeries(s.ts, s.alert_open, windows, s.stream_id) for s in per_stream])
     if args.json:
-        print(json.dumps({**report_to_dict(report), "nab": nab}))
+        extra = {} if rounds is None else {"retrain_rounds": [r.to_dict() for r in rounds]}
+        if through is not None:
+            extra["through_kafka"] = through.summary
+        print(json.dumps({**report_to_dict(report), "nab": nab, **extra}))
     else:
+        if through is not None:
+            print(through.describe())
         print(format_report(report, nab))
+        if rounds is not None:
+            from streamlstm.retrain_replay import format_rounds
+
+            print(format_rounds(rounds))
     if args.plot:
         plot_rows(args.plot, rows, data, feature_names(config, data), per_stream)
         print(f"plot: {args.plot}")

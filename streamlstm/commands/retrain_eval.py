@@ -1,0 +1,71 @@
+"""``streamlstm evaluate --retrain-every N``: score a file with the live retraining schedule
+simulated in the replay (``streamlstm.retrain_replay``), so adaptivity is measured too."""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+
+from streamlstm.config import Config
+from streamlstm.datafiles import FileData, read_file
+from streamlstm.detector import ScoringModel
+from streamlstm.pipeline import ReplayRow
+from streamlstm.retrain_replay import RetrainRound, Train, replay_with_retraining
+from streamlstm.training import Series
+
+
+def in_process_trainer(config: Config, device: torch.device) -> Train:
+    """A round's training: ``training.fit`` in this process with the configured settings (and
+    seed, so rounds are reproducible). No per-epoch bar: the round line reports the result."""
+    from streamlstm.commands.common import fit_model
+
+    def train(group: str, series: list[Series]) -> ScoringModel:
+        return fit_model(config, group, series, device)[0]
+
+    return train
+
+
+def score_file_retraining(
+    config: Config,
+    path: str,
+    model_dir: str | None,
+    train_fraction: float,
+    device: torch.device,
+    every: int,
+    quiet: bool = False,
+) -> tuple[FileData, list[ReplayRow], list[RetrainRound]]:
+    """Like ``replay.score_file`` (the first model from --model or --train-fraction), with a
+    retrain round every ``every`` readings replayed."""
+    from tqdm import tqdm
+
+    from streamlstm.checkpoint import load_model_set
+    from streamlstm.commands.common import train_models
+    from streamlstm.pipeline import Engine
+
+    data = read_file(path, config)
+    if not data.readings:
+        raise SystemExit(f"streamlstm: no usable readings in {path} (rejected: {data.rejected})")
+    if model_dir:
+        models = load_model_set(model_dir)
+    else:
+        models, _ = train_models(config, data, train_fraction, device, quiet)
+    engine = Engine.build(config, models, device)
+    with tqdm(
+        total=len(data.readings), desc="replay", unit="reading", disable=quiet, file=sys.stderr
+    ) as bar:
+
+        def say(text: str) -> None:
+            if not quiet:
+                bar.write(text, file=sys.stderr)  # above the bar, not through it
+
+        rows, _, rounds = replay_with_retraining(
+            engine,
+            data.readings,
+            config,
+            every,
+            in_process_trainer(config, device),
+            on_batch=bar.update,
+            on_message=say,
+        )
+    return data, rows, rounds
