@@ -30,6 +30,7 @@ from streamlstm.pipeline import Engine, ReplayRow, replay, rows_by_stream
 from streamlstm.training import Series, normalise_lanes
 
 DETECTORS = ("streaming LSTM-AE", "sliding-window LSTM-AE", "rolling z-score")
+RETRAINED = "streaming LSTM-AE, retrained as deployed"  # with ``retrain_every``
 ZSCORE_WINDOW = 100  # readings of history behind the rolling z-score baseline
 
 EventsFor = Callable[[str, np.ndarray, list[int]], list[Event]]  # stream, ts, offsets
@@ -48,6 +49,7 @@ class Traced:
 class SuiteRun:
     models: dict[str, ScoringModel]
     by_detector: dict[str, list[Traced]] = field(default_factory=dict)
+    rounds: list = field(default_factory=list)  # RetrainRound of the retrained replay
 
     def evals(self, detector: str) -> list[StreamEval]:
         return [t.eval for t in self.by_detector[detector]]
@@ -60,9 +62,12 @@ def score_suite(
     train_fraction: float = 0.15,
     device: torch.device | None = None,
     baselines: bool = True,
+    retrain_every: int = 0,
 ) -> SuiteRun:
     """All three detectors over ``data`` (only the first without ``baselines``);
-    ``events_for`` builds a stream's labelled events."""
+    ``events_for`` builds a stream's labelled events. With ``retrain_every`` the streaming
+    detector also runs as deployed: the same first model, then a retrain round (data
+    selection, gate, shadow warm-up) every ``retrain_every`` readings (``retrain_replay``)."""
     from streamlstm.commands.common import train_models
 
     device = device or torch.device("cpu")
@@ -71,6 +76,16 @@ def score_suite(
     rows, _ = replay(engine, data.readings)
     run = SuiteRun(models)
     run.by_detector[DETECTORS[0]] = _streaming(rows, data, events_for)
+    if retrain_every:
+        from streamlstm.commands.retrain_eval import in_process_trainer
+        from streamlstm.retrain_replay import replay_with_retraining
+
+        engine = Engine.build(config, models, device)
+        train = in_process_trainer(config, device)
+        rows, _, run.rounds = replay_with_retraining(
+            engine, data.readings, config, retrain_every, train
+        )
+        run.by_detector[RETRAINED] = _streaming(rows, data, events_for)
     for name in DETECTORS[1:] if baselines else ():
         run.by_detector[name] = _baseline(name, config, models, data, train_fraction, events_for)
     return run

@@ -47,3 +47,21 @@ def test_evaluate_writes_one_png_per_stream(tmp_path: Path) -> None:
     pngs = sorted(p.name for p in (tmp_path / "plots").glob("*.png"))
     assert len(pngs) == 3
     assert all((tmp_path / "plots" / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+
+
+def test_quality_command_writes_the_report_with_the_retrained_run(tmp_path: Path) -> None:
+    from tests.cli_helpers import run_cli
+
+    out = tmp_path / "quality.md"
+    run_cli(
+        "quality", "--out", str(out), "--streams", "4", "--length", "1000",
+        "--nab", str(tmp_path / "no-nab"), "--retrain-every-per-stream", "300",
+    )  # fmt: skip
+    text = out.read_text()
+    for section in ("## Synthetic vitals", "## Synthetic sensors", "## Changes"):
+        assert section in text
+    rows = [line for line in text.splitlines() if line.startswith("| streaming LSTM-AE, ret")]
+    assert len(rows) == 2  # one summary row per synthetic suite
+    assert text.count("retrain rounds") == 2
+    assert "promoted" in text or "rejected" in text  # rounds really ran
+    assert (tmp_path / "quality" / "vitals.png").read_bytes()[:4] == b"\x89PNG"

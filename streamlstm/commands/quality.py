@@ -18,7 +18,7 @@ from streamlstm.evaluate import (
     event_metrics,
 )
 from streamlstm.nab import NabSeries, nab_report
-from streamlstm.quality import DETECTORS, SuiteRun, score_suite
+from streamlstm.quality import DETECTORS, RETRAINED, SuiteRun, score_suite
 from streamlstm.quality_report import (
     NAB_HEADER,
     SUMMARY_HEADER,
@@ -45,8 +45,18 @@ def add_parser(sub) -> None:
     p.add_argument("--length", type=int, default=2000, help="readings per synthetic stream")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--tolerance", type=int, default=10, help="readings after an event that count")
+    p.add_argument(
+        "--retrain-every-per-stream",
+        type=int,
+        default=RETRAIN_PER_STREAM,
+        metavar="N",
+        help="also score each suite as deployed, with a retrain round every N readings per "
+        "stream (the evaluate --retrain-every simulation; 0: off)",
+    )
     p.set_defaults(func=run)
 
+
+RETRAIN_PER_STREAM = 500  # readings per stream between two simulated retrain rounds
 
 # Changes to a shipped config made while measuring here. Each suite is re-run without the
 # change (the streaming detector only, same seed), so the report shows its effect from this
@@ -125,7 +135,9 @@ def _suite(args, kind: str, overrides: dict, baselines: bool = True):
         data, events_for = nab_series(config, files, windows)
     else:
         data, events_for = synthetic(config, kind, args.streams, args.length, args.seed)
-    return score_suite(config, data, events_for, baselines=baselines), config, windows
+    every = args.retrain_every_per_stream * len(data.by_stream()) if baselines else 0
+    suite = score_suite(config, data, events_for, baselines=baselines, retrain_every=every)
+    return suite, config, windows
 
 
 def _headline(args, suite: SuiteRun, windows) -> list[str]:
@@ -168,7 +180,7 @@ def _changes_section(rows: list[list[str]]) -> str:
 
 
 def _synthetic_section(kind: str, args, suite: SuiteRun, png: Path, root: Path) -> str:
-    reports = {d: event_metrics(suite.evals(d), args.tolerance) for d in DETECTORS}
+    reports = {d: event_metrics(suite.evals(d), args.tolerance) for d in suite.by_detector}
     kind_header, kind_rows = per_kind_rows(reports)
     return "\n\n".join(
         [
@@ -179,20 +191,36 @@ def _synthetic_section(kind: str, args, suite: SuiteRun, png: Path, root: Path) 
             table(SUMMARY_HEADER, summary_rows(reports, {})),
             "Recall per anomaly kind:",
             table(kind_header, kind_rows),
+            *_rounds_text(args, suite),
             f"![{kind}]({png.relative_to(root)})",
         ]
     )
 
 
+def _rounds_text(args, suite: SuiteRun) -> list[str]:
+    """The retrain rounds of the as-deployed run, as `evaluate --retrain-every` prints them."""
+    if not suite.rounds:
+        return []
+    from streamlstm.retrain_replay import format_rounds
+
+    return [
+        f"*{RETRAINED}*: `streamlstm evaluate --retrain-every N` with N = "
+        f"{args.retrain_every_per_stream} readings per stream; the same first model, then "
+        "these rounds (training data: the last `retrain.lookback_s` minus the replay's own "
+        "alert episodes; the same gate and shadow warm-up as live):",
+        "```\n" + format_rounds(suite.rounds) + "\n```",
+    ]
+
+
 def _nab_section(args, suite: SuiteRun, windows, pngs: list[Path], root: Path) -> str:
     reports, nab, per_series = {}, {}, {}
-    for d in DETECTORS:
+    for d in suite.by_detector:
         evals = suite.evals(d)
         reports[d] = event_metrics(evals, args.tolerance)
         series = [NabSeries(s.ts, s.alert_open, windows[s.stream_id], s.stream_id) for s in evals]
         nab[d] = nab_report(series)
         per_series[d] = {s.name: nab_report([s])["standard"] for s in series}
-    evals = {d: suite.evals(d) for d in DETECTORS}
+    evals = {d: suite.evals(d) for d in suite.by_detector}
     series_header, series_rows = per_series_rows(evals, per_series, args.tolerance)
     images = " ".join(f"[{p.stem}]({p.relative_to(root)})" for p in pngs)
     return "\n\n".join(
@@ -206,6 +234,7 @@ def _nab_section(args, suite: SuiteRun, windows, pngs: list[Path], root: Path) -
             table(SUMMARY_HEADER + NAB_HEADER, summary_rows(reports, nab)),
             "Per series (NAB standard score normalised on that series alone):",
             table(series_header, series_rows),
+            *_rounds_text(args, suite),
             f"Plots (streaming LSTM-AE): {images}",
         ]
     )
@@ -223,8 +252,10 @@ def _document(args, sections: list[str], seconds: float) -> str:
         "after it; every alert opening outside all events is one false alarm. No point "
         "adjustment in precision/recall/F1; the point-adjusted F1 is shown only for comparison "
         "(it flatters long alerts). TTD = first matching opening minus event start.",
-        "**Detectors**: *streaming LSTM-AE* is `streamlstm` as deployed (carried `(h, c)`, "
-        "O(1) per reading). *sliding-window LSTM-AE* is the same trained network re-run "
+        "**Detectors**: *streaming LSTM-AE* is `streamlstm`'s live scoring path (carried "
+        "`(h, c)`, O(1) per reading) with its first model. *" + RETRAINED + "* is the same, "
+        "with the live retraining schedule simulated in the replay (below each table). "
+        "*sliding-window LSTM-AE* is the same trained network re-run "
         "from a zero state over the last `training.chunk_len` readings for every reading. "
         "*rolling z-score* is |x - mean| / std of the previous 100 readings per feature. "
         "Both baselines go through the same calibration (robust z against the stream's own "
