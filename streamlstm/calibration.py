@@ -5,8 +5,10 @@ knows about tables, Kafka or clocks. Training runs the very same ``normalise`` o
 sequences, so the model is trained on inputs normalised exactly as in serving.
 
 All updates are robust EMAs with a count-based start: ``alpha = max(1/(n + prior + 1),
-1/horizon)``, so a new stream starts from the group's prior and moves to its own statistics,
-and deviations are clipped so one wild reading cannot wreck the statistics.
+1/horizon)``, and deviations are clipped so one wild reading cannot wreck the statistics.
+The calibration starts from the group's prior (errors are in normalised units, so they
+compare across streams); the input normalisation starts from the stream's own first
+readings (raw units do not compare across streams).
 """
 
 from __future__ import annotations
@@ -18,7 +20,10 @@ from torch import Tensor
 
 from streamlstm.config import DetectorConfig
 
-NORM_PRIOR = 10.0  # pseudo-readings of the group prior in a new stream's normalisation
+NORM_START = 10  # a stream's first readings of a feature: plain running mean and variance
+FLOOR_SHARE = 0.05  # smallest std, as a share of the stream's own long-run std
+FLOOR_HORIZON = 1000.0  # readings behind that long-run std
+FLOOR_EPS = 1e-6  # so a stream that never moved still divides by something
 CAL_PRIOR = 30.0  # pseudo-readings of the group prior in a new stream's calibration
 RUN_MEMORY = 2000.0  # readings over which the longest normal run of a feature is forgotten
 STUCK_FACTOR = 3.0  # a run this many times longer than any normal run is "stuck"
@@ -30,8 +35,10 @@ MAD_TO_SIGMA = 1.2533  # mean absolute deviation -> standard deviation for a nor
 class GroupPrior:
     """What a new stream of a group starts from; learnt in training, stored in checkpoints."""
 
-    mean: tuple[float, ...]  # (F,) raw-unit mean over the training data
-    std: tuple[float, ...]  # (F,) raw-unit std over the training data
+    # (F,) raw-unit mean and std over the training data: descriptive (model cards); a
+    # stream's normalisation starts from its own first readings, not from these.
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
     max_run: tuple[float, ...]  # (F,) longest normal run of unchanged-or-missing values
     cal_mu: tuple[float, ...] = ()  # (F + 1,) typical RMS error per feature and in total
     cal_dev: tuple[float, ...] = ()  # (F + 1,) its mean absolute deviation
@@ -47,41 +54,46 @@ class GroupPrior:
         }
 
 
-def std_floor(prior_std: Tensor) -> Tensor:
-    """Smallest per-stream std: a near-constant stream must not turn noise into sigmas."""
-    return prior_std * 0.05 + 1e-3
-
-
-def normalise(
-    x: Tensor, m: Tensor, s: dict[str, Tensor], floor: Tensor, det: DetectorConfig
-) -> Tensor:
+def normalise(x: Tensor, m: Tensor, s: dict[str, Tensor], det: DetectorConfig) -> Tensor:
     """Normalise one reading per stream with the stats seen so far, then update them.
 
-    The level follows ``det.norm_horizon`` readings; the variance ``det.norm_scale_horizon``
-    (default the same). A slower scale keeps a drift or level shift large in sigmas while the
-    level catches up: with one horizon, the variance soaks up the change and hides it. With
-    ``det.trend_horizon`` the level also carries a slope (Holt's linear trend): a ramp is
-    followed without lag, so a slow drift or a daily ramp neither inflates the variance nor
-    shows as a lasting offset, and the abrupt end of a drift stays a full-size jump.
+    Scale-free per stream: a stream's first ``NORM_START`` readings of a feature give a plain
+    running mean and variance (its z is 0 meanwhile), so nothing of the group's raw units
+    is carried over. A group may hold streams of very different scales (a 0.05-unit key
+    sensor beside a 15,000-rides taxi count); a group-wide prior or floor would flatten the
+    small ones to z = 0. The smallest std is ``FLOOR_SHARE`` of the stream's own long-run
+    std, so a stream that sits still for a while does not turn the next wobble into sigmas.
+
+    Then EMAs: the level follows ``det.norm_horizon`` readings; the variance
+    ``det.norm_scale_horizon`` (default the same). A slower scale keeps a drift or level
+    shift large in sigmas while the level catches up: with one horizon, the variance soaks
+    up the change and hides it. With ``det.trend_horizon`` the level also carries a slope
+    (Holt's linear trend): a ramp is followed without lag, so a slow drift or a daily ramp
+    neither inflates the variance nor shows as a lasting offset, and the abrupt end of a
+    drift stays a full-size jump. Deviations are clipped to 3 std in the updates.
 
     x (B, F) raw values with 0 where missing; m (B, F) 1.0 = observed.
-    s: mean, var, n_obs (B, F) running stats, and trend (B, F) with a trend horizon; updated
-    in place. floor (F,) minimum std. returns z (B, F), normalised and masked.
+    s: mean, var, var_ref, n_obs (B, F), and trend (B, F) with a trend horizon; updated in
+    place. returns z (B, F), normalised and masked.
     """
     trend = s.get("trend")
     forecast = s["mean"] if trend is None else s["mean"] + trend
+    floor = FLOOR_SHARE * s["var_ref"].sqrt() + FLOOR_EPS
     std = s["var"].sqrt().clamp_min(floor)
-    z = ((x - forecast) / std).clamp(-det.clip_sigma, det.clip_sigma) * m
-    start = 1.0 / (s["n_obs"] + (NORM_PRIOR + 1.0))
+    early = s["n_obs"] < NORM_START
+    z = ((x - forecast) / std).clamp(-det.clip_sigma, det.clip_sigma) * m * ~early
+    start = 1.0 / (s["n_obs"] + 1.0)
     alpha = torch.clamp_min(start, 1.0 / det.norm_horizon) * m
     beta = torch.clamp_min(start, 1.0 / (det.norm_scale_horizon or det.norm_horizon)) * m
-    dev = torch.maximum(torch.minimum(x - forecast, 3.0 * std), -3.0 * std)
+    gamma = torch.clamp_min(start, 1.0 / FLOOR_HORIZON) * m
+    dev = torch.where(early, x - forecast, torch.clamp(x - forecast, -3.0 * std, 3.0 * std))
     if trend is None:
         s["mean"] = s["mean"] + alpha * dev
-    else:  # a missing reading moves neither the level nor the slope
+    else:  # a missing reading moves neither the level nor the slope; nor does the start
         s["mean"] = s["mean"] + m * trend + alpha * dev
-        s["trend"] = trend + alpha * dev / det.trend_horizon
+        s["trend"] = trend + alpha * dev * ~early / det.trend_horizon
     s["var"] = (1.0 - beta) * (s["var"] + beta * dev * dev)
+    s["var_ref"] = (1.0 - gamma) * (s["var_ref"] + gamma * dev * dev)
     s["n_obs"] = s["n_obs"] + m
     return z
 

@@ -23,7 +23,6 @@ from streamlstm.calibration import (
     calibrate,
     normalise,
     rms_errors,
-    std_floor,
     stuck_features,
 )
 from streamlstm.config import AlertConfig, DetectorConfig
@@ -73,6 +72,7 @@ def table_columns(
         "win_m": Column((W, F), "uint8"),  # a mask: 1 byte, not 4, per cell
         "mean": Column((F,), "float32"),
         "var": Column((F,), "float32"),
+        "var_ref": Column((F,), "float32"),  # long-run variance behind the std floor
         "n_obs": Column((F,), "float32"),
         "last_x": Column((F,), "float32", float("nan")),
         "still": Column((F,), "float32"),
@@ -106,7 +106,6 @@ class Detector:
         self.net = model.net.to(self.device).eval()
         self.alerts = alerts.AlertMachine(alert_cfg, model.version)
         self.prior = model.prior.tensors(self.device)
-        self.floor = std_floor(self.prior["std"])
         # A GPU wants the whole batch at once; a CPU wants cache-sized chunks (see below).
         self.rows_per_chunk = CPU_ROWS_PER_CHUNK if self.device.type == "cpu" else 1 << 30
 
@@ -194,7 +193,7 @@ class Detector:
                 s["win_m"] = s["win_m"] * keep.view(-1, 1, 1).to(s["win_m"].dtype)
             m = torch.isfinite(x_raw).float()
             x = torch.nan_to_num(x_raw, nan=0.0)
-            z = normalise(x, m, s, self.floor, cfg)
+            z = normalise(x, m, s, cfg)
             stuck, s["last_x"], s["still"], s["max_run"] = stuck_features(
                 x, m, s["last_x"], s["still"], s["max_run"], cfg.stuck_readings
             )

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from streamlstm.calibration import GroupPrior, normalise, rms_errors, std_floor
+from streamlstm.calibration import GroupPrior, normalise, rms_errors
 from streamlstm.config import DetectorConfig, ModelConfig, TrainingConfig
 from streamlstm.model import LSTMAutoencoder, sliding_windows, window_error
 
@@ -100,14 +100,14 @@ def normalise_lanes(
     state = {
         "mean": p["mean"].expand(L, F).clone(),
         "var": p["std"].square().expand(L, F).clone(),
+        "var_ref": torch.zeros(L, F, device=device),
         "n_obs": torch.zeros(L, F, device=device),
     }
     if det.trend_horizon:
         state["trend"] = torch.zeros(L, F, device=device)
-    floor = std_floor(p["std"])
     z_all = torch.empty_like(x_all)
     for t in range(T):
-        z_all[t] = normalise(x_all[t], m_all[t], state, floor, det)
+        z_all[t] = normalise(x_all[t], m_all[t], state, det)
     return z_all, m_all, torch.as_tensor(valid, device=device)
 
 

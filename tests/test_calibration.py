@@ -6,15 +6,22 @@ from __future__ import annotations
 
 import torch
 
-from streamlstm.calibration import normalise
+from streamlstm.calibration import NORM_START, normalise
 from streamlstm.config import DetectorConfig
 
 
-def _run(values: list[float], trend_horizon: float | None, observed: list[bool] | None = None):
+def _run(
+    values: list[float],
+    trend_horizon: float | None,
+    observed: list[bool] | None = None,
+    start: tuple[float, float] = (0.0, 1.0),
+):
+    """z per reading and the final state; ``start`` is the (mean, var) a row starts from."""
     det = DetectorConfig(trend_horizon=trend_horizon)
     state = {
-        "mean": torch.zeros(1, 1),
-        "var": torch.ones(1, 1),
+        "mean": torch.full((1, 1), start[0]),
+        "var": torch.full((1, 1), start[1]),
+        "var_ref": torch.zeros(1, 1),
         "n_obs": torch.zeros(1, 1),
     }
     if trend_horizon:
@@ -23,8 +30,21 @@ def _run(values: list[float], trend_horizon: float | None, observed: list[bool] 
     for t, v in enumerate(values):
         m = torch.tensor([[1.0 if observed is None or observed[t] else 0.0]])
         x = torch.tensor([[v]]) * m
-        z_out.append(float(normalise(x, m, state, torch.tensor([1e-3]), det)))
+        z_out.append(float(normalise(x, m, state, det)))
     return z_out, state
+
+
+def test_a_stream_is_normalised_on_its_own_scale_whatever_it_starts_from() -> None:
+    """A 0.05-unit sensor in a group whose raw values are in the thousands (NAB's key-hold
+    series beside its taxi counts): it must not be flattened to z = 0 by the group's scale."""
+    noise = torch.randn(400, generator=torch.Generator().manual_seed(1))
+    values = [0.05 + 0.01 * float(e) for e in noise] + [0.05 + 0.05]  # then a 5-sigma step
+    z, state = _run(values, None, start=(15_000.0, 5_000.0**2))
+    assert z[:NORM_START] == [0.0] * NORM_START  # no statistics yet: no opinion
+    assert abs(float(state["mean"]) - 0.05) < 0.01
+    assert 3.0 < z[-1] < 8.0
+    typical = sum(abs(v) for v in z[NORM_START:-1]) / len(z[NORM_START:-1])
+    assert 0.4 < typical < 1.5  # unit-scale noise, as for any other stream
 
 
 def _ramp_then_drop(n_flat: int = 300, n_ramp: int = 300, slope: float = 0.05) -> list[float]:

@@ -7,6 +7,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+import torch
 
 from streamlstm.config import Config
 from streamlstm.detector import ScoringModel
@@ -69,18 +70,24 @@ def _as_series(readings: list[Reading]) -> list[Series]:
 class Trainer:
     """A real in-process trainer (``training.fit``) that also keeps what it was given.
 
-    ``shift`` moves the levels it trains on: a model fitted to another plant's readings.
+    ``broken`` adds noise to the trained weights: a training run gone wrong. (Training on
+    another plant's levels would not do: every stream is normalised on its own scale, so
+    such a model fits this plant as well.)
     """
 
-    def __init__(self, config: Config, shift: tuple[float, ...] = (0.0, 0.0, 0.0)) -> None:
-        self.config, self.shift = config, np.array(shift)
+    def __init__(self, config: Config, broken: bool = False) -> None:
+        self.config, self.broken = config, broken
         self.given: list[list[Series]] = []
 
     def __call__(self, group: str, data: list[Series]) -> ScoringModel:
         self.given.append(data)
         g = self.config.group(group)
-        moved = [Series(s.stream, s.ts, s.values + self.shift) for s in data]
-        result = fit(moved, g.features, g.model, self.config.training, self.config.detector)
+        result = fit(data, g.features, g.model, self.config.training, self.config.detector)
+        if self.broken:
+            gen = torch.Generator().manual_seed(0)
+            with torch.no_grad():
+                for weight in result.net.parameters():
+                    weight.add_(torch.randn(weight.shape, generator=gen))
         version = f"{group}-r{len(self.given)}"
         return ScoringModel(group, version, FEATURES, result.net, result.prior)
 
@@ -206,7 +213,7 @@ def test_a_round_trains_on_its_lookback_without_the_replays_alert_episodes(promo
 
 def test_a_rejected_candidate_leaves_the_current_model_serving(first_model) -> None:
     cfg = _config()
-    bad = Trainer(cfg, shift=(40.0, -10.0, 8.0))  # real training, on someone else's levels
+    bad = Trainer(cfg, broken=True)  # real training, then its weights scrambled
     engine, rows, rounds = _simulate(cfg, first_model, EVERY, bad)
     assert [r.outcome for r in rounds] == ["rejected", "rejected"]
     assert all(r.took_over_at is None and not r.gate.promote for r in rounds)
