@@ -218,7 +218,8 @@ class Detector:
         }
 
     def init_rows(self, table: StateTable, rows: np.ndarray) -> None:
-        """A new stream starts from the group prior (raw-unit mean/variance, calibration)."""
+        """A new stream: calibration from the group prior; its normalisation from its own first
+        readings (the prior mean/variance set here are replaced by the first reading)."""
         idx = torch.as_tensor(rows, device=self.device)
         n = len(rows)
         p = self.prior
