@@ -41,7 +41,7 @@ from streamlstm.adapters.kafka_eval_records import (
     rows_from_alerts,
 )
 from streamlstm.config import Config, from_dict
-from streamlstm.datafiles import FileData, read_file
+from streamlstm.datafiles import FileData
 from streamlstm.pipeline import ReplayRow
 
 log = logging.getLogger(__name__)
@@ -125,10 +125,9 @@ def score_through_kafka(
 ) -> KafkaEval:
     """Read the file, get the model, replay it through Kafka and the live workers."""
     from streamlstm.adapters.devkafka import DevKafka, resolve_bootstrap
+    from streamlstm.commands.replay import read_usable
 
-    data = read_file(path, config)
-    if not data.readings:
-        raise SystemExit(f"streamlstm: no usable readings in {path} (rejected: {data.rejected})")
+    data = read_usable(path, config)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="streamlstm-eval-") as tmp:
         work = Path(tmp)

@@ -20,6 +20,7 @@ from streamlstm.commands.common import (
 )
 from streamlstm.config import Config
 from streamlstm.datafiles import FileData, read_file
+from streamlstm.detector import ScoringModel
 from streamlstm.pipeline import Engine, ReplayRow, replay
 from streamlstm.records import format_ts
 
@@ -107,19 +108,36 @@ def score_file(
     """Read, (train,) and replay a file through the streaming path."""
     from tqdm import tqdm
 
-    data = read_file(path, config)
-    if not data.readings:
-        raise SystemExit(f"streamlstm: no usable readings in {path} (rejected: {data.rejected})")
-    if model_dir:
-        models = load_model_set(model_dir)
-    else:
-        models, _ = train_models(config, data, train_fraction, device, quiet)
+    data = read_usable(path, config)
+    models = models_for(config, data, model_dir, train_fraction, device, quiet)
     engine = Engine.build(config, models, device)
     with tqdm(
         total=len(data.readings), desc="replay", unit="reading", disable=quiet, file=sys.stderr
     ) as bar:
         rows, _ = replay(engine, data.readings, on_batch=bar.update)
     return data, rows
+
+
+def read_usable(path: str, config: Config) -> FileData:
+    """The file's readings; a file without one usable reading is an error that says why."""
+    data = read_file(path, config)
+    if not data.readings:
+        raise SystemExit(f"streamlstm: no usable readings in {path} (rejected: {data.rejected})")
+    return data
+
+
+def models_for(
+    config: Config,
+    data: FileData,
+    model_dir: str | None,
+    train_fraction: float,
+    device: torch.device,
+    quiet: bool = False,
+) -> dict[str, ScoringModel]:
+    """The models of ``model_dir``, or trained on the first ``train_fraction`` of ``data``."""
+    if model_dir:
+        return load_model_set(model_dir)
+    return train_models(config, data, train_fraction, device, quiet)[0]
 
 
 def write_scores(path: str, rows: list[ReplayRow], data: FileData) -> None:

@@ -8,7 +8,7 @@ import sys
 import torch
 
 from streamlstm.config import Config
-from streamlstm.datafiles import FileData, read_file
+from streamlstm.datafiles import FileData
 from streamlstm.detector import ScoringModel
 from streamlstm.pipeline import ReplayRow
 from streamlstm.retrain_replay import RetrainRound, Train, replay_with_retraining
@@ -39,17 +39,11 @@ def score_file_retraining(
     retrain round every ``every`` readings replayed."""
     from tqdm import tqdm
 
-    from streamlstm.checkpoint import load_model_set
-    from streamlstm.commands.common import train_models
+    from streamlstm.commands.replay import models_for, read_usable
     from streamlstm.pipeline import Engine
 
-    data = read_file(path, config)
-    if not data.readings:
-        raise SystemExit(f"streamlstm: no usable readings in {path} (rejected: {data.rejected})")
-    if model_dir:
-        models = load_model_set(model_dir)
-    else:
-        models, _ = train_models(config, data, train_fraction, device, quiet)
+    data = read_usable(path, config)
+    models = models_for(config, data, model_dir, train_fraction, device, quiet)
     engine = Engine.build(config, models, device)
     with tqdm(
         total=len(data.readings), desc="replay", unit="reading", disable=quiet, file=sys.stderr
