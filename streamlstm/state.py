@@ -162,6 +162,8 @@ class StateTable:
             rows, _ = self.rows_for(header["streams"])
             idx = torch.as_tensor(rows, device=self.device)
             for name, col in self.device_spec.items():
+                if f"dev.{name}" not in npz.files:  # a column added since: keeps its default
+                    continue
                 data = torch.from_numpy(npz[f"dev.{name}"]).to(self.device)
                 if tuple(data.shape[1:]) != col.shape:
                     raise ValueError(f"snapshot column {name}: shape {tuple(data.shape)}")

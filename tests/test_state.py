@@ -90,3 +90,17 @@ def test_a_snapshot_from_before_a_host_column_existed_restores_with_its_default(
     got, _ = newer.rows_for(["s1", "s2"])
     assert newer.host["a"][got].tolist() == [4, 5]
     assert newer.host["b"][got].tolist() == [-1, -1]
+
+
+def test_a_snapshot_from_before_a_device_column_existed_restores_with_its_default() -> None:
+    """An upgrade that adds per-stream state (the normaliser's var_ref, trend) must not stop a
+    worker from restoring the snapshots the previous version wrote."""
+    older = StateTable({"h": Column((2,), "float32")}, {})
+    rows, _ = older.rows_for(["s1"])
+    older.dev["h"][torch.as_tensor(rows)] = torch.tensor([[1.0, 2.0]])
+    newer = StateTable({"h": Column((2,), "float32"), "var_ref": Column((2,), "float32")}, {})
+    streams, _ = newer.restore(older.snapshot(["s1"]))
+    assert streams == ["s1"]
+    got, _ = newer.rows_for(["s1"])
+    assert newer.dev["h"][torch.as_tensor(got)].tolist() == [[1.0, 2.0]]
+    assert newer.dev["var_ref"][torch.as_tensor(got)].tolist() == [[0.0, 0.0]]
