@@ -5,6 +5,8 @@ process tree, read the final state back from its snapshots)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from streamlstm.config import Config
@@ -128,3 +130,17 @@ def kill_tree(pid: int) -> None:
     for victim in tree:
         with contextlib.suppress(ProcessLookupError):
             os.kill(victim, signal.SIGKILL)
+
+
+@contextmanager
+def stop_on_failure(sup, then: Callable[[], object] | None = None) -> Iterator[None]:
+    """Run a chaos case's body: if it fails, stop the supervisor (and its Ray actors) before
+    the error propagates, so the next case starts clean; ``then`` runs whatever happened."""
+    try:
+        yield
+    except BaseException:
+        sup.stop()
+        raise
+    finally:
+        if then is not None:
+            then()

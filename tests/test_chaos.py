@@ -81,15 +81,12 @@ def test_kill_at_crash_point(
     half = len(records) // 2
     co.produce(cfg, records[:half])
     sup = co.start(cfg, model, env)
-    try:
+    with cs.stop_on_failure(sup):
         co.wait_caught_up(sup, cfg)
         time.sleep(cfg.checkpoint.interval_s * 2)  # a checkpoint of the first half
         co.produce(cfg, records[half:], first=half)
         crashed_at = wait_for(flag, sup)
         run = co.finish(sup, cfg, crashed_at)
-    except BaseException:
-        sup.stop()
-        raise
     assert run.restarts >= 1
     check(request, reference, run, scenario[0].n_bad)
 
@@ -118,11 +115,8 @@ def test_duplicate_delivery_and_offsets_reset_backwards(
     co.produce(cfg, records[lo:hi], first=lo)  # delivered again
     restarted_at = time.time()
     sup = co.start(cfg, model)
-    try:
+    with cs.stop_on_failure(sup):
         run = co.finish(sup, cfg, restarted_at)
-    except BaseException:
-        sup.stop()
-        raise
     check(
         request, reference, run, scenario[0].n_bad, extra_dlq=hi - lo, same_partition_offsets=False
     )
@@ -151,14 +145,11 @@ def test_ray_kill_of_a_worker_actor_mid_stream(
     records = scenario[0].records
     cfg = co.fresh_config(kafka_bootstrap, tmp_path)
     sup = start_half(cfg, records, model)
-    try:
+    with cs.stop_on_failure(sup):
         two_halves(cfg, sup, records)
         ray.kill(sup.actors[0], no_restart=False)  # the process dies; Ray starts it again
         killed_at = time.time()
         run = co.finish(sup, cfg, killed_at)
-    except BaseException:
-        sup.stop()
-        raise
     assert run.restarts >= 1
     check(request, reference, run, scenario[0].n_bad)
 
@@ -185,11 +176,8 @@ def test_torn_snapshot_is_detected_and_the_previous_one_used(
         assert loaded is not None and loaded[1] < end, "the previous snapshot must be used"
     restarted_at = time.time()
     sup = co.start(cfg, model)
-    try:
+    with cs.stop_on_failure(sup):
         run = co.finish(sup, cfg, restarted_at)
-    except BaseException:
-        sup.stop()
-        raise
     check(request, reference, run, scenario[0].n_bad)
 
 
@@ -207,7 +195,7 @@ def test_snapshot_storage_full_commits_nothing_past_the_last_durable_snapshot(
     full = tmp_path / "disk-full"
     sup = start_half(cfg, records, model, {"STREAMLSTM_DISK_FULL_FLAG": str(full)})
     source = KafkaSource(cfg.kafka.bootstrap, cfg.kafka.group_id)
-    try:
+    with cs.stop_on_failure(sup, then=source.close):
         co.wait_caught_up(sup, cfg)
         time.sleep(cfg.checkpoint.interval_s * 2)
         full.touch()  # the disk fills up
@@ -225,11 +213,6 @@ def test_snapshot_storage_full_commits_nothing_past_the_last_durable_snapshot(
         full.unlink()  # space returns
         healed_at = time.time()
         run = co.finish(sup, cfg, healed_at)
-    except BaseException:
-        sup.stop()
-        raise
-    finally:
-        source.close()
     check(request, reference, run, scenario[0].n_bad)
 
 
@@ -242,12 +225,9 @@ def test_slow_worker_pauses_and_loses_nothing(
     records = scenario[0].records
     cfg = co.fresh_config(kafka_bootstrap, tmp_path)
     sup = start_half(cfg, records, model, {"STREAMLSTM_DELAY": "after_score:1.0"})
-    try:
+    with cs.stop_on_failure(sup):
         two_halves(cfg, sup, records)
         run = co.finish(sup, cfg, time.time())
-    except BaseException:
-        sup.stop()
-        raise
     assert run.restarts == 0
     check(request, reference, run, scenario[0].n_bad)
 
@@ -278,7 +258,7 @@ def test_broker_fault(
     records = scenario[0].records
     cfg = co.fresh_config(own_broker.bootstrap, tmp_path)
     sup = start_half(cfg, records, model)
-    try:
+    with cs.stop_on_failure(sup, then=own_broker.resume):
         two_halves(cfg, sup, records)
         if fault == "kill-restart":
             own_broker.kill()
@@ -290,11 +270,6 @@ def test_broker_fault(
             own_broker.resume()
         healed_at = time.time()
         run = co.finish(sup, cfg, healed_at)
-    except BaseException:
-        sup.stop()
-        raise
-    finally:
-        own_broker.resume()
     check(request, reference, run, scenario[0].n_bad)
 
 
@@ -323,7 +298,7 @@ def test_worker_killed_during_a_hot_swap(
     newer = lh.train_tiny(from_dict(reseeded), scenario[1], tmp_path / "v2")
     new_version = json.loads(newer["vitals"]["model.json"])["version"]
     sup = start_half(cfg, records, model, {"STREAMLSTM_DELAY": "after_score:0.2"})
-    try:
+    with cs.stop_on_failure(sup):
         co.wait_caught_up(sup, cfg)
         time.sleep(cfg.checkpoint.interval_s * 2)
         sup.stage(newer)
@@ -336,9 +311,6 @@ def test_worker_killed_during_a_hot_swap(
         co.wait_caught_up(sup, cfg)
         skipped = co.counter(sup, "restores", ("skipped",))
         run = co.finish(sup, cfg, killed_at)
-    except BaseException:
-        sup.stop()
-        raise
     cs.RECOVERY[request.node.name] = run.recovery_s
     run.notes.append(f"{skipped:.0f} partition snapshot(s) skipped at restart")
     cs.NOTES[request.node.name] = run.notes

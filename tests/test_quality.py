@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from streamlstm import config as config_mod
@@ -63,5 +64,7 @@ def test_quality_command_writes_the_report_with_the_retrained_run(tmp_path: Path
     rows = [line for line in text.splitlines() if line.startswith("| streaming LSTM-AE, ret")]
     assert len(rows) == 2  # one summary row per synthetic suite
     assert text.count("retrain rounds") == 2
-    assert "promoted" in text or "rejected" in text  # rounds really ran
+    # Rounds really trained and were gated (not only skipped): a table row says so.
+    gated = re.findall(r"^\s+\d+\s+\d+\s+\S+\s+(promoted|rejected)\s", text, re.M)
+    assert gated, text
     assert (tmp_path / "quality" / "vitals.png").read_bytes()[:4] == b"\x89PNG"

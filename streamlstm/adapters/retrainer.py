@@ -18,8 +18,7 @@ from pathlib import Path
 from streamlstm.config import Config
 from streamlstm.datafiles import FileData, to_series
 from streamlstm.records import format_ts
-from streamlstm.retrain_select import HOLDOUT
-from streamlstm.retrain_select import split_held_out as _split
+from streamlstm.retrain_select import HOLDOUT, split_held_out
 
 log = logging.getLogger("streamlstm.retrain")
 
@@ -47,11 +46,11 @@ def retrain_group(
     """Train, gate, record and (if no worse) promote one group's candidate."""
     data, validation = inputs.data, inputs.validation
     if validation is None:
-        train_idx, held_idx = _split(data, group, inputs.holdout)
+        train_idx, held_idx = split_held_out(data, group, inputs.holdout)
         held = to_series(data, held_idx)
     else:
-        train_idx, _ = _split(data, group, 0.0)
-        held = to_series(validation, _split(validation, group, 1.0)[1])
+        train_idx, _ = split_held_out(data, group, 0.0)
+        held = to_series(validation, split_held_out(validation, group, 1.0)[1])
     n_train = sum(len(v) for v in train_idx.values())
     if n_train < config.retrain.min_readings:
         log.warning(

@@ -82,40 +82,26 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("streamlstm evaluate: --retrain-every must be >= 0")
     if args.through_kafka and args.retrain_every:
         raise SystemExit("streamlstm evaluate: --through-kafka and --retrain-every are exclusive")
+    # The three ways to score the file share their inputs; each returns the replay rows.
+    source = {
+        "config": config,
+        "path": args.input,
+        "model_dir": args.model,
+        "train_fraction": args.train_fraction,
+        "device": pick_device(args.device),
+        "quiet": args.json,
+    }
     if args.through_kafka:
         from streamlstm.adapters.kafka_eval import score_through_kafka
 
-        through = score_through_kafka(
-            config,
-            args.input,
-            args.model,
-            args.train_fraction,
-            pick_device(args.device),
-            quiet=args.json,
-            bootstrap=args.bootstrap,
-        )
+        through = score_through_kafka(**source, bootstrap=args.bootstrap)
         data, rows = through.data, through.rows
     elif args.retrain_every:
         from streamlstm.commands.retrain_eval import score_file_retraining
 
-        data, rows, rounds = score_file_retraining(
-            config,
-            args.input,
-            args.model,
-            args.train_fraction,
-            pick_device(args.device),
-            args.retrain_every,
-            quiet=args.json,
-        )
+        data, rows, rounds = score_file_retraining(**source, every=args.retrain_every)
     else:
-        data, rows = score_file(
-            config,
-            args.input,
-            args.model,
-            args.train_fraction,
-            pick_device(args.device),
-            quiet=args.json,
-        )
+        data, rows = score_file(**source)
     windows = _windows_for(args.windows, args.input) if args.windows else None
     per_stream = stream_evals(rows, data, windows)
     report = event_metrics(per_stream, args.tolerance)

@@ -20,7 +20,6 @@ from streamlstm.commands.common import (
 )
 from streamlstm.config import Config
 from streamlstm.datafiles import FileData, read_file
-from streamlstm.detector import ScoringModel
 from streamlstm.pipeline import Engine, ReplayRow, replay
 from streamlstm.records import format_ts
 
@@ -106,14 +105,9 @@ def score_file(
     quiet: bool = False,
 ) -> tuple[FileData, list[ReplayRow]]:
     """Read, (train,) and replay a file through the streaming path."""
-    from tqdm import tqdm
-
     data = read_usable(path, config)
-    models = models_for(config, data, model_dir, train_fraction, device, quiet)
-    engine = Engine.build(config, models, device)
-    with tqdm(
-        total=len(data.readings), desc="replay", unit="reading", disable=quiet, file=sys.stderr
-    ) as bar:
+    engine = engine_for(config, data, model_dir, train_fraction, device, quiet)
+    with replay_bar(len(data.readings), quiet) as bar:
         rows, _ = replay(engine, data.readings, on_batch=bar.update)
     return data, rows
 
@@ -126,18 +120,28 @@ def read_usable(path: str, config: Config) -> FileData:
     return data
 
 
-def models_for(
+def engine_for(
     config: Config,
     data: FileData,
     model_dir: str | None,
     train_fraction: float,
     device: torch.device,
     quiet: bool = False,
-) -> dict[str, ScoringModel]:
-    """The models of ``model_dir``, or trained on the first ``train_fraction`` of ``data``."""
+) -> Engine:
+    """An engine with the models of ``model_dir``, or trained on the first
+    ``train_fraction`` of ``data``."""
     if model_dir:
-        return load_model_set(model_dir)
-    return train_models(config, data, train_fraction, device, quiet)[0]
+        models = load_model_set(model_dir)
+    else:
+        models = train_models(config, data, train_fraction, device, quiet)[0]
+    return Engine.build(config, models, device)
+
+
+def replay_bar(total: int, quiet: bool):
+    """The progress bar of a file replay (on stderr, so stdout stays the report)."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="replay", unit="reading", disable=quiet, file=sys.stderr)
 
 
 def write_scores(path: str, rows: list[ReplayRow], data: FileData) -> None:

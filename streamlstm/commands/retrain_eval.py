@@ -37,17 +37,11 @@ def score_file_retraining(
 ) -> tuple[FileData, list[ReplayRow], list[RetrainRound]]:
     """Like ``replay.score_file`` (the first model from --model or --train-fraction), with a
     retrain round every ``every`` readings replayed."""
-    from tqdm import tqdm
-
-    from streamlstm.commands.replay import models_for, read_usable
-    from streamlstm.pipeline import Engine
+    from streamlstm.commands.replay import engine_for, read_usable, replay_bar
 
     data = read_usable(path, config)
-    models = models_for(config, data, model_dir, train_fraction, device, quiet)
-    engine = Engine.build(config, models, device)
-    with tqdm(
-        total=len(data.readings), desc="replay", unit="reading", disable=quiet, file=sys.stderr
-    ) as bar:
+    engine = engine_for(config, data, model_dir, train_fraction, device, quiet)
+    with replay_bar(len(data.readings), quiet) as bar:
 
         def say(text: str) -> None:
             if not quiet:
