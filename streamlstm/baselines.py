@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from streamlstm import alerts
-from streamlstm.calibration import calibrate, rms_errors
+from streamlstm.calibration import calibrate, score_statistics
 from streamlstm.config import AlertConfig, DetectorConfig
 from streamlstm.model import LSTMAutoencoder, window_error
 from streamlstm.state import Column
@@ -64,9 +64,15 @@ def rolling_zscore_stats(values: np.ndarray, window: int = 100) -> tuple[Tensor,
 
 @torch.no_grad()
 def sliding_lstm_stats(
-    net: LSTMAutoencoder, z: Tensor, m: Tensor, context: int, chunk: int = 4096
+    net: LSTMAutoencoder,
+    z: Tensor,
+    m: Tensor,
+    context: int,
+    with_inputs: bool = False,
+    chunk: int = 4096,
 ) -> tuple[Tensor, Tensor]:
-    """z, m (T, B, F) normalised inputs and mask -> stats, seen (T, B, F + 1).
+    """z, m (T, B, F) normalised inputs and mask -> stats, seen (T, B, K), the detector's
+    columns (``calibration.score_statistics``; the input deviations need no state).
 
     Reading t is scored from a zero state run over readings t-context+1..t (zero-padded at
     the start, as a fresh stream's window buffer is).
@@ -85,7 +91,7 @@ def sliding_lstm_stats(
     recon = net.decode(torch.cat(finals)).view(T, B, W, F)
     last = windows[:, -W:].view(T, B, W, 2 * F)
     feat_err = window_error(recon, last[..., :F], last[..., F:])
-    return rms_errors(feat_err, last[..., F:])
+    return score_statistics(feat_err, last[..., F:], z, m, with_inputs)
 
 
 def typical_error(stats: Tensor, seen: Tensor, skip: int) -> tuple[Tensor, Tensor]:
@@ -109,11 +115,14 @@ def calibrated_alerts(
     det: DetectorConfig,
     alert_cfg: AlertConfig,
     valid: np.ndarray | None = None,
+    horizon: float | Tensor | None = None,
 ) -> AlertTrace:
     """stats, seen (T, B, K) -> the detector's calibrated score and alerts per reading.
 
     ``valid`` (T, B) marks real readings in padded lanes; padding changes no state.
+    ``horizon``: per-column horizons (``calibration_horizons``); default the errors' one.
     """
+    horizon = det.calibration_horizon if horizon is None else horizon
     T, B, _ = stats.shape
     valid = np.ones((T, B), dtype=bool) if valid is None else valid.astype(bool)
     state = {
@@ -130,7 +139,7 @@ def calibrated_alerts(
         ok = valid[t]
         in_alert = host["a_state"] == alerts.OPEN
         learn = torch.as_tensor((since >= det.burn_in_readings) & ~in_alert & ok)
-        score, _, new = calibrate(stats[t], seen[t], state, learn, det.calibration_horizon)
+        score, _, new = calibrate(stats[t], seen[t], state, learn, horizon)
         state = new
         since += ok
         rows = np.flatnonzero(ok)

@@ -29,6 +29,9 @@ RUN_MEMORY = 2000.0  # readings over which the longest normal run of a feature i
 STUCK_FACTOR = 3.0  # a run this many times longer than any normal run is "stuck"
 ERR_EPS = 1e-3  # added to the squared error: errors below ~0.03 sigma are all 'perfect'
 MAD_TO_SIGMA = 1.2533  # mean absolute deviation -> standard deviation for a normal
+# Median and mean absolute deviation of sqrt(z^2 + ERR_EPS) for a standard normal z: where
+# an input-deviation column starts when the model's prior has none.
+INPUT_PRIOR = (0.675, 0.47)
 
 
 @dataclass(frozen=True)
@@ -43,14 +46,20 @@ class GroupPrior:
     cal_mu: tuple[float, ...] = ()  # (F + 1,) typical RMS error per feature and in total
     cal_dev: tuple[float, ...] = ()  # (F + 1,) its mean absolute deviation
 
-    def tensors(self, device: torch.device) -> dict[str, Tensor]:
-        k = len(self.mean) + 1
+    def tensors(self, device: torch.device, k: int | None = None) -> dict[str, Tensor]:
+        """As tensors, with ``k`` calibration columns (default F + 1). A prior learnt with
+        fewer columns (a model trained before ``score_inputs`` was set) is padded with what
+        a Gaussian input gives; one with more is cut to ``k``."""
+        n_errors = len(self.mean) + 1
+        k = k or n_errors
+        mu = (list(self.cal_mu) or [-1.0] * n_errors) + [INPUT_PRIOR[0]] * k
+        dev = (list(self.cal_dev) or [0.5] * n_errors) + [INPUT_PRIOR[1]] * k
         return {
             "mean": torch.tensor(self.mean, dtype=torch.float32, device=device),
             "std": torch.tensor(self.std, dtype=torch.float32, device=device),
             "max_run": torch.tensor(self.max_run, dtype=torch.float32, device=device),
-            "cal_mu": torch.tensor(self.cal_mu or (-1.0,) * k, device=device),
-            "cal_dev": torch.tensor(self.cal_dev or (0.5,) * k, device=device),
+            "cal_mu": torch.tensor(mu[:k], dtype=torch.float32, device=device),
+            "cal_dev": torch.tensor(dev[:k], dtype=torch.float32, device=device),
         }
 
 
@@ -132,12 +141,14 @@ def calibrate(
     seen: Tensor,
     state: dict[str, Tensor],
     learn: Tensor,
-    horizon: float,
+    horizon: float | Tensor,
 ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
     """Robust z-scores of RMS errors against the stream's own history.
 
-    stats, seen (B, K): RMS error of each feature plus the all-feature total in the last
-    column (K = F + 1), and whether it could be judged (observed in the window).
+    stats, seen (B, K): RMS error of each feature plus the all-feature total in column F
+    (K = F + 1), then with ``score_inputs`` each feature's input deviation (K = 2F + 1;
+    ``score_statistics``), and whether each could be judged (observed in the window).
+    horizon: readings behind the statistics, one for all columns or (K,) per column.
     state: cal_mu, cal_dev (B, K), cal_n (B,). learn (B,) bool: only readings outside alerts
     and past burn-in update the statistics.
     The score is the largest z: one badly reconstructed feature is enough, and the total
@@ -148,8 +159,9 @@ def calibrate(
     sigma = MAD_TO_SIGMA * dev + 1e-3
     z = ((stats - mu) / sigma).clamp_min(0.0) * seen
     score = z.max(dim=-1).values
-    alpha = torch.clamp_min(1.0 / (n + (CAL_PRIOR + 1.0)), 1.0 / horizon) * learn
-    alpha = alpha.unsqueeze(-1) * seen
+    start = (1.0 / (n + (CAL_PRIOR + 1.0))).unsqueeze(-1)  # (B, 1)
+    alpha = torch.maximum(start, torch.as_tensor(1.0 / horizon, device=start.device))
+    alpha = alpha * learn.unsqueeze(-1) * seen
     step = torch.maximum(torch.minimum(stats - mu, 4.0 * sigma), -4.0 * sigma)
     new = {
         "cal_mu": mu + alpha * step,
@@ -171,3 +183,66 @@ def rms_errors(feat_err: Tensor, win_m: Tensor) -> tuple[Tensor, Tensor]:
     any_seen = (seen.sum(-1, keepdim=True) > 0).float()
     stats = torch.sqrt(torch.cat([feat_err, total], dim=-1) + ERR_EPS)
     return stats, torch.cat([seen, any_seen], dim=-1)
+
+
+def score_statistics(
+    feat_err: Tensor, win_m: Tensor, z: Tensor, m: Tensor, with_inputs: bool
+) -> tuple[Tensor, Tensor]:
+    """What ``calibrate`` scores: stats, seen (..., K), the one definition for serving,
+    training's prior and the sliding-window baseline.
+
+    feat_err (..., F) window error, win_m (..., W, F) window mask; z, m (..., F) the
+    reading's normalised value (its distance from the normaliser's forecast) and mask.
+    Columns: the ``rms_errors`` (F + 1), then with ``with_inputs`` each feature's input
+    deviation in the same RMS form (F more).
+    """
+    stats, seen = rms_errors(feat_err, win_m)
+    if not with_inputs:
+        return stats, seen
+    deviation = torch.sqrt(z * z + ERR_EPS)
+    return torch.cat([stats, deviation], dim=-1), torch.cat([seen, m], dim=-1)
+
+
+def calibration_horizons(det: DetectorConfig, n_features: int) -> float | Tensor:
+    """Per-column horizons for ``calibrate``: the errors follow ``calibration_horizon``;
+    input deviations follow the inputs' own scale horizon (they are measured in it)."""
+    if not det.score_inputs:
+        return float(det.calibration_horizon)
+    scale = float(det.norm_scale_horizon or det.norm_horizon)
+    errors = [float(det.calibration_horizon)] * (n_features + 1)
+    return torch.tensor(errors + [scale] * n_features)
+
+
+def feature_z(z: Tensor, n_features: int) -> Tensor:
+    """(B, K) calibrated z -> (B, F): per feature, the larger of error and input deviation
+    (what an alert names as the features that are off)."""
+    per_feature = z[..., :n_features]
+    if z.shape[-1] > n_features + 1:
+        per_feature = torch.maximum(per_feature, z[..., n_features + 1 :])
+    return per_feature
+
+
+def calibration_state(s: dict[str, Tensor]) -> dict[str, Tensor]:
+    """A detector table's calibration columns as ``calibrate`` takes them: (B, K), the input
+    deviations' (``in_mu``, ``in_dev``, present with ``score_inputs``) after the errors'."""
+    view = {k: s[k] for k in ("cal_mu", "cal_dev", "cal_n")}
+    if "in_mu" in s:
+        view["cal_mu"] = torch.cat([s["cal_mu"], s["in_mu"]], dim=-1)
+        view["cal_dev"] = torch.cat([s["cal_dev"], s["in_dev"]], dim=-1)
+    return view
+
+
+def store_calibration_state(
+    s: dict[str, Tensor], cal: dict[str, Tensor], idx: Tensor | None = None
+) -> None:
+    """Write (B, K) calibration state back to its columns (rows ``idx`` of a table's)."""
+    cols = dict(cal)
+    if "in_mu" in s:
+        n_err = s["cal_mu"].shape[-1]
+        for err, inp in (("cal_mu", "in_mu"), ("cal_dev", "in_dev")):
+            cols[err], cols[inp] = cal[err][..., :n_err], cal[err][..., n_err:]
+    for name, value in cols.items():
+        if idx is None:
+            s[name] = value
+        else:
+            s[name][idx] = value

@@ -59,6 +59,11 @@ class DetectorConfig(_Section):
     # no slope, the level lags a ramp (calibration.normalise).
     trend_horizon: float | None = Field(None, gt=0)
     calibration_horizon: int = Field(300, gt=1)  # error statistics behind the score
+    # Also score each reading's distance from the normaliser's forecast (level, plus slope
+    # with trend_horizon), per feature, calibrated like the errors but over the inputs' own
+    # scale horizon. For univariate series: the autoencoder has no cross-feature structure
+    # to check there, and a spike it reconstructs is still a spike (docs/quality.md).
+    score_inputs: bool = False
     stuck_readings: int = Field(15, gt=1)  # a feature unchanged or missing this long = stuck
     clip_sigma: float = Field(20.0, gt=0)  # normalised inputs are clipped to ±clip_sigma
 

@@ -19,10 +19,15 @@ from torch import Tensor
 
 from streamlstm import alerts
 from streamlstm.calibration import (
+    INPUT_PRIOR,
     GroupPrior,
     calibrate,
+    calibration_horizons,
+    calibration_state,
+    feature_z,
     normalise,
-    rms_errors,
+    score_statistics,
+    store_calibration_state,
     stuck_features,
 )
 from streamlstm.config import AlertConfig, DetectorConfig
@@ -62,7 +67,7 @@ CPU_ROWS_PER_CHUNK = 2048
 
 
 def table_columns(
-    n_features: int, hidden: int, window: int, trend: bool = False
+    n_features: int, hidden: int, window: int, trend: bool = False, inputs: bool = False
 ) -> tuple[dict, dict]:
     F, H, W = n_features, hidden, window
     device_cols = {
@@ -84,6 +89,10 @@ def table_columns(
     }
     if trend:
         device_cols["trend"] = Column((F,), "float32")
+    if inputs:  # calibration of the input deviations: own columns, so a snapshot taken
+        # without them restores (they start from a Gaussian input's statistics)
+        device_cols["in_mu"] = Column((F,), "float32", INPUT_PRIOR[0])
+        device_cols["in_dev"] = Column((F,), "float32", INPUT_PRIOR[1])
     host_cols = {
         "last_ts": Column((), "float64", float("-inf")),
         "last_offset": Column((), "int64", -1),
@@ -105,7 +114,11 @@ class Detector:
         self.device = torch.device(device)
         self.net = model.net.to(self.device).eval()
         self.alerts = alerts.AlertMachine(alert_cfg, model.version)
-        self.prior = model.prior.tensors(self.device)
+        n_features = len(model.features)
+        n_columns = 2 * n_features + 1 if cfg.score_inputs else n_features + 1
+        self.prior = model.prior.tensors(self.device, n_columns)
+        horizons = calibration_horizons(cfg, n_features)
+        self.cal_horizons = torch.as_tensor(horizons, device=self.device)
         # A GPU wants the whole batch at once; a CPU wants cache-sized chunks (see below).
         self.rows_per_chunk = CPU_ROWS_PER_CHUNK if self.device.type == "cpu" else 1 << 30
 
@@ -116,6 +129,7 @@ class Detector:
             mcfg.hidden_size,
             mcfg.window_len,
             bool(self.cfg.trend_horizon),
+            self.cfg.score_inputs,
         )
         return StateTable(dev_cols, host_cols, self.device, capacity)
 
@@ -202,17 +216,20 @@ class Detector:
             s["win_m"] = torch.cat([s["win_m"][:, 1:], m.unsqueeze(1).to(torch.uint8)], dim=1)
             win_m = s["win_m"].float()
             feat_err = window_error(recon, s["win_x"], win_m)  # (B, F)
-            stats, seen = rms_errors(feat_err, win_m)  # (B, F + 1)
+            # (B, K): errors per feature and in total, then input deviations if scored
+            stats, seen = score_statistics(feat_err, win_m, z, m, cfg.score_inputs)
             learn = (s["since_reset"] >= cfg.burn_in_readings) & ~in_alert
-            score, z, cal = calibrate(stats, seen, _cal_view(s), learn, cfg.calibration_horizon)
-            s.update(cal)
+            score, cal_z, cal = calibrate(
+                stats, seen, calibration_state(s), learn, self.cal_horizons
+            )
+            store_calibration_state(s, cal)
             s["since_reset"] = s["since_reset"] + 1.0
             warming = s["since_reset"] <= cfg.warmup_readings
         return {
             "score": score,
-            "rms_err": stats[:, -1],
+            "rms_err": stats[:, z.shape[1]],
             "warming": warming,
-            "z": z[:, :-1],
+            "z": feature_z(cal_z, z.shape[1]),
             "feat_err": feat_err,
             "stuck": stuck,
         }
@@ -226,8 +243,9 @@ class Detector:
         table.dev["mean"][idx] = p["mean"].expand(n, -1)
         table.dev["var"][idx] = p["std"].square().expand(n, -1)
         table.dev["max_run"][idx] = p["max_run"].expand(n, -1)
-        table.dev["cal_mu"][idx] = p["cal_mu"].expand(n, -1)
-        table.dev["cal_dev"][idx] = p["cal_dev"].expand(n, -1)
+        store_calibration_state(
+            table.dev, {k: p[k].expand(n, -1) for k in ("cal_mu", "cal_dev")}, idx
+        )
 
     def _check_order(self, table, rows, ts, offsets, idx, out: Scored) -> np.ndarray:
         """Skip readings already applied (replays); reject ones older than the stream."""
@@ -288,10 +306,6 @@ def top_shares(z: np.ndarray, names: list[str], k: int = 3) -> tuple[tuple[str, 
         return ()
     order = [f for f in np.argsort(-z)[:k] if z[f] > 0]
     return tuple((names[f], float(z[f]) / total) for f in order)
-
-
-def _cal_view(s: dict[str, Tensor]) -> dict[str, Tensor]:
-    return {k: s[k] for k in ("cal_mu", "cal_dev", "cal_n")}
 
 
 def _substeps(readings: list[Reading]) -> list[list[int]]:

@@ -22,6 +22,7 @@ from streamlstm.baselines import (
     sliding_lstm_stats,
     typical_error,
 )
+from streamlstm.calibration import calibration_horizons
 from streamlstm.config import Config
 from streamlstm.datafiles import FileData, to_series
 from streamlstm.detector import ScoringModel
@@ -124,7 +125,12 @@ def _baseline(
         n_train = max(2, int(len(s.ts) * train_fraction))
         skip = min(config.detector.burn_in_readings, n_train - 1)
         prior = typical_error(stats[:n_train], seen[:n_train], skip)
-        trace: AlertTrace = calibrated_alerts(stats, seen, prior, config.detector, config.alerts)
+        # The sliding-window LSTM has the detector's columns; the z-score its own F + 1.
+        lstm = name != "rolling z-score"
+        horizon = calibration_horizons(config.detector, s.values.shape[1]) if lstm else None
+        trace: AlertTrace = calibrated_alerts(
+            stats, seen, prior, config.detector, config.alerts, horizon=horizon
+        )
         evaluated = StreamEval(
             stream,
             s.ts,
@@ -147,4 +153,5 @@ def _baseline_stats(
         return rolling_zscore_stats(s.values[:, None, :], ZSCORE_WINDOW)
     z, m, _ = normalise_lanes([s], model.prior, config.detector, torch.device("cpu"))
     net = model.net.to("cpu").eval()
-    return sliding_lstm_stats(net, z, m, context=config.training.chunk_len)
+    context = config.training.chunk_len
+    return sliding_lstm_stats(net, z, m, context, config.detector.score_inputs)

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from streamlstm.calibration import GroupPrior, normalise, rms_errors
+from streamlstm.calibration import GroupPrior, normalise, score_statistics
 from streamlstm.config import DetectorConfig, ModelConfig, TrainingConfig
 from streamlstm.model import LSTMAutoencoder, sliding_windows, window_error
 
@@ -230,9 +230,10 @@ def shard_lanes(n_lanes: int, rank: int, world: int) -> list[int]:
 
 @torch.no_grad()
 def offline_feature_errors(
-    net: LSTMAutoencoder, z: Tensor, m: Tensor
+    net: LSTMAutoencoder, z: Tensor, m: Tensor, with_inputs: bool = False
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Whole sequences in one pass: z, m (T, L, F) -> feat_err (T, L, F), stats, seen (T, L, F+1).
+    """Whole sequences in one pass: z, m (T, L, F) -> feat_err (T, L, F), stats, seen (T, L, K)
+    (K = F + 1, or 2F + 1 ``with_inputs``: ``calibration.score_statistics``).
 
     This is the offline twin of the streaming step; tests hold them equal to 1e-5.
     """
@@ -240,7 +241,7 @@ def offline_feature_errors(
     recon, _, _ = net(z, m, h, c)
     win_z, win_m = sliding_windows(z, net.cfg.window_len), sliding_windows(m, net.cfg.window_len)
     feat_err = window_error(recon, win_z, win_m)
-    stats, seen = rms_errors(feat_err, win_m)
+    stats, seen = score_statistics(feat_err, win_m, z, m, with_inputs)
     return feat_err, stats, seen
 
 
@@ -252,8 +253,10 @@ def calibrate_prior(
     prior: GroupPrior,
     det: DetectorConfig,
 ) -> GroupPrior:
-    """Typical log error per feature and in total on the training data: a new stream's start."""
-    _, stats, seen = offline_feature_errors(net, z, m)
+    """Median and mean absolute deviation of each calibrated column (errors per feature and
+    in total, input deviations with ``score_inputs``) on the training data: a new stream's
+    start."""
+    _, stats, seen = offline_feature_errors(net, z, m, det.score_inputs)
     use = valid.bool().clone()
     use[: det.burn_in_readings] = False
     if not bool(use.any()):

@@ -1,12 +1,23 @@
 """The per-stream normaliser (calibration.normalise) on plain tensors: with a trend horizon
 the level follows a ramp without lag, so the ramp neither leaves a lasting offset nor
-inflates the variance, and the jump where a drift ends stays full size."""
+inflates the variance, and the jump where a drift ends stays full size. Then the
+calibrated columns: errors, and input deviations with ``score_inputs``."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
-from streamlstm.calibration import NORM_START, normalise
+from streamlstm.calibration import (
+    INPUT_PRIOR,
+    NORM_START,
+    GroupPrior,
+    calibrate,
+    calibration_horizons,
+    feature_z,
+    normalise,
+    score_statistics,
+)
 from streamlstm.config import DetectorConfig
 
 
@@ -84,3 +95,42 @@ def test_a_missing_reading_moves_neither_level_nor_slope() -> None:
 def test_without_a_trend_horizon_no_slope_is_kept() -> None:
     _, state = _run([float(k) for k in range(50)], None)
     assert "trend" not in state
+
+
+def test_input_deviations_are_extra_columns_with_their_own_horizon() -> None:
+    feat_err = torch.tensor([[0.04, 0.09]])  # (B=1, F=2)
+    win_m = torch.ones(1, 4, 2)
+    z, m = torch.tensor([[3.0, -0.5]]), torch.tensor([[1.0, 0.0]])
+    plain, _ = score_statistics(feat_err, win_m, z, m, with_inputs=False)
+    stats, seen = score_statistics(feat_err, win_m, z, m, with_inputs=True)
+    assert plain.shape == (1, 3) and stats.shape == (1, 5)
+    assert torch.equal(stats[:, :3], plain)
+    assert stats[0, 3] == pytest.approx(3.0, abs=1e-3)  # |z| in the errors' RMS form
+    assert seen[0, 3:].tolist() == [1.0, 0.0]  # a missing input cannot be judged
+    det = DetectorConfig(score_inputs=True, calibration_horizon=300, norm_scale_horizon=1000)
+    assert calibration_horizons(det, 2).tolist() == [300.0] * 3 + [1000.0] * 2
+    # Per-column horizons act as separate calls with each horizon would.
+    state = {"cal_mu": torch.zeros(1, 5), "cal_dev": torch.ones(1, 5), "cal_n": torch.tensor([5e3])}
+    learn = torch.tensor([True])
+    _, _, both = calibrate(stats, seen, state, learn, calibration_horizons(det, 2))
+    _, _, fast = calibrate(stats, seen, state, learn, 300.0)
+    _, _, slow = calibrate(stats, seen, state, learn, 1000.0)
+    assert torch.allclose(both["cal_mu"][:, :3], fast["cal_mu"][:, :3])
+    assert torch.allclose(both["cal_mu"][:, 3:], slow["cal_mu"][:, 3:])
+    assert not torch.allclose(fast["cal_mu"][:, 3], slow["cal_mu"][:, 3])
+
+
+def test_a_prior_without_input_columns_is_padded_and_one_with_more_is_cut() -> None:
+    prior = GroupPrior((0.0, 0.0), (1.0, 1.0), (1.0, 1.0), (0.5, 0.6, 0.7), (0.1, 0.1, 0.1))
+    wide = prior.tensors(torch.device("cpu"), 5)
+    assert wide["cal_mu"].tolist() == pytest.approx([0.5, 0.6, 0.7, *[INPUT_PRIOR[0]] * 2])
+    assert wide["cal_dev"].tolist() == pytest.approx([0.1, 0.1, 0.1, *[INPUT_PRIOR[1]] * 2])
+    assert prior.tensors(torch.device("cpu"))["cal_mu"].shape == (3,)
+    learnt = GroupPrior((0.0,), (1.0,), (1.0,), (0.5, 0.6, 0.9), (0.1, 0.1, 0.2))
+    assert learnt.tensors(torch.device("cpu"), 2)["cal_mu"].tolist() == pytest.approx([0.5, 0.6])
+
+
+def test_feature_z_takes_the_larger_of_error_and_input_deviation() -> None:
+    z = torch.tensor([[1.0, 5.0, 2.0, 4.0, 0.5]])  # F=2: errors 1, 5; total 2; inputs 4, 0.5
+    assert feature_z(z, 2).tolist() == [[4.0, 5.0]]
+    assert feature_z(z[:, :3], 2).tolist() == [[1.0, 5.0]]

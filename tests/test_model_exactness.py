@@ -7,6 +7,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from streamlstm.baselines import calibrated_alerts
+from streamlstm.calibration import calibration_horizons
 from streamlstm.detector import Detector
 from streamlstm.records import Reading
 from streamlstm.training import Series, normalise_lanes, offline_feature_errors
@@ -105,3 +107,28 @@ def test_scores_and_alerts_do_not_depend_on_batching() -> None:
     s7, e7 = run(7)
     assert max(abs(s1[k] - s7[k]) for k in s1) <= 1e-4
     assert sorted(e1) == sorted(e7)
+
+
+def test_streamed_scores_equal_the_offline_calibration_with_input_deviations() -> None:
+    """With ``score_inputs`` the served score is the offline statistics (errors and input
+    deviations, ``offline_feature_errors``) through the one ``calibrate``, reading by reading:
+    the serving path and the offline path (training's prior, the baselines) cannot drift."""
+    readings = series("a", 150, seed=2)
+    spike = readings[100]
+    readings[100] = Reading("a", spike.ts, (130.0, *spike.values[1:]), "g", "t", 0, spike.offset)
+    model, cfg = tiny_model(), tiny_config()
+    det_cfg = cfg.detector.model_copy(update={"score_inputs": True, "norm_scale_horizon": 80})
+    s = Series("a", np.array([r.ts for r in readings]), np.array([r.values for r in readings]))
+    z, m, _ = normalise_lanes([s], model.prior, det_cfg, torch.device("cpu"))
+    _, stats, seen = offline_feature_errors(model.net, z, m, with_inputs=True)
+    assert stats.shape[-1] == 2 * len(model.features) + 1
+    prior = model.prior.tensors(torch.device("cpu"), stats.shape[-1])
+    horizon = calibration_horizons(det_cfg, len(model.features))
+    offline = calibrated_alerts(
+        stats, seen, (prior["cal_mu"], prior["cal_dev"]), det_cfg, cfg.alerts, horizon=horizon
+    )
+    det = Detector(model, det_cfg, cfg.alerts)
+    scored = det.score(det.new_table(), readings)
+    assert np.abs(np.array(scored.score) - offline.score[:, 0]).max() <= 1e-4
+    deviation = stats[:, 0, len(model.features) + 1]  # feature 0's input-deviation column
+    assert deviation[100] > 10 * deviation.median()  # the spike shows in its own column

@@ -86,6 +86,11 @@ CHANGES: dict[str, list[tuple[str, dict]]] = {
             "normalisation variance followed `norm_horizon`, 60 readings)",
             {"detector.norm_scale_horizon": None},
         ),
+        (
+            "`detector.score_inputs: true` in configs/univariate.yaml (before: only the "
+            "reconstruction errors were scored, not each reading's distance from the forecast)",
+            {"detector.score_inputs": False},
+        ),
         (EPOCHS, {"training.epochs": 8}),
     ],
 }
@@ -237,7 +242,9 @@ def _nab_section(args, suite: SuiteRun, windows, pngs: list[Path], root: Path) -
             "config, never fitted to labels). One model group: shared weights trained on the "
             "first 15 % of every series (NAB's probationary period), per-series state, "
             "normalisation and calibration. NAB scores are normalised over all series "
-            "(null detector 0, perfect 100); each alert opening is one NAB detection.",
+            "(null detector 0, perfect 100); each alert opening is one NAB detection. The "
+            "config sets `detector.score_inputs`, so both LSTM-AE rows also score each "
+            "reading's distance from the normaliser's forecast.",
             table(SUMMARY_HEADER + NAB_HEADER, summary_rows(reports, nab)),
             "Per series (NAB standard score normalised on that series alone):",
             table(series_header, series_rows),
