@@ -139,6 +139,7 @@ class KafkaConfig(_Section):
     ssl_cafile: str | None = None
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
+    ssl_password: SecretStr | None = None  # of an encrypted ssl_keyfile
     max_poll_records: int = Field(2000, gt=0)
     poll_timeout_s: float = Field(0.2, gt=0)
 

@@ -10,6 +10,7 @@ import os
 import pickle
 import re
 import shutil
+import ssl
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pydantic import SecretStr
 
 from streamlstm.adapters.devkafka_secure import ScramUser, SecureDevKafka
 from streamlstm.adapters.kafka import KafkaSink, KafkaSource, ensure_topics
@@ -72,6 +74,7 @@ def test_every_security_setting_passes_through_to_kafka_python() -> None:
         "ssl_cafile": "/etc/kafka/ca.pem",
         "ssl_certfile": "/etc/kafka/client.pem",
         "ssl_keyfile": "/etc/kafka/client.key",
+        "ssl_password": "k3ypass",
     }
     cfg = KafkaConfig.model_validate(plain)
     assert client_options(cfg) == {
@@ -82,8 +85,10 @@ def test_every_security_setting_passes_through_to_kafka_python() -> None:
         "ssl_cafile": "/etc/kafka/ca.pem",
         "ssl_certfile": "/etc/kafka/client.pem",
         "ssl_keyfile": "/etc/kafka/client.key",
+        "ssl_password": "k3ypass",
     }
-    assert "s3cret" not in repr(cfg) and "s3cret" not in str(cfg.model_dump(mode="json"))
+    for secret in ("s3cret", "k3ypass"):
+        assert secret not in repr(cfg) and secret not in str(cfg.model_dump(mode="json"))
     assert client_options(KafkaConfig()) == {"security_protocol": "PLAINTEXT"}
 
 
@@ -309,3 +314,28 @@ def test_no_loader_in_the_package_can_unpickle() -> None:
         if risky.search(line) or (path.name in loaders and unpickle.search(line))
     ]
     assert found == []
+
+
+def test_an_encrypted_client_key_loads_with_its_password_and_a_wrong_one_is_named(
+    tmp_path: Path,
+) -> None:
+    """``kafka.ssl_password`` reaches the TLS context kafka-python builds (mutual TLS with a
+    key encrypted at rest); a wrong one fails before any connection, naming the setting."""
+    from streamlstm.adapters.kafka_login import _tls_context
+
+    key, cert = tmp_path / "client.key", tmp_path / "client.pem"
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-days", "1", "-subj", "/CN=c",
+            "-keyout", str(key), "-out", str(cert), "-passout", "pass:k3ypass",
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    assert "ENCRYPTED" in key.read_text()
+    cfg = KafkaConfig(security_protocol="SSL", ssl_certfile=str(cert), ssl_keyfile=str(key))
+    good = cfg.model_copy(update={"ssl_password": SecretStr("k3ypass")})
+    assert isinstance(_tls_context(client_options(good)), ssl.SSLContext)
+    bad = cfg.model_copy(update={"ssl_password": SecretStr("wrong")})
+    with pytest.raises(ssl.SSLError):
+        _tls_context(client_options(bad))

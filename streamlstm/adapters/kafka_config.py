@@ -8,7 +8,7 @@ from streamlstm.config import KafkaConfig
 
 
 def client_options(cfg: KafkaConfig) -> dict[str, Any]:
-    """Options for every kafka-python client; the password is revealed only here."""
+    """Options for every kafka-python client; the passwords are revealed only here."""
     options: dict[str, Any] = {"security_protocol": cfg.security_protocol}
     if cfg.sasl_mechanism:
         options["sasl_mechanism"] = cfg.sasl_mechanism
@@ -20,4 +20,6 @@ def client_options(cfg: KafkaConfig) -> dict[str, Any]:
         value = getattr(cfg, name)
         if value:
             options[name] = value
+    if cfg.ssl_password is not None:
+        options["ssl_password"] = cfg.ssl_password.get_secret_value()
     return options

@@ -63,7 +63,7 @@ def check_login(bootstrap: str, options: dict[str, Any], timeout_s: float = 10.0
             reason = getattr(exc, "verify_message", None) or exc.reason or type(exc).__name__
             raise KafkaAuthFailed(
                 f"Kafka TLS handshake failed at {address} ({reason}) for {who}: check "
-                "kafka.ssl_cafile / kafka.ssl_certfile / kafka.ssl_keyfile"
+                "kafka.ssl_cafile / kafka.ssl_certfile / kafka.ssl_keyfile / kafka.ssl_password"
             ) from None
         except _Refused as exc:
             reason = str(exc).replace(password, "***")

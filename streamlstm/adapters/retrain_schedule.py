@@ -149,8 +149,10 @@ class _Round:
 def _revealed(config: Config) -> dict[str, Any]:
     """The config as plain JSON data, with the secret values themselves (for the pipe only)."""
     tree = config.model_dump(mode="json")
-    if config.kafka.sasl_password is not None:
-        tree["kafka"]["sasl_password"] = config.kafka.sasl_password.get_secret_value()
+    for name in ("sasl_password", "ssl_password"):
+        secret = getattr(config.kafka, name)
+        if secret is not None:
+            tree["kafka"][name] = secret.get_secret_value()
     return tree
 
 
