@@ -63,7 +63,18 @@ class GroupPrior:
         }
 
 
-def normalise(x: Tensor, m: Tensor, s: dict[str, Tensor], det: DetectorConfig) -> Tensor:
+def season_phase(ts: Tensor, det: DetectorConfig) -> Tensor | None:
+    """Epoch seconds (B,) float64 -> each reading's bin of the season (B,) long; None
+    without ``det.season_period_s``."""
+    if not det.season_period_s:
+        return None
+    width = det.season_period_s / det.season_bins
+    return torch.floor(torch.remainder(ts, det.season_period_s) / width).long() % det.season_bins
+
+
+def normalise(
+    x: Tensor, m: Tensor, s: dict[str, Tensor], det: DetectorConfig, phase: Tensor | None = None
+) -> Tensor:
     """Normalise one reading per stream with the stats seen so far, then update them.
 
     Scale-free per stream: a stream's first ``NORM_START`` readings of a feature give a plain
@@ -81,12 +92,23 @@ def normalise(x: Tensor, m: Tensor, s: dict[str, Tensor], det: DetectorConfig) -
     neither inflates the variance nor shows as a lasting offset, and the abrupt end of a
     drift stays a full-size jump. Deviations are clipped to 3 std in the updates.
 
+    With ``det.season_period_s`` the forecast also adds the profile of the reading's
+    time-of-day bin (``phase``): a daily rhythm (a load cycle, a shift pattern) is then
+    expected, so it neither shows as deviations nor inflates the variance, and a day that
+    breaks it (a missing peak, a jump at the wrong hour) stands out.
+
     x (B, F) raw values with 0 where missing; m (B, F) 1.0 = observed.
-    s: mean, var, var_ref, n_obs (B, F), and trend (B, F) with a trend horizon; updated in
-    place. returns z (B, F), normalised and masked.
+    s: mean, var, var_ref, n_obs (B, F), trend (B, F) with a trend horizon, season and
+    season_n (B, F, bins) with a season; updated in place. phase (B,) long: the reading's bin.
+    returns z (B, F), normalised and masked.
     """
     trend = s.get("trend")
     forecast = s["mean"] if trend is None else s["mean"] + trend
+    season, slot = s.get("season"), None
+    if season is not None:
+        slot = phase.view(-1, 1, 1).expand(-1, x.shape[1], 1)  # (B, F, 1)
+        profile = season.gather(-1, slot).squeeze(-1)  # (B, F)
+        forecast = forecast + profile
     floor = FLOOR_SHARE * s["var_ref"].sqrt() + FLOOR_EPS
     std = s["var"].sqrt().clamp_min(floor)
     early = s["n_obs"] < NORM_START
@@ -101,6 +123,12 @@ def normalise(x: Tensor, m: Tensor, s: dict[str, Tensor], det: DetectorConfig) -
     else:  # a missing reading moves neither the level nor the slope; nor does the start
         s["mean"] = s["mean"] + m * trend + alpha * dev
         s["trend"] = trend + alpha * dev * ~early / det.trend_horizon
+    if season is not None:  # the bin learns what the level leaves over (after the start)
+        learn = m * ~early
+        seen_in_bin = s["season_n"].gather(-1, slot).squeeze(-1)
+        weight = torch.clamp_min(1.0 / (seen_in_bin + 1.0), 1.0 / det.season_horizon) * learn
+        s["season"] = season.scatter(-1, slot, (profile + weight * dev).unsqueeze(-1))
+        s["season_n"] = s["season_n"].scatter(-1, slot, (seen_in_bin + learn).unsqueeze(-1))
     s["var"] = (1.0 - beta) * (s["var"] + beta * dev * dev)
     s["var_ref"] = (1.0 - gamma) * (s["var_ref"] + gamma * dev * dev)
     s["n_obs"] = s["n_obs"] + m

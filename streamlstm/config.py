@@ -58,6 +58,12 @@ class DetectorConfig(_Section):
     # The level's slope is smoothed over norm_horizon x trend_horizon readings (Holt); None:
     # no slope, the level lags a ramp (calibration.normalise).
     trend_horizon: float | None = Field(None, gt=0)
+    # A time-of-day profile in the forecast (Holt-Winters' additive season): the period is
+    # cut into season_bins bins by timestamp; each bin learns how far readings there sit from
+    # the level, with weight max(1/(n+1), 1/season_horizon) per reading. None: no profile.
+    season_period_s: float | None = Field(None, gt=0)
+    season_bins: int = Field(48, gt=1, le=1440)
+    season_horizon: float = Field(5.0, gt=1)
     calibration_horizon: int = Field(300, gt=1)  # error statistics behind the score
     # Also score each reading's distance from the normaliser's forecast (level, plus slope
     # with trend_horizon), per feature, calibrated like the errors but over the inputs' own

@@ -27,6 +27,7 @@ from streamlstm.calibration import (
     feature_z,
     normalise,
     score_statistics,
+    season_phase,
     store_calibration_state,
     stuck_features,
 )
@@ -67,7 +68,12 @@ CPU_ROWS_PER_CHUNK = 2048
 
 
 def table_columns(
-    n_features: int, hidden: int, window: int, trend: bool = False, inputs: bool = False
+    n_features: int,
+    hidden: int,
+    window: int,
+    trend: bool = False,
+    inputs: bool = False,
+    season_bins: int = 0,
 ) -> tuple[dict, dict]:
     F, H, W = n_features, hidden, window
     device_cols = {
@@ -89,6 +95,9 @@ def table_columns(
     }
     if trend:
         device_cols["trend"] = Column((F,), "float32")
+    if season_bins:  # the time-of-day profile and how many readings each bin has learnt
+        device_cols["season"] = Column((F, season_bins), "float32")
+        device_cols["season_n"] = Column((F, season_bins), "float32")
     if inputs:  # calibration of the input deviations: own columns, so a snapshot taken
         # without them restores (they start from a Gaussian input's statistics)
         device_cols["in_mu"] = Column((F,), "float32", INPUT_PRIOR[0])
@@ -130,6 +139,7 @@ class Detector:
             mcfg.window_len,
             bool(self.cfg.trend_horizon),
             self.cfg.score_inputs,
+            self.cfg.season_bins if self.cfg.season_period_s else 0,
         )
         return StateTable(dev_cols, host_cols, self.device, capacity)
 
@@ -157,19 +167,23 @@ class Detector:
         values = np.array([readings[i].values for i in idx], dtype=np.float32)
         gap = (ts - table.host["last_ts"][rows]) > self.cfg.max_gap_s
         in_alert = table.host["a_state"][rows] == alerts.OPEN
-        res = self.step_in_chunks(table, rows, values, gap, in_alert)
+        res = self.step_in_chunks(table, rows, values, gap, in_alert, ts)
         table.host["last_ts"][rows] = ts
         table.host["last_offset"][rows] = offsets
         self._emit(table, readings, idx, rows, ts, offsets, res, out)
 
-    def step_in_chunks(self, table, rows, values, gap, in_alert) -> dict[str, Tensor]:
-        """gather -> step_rows -> scatter, ``rows_per_chunk`` rows at a time.
+    def step_in_chunks(self, table, rows, values, gap, in_alert, ts=None) -> dict[str, Tensor]:
+        """gather -> step_rows -> scatter, ``rows_per_chunk`` rows at a time; ``ts`` (epoch
+        seconds) is needed only with a season (``detector.season_period_s``).
 
         Rows are independent, so chunking changes no result. On a CPU it keeps every
         temporary of the step (the (B, 4H) gates and the rest) in the core's cache instead of
         streaming tens of megabytes through memory for every element-wise op.
         """
         chunk = self.rows_per_chunk
+        phase = None
+        if self.cfg.season_period_s:
+            phase = season_phase(torch.as_tensor(ts, dtype=torch.float64), self.cfg)
         parts = []
         for lo in range(0, len(rows), chunk):
             row_t = torch.as_tensor(rows[lo : lo + chunk], device=self.device)
@@ -180,6 +194,7 @@ class Detector:
                     torch.as_tensor(values[lo : lo + chunk], device=self.device),
                     torch.as_tensor(gap[lo : lo + chunk], device=self.device),
                     torch.as_tensor(in_alert[lo : lo + chunk], device=self.device),
+                    None if phase is None else phase[lo : lo + chunk].to(self.device),
                 )
             )
             table.scatter(row_t, state)
@@ -188,11 +203,17 @@ class Detector:
         return {name: torch.cat([part[name] for part in parts]) for name in parts[0]}
 
     def step_rows(
-        self, s: dict[str, Tensor], x_raw: Tensor, gap: Tensor, in_alert: Tensor
+        self,
+        s: dict[str, Tensor],
+        x_raw: Tensor,
+        gap: Tensor,
+        in_alert: Tensor,
+        phase: Tensor | None = None,
     ) -> dict[str, Tensor]:
         """The batched tensor step on gathered rows; updates ``s`` in place (B rows).
 
-        x_raw (B, F) with NaN for missing; gap, in_alert (B,) bool.
+        x_raw (B, F) with NaN for missing; gap, in_alert (B,) bool; phase (B,) long, the
+        season bin of each reading (with a season only).
         returns score, rms_err, warming (B,), feat_err, stuck (B, F).
         """
         cfg = self.cfg
@@ -207,7 +228,7 @@ class Detector:
                 s["win_m"] = s["win_m"] * keep.view(-1, 1, 1).to(s["win_m"].dtype)
             m = torch.isfinite(x_raw).float()
             x = torch.nan_to_num(x_raw, nan=0.0)
-            z = normalise(x, m, s, cfg)
+            z = normalise(x, m, s, cfg, phase)
             stuck, s["last_x"], s["still"], s["max_run"] = stuck_features(
                 x, m, s["last_x"], s["still"], s["max_run"], cfg.stuck_readings
             )

@@ -17,6 +17,7 @@ from streamlstm.calibration import (
     feature_z,
     normalise,
     score_statistics,
+    season_phase,
 )
 from streamlstm.config import DetectorConfig
 
@@ -134,3 +135,45 @@ def test_feature_z_takes_the_larger_of_error_and_input_deviation() -> None:
     z = torch.tensor([[1.0, 5.0, 2.0, 4.0, 0.5]])  # F=2: errors 1, 5; total 2; inputs 4, 0.5
     assert feature_z(z, 2).tolist() == [[4.0, 5.0]]
     assert feature_z(z[:, :3], 2).tolist() == [[1.0, 5.0]]
+
+
+def _daily(days: int, per_day: int = 48, drop_day: int | None = None) -> list[float]:
+    """A square wave: high from 08:00 to 20:00 every day; ``drop_day`` stays low all day."""
+    out = []
+    for d in range(days):
+        for k in range(per_day):
+            high = per_day // 3 <= k < 5 * per_day // 6 and d != drop_day
+            out.append(10.0 + (5.0 if high else 0.0) + 0.1 * ((k * 7 + d * 3) % 5 - 2))
+    return out
+
+
+def _run_daily(values: list[float], season: bool, per_day: int = 48) -> list[float]:
+    det = DetectorConfig(season_period_s=86400.0 if season else None, season_bins=48)
+    state = {k: torch.zeros(1, 1) for k in ("mean", "var", "var_ref", "n_obs")}
+    state["var"] = torch.ones(1, 1)
+    if season:
+        state["season"], state["season_n"] = torch.zeros(1, 1, 48), torch.zeros(1, 1, 48)
+    ts = torch.arange(len(values), dtype=torch.float64) * (86400.0 / per_day)
+    phase = season_phase(ts, det)
+    out = []
+    for t, v in enumerate(values):
+        p = None if phase is None else phase[t : t + 1]
+        out.append(abs(float(normalise(torch.tensor([[v]]), torch.ones(1, 1), state, det, p))))
+    return out
+
+
+def test_a_daily_profile_expects_the_rhythm_and_shows_the_day_that_breaks_it() -> None:
+    per_day = 48
+    normal = _daily(10)
+    late = slice(7 * per_day, 10 * per_day)  # days 8-10, after the profile has been learnt
+    assert max(_run_daily(normal, True)[late]) < 2.5  # the daily switches are expected
+    missing_peak = slice(8 * per_day + per_day // 3, 8 * per_day + per_day // 2)
+    broken = _daily(10, drop_day=8)
+    assert max(_run_daily(broken, True)[missing_peak]) > 10.0  # that day stands out
+    # Without the profile the short level follows the day down: the missing peak hides.
+    assert max(_run_daily(broken, False)[missing_peak]) < 3.0
+    assert season_phase(
+        torch.tensor([0.0, 1799.0, 1800.0, 86399.0]),
+        DetectorConfig(season_period_s=86400.0, season_bins=48),
+    ).tolist() == [0, 0, 1, 47]
+    assert season_phase(torch.tensor([5.0]), DetectorConfig()) is None

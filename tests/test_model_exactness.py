@@ -132,3 +132,21 @@ def test_streamed_scores_equal_the_offline_calibration_with_input_deviations() -
     assert np.abs(np.array(scored.score) - offline.score[:, 0]).max() <= 1e-4
     deviation = stats[:, 0, len(model.features) + 1]  # feature 0's input-deviation column
     assert deviation[100] > 10 * deviation.median()  # the spike shows in its own column
+
+
+def test_streaming_equals_offline_with_a_season_profile() -> None:
+    """The time-of-day profile (bins chosen by timestamp) holds the invariant too."""
+    readings = series("a", 150, seed=4)
+    model = tiny_model()
+    det_cfg = tiny_config().detector.model_copy(
+        update={"season_period_s": 1800.0, "season_bins": 6, "season_horizon": 3.0}
+    )  # 60 s readings: 5 per bin, 5 passes over the season
+    s = Series("a", np.array([r.ts for r in readings]), np.array([r.values for r in readings]))
+    z, m, _ = normalise_lanes([s], model.prior, det_cfg, torch.device("cpu"))
+    _, stats, _ = offline_feature_errors(model.net, z, m)
+    det = Detector(model, det_cfg, tiny_config().alerts)
+    streamed = _stream_errors(readings, [1, 3], det)
+    got = np.array([streamed[("a", r.offset)] for r in readings])
+    assert np.abs(got - stats[:, 0, -1].numpy()).max() <= TOL
+    plain, _, _ = normalise_lanes([s], model.prior, tiny_config().detector, torch.device("cpu"))
+    assert not torch.allclose(z, plain)  # the profile did change the inputs

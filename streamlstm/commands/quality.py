@@ -91,6 +91,11 @@ CHANGES: dict[str, list[tuple[str, dict]]] = {
             "reconstruction errors were scored, not each reading's distance from the forecast)",
             {"detector.score_inputs": False},
         ),
+        (
+            "`detector.season_period_s: 86400` in configs/univariate.yaml (before: no "
+            "time-of-day profile in the normaliser's forecast)",
+            {"detector.season_period_s": None},
+        ),
         (EPOCHS, {"training.epochs": 8}),
     ],
 }
@@ -244,7 +249,8 @@ def _nab_section(args, suite: SuiteRun, windows, pngs: list[Path], root: Path) -
             "normalisation and calibration. NAB scores are normalised over all series "
             "(null detector 0, perfect 100); each alert opening is one NAB detection. The "
             "config sets `detector.score_inputs`, so both LSTM-AE rows also score each "
-            "reading's distance from the normaliser's forecast.",
+            "reading's distance from the normaliser's forecast, and "
+            "`detector.season_period_s`, so that forecast holds a daily profile.",
             table(SUMMARY_HEADER + NAB_HEADER, summary_rows(reports, nab)),
             "Per series (NAB standard score normalised on that series alone):",
             table(series_header, series_rows),
