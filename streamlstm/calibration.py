@@ -64,16 +64,31 @@ class GroupPrior:
 
 
 def season_phase(ts: Tensor, det: DetectorConfig) -> Tensor | None:
-    """Epoch seconds (B,) float64 -> each reading's bin of the season (B,) long; None
-    without ``det.season_period_s``."""
-    if not det.season_period_s:
+    """Epoch seconds (...,) float64 -> each reading's bin in every season (..., P) long, as
+    an index into the seasons' bins laid end to end; None without ``season_periods_s``."""
+    if not det.season_periods_s:
         return None
-    width = det.season_period_s / det.season_bins
-    return torch.floor(torch.remainder(ts, det.season_period_s) / width).long() % det.season_bins
+    slots, first = [], 0
+    for period, bins in zip(det.season_periods_s, det.season_bins(), strict=True):
+        k = torch.floor(torch.remainder(ts, period) / det.season_bin_s).long().clamp_max(bins - 1)
+        slots.append(k + first)
+        first += bins
+    return torch.stack(slots, dim=-1)
+
+
+def season_share(dt: Tensor, det: DetectorConfig) -> Tensor:
+    """Seconds since each stream's previous reading (B,) -> the share of a bin that reading
+    stands for (B,), at most 1: a profile learns per bin visit, whatever the sampling rate."""
+    return torch.clamp(dt / det.season_bin_s, 0.0, 1.0).float()
 
 
 def normalise(
-    x: Tensor, m: Tensor, s: dict[str, Tensor], det: DetectorConfig, phase: Tensor | None = None
+    x: Tensor,
+    m: Tensor,
+    s: dict[str, Tensor],
+    det: DetectorConfig,
+    phase: Tensor | None = None,
+    share: Tensor | None = None,
 ) -> Tensor:
     """Normalise one reading per stream with the stats seen so far, then update them.
 
@@ -92,23 +107,27 @@ def normalise(
     neither inflates the variance nor shows as a lasting offset, and the abrupt end of a
     drift stays a full-size jump. Deviations are clipped to 3 std in the updates.
 
-    With ``det.season_period_s`` the forecast also adds the profile of the reading's
-    time-of-day bin (``phase``): a daily rhythm (a load cycle, a shift pattern) is then
-    expected, so it neither shows as deviations nor inflates the variance, and a day that
-    breaks it (a missing peak, a jump at the wrong hour) stands out.
+    With ``det.season_periods_s`` the forecast also adds, per season, the profile of the
+    reading's bin (``phase``): a daily or weekly rhythm (a load cycle, a shift pattern,
+    weekends) is then expected, so it neither shows as deviations nor inflates the
+    variance, and a day that breaks it (a missing peak, a jump at the wrong hour) stands
+    out. The seasons learn in turn, shortest first, each from what the previous left: the
+    week learns only how a weekday differs from the average day.
 
     x (B, F) raw values with 0 where missing; m (B, F) 1.0 = observed.
     s: mean, var, var_ref, n_obs (B, F), trend (B, F) with a trend horizon, season and
-    season_n (B, F, bins) with a season; updated in place. phase (B,) long: the reading's bin.
+    season_n (B, F, all bins) with seasons; updated in place. phase (B, P) long: the
+    reading's bin in each of the P seasons (``season_phase``); share (B,): the share of a
+    bin the reading stands for (``season_share``; default 1).
     returns z (B, F), normalised and masked.
     """
     trend = s.get("trend")
     forecast = s["mean"] if trend is None else s["mean"] + trend
-    season, slot = s.get("season"), None
+    season, slots = s.get("season"), None
     if season is not None:
-        slot = phase.view(-1, 1, 1).expand(-1, x.shape[1], 1)  # (B, F, 1)
-        profile = season.gather(-1, slot).squeeze(-1)  # (B, F)
-        forecast = forecast + profile
+        slots = phase.unsqueeze(1).expand(-1, x.shape[1], -1)  # (B, F, P)
+        profiles = season.gather(-1, slots)  # (B, F, P)
+        forecast = forecast + profiles.sum(-1)
     floor = FLOOR_SHARE * s["var_ref"].sqrt() + FLOOR_EPS
     std = s["var"].sqrt().clamp_min(floor)
     early = s["n_obs"] < NORM_START
@@ -123,16 +142,37 @@ def normalise(
     else:  # a missing reading moves neither the level nor the slope; nor does the start
         s["mean"] = s["mean"] + m * trend + alpha * dev
         s["trend"] = trend + alpha * dev * ~early / det.trend_horizon
-    if season is not None:  # the bin learns what the level leaves over (after the start)
-        learn = m * ~early
-        seen_in_bin = s["season_n"].gather(-1, slot).squeeze(-1)
-        weight = torch.clamp_min(1.0 / (seen_in_bin + 1.0), 1.0 / det.season_horizon) * learn
-        s["season"] = season.scatter(-1, slot, (profile + weight * dev).unsqueeze(-1))
-        s["season_n"] = s["season_n"].scatter(-1, slot, (seen_in_bin + learn).unsqueeze(-1))
+    if season is not None:
+        share = torch.ones_like(x[:, 0]) if share is None else share
+        _learn_seasons(s, slots, profiles, dev, m * ~early * share[:, None], det.season_horizon)
     s["var"] = (1.0 - beta) * (s["var"] + beta * dev * dev)
     s["var_ref"] = (1.0 - gamma) * (s["var_ref"] + gamma * dev * dev)
     s["n_obs"] = s["n_obs"] + m
     return z
+
+
+def _learn_seasons(
+    s: dict[str, Tensor],
+    slots: Tensor,
+    profiles: Tensor,
+    dev: Tensor,
+    learn: Tensor,
+    horizon: float,
+) -> None:
+    """Each season's bin takes its share of the deviation, shortest season first; what it
+    leaves is the next one's. slots, profiles (B, F, P); dev (B, F); learn (B, F): the share
+    of a bin visit each reading stands for (0: learns nothing). A bin's weight is that share
+    over the visits it has seen (a plain mean at first), at least share / ``horizon``."""
+    share = learn.unsqueeze(-1)
+    seen = s["season_n"].gather(-1, slots) + share  # (B, F, P) visits, this reading's included
+    weights = torch.where(share > 0, torch.clamp_min(share / seen, share / horizon), 0.0)
+    left, updated = dev, []
+    for k in range(profiles.shape[-1]):
+        step = weights[..., k] * left
+        updated.append(profiles[..., k] + step)
+        left = left - step
+    s["season"] = s["season"].scatter(-1, slots, torch.stack(updated, dim=-1))
+    s["season_n"] = s["season_n"].scatter(-1, slots, seen)
 
 
 def stuck_features(

@@ -7,6 +7,7 @@ carries messages like ``model.hidden_size: must be > 0``.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from pathlib import Path
@@ -58,12 +59,27 @@ class DetectorConfig(_Section):
     # The level's slope is smoothed over norm_horizon x trend_horizon readings (Holt); None:
     # no slope, the level lags a ramp (calibration.normalise).
     trend_horizon: float | None = Field(None, gt=0)
-    # A time-of-day profile in the forecast (Holt-Winters' additive season): the period is
-    # cut into season_bins bins by timestamp; each bin learns how far readings there sit from
-    # the level, with weight max(1/(n+1), 1/season_horizon) per reading. None: no profile.
-    season_period_s: float | None = Field(None, gt=0)
-    season_bins: int = Field(48, gt=1, le=1440)
+    # Seasonal profiles in the forecast (Holt-Winters' additive seasons; two of them, a day
+    # and a week, are Taylor's double-seasonal method): each period is cut into bins of
+    # season_bin_s by timestamp; each bin learns how far readings there sit from the level,
+    # over its last season_horizon visits (calibration.season_share). Empty: no profile.
+    season_periods_s: list[float] = Field(default_factory=list, max_length=3)
+    season_bin_s: float = Field(1800.0, gt=0)
     season_horizon: float = Field(5.0, gt=1)
+
+    @model_validator(mode="after")
+    def _seasons(self) -> DetectorConfig:
+        periods = self.season_periods_s
+        if periods != sorted(periods) or len(set(periods)) != len(periods):
+            raise ValueError("season_periods_s: list each period once, shortest first")
+        if any(p < 2 * self.season_bin_s or p / self.season_bin_s > 10_080 for p in periods):
+            raise ValueError("season_periods_s: each period must hold 2 to 10080 bins")
+        return self
+
+    def season_bins(self) -> list[int]:
+        """Bins per period, shortest period first."""
+        return [math.ceil(p / self.season_bin_s) for p in self.season_periods_s]
+
     calibration_horizon: int = Field(300, gt=1)  # error statistics behind the score
     # Also score each reading's distance from the normaliser's forecast (level, plus slope
     # with trend_horizon), per feature, calibrated like the errors but over the inputs' own

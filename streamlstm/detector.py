@@ -28,6 +28,7 @@ from streamlstm.calibration import (
     normalise,
     score_statistics,
     season_phase,
+    season_share,
     store_calibration_state,
     stuck_features,
 )
@@ -73,7 +74,7 @@ def table_columns(
     window: int,
     trend: bool = False,
     inputs: bool = False,
-    season_bins: int = 0,
+    season_bins: int = 0,  # all seasons' bins together
 ) -> tuple[dict, dict]:
     F, H, W = n_features, hidden, window
     device_cols = {
@@ -95,7 +96,7 @@ def table_columns(
     }
     if trend:
         device_cols["trend"] = Column((F,), "float32")
-    if season_bins:  # the time-of-day profile and how many readings each bin has learnt
+    if season_bins:  # the seasonal profiles and how many readings each bin has learnt
         device_cols["season"] = Column((F, season_bins), "float32")
         device_cols["season_n"] = Column((F, season_bins), "float32")
     if inputs:  # calibration of the input deviations: own columns, so a snapshot taken
@@ -139,7 +140,7 @@ class Detector:
             mcfg.window_len,
             bool(self.cfg.trend_horizon),
             self.cfg.score_inputs,
-            self.cfg.season_bins if self.cfg.season_period_s else 0,
+            sum(self.cfg.season_bins()),
         )
         return StateTable(dev_cols, host_cols, self.device, capacity)
 
@@ -165,25 +166,30 @@ class Detector:
             if not idx:
                 return
         values = np.array([readings[i].values for i in idx], dtype=np.float32)
-        gap = (ts - table.host["last_ts"][rows]) > self.cfg.max_gap_s
+        dt = ts - table.host["last_ts"][rows]  # inf for a new stream
+        gap = dt > self.cfg.max_gap_s
         in_alert = table.host["a_state"][rows] == alerts.OPEN
-        res = self.step_in_chunks(table, rows, values, gap, in_alert, ts)
+        res = self.step_in_chunks(table, rows, values, gap, in_alert, ts, dt)
         table.host["last_ts"][rows] = ts
         table.host["last_offset"][rows] = offsets
         self._emit(table, readings, idx, rows, ts, offsets, res, out)
 
-    def step_in_chunks(self, table, rows, values, gap, in_alert, ts=None) -> dict[str, Tensor]:
+    def step_in_chunks(
+        self, table, rows, values, gap, in_alert, ts=None, dt=None
+    ) -> dict[str, Tensor]:
         """gather -> step_rows -> scatter, ``rows_per_chunk`` rows at a time; ``ts`` (epoch
-        seconds) is needed only with a season (``detector.season_period_s``).
+        seconds) and ``dt`` (seconds since the stream's previous reading) are needed only
+        with seasons (``detector.season_periods_s``).
 
         Rows are independent, so chunking changes no result. On a CPU it keeps every
         temporary of the step (the (B, 4H) gates and the rest) in the core's cache instead of
         streaming tens of megabytes through memory for every element-wise op.
         """
         chunk = self.rows_per_chunk
-        phase = None
-        if self.cfg.season_period_s:
+        phase = share = None
+        if self.cfg.season_periods_s:
             phase = season_phase(torch.as_tensor(ts, dtype=torch.float64), self.cfg)
+            share = season_share(torch.as_tensor(dt, dtype=torch.float64), self.cfg)
         parts = []
         for lo in range(0, len(rows), chunk):
             row_t = torch.as_tensor(rows[lo : lo + chunk], device=self.device)
@@ -195,6 +201,7 @@ class Detector:
                     torch.as_tensor(gap[lo : lo + chunk], device=self.device),
                     torch.as_tensor(in_alert[lo : lo + chunk], device=self.device),
                     None if phase is None else phase[lo : lo + chunk].to(self.device),
+                    None if share is None else share[lo : lo + chunk].to(self.device),
                 )
             )
             table.scatter(row_t, state)
@@ -209,11 +216,13 @@ class Detector:
         gap: Tensor,
         in_alert: Tensor,
         phase: Tensor | None = None,
+        share: Tensor | None = None,
     ) -> dict[str, Tensor]:
         """The batched tensor step on gathered rows; updates ``s`` in place (B rows).
 
-        x_raw (B, F) with NaN for missing; gap, in_alert (B,) bool; phase (B,) long, the
-        season bin of each reading (with a season only).
+        x_raw (B, F) with NaN for missing; gap, in_alert (B,) bool; phase (B, P) long, each
+        reading's bin in every season, share (B,) the share of a bin it stands for (with
+        seasons only).
         returns score, rms_err, warming (B,), feat_err, stuck (B, F).
         """
         cfg = self.cfg
@@ -228,7 +237,7 @@ class Detector:
                 s["win_m"] = s["win_m"] * keep.view(-1, 1, 1).to(s["win_m"].dtype)
             m = torch.isfinite(x_raw).float()
             x = torch.nan_to_num(x_raw, nan=0.0)
-            z = normalise(x, m, s, cfg, phase)
+            z = normalise(x, m, s, cfg, phase, share)
             stuck, s["last_x"], s["still"], s["max_run"] = stuck_features(
                 x, m, s["last_x"], s["still"], s["max_run"], cfg.stuck_readings
             )

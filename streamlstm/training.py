@@ -17,7 +17,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from streamlstm.calibration import GroupPrior, normalise, score_statistics, season_phase
+from streamlstm.calibration import (
+    GroupPrior,
+    normalise,
+    score_statistics,
+    season_phase,
+    season_share,
+)
 from streamlstm.config import DetectorConfig, ModelConfig, TrainingConfig
 from streamlstm.model import LSTMAutoencoder, sliding_windows, window_error
 
@@ -106,16 +112,20 @@ def normalise_lanes(
     if det.trend_horizon:
         state["trend"] = torch.zeros(L, F, device=device)
     phase = None
-    if det.season_period_s:  # (T, L) bins; padding steps are masked, their bin is moot
-        state["season"] = torch.zeros(L, F, det.season_bins, device=device)
-        state["season_n"] = torch.zeros(L, F, det.season_bins, device=device)
+    if det.season_periods_s:  # (T, L, P) bins; padding steps are masked, their bin is moot
+        state["season"] = torch.zeros(L, F, sum(det.season_bins()), device=device)
+        state["season_n"] = torch.zeros(L, F, sum(det.season_bins()), device=device)
         ts = np.zeros((T, L))
         for j, s in enumerate(lanes):
             ts[: len(s.ts), j] = s.ts
-        phase = season_phase(torch.as_tensor(ts, dtype=torch.float64), det).to(device)
+        ts_t = torch.as_tensor(ts, dtype=torch.float64)
+        phase = season_phase(ts_t, det).to(device)
+        dt = torch.cat([torch.full((1, L), torch.inf, dtype=torch.float64), ts_t.diff(dim=0)])
+        share = season_share(dt, det).to(device)
     z_all = torch.empty_like(x_all)
     for t in range(T):
-        z_all[t] = normalise(x_all[t], m_all[t], state, det, None if phase is None else phase[t])
+        seasons = (None, None) if phase is None else (phase[t], share[t])
+        z_all[t] = normalise(x_all[t], m_all[t], state, det, *seasons)
     return z_all, m_all, torch.as_tensor(valid, device=device)
 
 

@@ -18,6 +18,7 @@ from streamlstm.calibration import (
     normalise,
     score_statistics,
     season_phase,
+    season_share,
 )
 from streamlstm.config import DetectorConfig
 
@@ -137,22 +138,23 @@ def test_feature_z_takes_the_larger_of_error_and_input_deviation() -> None:
     assert feature_z(z[:, :3], 2).tolist() == [[1.0, 5.0]]
 
 
-def _daily(days: int, per_day: int = 48, drop_day: int | None = None) -> list[float]:
-    """A square wave: high from 08:00 to 20:00 every day; ``drop_day`` stays low all day."""
+def _daily(days: int, per_day: int = 48, low_days=()) -> list[float]:
+    """A square wave, high from 08:00 to 20:00, except on ``low_days`` (day 0 = epoch day 0)."""
     out = []
     for d in range(days):
         for k in range(per_day):
-            high = per_day // 3 <= k < 5 * per_day // 6 and d != drop_day
+            high = per_day // 3 <= k < 5 * per_day // 6 and d not in low_days
             out.append(10.0 + (5.0 if high else 0.0) + 0.1 * ((k * 7 + d * 3) % 5 - 2))
     return out
 
 
-def _run_daily(values: list[float], season: bool, per_day: int = 48) -> list[float]:
-    det = DetectorConfig(season_period_s=86400.0 if season else None, season_bins=48)
+def _run_daily(values: list[float], periods: list[float], per_day: int = 48) -> list[float]:
+    det = DetectorConfig(season_periods_s=periods)
     state = {k: torch.zeros(1, 1) for k in ("mean", "var", "var_ref", "n_obs")}
     state["var"] = torch.ones(1, 1)
-    if season:
-        state["season"], state["season_n"] = torch.zeros(1, 1, 48), torch.zeros(1, 1, 48)
+    if periods:
+        bins = sum(det.season_bins())
+        state["season"], state["season_n"] = torch.zeros(1, 1, bins), torch.zeros(1, 1, bins)
     ts = torch.arange(len(values), dtype=torch.float64) * (86400.0 / per_day)
     phase = season_phase(ts, det)
     out = []
@@ -162,18 +164,65 @@ def _run_daily(values: list[float], season: bool, per_day: int = 48) -> list[flo
     return out
 
 
+DAY, WEEK = 86400.0, 604800.0
+
+
 def test_a_daily_profile_expects_the_rhythm_and_shows_the_day_that_breaks_it() -> None:
     per_day = 48
-    normal = _daily(10)
     late = slice(7 * per_day, 10 * per_day)  # days 8-10, after the profile has been learnt
-    assert max(_run_daily(normal, True)[late]) < 2.5  # the daily switches are expected
+    assert max(_run_daily(_daily(10), [DAY])[late]) < 2.5  # the daily switches are expected
     missing_peak = slice(8 * per_day + per_day // 3, 8 * per_day + per_day // 2)
-    broken = _daily(10, drop_day=8)
-    assert max(_run_daily(broken, True)[missing_peak]) > 10.0  # that day stands out
+    broken = _daily(10, low_days={8})
+    assert max(_run_daily(broken, [DAY])[missing_peak]) > 10.0  # that day stands out
     # Without the profile the short level follows the day down: the missing peak hides.
-    assert max(_run_daily(broken, False)[missing_peak]) < 3.0
-    assert season_phase(
-        torch.tensor([0.0, 1799.0, 1800.0, 86399.0]),
-        DetectorConfig(season_period_s=86400.0, season_bins=48),
-    ).tolist() == [0, 0, 1, 47]
-    assert season_phase(torch.tensor([5.0]), DetectorConfig()) is None
+    assert max(_run_daily(broken, [])[missing_peak]) < 3.0
+
+
+def test_a_weekly_profile_expects_quiet_weekends_on_top_of_the_day() -> None:
+    per_day, weeks = 48, 6
+    weekends = {d for d in range(7 * weeks) if d % 7 in (2, 3)}  # epoch day 0 is a Thursday
+    last_weekend = slice((7 * (weeks - 1) + 2) * per_day, (7 * (weeks - 1) + 4) * per_day)
+    normal = _daily(7 * weeks, low_days=weekends)
+    assert max(_run_daily(normal, [DAY])[last_weekend]) > 3.0  # a day-only profile: surprise
+    assert max(_run_daily(normal, [DAY, WEEK])[last_weekend]) < 2.5  # with the week: expected
+    broken = _daily(7 * weeks, low_days=weekends | {7 * (weeks - 1)})  # a Thursday off
+    thursday = slice(7 * (weeks - 1) * per_day, (7 * (weeks - 1) + 1) * per_day)
+    assert max(_run_daily(broken, [DAY, WEEK])[thursday]) > 10.0
+
+
+def test_season_bins_are_laid_end_to_end_and_configs_are_checked() -> None:
+    det = DetectorConfig(season_periods_s=[DAY, WEEK])
+    assert det.season_bins() == [48, 336]
+    ts = torch.tensor([0.0, 1799.0, 1800.0, DAY - 1.0, DAY, WEEK + 1800.0], dtype=torch.float64)
+    assert season_phase(ts, det).tolist() == [
+        [0, 48], [0, 48], [1, 49], [47, 48 + 47], [0, 48 + 48], [1, 49]
+    ]  # fmt: skip
+    assert season_phase(ts, DetectorConfig()) is None
+    for bad in ([WEEK, DAY], [DAY, DAY], [1000.0]):
+        with pytest.raises(ValueError, match="season_periods_s"):
+            DetectorConfig(season_periods_s=bad)
+
+
+def test_a_profile_learns_per_bin_visit_whatever_the_sampling_rate() -> None:
+    """Six 5-minute readings in a bin count as one visit, like one 30-minute reading: the
+    profile's memory is in days, so one odd morning does not rewrite it."""
+    det = DetectorConfig(season_periods_s=[DAY], season_horizon=5.0)
+    assert season_share(torch.tensor([300.0, 1800.0, 7200.0, torch.inf]), det).tolist() == [
+        pytest.approx(1 / 6), 1.0, 1.0, 1.0
+    ]  # fmt: skip
+
+    def learnt(per_day: int) -> tuple[float, float]:
+        values = _daily(20, per_day=per_day)
+        state = {k: torch.zeros(1, 1) for k in ("mean", "var", "var_ref", "n_obs")}
+        state["season"], state["season_n"] = torch.zeros(1, 1, 48), torch.zeros(1, 1, 48)
+        step = 86400.0 / per_day
+        ts = torch.arange(len(values), dtype=torch.float64) * step
+        phase, share = season_phase(ts, det), season_share(torch.full_like(ts, step), det)
+        for t, v in enumerate(values):
+            x = torch.tensor([[v]])
+            normalise(x, torch.ones(1, 1), state, det, phase[t : t + 1], share[t : t + 1])
+        return float(state["season_n"][0, 0, 30]), float(state["season"][0, 0, 30])
+
+    (visits_30m, high_30m), (visits_5m, high_5m) = learnt(48), learnt(288)
+    assert visits_30m == pytest.approx(20.0) and visits_5m == pytest.approx(20.0, abs=1e-3)
+    assert high_30m > 1.0 and high_5m > 1.0  # 15:00 sits above the level at either rate

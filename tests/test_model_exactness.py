@@ -139,8 +139,8 @@ def test_streaming_equals_offline_with_a_season_profile() -> None:
     readings = series("a", 150, seed=4)
     model = tiny_model()
     det_cfg = tiny_config().detector.model_copy(
-        update={"season_period_s": 1800.0, "season_bins": 6, "season_horizon": 3.0}
-    )  # 60 s readings: 5 per bin, 5 passes over the season
+        update={"season_periods_s": [600.0, 1800.0], "season_bin_s": 300.0, "season_horizon": 3.0}
+    )  # 60 s readings: 5 per bin, 5 passes over the longer season, 15 over the shorter
     s = Series("a", np.array([r.ts for r in readings]), np.array([r.values for r in readings]))
     z, m, _ = normalise_lanes([s], model.prior, det_cfg, torch.device("cpu"))
     _, stats, _ = offline_feature_errors(model.net, z, m)

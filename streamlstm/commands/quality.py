@@ -92,9 +92,14 @@ CHANGES: dict[str, list[tuple[str, dict]]] = {
             {"detector.score_inputs": False},
         ),
         (
-            "`detector.season_period_s: 86400` in configs/univariate.yaml (before: no "
-            "time-of-day profile in the normaliser's forecast)",
-            {"detector.season_period_s": None},
+            "`detector.season_periods_s: [86400, 604800]` in configs/univariate.yaml "
+            "(before: no daily or weekly profile in the normaliser's forecast)",
+            {"detector.season_periods_s": []},
+        ),
+        (
+            "the weekly profile of `detector.season_periods_s` (before: `[86400]`, a daily "
+            "profile only)",
+            {"detector.season_periods_s": [86400.0]},
         ),
         (EPOCHS, {"training.epochs": 8}),
     ],
@@ -250,7 +255,7 @@ def _nab_section(args, suite: SuiteRun, windows, pngs: list[Path], root: Path) -
             "(null detector 0, perfect 100); each alert opening is one NAB detection. The "
             "config sets `detector.score_inputs`, so both LSTM-AE rows also score each "
             "reading's distance from the normaliser's forecast, and "
-            "`detector.season_period_s`, so that forecast holds a daily profile.",
+            "`detector.season_periods_s`, so that forecast holds a daily and a weekly profile.",
             table(SUMMARY_HEADER + NAB_HEADER, summary_rows(reports, nab)),
             "Per series (NAB standard score normalised on that series alone):",
             table(series_header, series_rows),
