@@ -171,8 +171,9 @@ def _learn_seasons(
         step = weights[..., k] * left
         updated.append(profiles[..., k] + step)
         left = left - step
-    s["season"] = s["season"].scatter(-1, slots, torch.stack(updated, dim=-1))
-    s["season_n"] = s["season_n"].scatter(-1, slots, seen)
+    # In place: the tables are (B, F, all bins), far larger than what changes (B, F, P).
+    s["season"].scatter_(-1, slots, torch.stack(updated, dim=-1))
+    s["season_n"].scatter_(-1, slots, seen)
 
 
 def stuck_features(

@@ -174,12 +174,10 @@ class Detector:
         table.host["last_offset"][rows] = offsets
         self._emit(table, readings, idx, rows, ts, offsets, res, out)
 
-    def step_in_chunks(
-        self, table, rows, values, gap, in_alert, ts=None, dt=None
-    ) -> dict[str, Tensor]:
-        """gather -> step_rows -> scatter, ``rows_per_chunk`` rows at a time; ``ts`` (epoch
-        seconds) and ``dt`` (seconds since the stream's previous reading) are needed only
-        with seasons (``detector.season_periods_s``).
+    def step_in_chunks(self, table, rows, values, gap, in_alert, ts, dt) -> dict[str, Tensor]:
+        """gather -> step_rows -> scatter, ``rows_per_chunk`` rows at a time. ``ts`` (epoch
+        seconds) and ``dt`` (seconds since the stream's previous reading) place each reading
+        in the seasons (``detector.season_periods_s``).
 
         Rows are independent, so chunking changes no result. On a CPU it keeps every
         temporary of the step (the (B, 4H) gates and the rest) in the core's cache instead of
