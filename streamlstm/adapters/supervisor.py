@@ -109,11 +109,17 @@ class Supervisor:
                 notes.append(f"worker {i} stopped")
                 del self.runs[i]
             except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as exc:
-                self.restarts += 1
                 cause = getattr(exc, "cause", None)  # a RayTaskError wraps the loop's error
                 why = type(exc).__name__ + (f": {type(cause).__name__}" if cause else "")
+                try:
+                    ray.get(self.actors[i].start.remote(self.plan[i], self.files, self.previous))
+                except ray.exceptions.ActorUnavailableError:
+                    # Ray is still restarting the actor process: the dead run stays in
+                    # ``runs``, so the next check tries again instead of the supervisor dying.
+                    notes.append(f"worker {i} died ({why}); still restarting, retrying")
+                    continue
+                self.restarts += 1
                 notes.append(f"worker {i} died ({why}); restarting it")
-                ray.get(self.actors[i].start.remote(self.plan[i], self.files, self.previous))
                 self.runs[i] = self.actors[i].run.remote()
         return notes
 
