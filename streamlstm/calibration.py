@@ -272,14 +272,21 @@ def score_statistics(
     return torch.cat([stats, deviation], dim=-1), torch.cat([seen, m], dim=-1)
 
 
+def n_calibrated(det: DetectorConfig, n_features: int) -> int:
+    """Columns ``score_statistics`` gives: errors per feature and in total, then the input
+    deviations with ``score_inputs``."""
+    return 2 * n_features + 1 if det.score_inputs else n_features + 1
+
+
 def calibration_horizons(det: DetectorConfig, n_features: int) -> float | Tensor:
     """Per-column horizons for ``calibrate``: the errors follow ``calibration_horizon``;
     input deviations follow the inputs' own scale horizon (they are measured in it)."""
     if not det.score_inputs:
         return float(det.calibration_horizon)
     scale = float(det.norm_scale_horizon or det.norm_horizon)
-    errors = [float(det.calibration_horizon)] * (n_features + 1)
-    return torch.tensor(errors + [scale] * n_features)
+    horizons = [float(det.calibration_horizon)] * n_calibrated(det, n_features)
+    horizons[n_features + 1 :] = [scale] * n_features
+    return torch.tensor(horizons)
 
 
 def feature_z(z: Tensor, n_features: int) -> Tensor:

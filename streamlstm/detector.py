@@ -25,6 +25,7 @@ from streamlstm.calibration import (
     calibration_horizons,
     calibration_state,
     feature_z,
+    n_calibrated,
     normalise,
     score_statistics,
     season_phase,
@@ -125,8 +126,7 @@ class Detector:
         self.net = model.net.to(self.device).eval()
         self.alerts = alerts.AlertMachine(alert_cfg, model.version)
         n_features = len(model.features)
-        n_columns = 2 * n_features + 1 if cfg.score_inputs else n_features + 1
-        self.prior = model.prior.tensors(self.device, n_columns)
+        self.prior = model.prior.tensors(self.device, n_calibrated(cfg, n_features))
         horizons = calibration_horizons(cfg, n_features)
         self.cal_horizons = torch.as_tensor(horizons, device=self.device)
         # A GPU wants the whole batch at once; a CPU wants cache-sized chunks (see below).

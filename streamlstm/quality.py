@@ -121,13 +121,10 @@ def _baseline(
     out = []
     for stream, offsets in data.by_stream().items():
         (s,) = to_series(data, {stream: offsets})
-        stats, seen = _baseline_stats(name, config, model, s)
+        stats, seen, horizon = _baseline_stats(name, config, model, s)
         n_train = max(2, int(len(s.ts) * train_fraction))
         skip = min(config.detector.burn_in_readings, n_train - 1)
         prior = typical_error(stats[:n_train], seen[:n_train], skip)
-        # The sliding-window LSTM has the detector's columns; the z-score its own F + 1.
-        lstm = name != "rolling z-score"
-        horizon = calibration_horizons(config.detector, s.values.shape[1]) if lstm else None
         trace: AlertTrace = calibrated_alerts(
             stats, seen, prior, config.detector, config.alerts, horizon=horizon
         )
@@ -148,10 +145,12 @@ def _group_of(config: Config, models: dict[str, ScoringModel]) -> str:
 
 def _baseline_stats(
     name: str, config: Config, model: ScoringModel, s: Series
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, float | torch.Tensor | None]:
+    """stats, seen and their calibration horizons (None: the errors' one for every column)."""
     if name == "rolling z-score":
-        return rolling_zscore_stats(s.values[:, None, :], ZSCORE_WINDOW)
+        return (*rolling_zscore_stats(s.values[:, None, :], ZSCORE_WINDOW), None)
     z, m, _ = normalise_lanes([s], model.prior, config.detector, torch.device("cpu"))
     net = model.net.to("cpu").eval()
-    context = config.training.chunk_len
-    return sliding_lstm_stats(net, z, m, context, config.detector.score_inputs)
+    det, context = config.detector, config.training.chunk_len
+    stats, seen = sliding_lstm_stats(net, z, m, context, det.score_inputs)
+    return stats, seen, calibration_horizons(det, s.values.shape[1])  # the detector's columns
