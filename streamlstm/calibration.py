@@ -107,6 +107,11 @@ def normalise(
     neither inflates the variance nor shows as a lasting offset, and the abrupt end of a
     drift stays a full-size jump. Deviations are clipped to 3 std in the updates.
 
+    With ``det.split_scale`` (state ``var_dn``) readings below the forecast are measured
+    in their own scale, learnt from them alone: a two-piece scale for skewed series. CPU
+    load, latency, counts and key presses spike up often and drop rarely, so one shared
+    std, inflated by the spikes, would hide a drop that the series has never made.
+
     With ``det.season_periods_s`` the forecast also adds, per season, the profile of the
     reading's bin (``phase``): a daily or weekly rhythm (a load cycle, a shift pattern,
     weekends) is then expected, so it neither shows as deviations nor inflates the
@@ -115,7 +120,8 @@ def normalise(
     week learns only how a weekday differs from the average day.
 
     x (B, F) raw values with 0 where missing; m (B, F) 1.0 = observed.
-    s: mean, var, var_ref, n_obs (B, F), trend (B, F) with a trend horizon, season and
+    s: mean, var, var_ref, n_obs (B, F), var_dn (B, F) with a split scale (NaN: take var),
+    trend (B, F) with a trend horizon, season and
     season_n (B, F, all bins) with seasons; updated in place. phase (B, P) long: the
     reading's bin in each of the P seasons (``season_phase``); share (B,): the share of a
     bin the reading stands for (``season_share``; default 1).
@@ -129,7 +135,12 @@ def normalise(
         profiles = season.gather(-1, slots)  # (B, F, P)
         forecast = forecast + profiles.sum(-1)
     floor = FLOOR_SHARE * s["var_ref"].sqrt() + FLOOR_EPS
-    std = s["var"].sqrt().clamp_min(floor)
+    above = x > forecast
+    var_dn = s.get("var_dn")
+    if var_dn is not None:  # NaN: not learnt yet (a new row, an older snapshot)
+        var_dn = torch.where(var_dn.isnan(), s["var"], var_dn)
+    var = s["var"] if var_dn is None else torch.where(above, s["var"], var_dn)
+    std = var.sqrt().clamp_min(floor)
     early = s["n_obs"] < NORM_START
     z = ((x - forecast) / std).clamp(-det.clip_sigma, det.clip_sigma) * m * ~early
     start = 1.0 / (s["n_obs"] + 1.0)
@@ -145,7 +156,13 @@ def normalise(
     if season is not None:
         share = torch.ones_like(x[:, 0]) if share is None else share
         _learn_seasons(s, slots, profiles, dev, m * ~early * share[:, None], det.season_horizon)
-    s["var"] = (1.0 - beta) * (s["var"] + beta * dev * dev)
+    if var_dn is None:
+        s["var"] = (1.0 - beta) * (s["var"] + beta * dev * dev)
+    else:  # each side learns from its own readings; both from a stream's first ones
+        b_up = beta * (above | early)
+        b_dn = beta * (~above | early)
+        s["var"] = (1.0 - b_up) * (s["var"] + b_up * dev * dev)
+        s["var_dn"] = (1.0 - b_dn) * (var_dn + b_dn * dev * dev)
     s["var_ref"] = (1.0 - gamma) * (s["var_ref"] + gamma * dev * dev)
     s["n_obs"] = s["n_obs"] + m
     return z

@@ -86,6 +86,10 @@ class DetectorConfig(_Section):
     # scale horizon. For univariate series: the autoencoder has no cross-feature structure
     # to check there, and a spike it reconstructs is still a spike (docs/quality.md).
     score_inputs: bool = False
+    # Two-piece scale: readings below the forecast get their own std, learnt from them
+    # alone. For skewed series (CPU, latency, counts spike up, seldom drop): one shared
+    # std, inflated by the spikes, hides a drop the series never makes (docs/quality.md).
+    split_scale: bool = False
     stuck_readings: int = Field(15, gt=1)  # a feature unchanged or missing this long = stuck
     clip_sigma: float = Field(20.0, gt=0)  # normalised inputs are clipped to ±clip_sigma
 

@@ -75,6 +75,7 @@ def table_columns(
     window: int,
     trend: bool = False,
     inputs: bool = False,
+    split_scale: bool = False,
     season_bins: int = 0,  # all seasons' bins together
 ) -> tuple[dict, dict]:
     F, H, W = n_features, hidden, window
@@ -100,6 +101,8 @@ def table_columns(
     if season_bins:  # the seasonal profiles and how many readings each bin has learnt
         device_cols["season"] = Column((F, season_bins), "float32")
         device_cols["season_n"] = Column((F, season_bins), "float32")
+    if split_scale:  # the downside variance; NaN until learnt (an older snapshot's rows)
+        device_cols["var_dn"] = Column((F,), "float32", float("nan"))
     if inputs:  # calibration of the input deviations: own columns, so a snapshot taken
         # without them restores (they start from a Gaussian input's statistics)
         device_cols["in_mu"] = Column((F,), "float32", INPUT_PRIOR[0])
@@ -138,9 +141,10 @@ class Detector:
             len(self.model.features),
             mcfg.hidden_size,
             mcfg.window_len,
-            bool(self.cfg.trend_horizon),
-            self.cfg.score_inputs,
-            sum(self.cfg.season_bins()),
+            trend=bool(self.cfg.trend_horizon),
+            inputs=self.cfg.score_inputs,
+            split_scale=self.cfg.split_scale,
+            season_bins=sum(self.cfg.season_bins()),
         )
         return StateTable(dev_cols, host_cols, self.device, capacity)
 
@@ -270,6 +274,8 @@ class Detector:
         p = self.prior
         table.dev["mean"][idx] = p["mean"].expand(n, -1)
         table.dev["var"][idx] = p["std"].square().expand(n, -1)
+        if "var_dn" in table.dev:
+            table.dev["var_dn"][idx] = float("nan")
         table.dev["max_run"][idx] = p["max_run"].expand(n, -1)
         store_calibration_state(
             table.dev, {k: p[k].expand(n, -1) for k in ("cal_mu", "cal_dev")}, idx

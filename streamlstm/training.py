@@ -109,6 +109,8 @@ def normalise_lanes(
         "var_ref": torch.zeros(L, F, device=device),
         "n_obs": torch.zeros(L, F, device=device),
     }
+    if det.split_scale:
+        state["var_dn"] = torch.full((L, F), float("nan"), device=device)
     if det.trend_horizon:
         state["trend"] = torch.zeros(L, F, device=device)
     phase = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -109,15 +110,21 @@ def test_scores_and_alerts_do_not_depend_on_batching() -> None:
     assert sorted(e1) == sorted(e7)
 
 
-def test_streamed_scores_equal_the_offline_calibration_with_input_deviations() -> None:
+@pytest.mark.parametrize("split_scale", [False, True])
+def test_streamed_scores_equal_the_offline_calibration_with_input_deviations(
+    split_scale: bool,
+) -> None:
     """With ``score_inputs`` the served score is the offline statistics (errors and input
     deviations, ``offline_feature_errors``) through the one ``calibrate``, reading by reading:
-    the serving path and the offline path (training's prior, the baselines) cannot drift."""
+    the serving path and the offline path (training's prior, the baselines) cannot drift.
+    The same with a two-piece scale (``split_scale``)."""
     readings = series("a", 150, seed=2)
     spike = readings[100]
     readings[100] = Reading("a", spike.ts, (130.0, *spike.values[1:]), "g", "t", 0, spike.offset)
     model, cfg = tiny_model(), tiny_config()
-    det_cfg = cfg.detector.model_copy(update={"score_inputs": True, "norm_scale_horizon": 80})
+    det_cfg = cfg.detector.model_copy(
+        update={"score_inputs": True, "norm_scale_horizon": 80, "split_scale": split_scale}
+    )
     s = Series("a", np.array([r.ts for r in readings]), np.array([r.values for r in readings]))
     z, m, _ = normalise_lanes([s], model.prior, det_cfg, torch.device("cpu"))
     _, stats, seen = offline_feature_errors(model.net, z, m, with_inputs=True)

@@ -101,6 +101,11 @@ CHANGES: dict[str, list[tuple[str, dict]]] = {
             "profile only)",
             {"detector.season_periods_s": [86400.0]},
         ),
+        (
+            "`detector.split_scale: true` in configs/univariate.yaml (before: one std for "
+            "readings above and below the forecast)",
+            {"detector.split_scale": False},
+        ),
         (EPOCHS, {"training.epochs": 8}),
     ],
 }
