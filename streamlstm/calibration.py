@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from streamlstm.config import DetectorConfig
+from streamlstm.seasons import learn_seasons
 
 NORM_START = 10  # a stream's first readings of a feature: plain running mean and variance
 FLOOR_SHARE = 0.05  # smallest std, as a share of the stream's own long-run std
@@ -61,25 +62,6 @@ class GroupPrior:
             "cal_mu": torch.tensor(mu[:k], dtype=torch.float32, device=device),
             "cal_dev": torch.tensor(dev[:k], dtype=torch.float32, device=device),
         }
-
-
-def season_phase(ts: Tensor, det: DetectorConfig) -> Tensor | None:
-    """Epoch seconds (...,) float64 -> each reading's bin in every season (..., P) long, as
-    an index into the seasons' bins laid end to end; None without ``season_periods_s``."""
-    if not det.season_periods_s:
-        return None
-    slots, first = [], 0
-    for period, bins in zip(det.season_periods_s, det.season_bins(), strict=True):
-        k = torch.floor(torch.remainder(ts, period) / det.season_bin_s).long().clamp_max(bins - 1)
-        slots.append(k + first)
-        first += bins
-    return torch.stack(slots, dim=-1)
-
-
-def season_share(dt: Tensor, det: DetectorConfig) -> Tensor:
-    """Seconds since each stream's previous reading (B,) -> the share of a bin that reading
-    stands for (B,), at most 1: a profile learns per bin visit, whatever the sampling rate."""
-    return torch.clamp(dt / det.season_bin_s, 0.0, 1.0).float()
 
 
 def normalise(
@@ -155,7 +137,7 @@ def normalise(
         s["trend"] = trend + alpha * dev * ~early / det.trend_horizon
     if season is not None:
         share = torch.ones_like(x[:, 0]) if share is None else share
-        _learn_seasons(s, slots, profiles, dev, m * ~early * share[:, None], det.season_horizon)
+        learn_seasons(s, slots, profiles, dev, m * ~early * share[:, None], det.season_horizon)
     if var_dn is None:
         s["var"] = (1.0 - beta) * (s["var"] + beta * dev * dev)
     else:  # each side learns from its own readings; both from a stream's first ones
@@ -166,31 +148,6 @@ def normalise(
     s["var_ref"] = (1.0 - gamma) * (s["var_ref"] + gamma * dev * dev)
     s["n_obs"] = s["n_obs"] + m
     return z
-
-
-def _learn_seasons(
-    s: dict[str, Tensor],
-    slots: Tensor,
-    profiles: Tensor,
-    dev: Tensor,
-    learn: Tensor,
-    horizon: float,
-) -> None:
-    """Each season's bin takes its share of the deviation, shortest season first; what it
-    leaves is the next one's. slots, profiles (B, F, P); dev (B, F); learn (B, F): the share
-    of a bin visit each reading stands for (0: learns nothing). A bin's weight is that share
-    over the visits it has seen (a plain mean at first), at least share / ``horizon``."""
-    share = learn.unsqueeze(-1)
-    seen = s["season_n"].gather(-1, slots) + share  # (B, F, P) visits, this reading's included
-    weights = torch.where(share > 0, torch.clamp_min(share / seen, share / horizon), 0.0)
-    left, updated = dev, []
-    for k in range(profiles.shape[-1]):
-        step = weights[..., k] * left
-        updated.append(profiles[..., k] + step)
-        left = left - step
-    # In place: the tables are (B, F, all bins), far larger than what changes (B, F, P).
-    s["season"].scatter_(-1, slots, torch.stack(updated, dim=-1))
-    s["season_n"].scatter_(-1, slots, seen)
 
 
 def stuck_features(

@@ -62,7 +62,7 @@ class DetectorConfig(_Section):
     # Seasonal profiles in the forecast (Holt-Winters' additive seasons; two of them, a day
     # and a week, are Taylor's double-seasonal method): each period is cut into bins of
     # season_bin_s by timestamp; each bin learns how far readings there sit from the level,
-    # over its last season_horizon visits (calibration.season_share). Empty: no profile.
+    # over its last season_horizon visits (seasons.season_share). Empty: no profile.
     season_periods_s: list[float] = Field(default_factory=list, max_length=3)
     season_bin_s: float = Field(1800.0, gt=0)
     season_horizon: float = Field(5.0, gt=1)

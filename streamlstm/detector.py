@@ -28,14 +28,13 @@ from streamlstm.calibration import (
     n_calibrated,
     normalise,
     score_statistics,
-    season_phase,
-    season_share,
     store_calibration_state,
     stuck_features,
 )
 from streamlstm.config import AlertConfig, DetectorConfig
 from streamlstm.model import LSTMAutoencoder, window_error
 from streamlstm.records import AlertEvent, Reading, Rejection
+from streamlstm.seasons import season_phase, season_share
 from streamlstm.state import Column, StateTable
 
 

@@ -21,11 +21,10 @@ from streamlstm.calibration import (
     GroupPrior,
     normalise,
     score_statistics,
-    season_phase,
-    season_share,
 )
 from streamlstm.config import DetectorConfig, ModelConfig, TrainingConfig
 from streamlstm.model import LSTMAutoencoder, sliding_windows, window_error
+from streamlstm.seasons import season_phase, season_share
 
 
 @dataclass

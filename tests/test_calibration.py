@@ -17,10 +17,9 @@ from streamlstm.calibration import (
     feature_z,
     normalise,
     score_statistics,
-    season_phase,
-    season_share,
 )
 from streamlstm.config import DetectorConfig
+from streamlstm.seasons import season_phase, season_share
 
 
 def _run(
