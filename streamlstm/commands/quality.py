@@ -260,7 +260,9 @@ def _nab_section(args, suite: SuiteRun, windows, pngs: list[Path], root: Path) -
             "(null detector 0, perfect 100); each alert opening is one NAB detection. The "
             "config sets `detector.score_inputs`, so both LSTM-AE rows also score each "
             "reading's distance from the normaliser's forecast, and "
-            "`detector.season_periods_s`, so that forecast holds a daily and a weekly profile.",
+            "`detector.season_periods_s`, so that forecast holds a daily and a weekly profile, "
+            "and `detector.split_scale`, so readings below the forecast are measured in their "
+            "own std (a two-piece scale).",
             table(SUMMARY_HEADER + NAB_HEADER, summary_rows(reports, nab)),
             "Per series (NAB standard score normalised on that series alone):",
             table(series_header, series_rows),
