@@ -19,7 +19,6 @@ from torch import Tensor
 
 from streamlstm import alerts
 from streamlstm.calibration import (
-    INPUT_PRIOR,
     GroupPrior,
     calibrate,
     calibration_horizons,
@@ -32,10 +31,11 @@ from streamlstm.calibration import (
     stuck_features,
 )
 from streamlstm.config import AlertConfig, DetectorConfig
+from streamlstm.detector_table import table_columns
 from streamlstm.model import LSTMAutoencoder, window_error
 from streamlstm.records import AlertEvent, Reading, Rejection
 from streamlstm.seasons import season_phase, season_share
-from streamlstm.state import Column, StateTable
+from streamlstm.state import StateTable
 
 
 @dataclass
@@ -68,52 +68,6 @@ class Scored:
 CPU_ROWS_PER_CHUNK = 2048
 
 
-def table_columns(
-    n_features: int,
-    hidden: int,
-    window: int,
-    trend: bool = False,
-    inputs: bool = False,
-    split_scale: bool = False,
-    season_bins: int = 0,  # all seasons' bins together
-) -> tuple[dict, dict]:
-    F, H, W = n_features, hidden, window
-    device_cols = {
-        "h": Column((H,), "float32"),
-        "c": Column((H,), "float32"),
-        "win_x": Column((W, F), "float32"),
-        "win_m": Column((W, F), "uint8"),  # a mask: 1 byte, not 4, per cell
-        "mean": Column((F,), "float32"),
-        "var": Column((F,), "float32"),
-        "var_ref": Column((F,), "float32"),  # long-run variance behind the std floor
-        "n_obs": Column((F,), "float32"),
-        "last_x": Column((F,), "float32", float("nan")),
-        "still": Column((F,), "float32"),
-        "max_run": Column((F,), "float32"),
-        "cal_mu": Column((F + 1,), "float32"),
-        "cal_dev": Column((F + 1,), "float32"),
-        "cal_n": Column((), "float32"),
-        "since_reset": Column((), "float32"),
-    }
-    if trend:
-        device_cols["trend"] = Column((F,), "float32")
-    if season_bins:  # the seasonal profiles and how many readings each bin has learnt
-        device_cols["season"] = Column((F, season_bins), "float32")
-        device_cols["season_n"] = Column((F, season_bins), "float32")
-    if split_scale:  # the downside variance; NaN until learnt (an older snapshot's rows)
-        device_cols["var_dn"] = Column((F,), "float32", float("nan"))
-    if inputs:  # calibration of the input deviations: own columns, so a snapshot taken
-        # without them restores (they start from a Gaussian input's statistics)
-        device_cols["in_mu"] = Column((F,), "float32", INPUT_PRIOR[0])
-        device_cols["in_dev"] = Column((F,), "float32", INPUT_PRIOR[1])
-    host_cols = {
-        "last_ts": Column((), "float64", float("-inf")),
-        "last_offset": Column((), "int64", -1),
-        **alerts.HOST_COLUMNS,
-    }
-    return device_cols, host_cols
-
-
 class Detector:
     def __init__(
         self,
@@ -137,13 +91,7 @@ class Detector:
     def new_table(self, capacity: int = 1024) -> StateTable:
         mcfg = self.net.cfg
         dev_cols, host_cols = table_columns(
-            len(self.model.features),
-            mcfg.hidden_size,
-            mcfg.window_len,
-            trend=bool(self.cfg.trend_horizon),
-            inputs=self.cfg.score_inputs,
-            split_scale=self.cfg.split_scale,
-            season_bins=sum(self.cfg.season_bins()),
+            len(self.model.features), mcfg.hidden_size, mcfg.window_len, self.cfg
         )
         return StateTable(dev_cols, host_cols, self.device, capacity)
 

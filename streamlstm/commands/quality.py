@@ -19,6 +19,7 @@ from streamlstm.evaluate import (
 )
 from streamlstm.nab import NabSeries, nab_report
 from streamlstm.quality import DETECTORS, RETRAINED, SuiteRun, score_suite
+from streamlstm.quality_changes import CHANGES
 from streamlstm.quality_report import (
     NAB_HEADER,
     SUMMARY_HEADER,
@@ -27,6 +28,8 @@ from streamlstm.quality_report import (
     summary_rows,
     table,
 )
+
+RETRAIN_PER_STREAM = 500  # readings per stream between two simulated retrain rounds
 
 
 def add_parser(sub) -> None:
@@ -54,61 +57,6 @@ def add_parser(sub) -> None:
         "stream (the evaluate --retrain-every simulation; 0: off)",
     )
     p.set_defaults(func=run)
-
-
-EPOCHS = "`training.epochs: 20` in the shipped config (before: 8)"
-RETRAIN_PER_STREAM = 500  # readings per stream between two simulated retrain rounds
-
-# Changes to a shipped config made while measuring here. Each suite is re-run without the
-# change (the streaming detector only, same seed), so the report shows its effect from this
-# very run: suite -> [(what changed, overrides that restore the previous default)].
-CHANGES: dict[str, list[tuple[str, dict]]] = {
-    "vitals": [
-        (
-            "`detector.trend_horizon: 30` and `detector.norm_scale_horizon: 300` in "
-            "configs/vitals.yaml (before: the normalisation level had no slope and its "
-            "variance followed `norm_horizon`, 60 readings)",
-            {"detector.trend_horizon": None, "detector.norm_scale_horizon": None},
-        ),
-        (EPOCHS, {"training.epochs": 8}),
-    ],
-    "sensors": [
-        (
-            "`detector.trend_horizon: 10` in configs/sensors.yaml (before: the normalisation "
-            "level had no slope, so it lagged every ramp)",
-            {"detector.trend_horizon": None},
-        ),
-        (EPOCHS, {"training.epochs": 8}),
-    ],
-    "nab": [
-        (
-            "`detector.norm_scale_horizon: 1000` in configs/univariate.yaml (before: the "
-            "normalisation variance followed `norm_horizon`, 60 readings)",
-            {"detector.norm_scale_horizon": None},
-        ),
-        (
-            "`detector.score_inputs: true` in configs/univariate.yaml (before: only the "
-            "reconstruction errors were scored, not each reading's distance from the forecast)",
-            {"detector.score_inputs": False},
-        ),
-        (
-            "`detector.season_periods_s: [86400, 604800]` in configs/univariate.yaml "
-            "(before: no daily or weekly profile in the normaliser's forecast)",
-            {"detector.season_periods_s": []},
-        ),
-        (
-            "the weekly profile of `detector.season_periods_s` (before: `[86400]`, a daily "
-            "profile only)",
-            {"detector.season_periods_s": [86400.0]},
-        ),
-        (
-            "`detector.split_scale: true` in configs/univariate.yaml (before: one std for "
-            "readings above and below the forecast)",
-            {"detector.split_scale": False},
-        ),
-        (EPOCHS, {"training.epochs": 8}),
-    ],
-}
 
 
 def run(args: argparse.Namespace) -> int:
