@@ -102,11 +102,11 @@ def normalise(
     week learns only how a weekday differs from the average day.
 
     x (B, F) raw values with 0 where missing; m (B, F) 1.0 = observed.
-    s: mean, var, var_ref, n_obs (B, F), var_dn (B, F) with a split scale (NaN: take var),
-    trend (B, F) with a trend horizon, season and
-    season_n (B, F, all bins) with seasons; updated in place. phase (B, P) long: the
-    reading's bin in each of the P seasons (``season_phase``); share (B,): the share of a
-    bin the reading stands for (``season_share``; default 1).
+    s: mean, var, var_ref, n_obs (B, F); var_dn (B, F) with a split scale (NaN: take var);
+    trend (B, F) with a trend horizon; season and season_n (B, F, all bins) with seasons;
+    updated in place. phase (B, P) long: the reading's bin in each of the P seasons
+    (``season_phase``); share (B,): the share of a bin the reading stands for
+    (``season_share``; default 1).
     returns z (B, F), normalised and masked.
     """
     trend = s.get("trend")
@@ -117,11 +117,11 @@ def normalise(
         profiles = season.gather(-1, slots)  # (B, F, P)
         forecast = forecast + profiles.sum(-1)
     floor = FLOOR_SHARE * s["var_ref"].sqrt() + FLOOR_EPS
-    above = x > forecast
-    var_dn = s.get("var_dn")
+    var, var_dn = s["var"], s.get("var_dn")
     if var_dn is not None:  # NaN: not learnt yet (a new row, an older snapshot)
-        var_dn = torch.where(var_dn.isnan(), s["var"], var_dn)
-    var = s["var"] if var_dn is None else torch.where(above, s["var"], var_dn)
+        above = x > forecast
+        var_dn = torch.where(var_dn.isnan(), var, var_dn)
+        var = torch.where(above, var, var_dn)
     std = var.sqrt().clamp_min(floor)
     early = s["n_obs"] < NORM_START
     z = ((x - forecast) / std).clamp(-det.clip_sigma, det.clip_sigma) * m * ~early

@@ -221,8 +221,6 @@ class Detector:
         p = self.prior
         table.dev["mean"][idx] = p["mean"].expand(n, -1)
         table.dev["var"][idx] = p["std"].square().expand(n, -1)
-        if "var_dn" in table.dev:
-            table.dev["var_dn"][idx] = float("nan")
         table.dev["max_run"][idx] = p["max_run"].expand(n, -1)
         store_calibration_state(
             table.dev, {k: p[k].expand(n, -1) for k in ("cal_mu", "cal_dev")}, idx
