@@ -7,7 +7,7 @@ import importlib
 import logging
 import sys
 
-from streamlstm.adapters.kafka_login import KafkaAuthFailed
+from streamlstm.adapters.kafka.login import KafkaAuthFailed
 from streamlstm.config import ConfigError
 from streamlstm.datafiles import InputFileError
 

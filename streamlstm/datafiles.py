@@ -16,7 +16,6 @@ import numpy as np
 
 from streamlstm.config import Config, GroupConfig
 from streamlstm.records import RawRecord, Reading, RecordParser, Rejection
-from streamlstm.training import Series
 
 
 class InputFileError(ValueError):
@@ -129,3 +128,12 @@ def to_series(data: FileData, indices: dict[str, list[int]] | None = None) -> li
         values = np.array([data.readings[i].values for i in idx], dtype=np.float64)
         out.append(Series(stream, ts, values))
     return out
+
+
+@dataclass
+class Series:
+    """One stream's readings in time order: ts (T,) epoch seconds, values (T, F), NaN = missing."""
+
+    stream: str
+    ts: np.ndarray
+    values: np.ndarray

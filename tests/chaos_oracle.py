@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 from kafka import KafkaProducer
 
-from streamlstm.adapters.runtime import input_partitions
-from streamlstm.adapters.supervisor import Supervisor
+from streamlstm.adapters.kafka.topics import input_partitions
+from streamlstm.adapters.ray.supervisor import Supervisor
 from streamlstm.config import Config, from_dict
 from streamlstm.records import format_ts
 from tests import live_helpers as lh
@@ -63,7 +63,7 @@ class Outcome:
 
 def build_scenario() -> tuple[Scenario, object]:
     """The records in produce order and the simulated data (to train the model on)."""
-    from streamlstm.simulate import bad_records
+    from streamlstm.simulate.generate import bad_records
 
     data = lh.simulated(STREAMS, LENGTH, seed=11, rate=0.0)
     for i in (1, 4):

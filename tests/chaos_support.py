@@ -41,10 +41,10 @@ def state_from_snapshots(cfg: Config, files: dict) -> dict:
     """``capture_state`` for a run in another process: its newest snapshots, restored here."""
     import torch
 
-    from streamlstm.adapters.ray_workers import _load_models
-    from streamlstm.adapters.storage import SnapshotStore
-    from streamlstm.pipeline import Engine
-    from streamlstm.state import table_rows
+    from streamlstm.adapters.ops.storage import SnapshotStore
+    from streamlstm.adapters.ray.workers import _load_models
+    from streamlstm.detect.state import table_rows
+    from streamlstm.stream.engine import Engine
 
     engine = Engine.build(cfg, _load_models(files), torch.device("cpu"))
     store = SnapshotStore(cfg.checkpoint.dir, cfg.checkpoint.keep)
@@ -89,7 +89,7 @@ def run_command(cfg, model_dir: Path, tmp_path: Path):
 
 def wait_committed(cfg, proc, timeout_s: float = 120.0) -> float:
     """Until the group's committed offsets reach the end of every partition; returns when."""
-    from streamlstm.adapters.kafka import KafkaSource
+    from streamlstm.adapters.kafka.client import KafkaSource
 
     source = KafkaSource(cfg.kafka.bootstrap, cfg.kafka.group_id)
     try:

@@ -26,7 +26,7 @@ def ray_local() -> Iterator[None]:
     """A real local Ray for the session ($RAY_ADDRESS joins an existing cluster instead)."""
     import ray
 
-    from streamlstm.adapters.supervisor import RAY_ENV
+    from streamlstm.adapters.ray.supervisor import RAY_ENV
 
     os.environ.update(RAY_ENV)  # the local Ray's processes inherit it, as `init_ray` arranges
     if os.environ.get("RAY_ADDRESS"):

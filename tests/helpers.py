@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from streamlstm import config as config_mod
-from streamlstm.calibration import GroupPrior
 from streamlstm.config import Config, ModelConfig
-from streamlstm.detector import Detector, ScoringModel
-from streamlstm.model import LSTMAutoencoder
+from streamlstm.detect.calibration import GroupPrior
+from streamlstm.detect.detector import Detector, ScoringModel
+from streamlstm.detect.model import LSTMAutoencoder
 from streamlstm.records import Reading
 
 FEATURES = ["hr", "spo2", "rr"]

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from streamlstm.adapters.devkafka import DevKafka
+from streamlstm.adapters.devkafka.broker import DevKafka
 
 
 @pytest.fixture(scope="session")
@@ -36,7 +36,7 @@ def kafka_topic_factory(kafka_bootstrap: str) -> Iterator[Callable[..., str]]:
     """``make(partitions=1, prefix="t", configs=None) -> name``; topics are deleted after."""
     from kafka import KafkaAdminClient
 
-    from streamlstm.adapters.kafka import ensure_topics
+    from streamlstm.adapters.kafka.client import ensure_topics
 
     made: list[str] = []
 

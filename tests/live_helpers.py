@@ -10,15 +10,15 @@ import orjson
 from kafka import KafkaConsumer, KafkaProducer
 
 from streamlstm import config as config_mod
-from streamlstm.adapters.ray_workers import model_files
-from streamlstm.adapters.runtime import ensure_topics, input_partitions
-from streamlstm.adapters.supervisor import Supervisor
-from streamlstm.checkpoint import save_model
-from streamlstm.commands.common import train_models
+from streamlstm.adapters.kafka.topics import ensure_worker_topics, input_partitions
+from streamlstm.adapters.ray.supervisor import Supervisor
+from streamlstm.adapters.ray.workers import model_files
 from streamlstm.config import Config
 from streamlstm.datafiles import FileData
 from streamlstm.records import Reading, format_ts
-from streamlstm.simulate import generate
+from streamlstm.simulate.generate import generate
+from streamlstm.train.checkpoint import save_model
+from streamlstm.train.models import train_models
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -107,7 +107,7 @@ def read_all(bootstrap: str, topic: str, idle_s: float = 2.0) -> list:
 
 
 def setup_topics(config: Config) -> None:
-    ensure_topics(config, config.kafka.bootstrap)
+    ensure_worker_topics(config, config.kafka.bootstrap)
 
 
 def start(config: Config, files: dict) -> Supervisor:
@@ -140,7 +140,7 @@ def alert_events(config: Config) -> list[dict]:
 
 
 def end_offsets(config: Config) -> dict[str, int]:
-    from streamlstm.adapters.kafka import KafkaSource
+    from streamlstm.adapters.kafka.client import KafkaSource
 
     source = KafkaSource(config.kafka.bootstrap, "probe")
     try:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from streamlstm.adapters.devkafka import free_port
+from streamlstm.adapters.devkafka.broker import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMETHEUS = shutil.which("prometheus")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from streamlstm.alerts import HOST_COLUMNS, AlertInputs, AlertMachine, alert_id
 from streamlstm.config import AlertConfig
-from streamlstm.state import StateTable
+from streamlstm.detect.alerts import HOST_COLUMNS, AlertInputs, AlertMachine, alert_id
+from streamlstm.detect.state import StateTable
 
 CFG = AlertConfig(enter=5, exit=2, critical=10, min_duration=2, exit_duration=2, cooldown=3)
 

@@ -5,16 +5,16 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from streamlstm.baselines import (
+from streamlstm.config import AlertConfig, DetectorConfig, ModelConfig
+from streamlstm.detect.model import LSTMAutoencoder
+from streamlstm.evaluation.baselines import (
     calibrated_alerts,
     rolling_zscore_stats,
     sliding_lstm_stats,
     typical_error,
 )
-from streamlstm.config import AlertConfig, DetectorConfig, ModelConfig
-from streamlstm.evaluate import EventReport, KindRecall
-from streamlstm.model import LSTMAutoencoder
-from streamlstm.quality_report import per_kind_rows, table
+from streamlstm.evaluation.metrics import EventReport, KindRecall
+from streamlstm.evaluation.quality_report import per_kind_rows, table
 
 
 def test_rolling_zscore_flags_the_spike_and_not_the_noise() -> None:

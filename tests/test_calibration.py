@@ -8,18 +8,17 @@ from __future__ import annotations
 import pytest
 import torch
 
-from streamlstm.calibration import (
+from streamlstm.config import DetectorConfig
+from streamlstm.detect.calibration import (
     INPUT_PRIOR,
-    NORM_START,
     GroupPrior,
     calibrate,
     calibration_horizons,
     feature_z,
-    normalise,
     score_statistics,
 )
-from streamlstm.config import DetectorConfig
-from streamlstm.seasons import season_phase, season_share
+from streamlstm.detect.normalise import NORM_START, normalise
+from streamlstm.detect.seasons import season_phase, season_share
 
 
 def _run(

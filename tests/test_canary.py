@@ -17,10 +17,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from streamlstm.adapters.kafka import KafkaDeliveryError, KafkaSink
-from streamlstm.adapters.ray_workers import PartitionWorkerImpl, model_files
-from streamlstm.checkpoint import save_model
+from streamlstm.adapters.kafka.client import KafkaDeliveryError, KafkaSink
+from streamlstm.adapters.ray.workers import PartitionWorkerImpl, model_files
 from streamlstm.records import RawRecord
+from streamlstm.train.checkpoint import save_model
 from tests.helpers import interleave, series, tiny_config, tiny_model
 from tests.live_helpers import read_all
 

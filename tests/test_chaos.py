@@ -97,7 +97,7 @@ def test_duplicate_delivery_and_offsets_reset_backwards(
     """The group's committed offsets reset to 0 while stopped, and a slice of records
     produced again (appended, so the originals keep their offsets and alert ids): nothing
     is applied twice; the copies are rejected to the DLQ as ``duplicate``/``out_of_order``."""
-    from streamlstm.adapters.kafka import KafkaSource
+    from streamlstm.adapters.kafka.client import KafkaSource
 
     records = scenario[0].records
     cfg = co.fresh_config(kafka_bootstrap, tmp_path)
@@ -158,7 +158,7 @@ def test_ray_kill_of_a_worker_actor_mid_stream(
 def test_torn_snapshot_is_detected_and_the_previous_one_used(
     request, kafka_bootstrap, ray_local, scenario, model, reference, tmp_path: Path
 ) -> None:
-    from streamlstm.adapters.storage import SnapshotStore
+    from streamlstm.adapters.ops.storage import SnapshotStore
 
     records = scenario[0].records
     cfg = co.fresh_config(kafka_bootstrap, tmp_path)
@@ -187,8 +187,8 @@ def test_snapshot_storage_full_commits_nothing_past_the_last_durable_snapshot(
 ) -> None:
     import ray
 
-    from streamlstm.adapters.kafka import KafkaSource
-    from streamlstm.adapters.storage import SnapshotStore
+    from streamlstm.adapters.kafka.client import KafkaSource
+    from streamlstm.adapters.ops.storage import SnapshotStore
 
     records = scenario[0].records
     cfg = co.fresh_config(kafka_bootstrap, tmp_path)
@@ -238,7 +238,7 @@ def own_broker(tmp_path_factory):
     import os
     import shutil
 
-    from streamlstm.adapters.devkafka import DevKafka
+    from streamlstm.adapters.devkafka.broker import DevKafka
 
     if os.environ.get("KAFKA_BOOTSTRAP") or shutil.which("java") is None:
         pytest.skip("broker faults need the local DevKafka")

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from streamlstm.adapters import devkafka
-from streamlstm.adapters.devkafka import DevKafka, DevKafkaError
-from streamlstm.adapters.kafka import ensure_topics
+from streamlstm.adapters.devkafka import broker as devkafka
+from streamlstm.adapters.devkafka.broker import DevKafka, DevKafkaError
+from streamlstm.adapters.kafka.client import ensure_topics
 
 REPO = Path(__file__).resolve().parents[1]
 needs_jdk = pytest.mark.skipif(

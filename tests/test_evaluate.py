@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamlstm.evaluate import (
+from streamlstm.evaluation.metrics import (
     Event,
     StreamEval,
     event_metrics,
@@ -21,8 +21,8 @@ from streamlstm.evaluate import (
     format_report,
     report_to_dict,
 )
-from streamlstm.nab import NAB_PROFILES, NabSeries, nab_report, nab_score
-from streamlstm.plots import PlotStream, plot_streams
+from streamlstm.evaluation.nab import NAB_PROFILES, NabSeries, nab_report, nab_score
+from streamlstm.evaluation.plots import PlotStream, plot_streams
 
 T0, STEP = 1_700_000_000.0, 60.0
 
@@ -291,7 +291,10 @@ def test_plot_writes_a_png(tmp_path) -> None:
 
 
 def test_importing_plots_does_not_import_matplotlib() -> None:
-    code = "import sys, streamlstm.plots, streamlstm.evaluate; print('matplotlib' in sys.modules)"
+    code = (
+        "import sys, streamlstm.evaluation.plots, streamlstm.evaluation.metrics; "
+        "print('matplotlib' in sys.modules)"
+    )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "False"

@@ -13,16 +13,16 @@ import pytest
 import torch
 
 from streamlstm import config as config_mod
-from streamlstm.adapters.kafka_eval import score_through_kafka
-from streamlstm.checkpoint import save_model
-from streamlstm.commands.common import train_models
-from streamlstm.commands.evaluate import _windows_for, stream_evals
-from streamlstm.commands.replay import score_file
+from streamlstm.adapters.dev.kafka_eval import score_through_kafka
 from streamlstm.datafiles import read_file
-from streamlstm.evaluate import event_metrics, events_from_labels, report_to_dict
-from streamlstm.nab import NabSeries, nab_report
+from streamlstm.evaluation.metrics import event_metrics, events_from_labels, report_to_dict
+from streamlstm.evaluation.nab import NabSeries, nab_report
+from streamlstm.evaluation.replay import score_file
+from streamlstm.evaluation.summary import stream_evals, windows_for
 from streamlstm.records import format_ts
-from streamlstm.simulate import generate, write_csv
+from streamlstm.simulate.generate import generate, write_csv
+from streamlstm.train.checkpoint import save_model
+from streamlstm.train.models import train_models
 from tests.cli_helpers import ROOT
 
 pytestmark = [pytest.mark.kafka, pytest.mark.ray]
@@ -97,7 +97,7 @@ def test_through_kafka_gives_the_offline_alerts_and_report(
     ]
     assert reports[0] == reports[1]
     assert reports[0]["tp"] > 0 and reports[0]["per_kind"]
-    windows = _windows_for(str(case["windows"]), csv)
+    windows = windows_for(str(case["windows"]), csv)
     nabs = [
         nab_report([NabSeries(e.ts, e.alert_open, windows, e.stream_id) for e in per_stream])
         for per_stream in (stream_evals(rows, data, windows) for rows in (offline, live.rows))

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from streamlstm.adapters.restart_models import pick_models
-from streamlstm.adapters.storage import SnapshotStore
-from streamlstm.crashpoints import CrashPoints, FullDisk
-from streamlstm.metric_counts import MetricCounts
-from streamlstm.state import read_meta
+from streamlstm.adapters.ops.storage import SnapshotStore
+from streamlstm.adapters.ray.restart_models import pick_models
+from streamlstm.detect.state import read_meta
+from streamlstm.stream.crashpoints import CrashPoints, FullDisk
+from streamlstm.stream.metric_counts import MetricCounts
 from tests.test_worker_loop import _records, _run, _worker
 
 
@@ -56,7 +56,7 @@ def _files(version: str) -> dict[str, bytes]:
 
 
 def _blob(version: str) -> bytes:
-    from streamlstm.pipeline import Engine
+    from streamlstm.stream.engine import Engine
     from tests.helpers import tiny_config, tiny_model
 
     engine = Engine.build(tiny_config(), {"g": tiny_model(version=version)})

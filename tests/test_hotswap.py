@@ -9,10 +9,11 @@ import dataclasses
 import numpy as np
 import pytest
 
-from streamlstm.detector import ScoringModel
-from streamlstm.pipeline import Engine
+from streamlstm.datafiles import Series
+from streamlstm.detect.detector import ScoringModel
 from streamlstm.records import Reading
-from streamlstm.training import Series, fit
+from streamlstm.stream.engine import Engine
+from streamlstm.train.fit import fit
 from tests.helpers import FEATURES, series, tiny_config
 
 STREAMS, LENGTH, STAGE_AT, SHADOW = 6, 1600, 700, 100

@@ -9,7 +9,12 @@ import uuid
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
-from streamlstm.adapters.kafka import KafkaDeliveryError, KafkaSink, KafkaSource, ensure_topics
+from streamlstm.adapters.kafka.client import (
+    KafkaDeliveryError,
+    KafkaSink,
+    KafkaSource,
+    ensure_topics,
+)
 from streamlstm.records import RawRecord
 
 pytestmark = pytest.mark.kafka
@@ -198,7 +203,7 @@ def test_values_never_logged(kafka_bootstrap, kafka_topic_factory, caplog):
 def test_load_generator_sends_every_payload_at_the_rate(
     kafka_bootstrap, kafka_topic_factory, source_factory
 ):
-    from streamlstm.adapters.loadgen import offer
+    from streamlstm.adapters.dev.loadgen import offer
 
     topic = kafka_topic_factory()
     payloads = [(b"s%d" % (i % 3), b'{"i": %d, "tab": "a\\tb"}' % i) for i in range(400)]

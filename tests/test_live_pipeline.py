@@ -120,7 +120,7 @@ def test_stop_and_restart_ends_in_the_same_state_and_alert_ids(
 def test_bad_records_go_to_the_dlq_with_reasons_and_counts_reconcile(
     kafka_bootstrap, ray_local, episode_data, model, tmp_path: Path
 ) -> None:
-    from streamlstm.simulate import bad_records
+    from streamlstm.simulate.generate import bad_records
 
     cfg = lh.live_config(kafka_bootstrap, tmp_path)
     lh.setup_topics(cfg)
@@ -176,11 +176,11 @@ def test_run_command_drains_on_sigterm_and_exits_0(
 
     import yaml
 
-    from streamlstm.adapters.kafka import KafkaSource
-    from streamlstm.adapters.registry import ModelRegistry
-    from streamlstm.adapters.runtime import REGISTRY_CHECK_S
-    from streamlstm.checkpoint import load_model
+    from streamlstm.adapters.kafka.client import KafkaSource
+    from streamlstm.adapters.ray.supervise import REGISTRY_CHECK_S
+    from streamlstm.adapters.retrain.registry import ModelRegistry
     from streamlstm.config import from_dict
+    from streamlstm.train.checkpoint import load_model
 
     cfg = lh.live_config(kafka_bootstrap, tmp_path, workers=1)
     lh.setup_topics(cfg)
@@ -312,8 +312,8 @@ def test_run_retrains_on_schedule_and_swaps_in_the_promoted_version(
 
     import yaml
 
-    from streamlstm.adapters.registry import ModelRegistry
-    from streamlstm.checkpoint import load_model
+    from streamlstm.adapters.retrain.registry import ModelRegistry
+    from streamlstm.train.checkpoint import load_model
 
     cfg = lh.live_config(kafka_bootstrap, tmp_path, workers=1)
     lh.setup_topics(cfg)

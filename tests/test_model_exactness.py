@@ -8,11 +8,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamlstm.baselines import calibrated_alerts
-from streamlstm.calibration import calibration_horizons
-from streamlstm.detector import Detector
+from streamlstm.datafiles import Series
+from streamlstm.detect.calibration import calibration_horizons
+from streamlstm.detect.detector import Detector
+from streamlstm.evaluation.baselines import calibrated_alerts
 from streamlstm.records import Reading
-from streamlstm.training import Series, normalise_lanes, offline_feature_errors
+from streamlstm.train.fit import normalise_lanes, offline_feature_errors
 from tests.helpers import interleave, series, tiny_config, tiny_detector, tiny_model
 
 TOL = 1e-5

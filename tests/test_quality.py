@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from streamlstm import config as config_mod
-from streamlstm.quality_data import nab_series, nab_windows
+from streamlstm.evaluation.quality_data import nab_series, nab_windows
 
 
 def _series(path: Path, n: int, start_day: int) -> Path:

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 
 from streamlstm import config as config_mod
-from streamlstm.adapters.registry import ModelRegistry, RegistryError
-from streamlstm.detector import ScoringModel
-from streamlstm.gate import GateStats, decide, gate_stats
-from streamlstm.simulate import generate
-from streamlstm.training import Series, fit
+from streamlstm.adapters.retrain.registry import ModelRegistry, RegistryError
+from streamlstm.datafiles import Series
+from streamlstm.detect.detector import ScoringModel
+from streamlstm.simulate.generate import generate
+from streamlstm.train.fit import fit
+from streamlstm.train.gate import GateStats, decide, gate_stats
 from tests.cli_helpers import ROOT
 from tests.helpers import tiny_model
 

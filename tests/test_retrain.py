@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streamlstm.adapters.registry import ModelRegistry
-from streamlstm.simulate import SimulatedData, generate, write_csv
+from streamlstm.adapters.retrain.registry import ModelRegistry
+from streamlstm.simulate.generate import SimulatedData, generate, write_csv
 from tests.cli_helpers import run_cli
 
 pytestmark = pytest.mark.ray
@@ -98,9 +98,9 @@ def test_ray_train_with_two_data_parallel_workers_reports_every_epoch(
     ray_local, tmp_path: Path
 ) -> None:
     from streamlstm import config as config_mod
-    from streamlstm.adapters.ray_train import train_group
-    from streamlstm.checkpoint import load_model
-    from streamlstm.training import Series
+    from streamlstm.adapters.retrain.ray_train import train_group
+    from streamlstm.datafiles import Series
+    from streamlstm.train.checkpoint import load_model
     from tests.cli_helpers import ROOT
 
     cfg = config_mod.load(

@@ -10,9 +10,9 @@ import orjson
 import pytest
 from kafka import KafkaProducer
 
-from streamlstm.adapters.retrain_data import topic_training_data
+from streamlstm.adapters.retrain.data import topic_training_data
 from streamlstm.records import format_ts
-from streamlstm.retrain_select import alert_episodes
+from streamlstm.train.select import alert_episodes
 from tests import live_helpers as lh
 
 pytestmark = pytest.mark.kafka

@@ -10,17 +10,19 @@ import pytest
 import torch
 
 from streamlstm.config import Config
-from streamlstm.detector import ScoringModel
-from streamlstm.pipeline import Engine, ReplayRow, replay
-from streamlstm.records import AlertEvent, Reading
-from streamlstm.retrain_replay import (
+from streamlstm.datafiles import Series
+from streamlstm.detect.detector import ScoringModel
+from streamlstm.evaluation.replay import ReplayRow, replay
+from streamlstm.evaluation.retrain_replay import (
     SWAP_BATCH,
     RetrainRound,
     format_rounds,
     replay_with_retraining,
     round_data,
 )
-from streamlstm.training import Series, fit
+from streamlstm.records import AlertEvent, Reading
+from streamlstm.stream.engine import Engine
+from streamlstm.train.fit import fit
 from tests.helpers import FEATURES, interleave, series, tiny_config
 
 STREAMS, LENGTH, EVERY = 4, 360, 600  # rounds after readings 600 and 1200 (of 1440)
@@ -68,7 +70,7 @@ def _as_series(readings: list[Reading]) -> list[Series]:
 
 
 class Trainer:
-    """A real in-process trainer (``training.fit``) that also keeps what it was given.
+    """A real in-process trainer (``train.fit.fit``) that also keeps what it was given.
 
     ``broken`` adds noise to the trained weights: a training run gone wrong. (Training on
     another plant's levels would not do: every stream is normalised on its own scale, so

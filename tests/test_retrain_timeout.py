@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from streamlstm.adapters.registry import ModelRegistry
-from streamlstm.adapters.retrainer import RetrainSchedule
+from streamlstm.adapters.ray.retrain_schedule import RetrainSchedule
+from streamlstm.adapters.retrain.registry import ModelRegistry
 from streamlstm.config import Config
 from tests import live_helpers as lh
 

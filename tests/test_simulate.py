@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from streamlstm import config as config_mod
 from streamlstm.commands import simulate as simulate_cmd
 from streamlstm.records import REASONS, RawRecord, Reading, RecordParser, format_ts
-from streamlstm.simulate import (
+from streamlstm.simulate.generate import (
     FEATURES,
     KINDS,
     VITAL_RANGES,

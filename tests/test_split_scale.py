@@ -11,8 +11,8 @@ import random
 import pytest
 import torch
 
-from streamlstm.calibration import normalise
 from streamlstm.config import DetectorConfig
+from streamlstm.detect.normalise import normalise
 
 
 def _state(split: bool) -> dict[str, torch.Tensor]:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from streamlstm.state import Column, StateTable
+from streamlstm.detect.state import Column, StateTable
 from tests.helpers import interleave, series, tiny_detector
 
 
@@ -26,8 +26,7 @@ def test_rows_are_stable_grow_and_are_reused_after_eviction() -> None:
     again, new2 = t.rows_for(["b"])
     assert again[0] == rows[1] and not new2[0]
     t.host["last_ts"][rows] = [10.0, 20.0, 30.0]
-    gone = t.evict_idle("last_ts", 25.0)
-    assert sorted(gone) == ["a", "b"] and len(t) == 1
+    assert t.evict(["a", "b", "never-seen"]) == 2 and len(t) == 1
     fresh, _ = t.rows_for(["d"])
     assert fresh[0] in rows[:2]  # a freed row is reused
     assert t.host["last_ts"][fresh[0]] == -1.0  # and reset to the fresh fill

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import orjson
 
-from streamlstm.adapters.storage import SnapshotStore, decode_snapshot, encode_snapshot
-from streamlstm.pipeline import Engine
+from streamlstm.adapters.ops.storage import SnapshotStore, decode_snapshot, encode_snapshot
+from streamlstm.detect.state import table_rows
 from streamlstm.records import RawRecord, RecordParser
-from streamlstm.state import table_rows
-from streamlstm.worker_loop import StreamWorker
+from streamlstm.stream.engine import Engine
+from streamlstm.stream.loop import StreamWorker
 from tests.helpers import assert_same_state, interleave, series, tiny_config, tiny_model
 
 

@@ -66,7 +66,7 @@ done
 ln -sfn "$venv/bin/ruff" "$overlay/bin/ruff"
 
 # Kafka jars for the local broker (demo and tests); a no-op once cached.
-"$overlay/bin/python" -c 'from streamlstm.adapters.devkafka import ensure_jars; ensure_jars()'
+"$overlay/bin/python" -c 'from streamlstm.adapters.devkafka.jars import ensure_jars; ensure_jars()'
 
 if [ "$with_ops" = 1 ]; then
   need=()

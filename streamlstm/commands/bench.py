@@ -6,6 +6,7 @@ import argparse
 import json
 
 from streamlstm.commands.common import add_config_args, add_device_arg, load_config, pick_device
+from streamlstm.evaluation.bench import bench_step
 
 
 def add_parser(sub) -> None:
@@ -72,7 +73,8 @@ def _print(result: dict, as_json: bool) -> int:
 def run_e2e(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from streamlstm.adapters.bench_live import run_e2e_command
+    # lazy: Ray and Kafka load only when this command runs, not for --help
+    from streamlstm.adapters.dev.bench_live import run_e2e_command
 
     result = run_e2e_command(
         load_config(args),
@@ -86,13 +88,13 @@ def run_e2e(args: argparse.Namespace) -> int:
 
 
 def run_memory(args: argparse.Namespace) -> int:
-    from streamlstm.adapters.bench_live import bench_memory
+    # lazy: Ray and Kafka load only when this command runs, not for --help
+    from streamlstm.adapters.dev.bench_live import bench_memory
 
     return _print(bench_memory(load_config(args), args.streams), args.json)
 
 
 def run_step(args: argparse.Namespace) -> int:
-    from streamlstm.bench import bench_step
 
     config = load_config(args)
     result = bench_step(

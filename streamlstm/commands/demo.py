@@ -37,7 +37,8 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from streamlstm.adapters.demo_runner import DemoOptions, run_demo
+    # lazy: Ray and Kafka load only when this command runs, not for --help
+    from streamlstm.adapters.dev.demo import DemoOptions, run_demo
 
     out = Path(args.out).resolve()
     args.set = [

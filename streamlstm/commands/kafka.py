@@ -7,7 +7,8 @@ import json
 import logging
 import sys
 
-from streamlstm.adapters import devkafka, devkafka_shared
+from streamlstm.adapters.devkafka import broker as devkafka
+from streamlstm.adapters.devkafka import shared as devkafka_shared
 
 
 def add_parser(sub) -> None:

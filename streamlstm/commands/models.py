@@ -38,7 +38,8 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from streamlstm.adapters.registry import ModelRegistry, RegistryError
+    # lazy: Ray and Kafka load only when this command runs, not for --help
+    from streamlstm.adapters.retrain.registry import ModelRegistry, RegistryError
 
     config = load_config(args)
     registry = ModelRegistry(args.registry or config.retrain.registry)

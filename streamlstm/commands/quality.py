@@ -2,32 +2,17 @@
 
 Synthetic vitals and sensors suites (fixed seed) with their shipped configs, and every NAB
 series under ``--nab`` with configs/univariate.yaml; each scored by the streaming LSTM-AE and
-the two baselines (``streamlstm.baselines``) through the same harness (``evaluate.py``).
+the two baselines (``evaluation.baselines``) through one harness (``evaluation.metrics``).
 """
 
 from __future__ import annotations
 
 import argparse
-import platform
-import time
 from pathlib import Path
 
 import torch
 
-from streamlstm.evaluate import (
-    event_metrics,
-)
-from streamlstm.nab import NabSeries, nab_report
-from streamlstm.quality import DETECTORS, RETRAINED, SuiteRun, score_suite
-from streamlstm.quality_changes import CHANGES
-from streamlstm.quality_report import (
-    NAB_HEADER,
-    SUMMARY_HEADER,
-    per_kind_rows,
-    per_series_rows,
-    summary_rows,
-    table,
-)
+from streamlstm.evaluation.quality_doc import QualityOptions, write_report
 
 RETRAIN_PER_STREAM = 500  # readings per stream between two simulated retrain rounds
 
@@ -44,6 +29,11 @@ def add_parser(sub) -> None:
     p.add_argument("--out", default="docs/quality.md", help="markdown report to write")
     p.add_argument("--configs", default="configs", help="folder with vitals/sensors/univariate")
     p.add_argument("--nab", default="../shared/datasets/nab-dev", help="NAB data folder")
+    p.add_argument(
+        "--changes",
+        default="docs/config-changes.yaml",
+        help="the config changes to re-score undone (YAML: suite -> [{change, undo}])",
+    )
     p.add_argument("--streams", type=int, default=40, help="streams per synthetic suite")
     p.add_argument("--length", type=int, default=2000, help="readings per synthetic stream")
     p.add_argument("--seed", type=int, default=7)
@@ -61,221 +51,16 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(min(torch.get_num_threads(), 2))  # the stated budget: 2 cores
-    started = time.perf_counter()
-    out = Path(args.out)
-    plots = out.parent / out.stem
-    sections, changes = [], []
-    for kind in ("vitals", "sensors"):
-        suite, config, _ = _suite(args, kind, {})
-        names = list(config.groups[0].features)
-        png = _plot_suite(suite, plots / f"{kind}.png", config.alerts.enter, kind, names)
-        sections.append(_synthetic_section(kind, args, suite, png, out.parent))
-        changes += _changes(args, kind, suite)
-        print(f"{kind}: done at {time.perf_counter() - started:.0f} s", flush=True)
-    if sorted(Path(args.nab).glob("data/*/*.csv")):
-        suite, config, windows = _suite(args, "nab", {})
-        pngs = [
-            _plot_one(t, plots / f"nab_{t.eval.stream_id}.png", config.alerts.enter)
-            for t in suite.by_detector[DETECTORS[0]]
-        ]
-        sections.append(_nab_section(args, suite, windows, pngs, out.parent))
-        changes += _changes(args, "nab", suite, windows)
-        print(f"nab: done at {time.perf_counter() - started:.0f} s", flush=True)
-    else:
-        print(f"nab: no series under {args.nab}/data, section skipped", flush=True)
-    if changes:
-        sections.append(_changes_section(changes))
-    seconds = time.perf_counter() - started
-    out.write_text(_document(args, sections, seconds))
-    print(f"wrote {out} and {plots}/ in {seconds:.0f} s")
+    options = QualityOptions(
+        out=Path(args.out),
+        configs=Path(args.configs),
+        nab=Path(args.nab),
+        changes=Path(args.changes),
+        streams=args.streams,
+        length=args.length,
+        seed=args.seed,
+        tolerance=args.tolerance,
+        retrain_every_per_stream=args.retrain_every_per_stream,
+    )
+    write_report(options, say=lambda line: print(line, flush=True))
     return 0
-
-
-def _suite(args, kind: str, overrides: dict, baselines: bool = True):
-    """Score one suite: (SuiteRun, config, NAB windows or None). Seeded per suite, so a
-    re-run with overrides starts from the same initial weights."""
-    from streamlstm import config as config_mod
-    from streamlstm.quality_data import nab_series, nab_windows, synthetic
-
-    torch.manual_seed(args.seed)
-    name = "univariate" if kind == "nab" else kind
-    config = config_mod.load(Path(args.configs) / f"{name}.yaml", overrides)
-    windows = None
-    if kind == "nab":
-        windows = nab_windows(Path(args.nab) / "combined_windows.json")
-        files = sorted(Path(args.nab).glob("data/*/*.csv"))
-        data, events_for = nab_series(config, files, windows)
-    else:
-        data, events_for = synthetic(config, kind, args.streams, args.length, args.seed)
-    # Not on NAB: its series come from different years, interleaved by position, so a
-    # look-back in time ("the last day") would hold almost none of them.
-    every = args.retrain_every_per_stream * len(data.by_stream())
-    every = every if baselines and kind != "nab" else 0
-    suite = score_suite(config, data, events_for, baselines=baselines, retrain_every=every)
-    return suite, config, windows
-
-
-def _headline(args, suite: SuiteRun, windows) -> list[str]:
-    evals = suite.evals(DETECTORS[0])
-    r = event_metrics(evals, args.tolerance)
-    cells = [f"{r.f1:.3f}", f"{r.recall:.3f}", str(r.fp)]
-    if windows is None:
-        worst = min(r.per_kind.items(), key=lambda kv: kv[1].recall)
-        return [*cells, f"{worst[0]} {worst[1].recall:.2f}"]
-    series = [NabSeries(s.ts, s.alert_open, windows[s.stream_id]) for s in evals]
-    return [*cells, f"NAB standard {nab_report(series)['standard']:.1f}"]
-
-
-def _changes(args, kind: str, suite: SuiteRun, windows=None) -> list[list[str]]:
-    rows = []
-    for what, restore in CHANGES.get(kind, []):
-        before, _, _ = _suite(args, kind, restore, baselines=False)
-        rows.append(
-            [kind, what, *_headline(args, before, windows), *_headline(args, suite, windows)]
-        )
-    return rows
-
-
-def _changes_section(rows: list[list[str]]) -> str:
-    header = ["suite", "change"]
-    for when in ("before", "after"):
-        header += [
-            f"F1 {when}",
-            f"recall {when}",
-            f"false alarms {when}",
-            f"NAB / worst kind {when}",
-        ]
-    return "\n\n".join(
-        [
-            "## Changes and their measured effect",
-            "Streaming LSTM-AE only; *before* is this run re-scored with the change undone.",
-            table(tuple(header), rows),
-        ]
-    )
-
-
-def _synthetic_section(kind: str, args, suite: SuiteRun, png: Path, root: Path) -> str:
-    reports = {d: event_metrics(suite.evals(d), args.tolerance) for d in suite.by_detector}
-    kind_header, kind_rows = per_kind_rows(reports)
-    return "\n\n".join(
-        [
-            f"## Synthetic {kind}",
-            f"`streamlstm simulate --kind {kind} --streams {args.streams} --length "
-            f"{args.length} --seed {args.seed}`, config `configs/{kind}.yaml`; the model trains "
-            "on the first 15 % of each stream (anomalies start after the first 25 %).",
-            table(SUMMARY_HEADER, summary_rows(reports, {})),
-            "Recall per anomaly kind:",
-            table(kind_header, kind_rows),
-            *_rounds_text(args, suite),
-            f"![{kind}]({png.relative_to(root)})",
-        ]
-    )
-
-
-def _rounds_text(args, suite: SuiteRun) -> list[str]:
-    """The retrain rounds of the as-deployed run, as `evaluate --retrain-every` prints them."""
-    if not suite.rounds:
-        return []
-    from streamlstm.retrain_replay import format_rounds
-
-    return [
-        f"*{RETRAINED}*: `streamlstm evaluate --retrain-every N` with N = "
-        f"{args.retrain_every_per_stream} readings per stream; the same first model, then "
-        "these rounds (training data: the last `retrain.lookback_s` minus the replay's own "
-        "alert episodes; the same gate and shadow warm-up as live):",
-        "```\n" + format_rounds(suite.rounds) + "\n```",
-    ]
-
-
-def _nab_section(args, suite: SuiteRun, windows, pngs: list[Path], root: Path) -> str:
-    reports, nab, per_series = {}, {}, {}
-    for d in suite.by_detector:
-        evals = suite.evals(d)
-        reports[d] = event_metrics(evals, args.tolerance)
-        series = [NabSeries(s.ts, s.alert_open, windows[s.stream_id], s.stream_id) for s in evals]
-        nab[d] = nab_report(series)
-        per_series[d] = {s.name: nab_report([s])["standard"] for s in series}
-    evals = {d: suite.evals(d) for d in suite.by_detector}
-    series_header, series_rows = per_series_rows(evals, per_series, args.tolerance)
-    images = " ".join(f"[{p.stem}]({p.relative_to(root)})" for p in pngs)
-    return "\n\n".join(
-        [
-            f"## NAB development subset ({len(pngs)} series)",
-            "Config `configs/univariate.yaml` unchanged for every series (threshold fixed by the "
-            "config, never fitted to labels). One model group: shared weights trained on the "
-            "first 15 % of every series (NAB's probationary period), per-series state, "
-            "normalisation and calibration. NAB scores are normalised over all series "
-            "(null detector 0, perfect 100); each alert opening is one NAB detection. The "
-            "config sets `detector.score_inputs`, so both LSTM-AE rows also score each "
-            "reading's distance from the normaliser's forecast, and "
-            "`detector.season_periods_s`, so that forecast holds a daily and a weekly profile, "
-            "and `detector.split_scale`, so readings below the forecast are measured in their "
-            "own std (a two-piece scale).",
-            table(SUMMARY_HEADER + NAB_HEADER, summary_rows(reports, nab)),
-            "Per series (NAB standard score normalised on that series alone):",
-            table(series_header, series_rows),
-            *_rounds_text(args, suite),
-            f"Plots (streaming LSTM-AE): {images}",
-        ]
-    )
-
-
-def _document(args, sections: list[str], seconds: float) -> str:
-    head = [
-        "# Detection quality",
-        "Generated by `make quality` (`streamlstm quality --out docs/quality.md`); every number "
-        "below comes from that run. Do not edit by hand.",
-        f"Run: {seconds:.0f} s on {platform.machine()} ({torch.get_num_threads()} torch "
-        f"threads), seed {args.seed}, tolerance {args.tolerance} readings.",
-        "**How it is measured** (`streamlstm/evaluate.py`): an event is a labelled segment or "
-        "NAB window; it is detected when an alert *opens* inside it or up to the tolerance "
-        "after it; every alert opening outside all events is one false alarm. No point "
-        "adjustment in precision/recall/F1; the point-adjusted F1 is shown only for comparison "
-        "(it flatters long alerts). TTD = first matching opening minus event start.",
-        "**Detectors**: *streaming LSTM-AE* is `streamlstm`'s live scoring path (carried "
-        "`(h, c)`, O(1) per reading) with its first model. *" + RETRAINED + "* is the same, "
-        "with the live retraining schedule simulated in the replay (below each table). "
-        "*sliding-window LSTM-AE* is the same trained network re-run "
-        "from a zero state over the last `training.chunk_len` readings for every reading. "
-        "*rolling z-score* is |x - mean| / std of the previous 100 readings per feature. "
-        "Both baselines go through the same calibration (robust z against the stream's own "
-        "EMA, frozen inside alerts, same warm-up) and the same alert state machine and "
-        "thresholds as the detector. The baselines have no flat-line/dropout check, so the "
-        "streaming detector's `signal_quality` alerts are its own (they count as detections).",
-    ]
-    return "\n\n".join(head + sections) + "\n"
-
-
-SMALL = (9.0, 60)  # width (inches), dpi: light images for the repository
-
-
-def _plot_one(traced, path: Path, threshold: float) -> Path:
-    from streamlstm.plots import PlotStream, plot_streams
-
-    s = traced.eval
-    panel = PlotStream(
-        s.stream_id, s.ts, traced.score, threshold, s.in_alert, traced.values, None, s.events
-    )
-    return plot_streams(path, [panel], f"{s.stream_id}: alerts red, labelled green", *SMALL)
-
-
-def _plot_suite(
-    suite: SuiteRun, path: Path, threshold: float, kind: str, feature_names: list[str]
-) -> Path:
-    from streamlstm.plots import PlotStream, plot_streams
-
-    traced = sorted(suite.by_detector[DETECTORS[0]], key=lambda t: -len(t.eval.events))[:2]
-    panels = [
-        PlotStream(
-            t.eval.stream_id,
-            t.eval.ts,
-            t.score,
-            threshold,
-            t.eval.in_alert,
-            t.values,
-            feature_names,
-            t.eval.events,
-        )
-        for t in traced
-    ]
-    return plot_streams(path, panels, f"synthetic {kind}: alerts red, labelled green", *SMALL)

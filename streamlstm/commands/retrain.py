@@ -51,9 +51,10 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from streamlstm.adapters.registry import ModelRegistry
-    from streamlstm.adapters.retrainer import RetrainData, from_topics, retrain_all
-    from streamlstm.adapters.supervisor import init_ray
+    # lazy: Ray and Kafka load only when this command runs, not for --help
+    from streamlstm.adapters.ray.supervisor import init_ray
+    from streamlstm.adapters.retrain.registry import ModelRegistry
+    from streamlstm.adapters.retrain.round import RetrainData, from_topics, retrain_all
 
     config = load_config(args)
     if not 0.0 < args.holdout < 1.0:

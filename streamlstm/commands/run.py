@@ -9,8 +9,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from streamlstm.checkpoint import load_model
 from streamlstm.commands.common import add_config_args, add_device_arg, load_config, pick_device
+from streamlstm.train.checkpoint import load_model
+from streamlstm.train.models import train_first_model
 
 log = logging.getLogger("streamlstm.run")
 
@@ -44,9 +45,10 @@ def resolve_models(config, bootstrap: str, model_arg: str | None, device_name: s
     """(model files, their registry or None) to serve: --model, model_dir, else the
     registry's promoted versions, else a cold-start model trained from the input topics
     (registered and promoted). Served from the registry, promotions hot-swap in."""
-    from streamlstm.adapters.ray_workers import model_files
-    from streamlstm.adapters.registry import ModelRegistry
-    from streamlstm.adapters.runtime import read_topic_readings, train_first_model
+    # lazy: Ray and Kafka load only when this command runs, not for --help
+    from streamlstm.adapters.kafka.topics import read_topic_readings
+    from streamlstm.adapters.ray.workers import model_files
+    from streamlstm.adapters.retrain.registry import ModelRegistry
 
     chosen = model_arg or config.model_dir
     if chosen:
@@ -71,11 +73,14 @@ def resolve_models(config, bootstrap: str, model_arg: str | None, device_name: s
 
 
 def run(args: argparse.Namespace) -> int:
-    from streamlstm.adapters.runtime import StopFlag, ensure_topics, kafka_bootstrap, supervise
+    # lazy: Ray and Kafka load only when this command runs, not for --help
+    from streamlstm.adapters.devkafka.shared import kafka_bootstrap
+    from streamlstm.adapters.kafka.topics import ensure_worker_topics
+    from streamlstm.adapters.ray.supervise import StopFlag, supervise
 
     config = load_config(args)
     bootstrap, _ = kafka_bootstrap(config)
-    ensure_topics(config, bootstrap)
+    ensure_worker_topics(config, bootstrap)
     stop = StopFlag()
     files, registry = resolve_models(config, bootstrap, args.model, args.device)
 

@@ -7,8 +7,10 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from streamlstm.simulate.generate import generate, rfc3339, write_csv, write_truth_json
+
 if TYPE_CHECKING:
-    from streamlstm.simulate import SimulatedData
+    from streamlstm.simulate.generate import SimulatedData
 
 EXAMPLES = """\
 examples:
@@ -86,7 +88,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # Imported here so that building the CLI parser stays cheap.
-    from streamlstm.simulate import generate, write_csv, write_truth_json
 
     if not args.out and not (args.bootstrap and args.topic):
         args.parser.error("give --out FILE.csv, or --bootstrap and --topic for Kafka")
@@ -106,9 +107,9 @@ def _to_kafka(args: argparse.Namespace) -> int:
     """Produce keyed records at a steady rate; write the truth of what was produced."""
     from kafka import KafkaProducer
 
-    from streamlstm.adapters.kafka import ensure_topics
-    from streamlstm.adapters.sim_producer import produce
-    from streamlstm.simulate import generate, write_truth_json
+    # lazy: Ray and Kafka load only when this command runs, not for --help
+    from streamlstm.adapters.dev.sim_producer import produce
+    from streamlstm.adapters.kafka.client import ensure_topics
 
     steps = int(args.duration * args.rate / args.streams) + 1
     # Kafka mode sizes the data to what will be sent, so episodes fall inside the run.
@@ -138,7 +139,6 @@ def _parent_made(path: str) -> Path:
 
 def summary(data: SimulatedData, out: str, truth: str | None) -> str:
     """One paragraph: streams, readings, events per kind, where the files went."""
-    from streamlstm.simulate import rfc3339
 
     kinds = Counter(e.kind for e in data.events)
     per_kind = ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())) or "none"

@@ -7,16 +7,11 @@ import json
 import time
 from pathlib import Path
 
-from streamlstm.checkpoint import save_model
-from streamlstm.commands.common import (
-    add_config_args,
-    add_device_arg,
-    load_config,
-    pick_device,
-    train_models,
-)
+from streamlstm.commands.common import add_config_args, add_device_arg, load_config, pick_device
 from streamlstm.datafiles import read_file
 from streamlstm.records import format_ts
+from streamlstm.train.checkpoint import save_model
+from streamlstm.train.models import train_models
 
 
 def add_parser(sub) -> None:

@@ -1,0 +1,254 @@
+"""``bench e2e`` (real broker + Ray workers) and ``bench memory`` (bytes per idle stream).
+
+e2e, all in one run on one machine:
+1. pre-load M records over S streams into a fresh topic (broker ``LogAppendTime``);
+2. the ingest ceiling: one bare kafka-python consumer that only polls and JSON-decodes them;
+3. end to end: W Ray workers parse, score (batched LSTM step), run the alert state machine,
+   produce alerts, snapshot and commit; readings/s = M / time to handle them all;
+4. latency: a producer offers half the end-to-end rate for a while; each worker records, per
+   record, broker append time -> score computed; p50/p99 over that window.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+from streamlstm.adapters.dev.loadgen import offer
+from streamlstm.adapters.devkafka.broker import DevKafka, resolve_bootstrap
+from streamlstm.adapters.kafka.client import KafkaSource, ensure_topics
+from streamlstm.adapters.kafka.topics import ensure_worker_topics
+from streamlstm.adapters.ray.supervisor import Supervisor, init_ray
+from streamlstm.adapters.ray.workers import model_files
+from streamlstm.config import Config, from_dict
+from streamlstm.evaluation.bench import _reading_source, bench_detector
+from streamlstm.records import Reading
+from streamlstm.simulate.generate import generate
+from streamlstm.train.models import train_first_model
+
+
+def _records(n_streams: int, per_stream: int, seed: int) -> list[tuple[bytes, bytes]]:
+
+    data = generate("vitals", n_streams, per_stream, seed)
+    out = []
+    for t in range(per_stream):
+        for i, stream in enumerate(data.streams):
+            values = {
+                f: (None if v != v else round(float(v), 2))
+                for f, v in zip(data.features, data.values[i][t], strict=True)
+            }
+            ts_ms = int(data.ts[i][t] * 1000)
+            out.append(
+                (stream.encode(), orjson.dumps({"stream": stream, "ts": ts_ms, "values": values}))
+            )
+    return out
+
+
+def _preload(bootstrap: str, topic: str, records, partitions: int) -> None:
+    from kafka import KafkaProducer
+
+    ensure_topics(
+        bootstrap, {topic: partitions}, configs={"message.timestamp.type": "LogAppendTime"}
+    )
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=256_000, acks=1)
+    for key, value in records:
+        producer.send(topic, key=key, value=value)
+    producer.flush()
+    producer.close()
+
+
+def bare_consume_decode(bootstrap: str, topic: str, expected: int) -> float:
+    """Records/s of one consumer that only polls and decodes JSON: the ingest ceiling."""
+
+    source = KafkaSource(bootstrap, f"bare-{uuid.uuid4().hex[:6]}")
+    tps = [(topic, p) for p in source.partitions_for(topic)]
+    source.assign(tps)
+    for t, p in tps:
+        source.seek(t, p, 0)
+    seen, started = 0, time.perf_counter()
+    while seen < expected:
+        for rec in source.poll(1.0, 5000):
+            orjson.loads(rec.value)
+            seen += 1
+    elapsed = time.perf_counter() - started
+    source.close()
+    return seen / elapsed
+
+
+def bench_e2e(
+    config: Config,
+    bootstrap: str,
+    model_dir: Path,
+    n_streams: int,
+    per_stream: int,
+    workers: int,
+    latency_s: float,
+    out: Path,
+) -> dict:
+
+    tag = uuid.uuid4().hex[:6]
+    topic = f"bench-{tag}"
+    partitions = max(2, workers * 2)
+    tree = config.model_dump()
+    tree["kafka"].update(
+        bootstrap=bootstrap,
+        input_topics=[topic],
+        group_id=f"bench-{tag}",
+        alerts_topic=f"bench-alerts-{tag}",
+        dlq_topic=f"bench-dlq-{tag}",
+        input_partitions=partitions,
+    )
+    tree["groups"][0]["topics"] = [topic]
+    tree["checkpoint"]["dir"] = str(out / f"snapshots-{tag}")
+    tree["ray"]["workers"] = workers
+    cfg = from_dict(tree)
+    records = _records(n_streams, per_stream, seed=1)
+    _preload(bootstrap, topic, records, partitions)
+    ensure_worker_topics(cfg, bootstrap)
+    ceiling = bare_consume_decode(bootstrap, topic, len(records))
+
+    init_ray(cfg)
+    sup = Supervisor(
+        cfg, bootstrap, model_files(model_dir), [(topic, p) for p in range(partitions)]
+    )
+    sup.start()
+    started = time.perf_counter()
+    while sum(s.get("records", 0) for s in sup.stats()) < len(records):
+        time.sleep(0.05)
+    e2e_rate = len(records) / (time.perf_counter() - started)
+    latency = _latency_at(sup, bootstrap, topic, records, 0.5 * e2e_rate, latency_s, 1)
+    quarter = _latency_at(sup, bootstrap, topic, records, 0.25 * e2e_rate, latency_s, 100)
+    final = sup.stop()
+    return {
+        "bench": "e2e",
+        "streams": n_streams,
+        "records": len(records),
+        "workers": workers,
+        "partitions": partitions,
+        "cpus": os.cpu_count(),
+        "hidden_size": cfg.groups[0].model.hidden_size,
+        "bare_consume_decode_per_s": round(ceiling),
+        "e2e_readings_per_s": round(e2e_rate),
+        "e2e_over_ceiling": round(e2e_rate / ceiling, 3),
+        **latency,
+        "quarter_load": quarter,
+        "alerts": sum(w.get("alerts", 0) for w in final),
+        "notes": "one machine: the broker, the producer, the bare consumer and the Ray "
+        "workers share its cores; latency = broker append time -> score computed.",
+    }
+
+
+def _latency_at(
+    sup, bootstrap: str, topic: str, records, rate: float, seconds: float, epoch: int
+) -> dict:
+    """Offer ``rate`` records/s (the same streams, later timestamps) and read the latency.
+
+    The records are serialised before the clock starts, so the load generator only sends:
+    on a small machine it shares the cores with the broker and the workers.
+    """
+    import ray
+
+    total = int(rate * seconds)
+    payloads = []
+    for k in range(total):
+        key, value = records[k % len(records)]
+        rec = orjson.loads(value)
+        rec["ts"] += 10**9 * (epoch + k // len(records))  # later than all earlier readings
+        payloads.append((key, orjson.dumps(rec)))
+
+    def start_measuring() -> None:
+        for actor in sup.actors:
+            ray.get(actor.latency.remote(reset=True))
+
+    warmup_s = min(3.0, seconds / 4)  # start-up of the load client is not the workers' latency
+    sent = offer(bootstrap, topic, payloads, rate, warmup_s, start_measuring)
+    time.sleep(1.0)
+    parts = [ray.get(a.latency.remote()) for a in sup.actors]
+    return {
+        "offered_load_per_s": round(rate),
+        "latency_records": int(sum(p.get("n", 0) for p in parts)),
+        "achieved_load_per_s": round(sent["sent"] / sent["seconds"]),
+        "load_client": sent["client"],
+        "warmup_s": warmup_s,
+        "latency_p50_ms": round(max(p.get("p50", 0.0) for p in parts) * 1e3, 1),
+        "latency_p99_ms": round(max(p.get("p99", 0.0) for p in parts) * 1e3, 1),
+        "latency_note": "per-worker quantiles; the larger of the workers is reported",
+    }
+
+
+def bench_memory(config: Config, n_streams: int, batch: int = 10_000) -> dict:
+    """Resident bytes per idle stream: RSS growth after adding ``n_streams`` streams."""
+    import torch
+
+    group = config.groups[0]
+    f = len(group.features)
+    det = bench_detector(config, torch.device("cpu"))
+    table = det.new_table(capacity=1024)
+    make = _reading_source(batch, f, np.random.default_rng(0))
+    det.score(table, make()[:10])  # warm the allocator and the kernels first
+    before = _rss()
+    for k in range(n_streams // batch):
+        readings = make()
+        det.score(table, [r.__class__(f"{k}-{r.stream}", *_rest(r)) for r in readings])
+    after = _rss()
+    return {
+        "bench": "memory",
+        "streams": len(table),
+        "hidden_size": group.model.hidden_size,
+        "window_len": group.model.window_len,
+        "features": f,
+        "rss_growth_bytes": after - before,
+        "rss_bytes_per_stream": round((after - before) / len(table)),
+        "table_bytes_per_stream": round(table.nbytes() / len(table)),
+        "table_capacity": table.capacity,
+    }
+
+
+def _rest(r):
+    return (r.ts, r.values, r.group, r.topic, r.partition, r.offset)
+
+
+def _rss() -> int:
+    """Resident bytes after returning freed heap pages (transient batches are not state)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    with contextlib.suppress(OSError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def run_e2e_command(
+    config: Config, n_streams: int, per_stream: int, workers: int, latency_s: float, out: Path
+) -> dict:
+    """Start a local broker (unless one is configured), train a model, run ``bench_e2e``."""
+
+    out.mkdir(parents=True, exist_ok=True)
+    bootstrap = resolve_bootstrap(config.kafka.bootstrap)
+    broker = None
+    if bootstrap is None:
+        broker = DevKafka(out / f"kafka-{uuid.uuid4().hex[:6]}")
+        bootstrap = broker.start()
+    try:
+        data = generate("vitals", 50, 300, 2)
+        group = config.groups[0].name
+        readings = [
+            Reading(s, float(data.ts[i][t]), tuple(data.values[i][t]), group)
+            for i, s in enumerate(data.streams)
+            for t in range(300)
+        ]
+        model_dir = train_first_model(config, readings, out / "model", "cpu")
+        return bench_e2e(
+            config, bootstrap, model_dir, n_streams, per_stream, workers, latency_s, out
+        )
+    finally:
+        if broker is not None:
+            broker.stop()

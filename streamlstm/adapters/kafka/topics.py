@@ -1,0 +1,66 @@
+"""The worker's topics from its config: create them, list their partitions, read them from
+the start (cold-start data)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from streamlstm.adapters.kafka.client import KafkaSource
+from streamlstm.adapters.kafka.client import ensure_topics as create
+from streamlstm.adapters.kafka.options import client_options
+from streamlstm.config import Config
+from streamlstm.records import Reading, RecordParser
+
+
+def ensure_worker_topics(config: Config, bootstrap: str) -> None:
+
+    k = config.kafka
+    if not k.create_topics:
+        return
+    wanted = {t: k.input_partitions for t in k.input_topics}
+    wanted[k.alerts_topic] = k.input_partitions
+    wanted[k.dlq_topic] = 1
+    create(bootstrap, wanted, client_options(k))
+
+
+def input_partitions(config: Config, bootstrap: str) -> list[tuple[str, int]]:
+
+    source = KafkaSource(bootstrap, f"{config.kafka.group_id}-meta", client_options(config.kafka))
+    try:
+        return sorted((t, p) for t in config.kafka.input_topics for p in source.partitions_for(t))
+    finally:
+        source.close()
+
+
+def read_topic_readings(
+    config: Config,
+    bootstrap: str,
+    min_readings: int,
+    timeout_s: float,
+    progress: Callable[[int], None] | None = None,
+) -> list:
+    """Readings from the start of the input topics (no offsets committed): cold-start data."""
+
+    parser = RecordParser(config.input, config.groups)
+    source = KafkaSource(
+        bootstrap, f"{config.kafka.group_id}-bootstrap", client_options(config.kafka)
+    )
+    readings: list[Reading] = []
+    try:
+        tps = sorted((t, p) for t in config.kafka.input_topics for p in source.partitions_for(t))
+        source.assign(tps)
+        for t, p in tps:
+            source.seek(t, p, 0)
+        deadline = time.monotonic() + timeout_s
+        while len(readings) < min_readings and time.monotonic() < deadline:
+            for rec in source.poll(0.5, 5000):
+                got = parser.parse(rec)
+                if isinstance(got, Reading):
+                    readings.append(got)
+            if progress:
+                progress(len(readings))
+    finally:
+        source.close()
+    readings.sort(key=lambda r: (r.ts, r.stream))
+    return readings

@@ -1,0 +1,289 @@
+"""The Prometheus exporter: one endpoint, served by the supervisor, for all workers.
+
+Workers keep plain counts (``metric_counts.MetricCounts``) and the supervisor pulls their
+deltas (``Supervisor.metrics``) into a ``MetricsHub``, a custom collector that turns the
+totals into metric families at scrape time. Names and labels are the contract in
+docs/metrics.md; every label value comes from a closed set, never from a stream id.
+Nothing is registered or served at import: ``serve`` does that, on the configured address.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client.core import (
+    CollectorRegistry,
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
+
+from streamlstm.adapters.kafka.client import KafkaSource
+from streamlstm.adapters.kafka.options import client_options
+from streamlstm.config import ConfigError
+from streamlstm.detect.alerts import SEVERITY
+from streamlstm.records import REASONS, parse_ts
+from streamlstm.stream.metric_counts import BUCKETS, Histogram
+
+P = "streamlstm_"
+RETRAIN_OUTCOMES = ("promoted", "rejected", "skipped", "failed", "timeout")
+
+# name in MetricCounts -> (exported name, help, label names, label values to show at zero)
+COUNTERS: dict[str, tuple[str, str, tuple[str, ...], list[tuple[str, ...]]]] = {
+    "readings": (
+        "readings",
+        "Readings consumed, by outcome",
+        ("outcome",),
+        [("scored",), ("warming",), ("dlq",)],
+    ),
+    "dlq": (
+        "dlq_records",
+        "Records sent to the DLQ, by reason",
+        ("reason",),
+        [(r,) for r in REASONS],
+    ),
+    "alert_events": (
+        "alert_events",
+        "Alert events written to the alerts topic",
+        ("event", "severity"),
+        [(e, s) for e in ("open", "update", "resolve") for s in SEVERITY.values()],
+    ),
+    "restores": (
+        "state_restores",
+        "Partition state at worker start, by result",
+        ("result",),
+        [("restored",), ("cold",), ("skipped",)],
+    ),
+    "snapshot_failures": (
+        "snapshot_failures",
+        "Checkpoints whose snapshot write failed (nothing committed)",
+        (),
+        [()],
+    ),
+}
+HISTOGRAMS = {
+    "score": ("score", "Calibrated anomaly score of scored readings"),
+    "latency": ("processing_latency_seconds", "Broker append time to reading scored"),
+    "snapshot": ("snapshot_duration_seconds", "One checkpoint: flush, snapshot, commit"),
+}
+
+
+class MetricsHub:
+    """Totals across workers plus supervisor-side gauges; a prometheus_client collector."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.counters: dict[tuple[str, tuple[str, ...]], float] = {}
+        for key, (_, _, _, zeros) in COUNTERS.items():
+            for labels in zeros:
+                self.counters[(key, labels)] = 0.0
+        self.histograms = {name: Histogram(b) for name, b in BUCKETS.items()}
+        self.workers: dict[int, dict[str, Any]] = {}  # latest gauges per worker
+        self.lag: dict[tuple[str, int], int] = {}
+        self.workers_desired = self.workers_up = self.restarts = 0
+        self.last_commit_at = 0.0
+        self.created_at: dict[str, float] = {}  # model version -> training time (epoch s)
+        self.retrain_enabled = False
+        self.retrain_outcomes: dict[str, int] = {}
+        self.last_retrain_at = 0.0
+
+    # --- updates (supervisor thread) ----------------------------------------------------
+    def add_reports(self, reports: list[dict[str, Any] | None]) -> None:
+        with self._lock:
+            self.workers_desired = len(reports)
+            self.workers_up = sum(r is not None for r in reports)
+            for report in reports:
+                if report is not None:
+                    self._add(report)
+
+    def _add(self, report: dict[str, Any]) -> None:
+        counts = report["counts"]
+        for name, labels, value in counts["counters"]:
+            key = (name, tuple(labels))
+            self.counters[key] = self.counters.get(key, 0.0) + value
+        for name, (bucket_counts, total) in counts["histograms"].items():
+            self.histograms[name].add(bucket_counts, total)
+        if counts["last_commit_at"]:
+            self.last_commit_at = max(self.last_commit_at, counts["last_commit_at"])
+        if "streams" in report:
+            self.workers[report["worker"]] = report
+
+    def set_lag(self, lag: dict[tuple[str, int], int]) -> None:
+        with self._lock:
+            self.lag = dict(lag)
+
+    def set_restarts(self, restarts: int) -> None:
+        self.restarts = restarts
+
+    def know_models(self, files: dict[str, dict[str, bytes]]) -> None:
+        """Training times of the model versions being served (from their model files)."""
+        for blobs in files.values():
+            card = json.loads(blobs["model.json"])
+            entry = json.loads(blobs["entry.json"]) if "entry.json" in blobs else {}
+            created = entry.get("created_at") or parse_ts(card.get("created")) or 0.0
+            self.created_at[card["version"]] = float(created)
+
+    def set_retrain(self, enabled: bool, outcomes: dict[str, int], last_success: float | None):
+        self.retrain_enabled = enabled
+        self.retrain_outcomes = dict(outcomes)
+        self.last_retrain_at = last_success or 0.0
+
+    def positions(self) -> dict[tuple[str, int], int]:
+        """Next offset to process per partition, as the workers last reported."""
+        with self._lock:
+            return {(t, p): o for w in self.workers.values() for t, p, o in w.get("positions", [])}
+
+    # --- scrape (HTTP thread) -----------------------------------------------------------
+    def collect(self) -> Iterator[Any]:
+        with self._lock:
+            yield from self._counter_families()
+            yield from self._histogram_families()
+            yield from self._worker_gauges()
+            yield from self._model_and_retrain()
+
+    def _counter_families(self) -> Iterator[Any]:
+        for key, (name, help_text, label_names, _) in COUNTERS.items():
+            family = CounterMetricFamily(P + name, help_text, labels=label_names)
+            for (k, labels), value in sorted(self.counters.items()):
+                if k == key:
+                    family.add_metric(list(labels), value)
+            yield family
+        restarts = CounterMetricFamily(P + "worker_restarts", "Worker actors restarted")
+        restarts.add_metric([], self.restarts)
+        yield restarts
+        runs = CounterMetricFamily(
+            P + "retrain_runs", "Retrain rounds by outcome", labels=["outcome"]
+        )
+        for outcome in RETRAIN_OUTCOMES:
+            runs.add_metric([outcome], self.retrain_outcomes.get(outcome, 0))
+        yield runs
+
+    def _histogram_families(self) -> Iterator[Any]:
+        for key, (name, help_text) in HISTOGRAMS.items():
+            h = self.histograms[key]
+            family = HistogramMetricFamily(P + name, help_text)
+            family.add_metric([], h.cumulative(), sum_value=h.sum)
+            yield family
+
+    def _worker_gauges(self) -> Iterator[Any]:
+        live = list(self.workers.values())
+        open_alerts = GaugeMetricFamily(P + "open_alerts", "Alerts open now", labels=["severity"])
+        for severity in SEVERITY.values():
+            open_alerts.add_metric([severity], sum(w["open_alerts"][severity] for w in live))
+        yield open_alerts
+        yield _gauge(
+            "active_streams", "Streams with state on the workers", sum(w["streams"] for w in live)
+        )
+        lag = GaugeMetricFamily(
+            P + "consumer_lag_records",
+            "Log end offset minus next offset",
+            labels=["topic", "partition"],
+        )
+        for (topic, partition), value in sorted(self.lag.items()):
+            lag.add_metric([topic, str(partition)], value)
+        yield lag
+        yield _gauge("last_commit_timestamp_seconds", "Newest offset commit", self.last_commit_at)
+        yield _gauge("workers", "Workers the supervisor runs", self.workers_desired)
+        yield _gauge("workers_up", "Workers that answered the last check", self.workers_up)
+
+    def _model_and_retrain(self) -> Iterator[Any]:
+        served: dict[str, str] = {}
+        for w in self.workers.values():
+            served.update(w.get("models", {}))
+        info = GaugeMetricFamily(
+            P + "model_info", "Model version served", labels=["group", "version"]
+        )
+        created = GaugeMetricFamily(
+            P + "model_created_timestamp_seconds",
+            "When the served version was trained",
+            labels=["group"],
+        )
+        for group, version in sorted(served.items()):
+            info.add_metric([group, version], 1)
+            created.add_metric([group], self.created_at.get(version, 0.0))
+        yield info
+        yield created
+        yield _gauge(
+            "last_successful_retrain_timestamp_seconds",
+            "Newest promoting retrain",
+            self.last_retrain_at,
+        )
+        yield _gauge(
+            "retrain_enabled", "Scheduled retraining runs here", float(self.retrain_enabled)
+        )
+
+
+def _gauge(name: str, help_text: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(P + name, help_text, value=value)
+
+
+def serve(hub: MetricsHub, host: str, port: int):
+    """Serve ``hub`` on http://host:port/metrics; returns (server, thread) to shut down."""
+    from prometheus_client import start_http_server
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(hub)
+    return start_http_server(port, addr=host, registry=registry)
+
+
+class MetricsFeed:
+    """The supervisor's side of the exporter: pulls worker reports and consumer lag into the
+    hub every ``every_s`` and serves it; ``close`` stops serving."""
+
+    def __init__(self, config, bootstrap: str, every_s: float = 2.0):
+
+        self.hub = MetricsHub()
+        self.every_s, self.last = every_s, 0.0
+        self._known_files: dict | None = None
+        self.restarts_before = 0  # restarts of supervisors replaced after a repartition
+        self.source = KafkaSource(
+            bootstrap, f"{config.kafka.group_id}-metrics", client_options(config.kafka)
+        )
+        host, port = config.metrics.host, config.metrics.port
+        try:
+            self.server = serve(self.hub, host, port)
+        except OSError as exc:
+            self.source.close()
+            raise ConfigError(
+                [
+                    f"metrics.port: cannot serve on {host}:{port} ({exc.strerror}); pick "
+                    "another port (0: any free one) or set metrics.enabled: false"
+                ]
+            ) from None
+
+    @property
+    def port(self) -> int:
+        """The bound port (``metrics.port: 0`` picks a free one)."""
+        return self.server[0].server_port
+
+    def tick(self, sup, now: float, files: dict, schedule=None) -> None:
+        """Called by the supervisor loop; pulls at most every ``every_s``."""
+        if now - self.last < self.every_s:
+            return
+        self.last = now
+        if files is not self._known_files:  # a new model set (a swap): read its cards once
+            self.hub.know_models(files)
+            self._known_files = files
+        if schedule is not None:
+            self.hub.set_retrain(True, schedule.outcomes, schedule.last_success_at)
+        self.pull(sup)
+
+    def pull(self, sup) -> None:
+        self.hub.add_reports(sup.metrics())
+        self.hub.set_restarts(self.restarts_before + sup.restarts)
+        positions = self.hub.positions()
+        if positions:
+            ends = self.source.end_offsets(sorted(positions), timeout_s=5)
+            self.hub.set_lag(
+                {tp: max(0, ends[tp] - o) for tp, o in positions.items() if tp in ends}
+            )
+
+    def close(self) -> None:
+        server, thread = self.server
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+        self.source.close()

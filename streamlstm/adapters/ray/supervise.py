@@ -1,0 +1,140 @@
+"""Wiring for ``streamlstm run`` and the demo: Kafka (existing or local), topics, the first
+model (cold start), Ray and the supervisor loop with signal-driven draining."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from streamlstm.adapters.kafka.topics import input_partitions
+from streamlstm.adapters.ops.prometheus import MetricsFeed
+from streamlstm.adapters.ray.retrain_schedule import RetrainSchedule
+from streamlstm.adapters.ray.supervisor import Supervisor, init_ray
+from streamlstm.config import Config
+
+log = logging.getLogger(__name__)
+
+
+PARTITION_CHECK_S = 30.0  # how often the supervisor looks for new input partitions
+REGISTRY_CHECK_S = 5.0  # how often it looks for a newly promoted model version
+
+
+def _swap_if_promoted(sup, registry, groups: list[str], served: dict, files: dict):
+    """Stage the registry's current versions that differ from the served ones."""
+    now = {g: registry.current(g) for g in groups}
+    changed = [g for g in groups if now[g] and now[g] != served.get(g)]
+    if not changed:
+        return files, served
+    fresh = registry.current_files(changed)
+    log.warning("promoted %s: warming in shadow, then switching", [now[g] for g in changed])
+    sup.stage(fresh)
+    return {**files, **fresh}, now
+
+
+def _start(sup) -> None:
+    for info in sup.start():
+        log.info("worker %s on %s starts at %s", info["worker"], info["device"], info["starts"])
+
+
+class StopFlag:
+    """Set by SIGINT/SIGTERM (or a caller); the supervisor loop then drains and returns."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def install(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, lambda *_: self.event.set())
+
+
+def supervise(
+    config: Config,
+    bootstrap: str,
+    files: dict,
+    stop: StopFlag,
+    duration_s: float | None = None,
+    on_status: Callable[[list[dict]], None] | None = None,
+    status_every_s: float = 5.0,
+    registry: Any = None,
+) -> dict[str, Any]:
+    """Run the workers until ``stop`` (or ``duration_s``); drain; return final numbers.
+
+    With a ``registry``, a newly promoted version (by ``streamlstm retrain``, ``models
+    promote`` or ``rollback``) is hot-swapped into the running workers.
+    """
+
+    init_ray(config)
+    stop.install()  # after ray.init, which installs its own SIGTERM handler
+    partitions = input_partitions(config, bootstrap)
+    feed = _metrics_feed(config, bootstrap)  # first: a taken port fails fast
+    sup = Supervisor(config, bootstrap, files, partitions)
+    started_at = time.monotonic()
+    _start(sup)
+    last_status = last_check = last_registry = started_at
+    groups = [g.name for g in config.groups]
+    served = {g: registry.current(g) for g in groups} if registry else {}
+    schedule = _schedule(config, bootstrap, registry)
+    while not stop.event.is_set():
+        now = time.monotonic()
+        if duration_s is not None and now - started_at >= duration_s:
+            break
+        for note in sup.watch():
+            log.warning(note)
+        if now - last_check >= PARTITION_CHECK_S:
+            last_check = now
+            current = input_partitions(config, bootstrap)
+            if current != partitions:  # topics grew: re-plan; state follows the partitions
+                log.warning(
+                    "input partitions changed (%d -> %d): reassigning",
+                    len(partitions),
+                    len(current),
+                )
+                sup.stop()
+                if feed is not None:
+                    feed.restarts_before += sup.restarts
+                partitions = current
+                sup = Supervisor(config, bootstrap, files, partitions, sup.generation + 1)
+                _start(sup)
+        if schedule is not None:
+            schedule.poll()
+        if registry is not None and now - last_registry >= REGISTRY_CHECK_S:
+            last_registry = now
+            files, served = _swap_if_promoted(sup, registry, groups, served, files)
+        if feed is not None:
+            feed.tick(sup, now, files, schedule)
+        if on_status and now - last_status >= status_every_s:
+            on_status(sup.stats())
+            last_status = now
+        stop.event.wait(0.5)
+    final = sup.stop()
+    if feed is not None:
+        feed.close()  # stays up while draining: a long drain is visible to the scrape
+    return {
+        "workers": final,
+        "restarts": sup.restarts,
+        "seconds": time.monotonic() - started_at,
+        "retrains": schedule.outcomes if schedule is not None else {},
+    }
+
+
+def _metrics_feed(config: Config, bootstrap: str):
+    """The Prometheus endpoint (``metrics.enabled``), fed from the workers (``tick``)."""
+    if not config.metrics.enabled:
+        return None
+
+    feed = MetricsFeed(config, bootstrap)
+    log.info("metrics on http://%s:%d/metrics", config.metrics.host, feed.port)
+    return feed
+
+
+def _schedule(config: Config, bootstrap: str, registry: Any):
+    """Scheduled retraining needs a registry to promote into (not with a fixed --model)."""
+    if registry is None or not config.retrain.enabled:
+        return None
+
+    return RetrainSchedule(config, bootstrap, registry)

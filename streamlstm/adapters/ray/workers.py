@@ -1,0 +1,260 @@
+"""Ray actors: ``PartitionWorker`` runs a ``StreamWorker`` over its assigned partitions with
+its own Kafka consumer and producer (records never pass through the supervisor).
+
+Actors are named (``streamlstm-worker-<generation>-<i>``) and restartable: when one dies Ray
+starts it again and the supervisor re-issues its assignment, so it restores each partition's
+newest snapshot and seeks past it.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import ray
+
+from streamlstm.adapters.kafka.client import KafkaSink, KafkaSource
+from streamlstm.adapters.kafka.options import client_options
+from streamlstm.adapters.ops.storage import SnapshotStore
+from streamlstm.adapters.ray.restart_models import pick_models
+from streamlstm.config import Config, from_dict
+from streamlstm.detect.alerts import OPEN, SEVERITY
+from streamlstm.detect.columns import Col
+from streamlstm.detect.state import table_rows
+from streamlstm.records import RecordParser
+from streamlstm.stream.crashpoints import wrap_store
+from streamlstm.stream.engine import Engine
+from streamlstm.stream.loop import CrashPoints, StreamWorker
+from streamlstm.stream.metric_counts import MetricCounts
+from streamlstm.train.checkpoint import load_model, load_model_set
+
+log = logging.getLogger(__name__)
+
+TP = tuple[str, int]
+
+
+def plan_assignment(partitions: list[TP], n_workers: int) -> list[list[TP]]:
+    """Spread partitions evenly (round-robin over a sorted list): a pure, stable decision."""
+    plan: list[list[TP]] = [[] for _ in range(n_workers)]
+    for i, tp in enumerate(sorted(partitions)):
+        plan[i % n_workers].append(tp)
+    return plan
+
+
+def model_files(model_dir: str | Path) -> dict[str, dict[str, bytes]]:
+    """A model set as bytes, so actors on other nodes need no shared filesystem."""
+
+    root = Path(model_dir)
+    groups = load_model_set(root)  # validates before shipping
+    out: dict[str, dict[str, bytes]] = {}
+    for group in groups:
+        folder = root / group if (root / group / "model.json").exists() else root
+        out[group] = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    return out
+
+
+def _load_models(files: dict[str, dict[str, bytes]]) -> dict:
+
+    models = {}
+    with tempfile.TemporaryDirectory(prefix="streamlstm-model-") as tmp:
+        for group, blobs in files.items():
+            folder = Path(tmp) / group
+            folder.mkdir()
+            for name, data in blobs.items():
+                (folder / name).write_bytes(data)
+            models[group] = load_model(folder)
+    return models
+
+
+class _TopicSink:
+    """Binds the alert and DLQ topics to the Kafka producer (the loop's ``Sink``)."""
+
+    def __init__(self, producer, alerts_topic: str, dlq_topic: str):
+        self.producer, self.alerts_topic, self.dlq_topic = producer, alerts_topic, dlq_topic
+
+    def send_alert(self, key: bytes, value: bytes) -> None:
+        self.producer.send_alert(self.alerts_topic, key, value)
+
+    def send_dlq(self, record, stage: str, reason: str) -> None:
+        self.producer.send_dlq(self.dlq_topic, record, stage, reason)
+
+    def flush(self, timeout_s: float) -> None:
+        self.producer.flush(timeout_s)
+
+
+class PartitionWorkerImpl:
+    """The actor's body (plain class, so it can also run in-process in tests)."""
+
+    def __init__(
+        self, config: dict[str, Any], files: dict[str, dict[str, bytes]], bootstrap: str, index: int
+    ):
+        self.config: Config = from_dict(config)
+        self.files, self.bootstrap, self.index = files, bootstrap, index
+        self.worker = None
+        self.source = None
+        self.sink = None
+        self.partitions: list[TP] = []
+        self._stop = threading.Event()
+        self._running = threading.Lock()
+        self.counts = MetricCounts()  # kept across restarts of the loop in this process
+
+    def start(
+        self,
+        partitions: list[TP],
+        files: dict[str, dict[str, bytes]] | None = None,
+        previous: dict[str, dict[str, bytes]] | None = None,
+    ) -> dict[str, Any]:
+        """Build the loop for ``partitions``: restore snapshots and seek past them.
+
+        ``files`` replaces the models given at construction (a restart after a hot-swap);
+        ``previous`` are the models served before it (see ``restart_models``).
+        """
+        if files is not None:
+            self.files = files
+        if self.source is not None:  # a restart in this process (its run task failed)
+            self.close()
+        import torch
+
+        cfg = self.config
+        gpu = bool(ray.get_gpu_ids()) if ray.is_initialized() else False
+        device = torch.device("cuda" if gpu and torch.cuda.is_available() else "cpu")
+        crash = CrashPoints.from_env()
+        store = wrap_store(SnapshotStore(cfg.checkpoint.dir, cfg.checkpoint.keep, crash.hit))
+        serve, staged = pick_models(self.files, previous or {}, store, partitions)
+        engine = Engine.build(cfg, _load_models(serve), device)
+        options = client_options(cfg.kafka)
+        self.source = KafkaSource(
+            self.bootstrap, cfg.kafka.group_id, options, max_poll_records=cfg.kafka.max_poll_records
+        )
+        self.source.assign([tuple(tp) for tp in partitions])
+        self.sink = _TopicSink(
+            KafkaSink(self.bootstrap, options), cfg.kafka.alerts_topic, cfg.kafka.dlq_topic
+        )
+        self.worker = StreamWorker(
+            engine,
+            RecordParser(cfg.input, cfg.groups),
+            self.source,
+            self.sink,
+            store,
+            time.monotonic,
+            cfg.checkpoint.interval_s,
+            metrics=self.counts,
+            crash=crash,
+            wall_clock=time.time,
+        )
+        self.partitions = [tuple(tp) for tp in partitions]
+        starts = self.worker.assign(self.partitions)
+        for model in _load_models(staged).values():
+            log.warning(
+                "%s: restarted mid-swap: %s warms in shadow again", model.group, model.version
+            )
+            self.worker.request_stage(model, cfg.retrain.shadow_readings)
+        self._stop.clear()
+        return {
+            "worker": self.index,
+            "device": str(device),
+            "starts": {f"{t}:{p}": o for (t, p), o in starts.items()},
+        }
+
+    def run(self) -> dict[str, Any]:
+        """Poll until ``stop``; then drain: a final checkpoint (flush, snapshot, commit)."""
+        kcfg = self.config.kafka
+        with self._running:
+            while not self._stop.is_set():
+                self.worker.run_once(kcfg.poll_timeout_s, kcfg.max_poll_records)
+            self.worker.checkpoint()
+        return self.stats()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def stage(self, files: dict[str, dict[str, bytes]]) -> list[str]:
+        """Warm these models in shadow; each takes over when warm. Returns their versions
+        once the loop has them (or after 30 s if it is stuck in a long batch)."""
+        models = _load_models(files)
+        self.files = {**self.files, **files}
+        for model in models.values():
+            self.worker.request_stage(model, self.config.retrain.shadow_readings)
+        # Return once the loop warms them: readings arriving after this see the shadow.
+        deadline = time.monotonic() + 30.0
+        while self.worker.stage_pending() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return [m.version for m in models.values()]
+
+    def models(self) -> dict[str, str]:
+        """The version each group is scored with now."""
+        return {g: d.model.version for g, d in self.worker.engine.detectors.items()}
+
+    def stats(self) -> dict[str, Any]:
+        if self.worker is None:
+            return {"worker": self.index, "started": False}
+        c = self.worker.counters
+        return {
+            "worker": self.index,
+            "started": True,
+            "records": c.records,
+            "scored": c.scored,
+            "warming": c.warming,
+            "dlq": c.dlq,
+            "alerts": c.alerts,
+            "replayed": c.replayed,
+            "swaps": c.swaps,
+            "checkpoints": c.checkpoints,
+            "by_reason": dict(c.by_reason),
+            "partitions": [f"{t}:{p}" for t, p in self.partitions],
+            "positions": {f"{t}:{p}": o for (t, p), o in self.worker.next_offset.items()},
+            "streams": sum(len(t) for t in self.worker.engine.tables.values()),
+        }
+
+    def metrics(self) -> dict[str, Any]:
+        """Metric deltas since the last call, and gauges (for the supervisor's exporter)."""
+        report: dict[str, Any] = {"worker": self.index, "counts": self.counts.drain()}
+        if self.worker is None:
+            return report
+
+        open_alerts = dict.fromkeys(SEVERITY.values(), 0)
+        for table in self.worker.engine.tables.values():
+            is_open = table.host[Col.A_STATE] == OPEN
+            for code, name in SEVERITY.items():
+                open_alerts[name] += int(
+                    np.count_nonzero(is_open & (table.host[Col.A_SEVERITY] == code))
+                )
+        return report | {
+            "open_alerts": open_alerts,
+            "streams": sum(len(t) for t in self.worker.engine.tables.values()),
+            "positions": [[t, p, o] for (t, p), o in self.worker.next_offset.items()],
+            "models": self.models(),
+        }
+
+    def latency(self, reset: bool = False) -> dict[str, float]:
+        """p50/p99 seconds from broker append time to score, over recent records."""
+        if self.worker is None:
+            return {}
+        out = self.worker.latency.quantiles()
+        if reset:
+            self.worker.latency.reset()
+        return out
+
+    def state_rows(self) -> dict[str, dict[str, np.ndarray]]:
+        """Every stream's state row (h, c, statistics, alert state), for tests."""
+
+        out: dict[str, dict[str, np.ndarray]] = {}
+        for table in self.worker.engine.tables.values():
+            out.update(table_rows(table))
+        return out
+
+    def close(self) -> None:
+        if self.source is not None:
+            self.source.close()
+        if self.sink is not None:  # flushed by the drain: nothing left to lose
+            self.sink.producer.close()
+
+
+PartitionWorker = ray.remote(max_restarts=-1, max_task_retries=0, max_concurrency=4)(
+    PartitionWorkerImpl
+)

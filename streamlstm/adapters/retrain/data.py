@@ -1,0 +1,78 @@
+"""Training data for a retrain, read from Kafka: the input topics over ``retrain.lookback_s``
+(seeking by record timestamp), minus every reading that fell inside an alert episode of its
+stream (the alerts topic says where: from ``opened_ts`` to the ``resolve`` event, or to now
+while still open). Nothing is committed: this reader never moves the workers' offsets.
+The selection itself is ``train.select``, which ``evaluate --retrain-every``
+replays offline.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+
+from streamlstm.adapters.kafka.client import KafkaSource
+from streamlstm.adapters.kafka.options import client_options
+from streamlstm.config import Config
+from streamlstm.records import Reading, RecordParser
+from streamlstm.train.select import alert_episodes, normal_readings
+
+TP = tuple[str, int]
+
+
+def topic_training_data(
+    config: Config, bootstrap: str, now_s: float | None = None, timeout_s: float = 300.0
+) -> tuple[list[Reading], dict[str, Any]]:
+    """Readings (time-ordered) and counts: read, dropped inside episodes, episodes."""
+
+    now_s = time.time() if now_s is None else now_s
+    since_ms = int((now_s - config.retrain.lookback_s) * 1000)
+    source = KafkaSource(
+        bootstrap, f"{config.kafka.group_id}-retrain", client_options(config.kafka)
+    )
+    try:
+        parser = RecordParser(config.input, config.groups)
+        readings = [
+            got
+            for rec in _read_since(source, config.kafka.input_topics, since_ms, timeout_s)
+            if isinstance(got := parser.parse(rec), Reading)
+        ]
+        alerts = _read_since(source, [config.kafka.alerts_topic], since_ms, timeout_s)
+        episodes = alert_episodes(orjson.loads(rec.value) for rec in alerts)
+    finally:
+        source.close()
+    kept = normal_readings(readings, episodes)  # the same selection evaluate replays
+    counts = {
+        "read": len(readings),
+        "dropped_in_episodes": len(readings) - len(kept),
+        "episodes": sum(len(v) for v in episodes.values()),
+    }
+    return kept, counts
+
+
+def _read_since(source, topics: list[str], since_ms: int, timeout_s: float) -> list:
+    """Every record of ``topics`` with timestamp >= since_ms, up to the current end."""
+    tps: list[TP] = [(t, p) for t in topics for p in source.partitions_for(t)]
+    if not tps:
+        return []
+    ends = source.end_offsets(tps)
+    starts = source.offsets_for_times(tps, since_ms)
+    todo = {tp: ends[tp] for tp in tps if starts[tp] is not None and starts[tp] < ends[tp]}
+    if not todo:
+        return []
+    source.assign(list(todo))
+    for (topic, partition), _ in todo.items():
+        source.seek(topic, partition, starts[(topic, partition)])
+    records: list = []
+    deadline = time.monotonic() + timeout_s
+    while todo and time.monotonic() < deadline:
+        for rec in source.poll(0.5, 5000):
+            tp = (rec.topic, rec.partition)
+            if tp in todo and rec.offset < todo[tp]:
+                records.append(rec)
+        todo = {tp: end for tp, end in todo.items() if source.position(*tp) < end}
+    if todo:
+        raise TimeoutError(f"retrain data: still reading {sorted(todo)} after {timeout_s} s")
+    return records

@@ -1,0 +1,154 @@
+"""The model registry: every trained version of every group, with its evidence and status.
+
+Layout (a local directory or any ``pyarrow.fs`` URI, see ``registry_files``)::
+
+    <root>/<group>/<version>/      a model directory (checkpoint.save_model) plus entry.json
+    <root>/<group>/history.json    promoted versions, oldest first (rollback walks it back)
+
+``entry.json`` holds status (candidate | promoted | rejected | retired), parent version,
+creation time, the data range trained on, train metrics and the gate's validation numbers.
+A version appears only complete (``registry_files``: renamed into place locally, its
+``entry.json`` put last elsewhere), so a training run killed mid-way leaves no half-written
+version; what it left is swept on the next add.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from streamlstm.adapters.retrain.registry_files import COMMIT_FILE, open_files
+from streamlstm.detect.detector import ScoringModel
+from streamlstm.train.checkpoint import load_model, save_model
+
+STATUSES = ("candidate", "promoted", "rejected", "retired")
+TRAIN_RUNS = ".train-runs"  # Ray Train's run storage, swept of finished runs
+
+
+class RegistryError(RuntimeError):
+    pass
+
+
+class ModelRegistry:
+    def __init__(self, root: str | Path):
+        self.files = open_files(root)
+        # A Path for a local registry, the URI as given otherwise.
+        self.root: Path | str = getattr(self.files, "root", self.files.where)
+
+    # --- reading ------------------------------------------------------------------------
+    def groups(self) -> list[str]:
+        return [name for name in self.files.list_dirs() if name[0] != "."]
+
+    def entries(self, group: str) -> list[dict[str, Any]]:
+        """Every complete version of ``group``, oldest first."""
+        found = [
+            self._json(f"{group}/{name}/{COMMIT_FILE}")
+            for name in self.files.list_dirs(group)
+            if name[0] != "." and self.files.exists(f"{group}/{name}/{COMMIT_FILE}")
+        ]
+        return sorted(found, key=lambda e: (e["created_at"], e["version"]))
+
+    def entry(self, group: str, version: str) -> dict[str, Any]:
+        rel = f"{group}/{version}/{COMMIT_FILE}"
+        if not self.files.exists(rel):
+            raise RegistryError(f"no version {version!r} of group {group!r} in {self.root}")
+        return self._json(rel)
+
+    def version_json(self, group: str, version: str, name: str) -> Any:
+        """One JSON file of a version (``metrics.json``, ``model.json``), or None."""
+        rel = f"{group}/{version}/{name}"
+        return self._json(rel) if self.files.exists(rel) else None
+
+    def current(self, group: str) -> str | None:
+        history = self._history(group)
+        return history[-1] if history else None
+
+    def load(self, group: str, version: str | None = None) -> ScoringModel:
+        version = version or self.current(group)
+        if version is None:
+            raise RegistryError(f"group {group!r} has no promoted version in {self.root}")
+        with tempfile.TemporaryDirectory(prefix="streamlstm-registry-") as tmp:
+            for name, data in self.files.read_dir(f"{group}/{version}").items():
+                (Path(tmp) / name).write_bytes(data)
+            return load_model(tmp)
+
+    def train_storage(self) -> Path | str:
+        """Where Ray Train keeps its runs for this registry (a dot-folder readers skip)."""
+        return self.files.location(TRAIN_RUNS)
+
+    def current_files(self, groups: list[str]) -> dict[str, dict[str, bytes]]:
+        """The promoted version of each group, as the bytes the workers load."""
+        out: dict[str, dict[str, bytes]] = {}
+        for group in groups:
+            version = self.current(group)
+            if version:
+                self.load(group, version)  # validates before shipping
+                out[group] = self.files.read_dir(f"{group}/{version}")
+        return out
+
+    # --- writing ------------------------------------------------------------------------
+    def add(self, model: ScoringModel, metrics: dict[str, Any], entry: dict[str, Any]) -> dict:
+        """Store a new version as a candidate (atomically); returns its entry."""
+        self.files.sweep(model.group)
+        if self.files.exists(f"{model.group}/{model.version}/{COMMIT_FILE}"):
+            return self.entry(model.group, model.version)  # the same weights: already here
+        full = {
+            "group": model.group,
+            "version": model.version,
+            "status": "candidate",
+            "parent": self.current(model.group),
+            "created_at": time.time(),
+            **entry,
+        }
+        with tempfile.TemporaryDirectory(prefix="streamlstm-version-") as tmp:
+            folder = save_model(Path(tmp) / "v", model, metrics)
+            files = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+        files[COMMIT_FILE] = _dumps(full)
+        self.files.put_dir(files, f"{model.group}/{model.version}")
+        return full
+
+    def set_status(self, group: str, version: str, status: str, **fields: Any) -> dict:
+        if status not in STATUSES:
+            raise RegistryError(f"status must be one of {', '.join(STATUSES)}")
+        entry = self.entry(group, version) | fields | {"status": status}
+        self.files.write(f"{group}/{version}/{COMMIT_FILE}", _dumps(entry))
+        return entry
+
+    def promote(self, group: str, version: str) -> dict:
+        """Make ``version`` current; the version it replaces is retired."""
+        self.entry(group, version)  # exists?
+        previous = self.current(group)
+        if previous == version:
+            return self.entry(group, version)
+        if previous is not None:
+            self.set_status(group, previous, "retired", retired_at=time.time())
+        self._write_history(group, [*self._history(group), version])
+        return self.set_status(group, version, "promoted", promoted_at=time.time())
+
+    def rollback(self, group: str) -> dict:
+        """Back to the version promoted before the current one; the current one is retired."""
+        history = self._history(group)
+        if len(history) < 2:
+            raise RegistryError(f"group {group!r} has no earlier promoted version to roll back to")
+        current, previous = history[-1], history[-2]
+        self.set_status(group, current, "retired", retired_at=time.time(), rolled_back=True)
+        self._write_history(group, history[:-1])
+        return self.set_status(group, previous, "promoted", promoted_at=time.time())
+
+    # --- internals ----------------------------------------------------------------------
+    def _json(self, rel: str) -> Any:
+        return json.loads(self.files.read(rel))
+
+    def _history(self, group: str) -> list[str]:
+        rel = f"{group}/history.json"
+        return self._json(rel) if self.files.exists(rel) else []
+
+    def _write_history(self, group: str, versions: list[str]) -> None:
+        self.files.write(f"{group}/history.json", _dumps(versions))
+
+
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value, indent=2, default=str).encode()

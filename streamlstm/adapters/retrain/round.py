@@ -1,0 +1,164 @@
+"""One retrain round: per model group, train a candidate with Ray Train, gate it against the
+current version on recent normal data, record it in the registry, promote it if no worse.
+
+Used by ``streamlstm retrain`` (files or topics, on demand) and by the supervisor's
+schedule (topics, every ``retrain.interval_s``; see ``retrain_schedule``); a promotion reaches
+running workers as a hot-swap through the registry.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from streamlstm.adapters.devkafka.shared import kafka_bootstrap
+from streamlstm.adapters.retrain.data import topic_training_data
+from streamlstm.adapters.retrain.ray_train import train_group
+from streamlstm.config import Config
+from streamlstm.datafiles import FileData, to_series
+from streamlstm.records import format_ts
+from streamlstm.train.checkpoint import load_model
+from streamlstm.train.gate import decide, gate_stats
+from streamlstm.train.select import HOLDOUT, split_held_out
+
+log = logging.getLogger("streamlstm.retrain")
+
+
+@dataclass(frozen=True)
+class RetrainData:
+    data: FileData  # training readings
+    source: str  # where they came from, recorded in the registry
+    validation: FileData | None = None  # recent normal readings for the gate; None: the tail
+    holdout: float = HOLDOUT  # share of each stream's end held out when ``validation`` is None
+
+
+def retrain_all(
+    config: Config, inputs: RetrainData, registry, progress: bool = True
+) -> dict[str, dict]:
+    return {
+        group.name: retrain_group(config, group.name, inputs, registry, progress)
+        for group in config.groups
+    }
+
+
+def retrain_group(
+    config: Config, group: str, inputs: RetrainData, registry, progress: bool = True
+) -> dict:
+    """Train, gate, record and (if no worse) promote one group's candidate."""
+    data, validation = inputs.data, inputs.validation
+    if validation is None:
+        train_idx, held_idx = split_held_out(data, group, inputs.holdout)
+        held = to_series(data, held_idx)
+    else:
+        train_idx, _ = split_held_out(data, group, 0.0)
+        held = to_series(validation, split_held_out(validation, group, 1.0)[1])
+    n_train = sum(len(v) for v in train_idx.values())
+    if n_train < config.retrain.min_readings:
+        log.warning(
+            "retrain %s: skipped, %d training readings < retrain.min_readings %d",
+            group,
+            n_train,
+            config.retrain.min_readings,
+        )
+        return {"outcome": "skipped", "training_readings": n_train}
+    try:
+        candidate, metrics, outcome = _train_candidate(
+            config, group, to_series(data, train_idx), progress, registry.train_storage()
+        )
+    except Exception as exc:  # a failed run is reported; the current version stays
+        log.error("retrain %s: training failed: %s", group, exc)
+        return {"outcome": "failed", "error": str(exc)[:500]}
+    used = [data.readings[i].ts for rows in train_idx.values() for i in rows]
+    trainer = {
+        "kind": "ray-train",
+        "workers": config.retrain.workers,
+        "use_gpu": config.retrain.use_gpu,
+        "wall_s": round(outcome.wall_s, 2),
+        "to_first_epoch_s": outcome.first_report_s and round(outcome.first_report_s, 2),
+    }
+    entry = {
+        "source": inputs.source,
+        "data_range": [format_ts(min(used)), format_ts(max(used))],
+        "training_readings": n_train,
+        "trainer": trainer,
+    }
+    return _gate_and_record(config, candidate, metrics, entry, held, registry) | {
+        "train_wall_s": trainer["wall_s"]
+    }
+
+
+def _train_candidate(config: Config, group: str, series, progress: bool, storage: Path | str):
+    """Ray Train with a progress bar; returns (model, metrics, TrainOutcome).
+
+    Ray Train's run storage is beside the registry (``storage``): where the registry is
+    shared, as it must be on a cluster, so is the storage every Train worker writes to."""
+    from tqdm import tqdm
+
+    bar = tqdm(
+        total=config.training.epochs,
+        desc=f"retrain {group}",
+        unit="epoch",
+        file=sys.stderr,
+        disable=not progress,
+    )
+
+    def on_epoch(epoch: int, loss: float) -> None:
+        bar.set_postfix(loss=f"{loss:.4f}")
+        bar.update(1)
+
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            outcome = train_group(config, group, series, Path(tmp), storage, on_epoch)
+            candidate = load_model(outcome.model_dir)
+            metrics = json.loads((outcome.model_dir / "metrics.json").read_text())
+    finally:
+        bar.close()
+    return candidate, metrics, outcome
+
+
+def _gate_and_record(config: Config, candidate, metrics, entry, held, registry) -> dict:
+    """The gate's decision on held-out normal data, recorded and carried out."""
+
+    group = candidate.group
+    current = registry.current(group)
+    cand_stats = gate_stats(candidate, held, config.detector, config.alerts)
+    cur_stats = (
+        gate_stats(registry.load(group), held, config.detector, config.alerts) if current else None
+    )
+    decision = decide(cand_stats, cur_stats, config.retrain.gate_margin)
+    registry.add(candidate, metrics, {**entry, "validation": decision.to_dict()})
+    if decision.promote:
+        registry.promote(group, candidate.version)
+    else:
+        registry.set_status(group, candidate.version, "rejected")
+    return {
+        "outcome": "promoted" if decision.promote else "rejected",
+        "version": candidate.version,
+        "previous": current,
+        "reasons": decision.reasons,
+        "validation": decision.to_dict(),
+    }
+
+
+def from_topics(config: Config, bootstrap: str | None = None) -> tuple[FileData, str]:
+
+    if bootstrap is None:
+        bootstrap, _ = kafka_bootstrap(config)
+    readings, counts = topic_training_data(config, bootstrap)
+    log.info(
+        "retrain data: %d readings from %s over the last %.0f s, %d of them dropped inside "
+        "%d alert episodes",
+        counts["read"],
+        ",".join(config.kafka.input_topics),
+        config.retrain.lookback_s,
+        counts["dropped_in_episodes"],
+        counts["episodes"],
+    )
+    source = (
+        f"kafka:{','.join(config.kafka.input_topics)} lookback {config.retrain.lookback_s:.0f} s"
+    )
+    return FileData(readings), source

@@ -1,0 +1,143 @@
+"""Input normalisation per stream and feature (level, slope, scale, seasons) and stuck-sensor
+detection, as pure tensor updates shared by serving and training."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from streamlstm.config import DetectorConfig
+from streamlstm.detect.columns import Col
+from streamlstm.detect.seasons import learn_seasons
+
+NORM_START = 10  # a stream's first readings of a feature: plain running mean and variance
+
+
+FLOOR_SHARE = 0.05  # smallest std, as a share of the stream's own long-run std
+
+
+FLOOR_HORIZON = 1000.0  # readings behind that long-run std
+
+
+FLOOR_EPS = 1e-6  # so a stream that never moved still divides by something
+
+
+RUN_MEMORY = 2000.0  # readings over which the longest normal run of a feature is forgotten
+
+
+STUCK_FACTOR = 3.0  # a run this many times longer than any normal run is "stuck"
+
+
+def normalise(
+    x: Tensor,
+    m: Tensor,
+    s: dict[str, Tensor],
+    det: DetectorConfig,
+    phase: Tensor | None = None,
+    share: Tensor | None = None,
+) -> Tensor:
+    """Normalise one reading per stream with the stats seen so far, then update them.
+
+    Scale-free per stream: a stream's first ``NORM_START`` readings of a feature give a plain
+    running mean and variance (its z is 0 meanwhile), so nothing of the group's raw units
+    is carried over. A group may hold streams of very different scales (a 0.05-unit key
+    sensor beside a 15,000-rides taxi count); a group-wide prior or floor would flatten the
+    small ones to z = 0. The smallest std is ``FLOOR_SHARE`` of the stream's own long-run
+    std, so a stream that sits still for a while does not turn the next wobble into sigmas.
+
+    Then EMAs: the level follows ``det.norm_horizon`` readings; the variance
+    ``det.norm_scale_horizon`` (default the same). A slower scale keeps a drift or level
+    shift large in sigmas while the level catches up: with one horizon, the variance soaks
+    up the change and hides it. With ``det.trend_horizon`` the level also carries a slope
+    (Holt's linear trend): a ramp is followed without lag, so a slow drift or a daily ramp
+    neither inflates the variance nor shows as a lasting offset, and the abrupt end of a
+    drift stays a full-size jump. Deviations are clipped to 3 std in the updates.
+
+    With ``det.split_scale`` (state ``var_dn``) readings below the forecast are measured
+    in their own scale, learnt from them alone: a two-piece scale for skewed series. CPU
+    load, latency, counts and key presses spike up often and drop rarely, so one shared
+    std, inflated by the spikes, would hide a drop that the series has never made.
+
+    With ``det.season_periods_s`` the forecast also adds, per season, the profile of the
+    reading's bin (``phase``): a daily or weekly rhythm (a load cycle, a shift pattern,
+    weekends) is then expected, so it neither shows as deviations nor inflates the
+    variance, and a day that breaks it (a missing peak, a jump at the wrong hour) stands
+    out. The seasons learn in turn, shortest first, each from what the previous left: the
+    week learns only how a weekday differs from the average day.
+
+    x (B, F) raw values with 0 where missing; m (B, F) 1.0 = observed.
+    s: mean, var, var_ref, n_obs (B, F); var_dn (B, F) with a split scale (NaN: take var);
+    trend (B, F) with a trend horizon; season and season_n (B, F, all bins) with seasons;
+    updated in place. phase (B, P) long: the reading's bin in each of the P seasons
+    (``season_phase``); share (B,): the share of a bin the reading stands for
+    (``season_share``; default 1).
+    returns z (B, F), normalised and masked.
+    """
+    trend = s.get(Col.TREND)
+    forecast = s[Col.MEAN] if trend is None else s[Col.MEAN] + trend
+    season, slots = s.get(Col.SEASON), None
+    if season is not None:
+        slots = phase.unsqueeze(1).expand(-1, x.shape[1], -1)  # (B, F, P)
+        profiles = season.gather(-1, slots)  # (B, F, P)
+        forecast = forecast + profiles.sum(-1)
+    floor = FLOOR_SHARE * s[Col.VAR_REF].sqrt() + FLOOR_EPS
+    var, var_dn = s[Col.VAR], s.get(Col.VAR_DN)
+    if var_dn is not None:  # NaN: not learnt yet (a new row, an older snapshot)
+        above = x > forecast
+        var_dn = torch.where(var_dn.isnan(), var, var_dn)
+        var = torch.where(above, var, var_dn)
+    std = var.sqrt().clamp_min(floor)
+    early = s[Col.N_OBS] < NORM_START
+    z = ((x - forecast) / std).clamp(-det.clip_sigma, det.clip_sigma) * m * ~early
+    start = 1.0 / (s[Col.N_OBS] + 1.0)
+    alpha = torch.clamp_min(start, 1.0 / det.norm_horizon) * m
+    beta = torch.clamp_min(start, 1.0 / (det.norm_scale_horizon or det.norm_horizon)) * m
+    gamma = torch.clamp_min(start, 1.0 / FLOOR_HORIZON) * m
+    dev = torch.where(early, x - forecast, torch.clamp(x - forecast, -3.0 * std, 3.0 * std))
+    if trend is None:
+        s[Col.MEAN] = s[Col.MEAN] + alpha * dev
+    else:  # a missing reading moves neither the level nor the slope; nor does the start
+        s[Col.MEAN] = s[Col.MEAN] + m * trend + alpha * dev
+        s[Col.TREND] = trend + alpha * dev * ~early / det.trend_horizon
+    if season is not None:
+        share = torch.ones_like(x[:, 0]) if share is None else share
+        learn_seasons(s, slots, profiles, dev, m * ~early * share[:, None], det.season_horizon)
+    if var_dn is None:
+        s[Col.VAR] = (1.0 - beta) * (s[Col.VAR] + beta * dev * dev)
+    else:  # each side learns from its own readings; both from a stream's first ones
+        b_up = beta * (above | early)
+        b_dn = beta * (~above | early)
+        s[Col.VAR] = (1.0 - b_up) * (s[Col.VAR] + b_up * dev * dev)
+        s[Col.VAR_DN] = (1.0 - b_dn) * (var_dn + b_dn * dev * dev)
+    s[Col.VAR_REF] = (1.0 - gamma) * (s[Col.VAR_REF] + gamma * dev * dev)
+    s[Col.N_OBS] = s[Col.N_OBS] + m
+    return z
+
+
+def stuck_features(
+    x: Tensor,
+    m: Tensor,
+    last_x: Tensor,
+    still: Tensor,
+    max_run: Tensor,
+    min_len: int,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Flat-line / dropout detection: a feature unchanged or missing for unusually long.
+
+    "Unusually" is learnt per stream and feature: ``max_run`` is the longest run of
+    unchanged-or-missing values that ended without being called stuck (slowly forgotten).
+    A run longer than ``STUCK_FACTOR`` times that, and at least ``min_len``, is stuck. So a
+    0.1-degree thermometer that often repeats for 20 readings is not flagged at 15, while a
+    heart rate that never repeats for more than 3 is. Runs learnt from a stuck episode are
+    not learnt, so one outage does not hide the next.
+    returns stuck (B, F) bool, new last_x, still, max_run.
+    """
+    changed = (m > 0) & (x != last_x)
+    limit = torch.clamp_min(STUCK_FACTOR * max_run, float(min_len))
+    ended_normal = changed & (still > 0) & (still < limit)
+    max_run = torch.where(ended_normal, torch.maximum(max_run, still), max_run)
+    max_run = max_run * (1.0 - 1.0 / RUN_MEMORY)
+    still = torch.where(changed, torch.zeros_like(still), still + 1.0)
+    stuck = still >= limit
+    last_x = torch.where(m > 0, x, last_x)
+    return stuck, last_x, still, max_run

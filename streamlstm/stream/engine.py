@@ -1,0 +1,77 @@
+"""The streaming loop over small protocols, and the engine both it and offline replay use.
+
+``Engine.process(readings)`` routes readings to their model group's detector and state
+table: the live worker calls it once per poll, ``replay`` calls it over a file in
+time-ordered batches. Kafka, Ray and Prometheus implement ``Source``, ``Sink`` and
+``Metrics`` at the edge (``streamlstm.adapters``); nothing here imports them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import torch
+
+from streamlstm.config import Config
+from streamlstm.detect.detector import Detector, Scored, ScoringModel
+from streamlstm.detect.state import StateTable
+from streamlstm.records import AlertEvent, Reading
+from streamlstm.stream import hotswap
+
+
+@dataclass
+class GroupResult:
+    readings: list[Reading]
+    scored: Scored
+
+
+@dataclass
+class Engine:
+    """Detectors and state tables of every model group a worker serves."""
+
+    detectors: dict[str, Detector]
+    tables: dict[str, StateTable] = field(default_factory=dict)
+    shadows: dict[str, hotswap.Shadow] = field(default_factory=dict)
+    switched: list[tuple[str, str, str]] = field(default_factory=list)  # group, old, new
+
+    @classmethod
+    def build(
+        cls, config: Config, models: dict[str, ScoringModel], device: torch.device | str = "cpu"
+    ) -> Engine:
+        missing = [g.name for g in config.groups if g.name not in models]
+        if missing:
+            raise ValueError(f"no trained model for group(s) {missing}")
+        detectors = {
+            name: Detector(m, config.detector, config.alerts, device) for name, m in models.items()
+        }
+        return cls(detectors, {name: d.new_table() for name, d in detectors.items()})
+
+    def process(self, readings: Iterable[Reading]) -> dict[str, GroupResult]:
+        by_group: dict[str, list[Reading]] = {}
+        for r in readings:
+            by_group.setdefault(r.group, []).append(r)
+        out = {}
+        for group, batch in by_group.items():
+            out[group] = GroupResult(batch, self.detectors[group].score(self.tables[group], batch))
+            if group in self.shadows:
+                self._shadow_step(group, batch)
+        return out
+
+    def stage(self, model: ScoringModel, shadow_readings: int) -> None:
+        """Start warming ``model`` in shadow; it takes over by itself when warm."""
+        self.shadows[model.group] = hotswap.stage(
+            self.detectors[model.group], model, shadow_readings
+        )
+
+    def _shadow_step(self, group: str, batch: list[Reading]) -> None:
+        shadow = self.shadows[group]
+        hotswap.feed(shadow, batch)
+        if hotswap.ready(shadow):
+            old = self.detectors[group].model.version
+            self.detectors[group], self.tables[group] = hotswap.switch(shadow, self.tables[group])
+            del self.shadows[group]
+            self.switched.append((group, old, self.detectors[group].model.version))
+
+    def events(self, results: dict[str, GroupResult]) -> list[AlertEvent]:
+        return [e for res in results.values() for e in res.scored.events]

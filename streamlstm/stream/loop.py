@@ -1,0 +1,304 @@
+"""The live loop over small protocols: poll -> parse -> score -> emit -> (flush -> snapshot ->
+commit). Kafka, snapshot storage and metrics are injected; nothing here imports them.
+
+The order inside ``checkpoint`` is the delivery guarantee, stated once:
+
+1. ``sink.flush()``: every alert and DLQ record produced so far is acknowledged;
+2. ``store.save()``: each partition's state + next offset is durable (atomic write);
+3. ``source.commit()``: only now does Kafka's committed offset move past those records.
+
+A crash anywhere leaves a snapshot no newer than the committed offset; on restart a
+partition restores its newest complete snapshot and seeks to its next offset, so no reading
+is applied twice or skipped, and re-scored readings re-open alerts with the same ids.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from streamlstm.detect.state import read_meta
+from streamlstm.records import RawRecord, Reading, RecordParser, Rejection
+from streamlstm.stream.crashpoints import CrashPoints
+from streamlstm.stream.engine import Engine
+
+log = logging.getLogger(__name__)
+
+TP = tuple[str, int]  # (topic, partition)
+
+
+class Source(Protocol):
+    def poll(self, timeout_s: float, max_records: int) -> list[RawRecord]: ...
+    def seek(self, topic: str, partition: int, offset: int) -> None: ...
+    def commit(self, offsets: dict[TP, int]) -> None: ...
+
+
+class Sink(Protocol):
+    def send_alert(self, key: bytes, value: bytes) -> None: ...
+    def send_dlq(self, record: RawRecord, stage: str, reason: str) -> None: ...
+    def flush(self, timeout_s: float) -> None: ...
+
+
+class SnapshotStore(Protocol):
+    def save(self, tp: TP, blobs: dict[str, bytes], next_offset: int) -> None: ...
+    def load(self, tp: TP) -> tuple[dict[str, bytes], int] | None: ...
+
+
+class Metrics(Protocol):
+    """Observer hooks; the Prometheus adapter implements them, tests may count."""
+
+    def readings(self, outcome: str, count: int) -> None: ...
+    def rejected(self, reason: str) -> None: ...
+    def alert(self, event: str, severity: str) -> None: ...
+    def checkpointed(self, seconds: float, committed: dict[TP, int]) -> None: ...
+    def latencies(self, seconds: np.ndarray) -> None: ...
+    def scores(self, values: np.ndarray) -> None: ...
+    def restored(self, result: str, count: int = 1) -> None: ...
+    def snapshot_failed(self) -> None: ...
+
+
+class NoMetrics:
+    def readings(self, outcome: str, count: int) -> None:
+        pass
+
+    def rejected(self, reason: str) -> None:
+        pass
+
+    def alert(self, event: str, severity: str) -> None:
+        pass
+
+    def checkpointed(self, seconds: float, committed: dict[TP, int]) -> None:
+        pass
+
+    def latencies(self, seconds: np.ndarray) -> None:
+        pass
+
+    def scores(self, values: np.ndarray) -> None:
+        pass
+
+    def restored(self, result: str, count: int = 1) -> None:
+        pass
+
+    def snapshot_failed(self) -> None:
+        pass
+
+
+class LatencyWindow:
+    """The most recent record latencies (seconds), for quantiles on demand."""
+
+    def __init__(self, size: int = 200_000):
+        self.values = np.zeros(size)
+        self.count = 0
+
+    def add(self, values: np.ndarray) -> None:
+        values = values[-len(self.values) :]
+        self.values[(self.count + np.arange(len(values))) % len(self.values)] = values
+        self.count += len(values)
+
+    def quantiles(self, qs: tuple[float, ...] = (0.5, 0.99)) -> dict[str, float]:
+        n = min(self.count, len(self.values))
+        if n == 0:
+            return {}
+        data = self.values[:n]
+        return {f"p{round(q * 100)}": float(np.quantile(data, q)) for q in qs} | {"n": n}
+
+    def reset(self) -> None:
+        self.count = 0
+
+
+@dataclass
+class Counters:
+    records: int = 0
+    scored: int = 0
+    warming: int = 0
+    dlq: int = 0
+    replayed: int = 0
+    alerts: int = 0
+    checkpoints: int = 0
+    swaps: int = 0  # models that took over after their shadow warm-up
+    by_reason: dict[str, int] = field(default_factory=dict)
+
+
+class StreamWorker:
+    """Scores the partitions assigned to it; one per Ray actor (or process, or test)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        parser: RecordParser,
+        source: Source,
+        sink: Sink,
+        store: SnapshotStore,
+        clock: Callable[[], float],
+        interval_s: float,
+        metrics: Metrics | None = None,
+        crash: CrashPoints | None = None,
+        wall_clock: Callable[[], float] | None = None,
+    ):
+        self.engine, self.parser = engine, parser
+        self.source, self.sink, self.store = source, sink, store
+        self.clock, self.interval_s = clock, interval_s
+        self.metrics = metrics or NoMetrics()
+        self.crash = crash or CrashPoints(None)
+        self.wall_clock = wall_clock  # epoch seconds; enables append-to-score latency
+        self.latency = LatencyWindow()
+        self.next_offset: dict[TP, int] = {}  # next offset to read, per assigned partition
+        self.streams_of: dict[TP, set[tuple[str, str]]] = {}  # (group, stream) per partition
+        self.counters = Counters()
+        self._last_checkpoint = clock()
+        self._dirty = False
+        self._staged: deque = deque()  # (model, shadow_readings) from other threads
+
+    def request_stage(self, model, shadow_readings: int) -> None:
+        """Thread-safe: the loop stages ``model`` in shadow before its next poll."""
+        self._staged.append((model, shadow_readings))
+
+    def stage_pending(self) -> bool:
+        """A requested model not yet warming (the loop takes it before its next poll)."""
+        return bool(self._staged)
+
+    # --- assignment ---------------------------------------------------------------------
+    def assign(self, partitions: list[TP]) -> dict[TP, int]:
+        """Restore each partition's newest snapshot and seek past it; returns start offsets."""
+        for tp in partitions:
+            saved = self.store.load(tp)
+            start = 0
+            streams: set[tuple[str, str]] = set()
+            if saved is None:
+                self.metrics.restored("cold")
+            else:
+                blobs, start = saved
+                for group, blob in blobs.items():
+                    saved_version = read_meta(blob).get("model_version")
+                    serving = self.engine.detectors[group].model.version
+                    if saved_version not in (None, serving):
+                        # State belongs to its model: under another one it would be noise.
+                        log.warning(
+                            "%s: snapshot of %s holds model %s state, serving %s: its streams "
+                            "start cold",
+                            group,
+                            tp,
+                            saved_version,
+                            serving,
+                        )
+                        self.metrics.restored("skipped")
+                        continue
+                    restored, _ = self.engine.tables[group].restore(blob)
+                    self.metrics.restored("restored")
+                    streams.update((group, s) for s in restored)
+            self.next_offset[tp] = start
+            self.streams_of[tp] = streams
+            self.source.seek(tp[0], tp[1], start)
+        return dict(self.next_offset)
+
+    # --- the loop -----------------------------------------------------------------------
+    def run_once(self, timeout_s: float, max_records: int) -> int:
+        """One poll; returns the number of records handled."""
+        while self._staged:
+            model, shadow_readings = self._staged.popleft()
+            self.engine.stage(model, shadow_readings)
+        records = self.source.poll(timeout_s, max_records)
+        if records:
+            self.crash.hit("after_poll")  # only where records were taken: a crash loses them
+            self._handle(records)
+        if self.clock() - self._last_checkpoint >= self.interval_s:
+            self.checkpoint()
+        return len(records)
+
+    def _handle(self, records: list[RawRecord]) -> None:
+        c = self.counters
+        readings: list[Reading] = []
+        raw_of: dict[tuple[str, int, int], RawRecord] = {}
+        next_offset = dict(self.next_offset)
+        for rec in records:
+            tp = (rec.topic, rec.partition)
+            if rec.offset >= next_offset.get(tp, 0):
+                next_offset[tp] = rec.offset + 1
+            got = self.parser.parse(rec)
+            if isinstance(got, Rejection):
+                self._dlq(rec, got)
+            else:
+                readings.append(got)
+                raw_of[(rec.topic, rec.partition, rec.offset)] = rec
+                self.streams_of.setdefault(tp, set()).add((got.group, got.stream))
+        results = self.engine.process(readings)
+        if self.wall_clock is not None:
+            now = self.wall_clock()
+            lat = now - np.fromiter((r.timestamp_ms for r in records), float, len(records)) / 1e3
+            self.latency.add(lat)
+            self.metrics.latencies(lat)
+        self.crash.hit("after_score")
+        for res in results.values():
+            sc = res.scored
+            for i, rej in sc.rejected:
+                r = res.readings[i]
+                self._dlq(raw_of[(r.topic, r.partition, r.offset)], rej)
+            warming = sum(sc.warming)
+            c.warming += warming
+            c.scored += len(sc.index) - warming
+            c.replayed += sc.replayed
+            self.metrics.readings("warming", warming)
+            self.metrics.readings("scored", len(sc.index) - warming)
+            self.metrics.scores(np.asarray(sc.score)[~np.asarray(sc.warming, dtype=bool)])
+            for event in sc.events:
+                self.sink.send_alert(event.stream.encode(), event.to_json())
+                self.metrics.alert(event.event, event.severity)
+                c.alerts += 1
+        # Counted and advanced only now, so progress read from another thread (stats) never
+        # reports a batch that is still being scored.
+        c.records += len(records)
+        self.next_offset = next_offset
+        while self.engine.switched:
+            group, old, new = self.engine.switched.pop(0)
+            log.warning("%s: model %s took over from %s after its shadow warm-up", group, new, old)
+            c.swaps += 1
+        self._dirty = True
+
+    def _dlq(self, rec: RawRecord, rej: Rejection) -> None:
+        self.sink.send_dlq(rec, rej.stage, rej.reason)
+        self.counters.dlq += 1
+        self.counters.by_reason[rej.reason] = self.counters.by_reason.get(rej.reason, 0) + 1
+        self.metrics.rejected(rej.reason)
+        self.metrics.readings("dlq", 1)
+
+    def checkpoint(self) -> None:
+        """flush alerts -> durable snapshot per partition -> commit offsets (in that order)."""
+        started = self.clock()
+        self._last_checkpoint = started
+        if not self._dirty:
+            return
+        self.sink.flush(30.0)
+        self.crash.hit("after_flush")
+        try:
+            for tp, offset in self.next_offset.items():
+                self.store.save(tp, self._snapshot(tp), offset)
+                self.crash.hit("after_snapshot_partition")
+        except OSError as exc:
+            # Disk full or store down: the committed offset must not pass the last durable
+            # snapshot, so nothing is committed. Still dirty: the next checkpoint retries, and
+            # Kafka keeps the records until then. (Raising would restart the actor in a loop.)
+            log.error("snapshot failed, offsets not committed; retrying next checkpoint: %s", exc)
+            self.metrics.snapshot_failed()
+            return
+        self.crash.hit("after_snapshot")
+        committed = dict(self.next_offset)
+        self.source.commit(committed)
+        self._dirty = False
+        self.counters.checkpoints += 1
+        self.metrics.checkpointed(self.clock() - started, committed)
+
+    def _snapshot(self, tp: TP) -> dict[str, bytes]:
+        by_group: dict[str, list[str]] = {}
+        for group, stream in self.streams_of.get(tp, ()):
+            by_group.setdefault(group, []).append(stream)
+        return {
+            group: self.engine.tables[group].snapshot(
+                sorted(streams), {"model_version": self.engine.detectors[group].model.version}
+            )
+            for group, streams in by_group.items()
+        }
