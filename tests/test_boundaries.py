@@ -4,6 +4,7 @@ adapters never import commands; no circles between packages."""
 
 from __future__ import annotations
 
+import ast
 import shutil
 import subprocess
 import sys
@@ -77,3 +78,12 @@ def test_core_modules_load_no_edge_library() -> None:
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == ""
+
+
+def test_every_package_says_what_lives_there_and_what_it_may_import() -> None:
+    for init in sorted(ROOT.rglob("__init__.py")):
+        if init.parent == ROOT:
+            continue
+        doc = ast.get_docstring(ast.parse(init.read_text())) or ""
+        assert "Imports:" in doc or "imports" in doc.lower(), init
+        assert len(doc.splitlines()) >= 2, init

@@ -1,9 +1,9 @@
-"""The streaming loop over small protocols, and the engine both it and offline replay use.
+"""The scoring engine: every model group's detector and state table, and hot-swap between
+models, used alike by the live loop (``stream.loop``) and offline replay.
 
 ``Engine.process(readings)`` routes readings to their model group's detector and state
-table: the live worker calls it once per poll, ``replay`` calls it over a file in
-time-ordered batches. Kafka, Ray and Prometheus implement ``Source``, ``Sink`` and
-``Metrics`` at the edge (``streamlstm.adapters``); nothing here imports them.
+table: the live worker calls it once per poll, ``evaluation.replay`` over a file in
+time-ordered batches. It knows nothing of Kafka, Ray or Prometheus.
 """
 
 from __future__ import annotations
