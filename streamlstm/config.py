@@ -102,6 +102,14 @@ class AlertConfig(_Section):
     exit_duration: int = Field(5, gt=0)  # readings < exit before it resolves
     cooldown: int = Field(30, ge=0)  # readings after a resolve in which none opens
     update_ratio: float = Field(1.5, gt=1.0)  # re-announce when the peak grows by this factor
+    # Which readings may not teach the stream's normal (normaliser and calibration):
+    # pending: inside an open or pending alert and any reading at or above `enter`;
+    # open: only inside an open alert; off: the normaliser learns from every reading (the
+    # calibration still skips open alerts). See detect/alerts.py `holding`.
+    hold_normal: Literal["pending", "open", "off"] = "pending"
+    # An alert open this long ends in a `rebaseline` event and the stream re-learns its
+    # normal from then on; null: never (the alert stays open while the readings stay off).
+    rebaseline_after_s: float | None = Field(None, gt=0)
 
     @model_validator(mode="after")
     def _ordered(self) -> AlertConfig:

@@ -74,7 +74,7 @@ class Rejection:
 @dataclass(frozen=True, slots=True)
 class AlertEvent:
     alert_id: str
-    event: str  # open | update | resolve
+    event: str  # open | update | resolve | rebaseline
     stream: str
     ts: float
     score: float
@@ -101,6 +101,7 @@ class AlertEvent:
             "model_version": self.model_version,
             "top_features": [{"name": n, "share": round(s, 4)} for n, s in self.top_features],
             "opened_ts": format_ts(self.opened_ts),
+            "open_s": round(self.ts - self.opened_ts, 3),  # how long the alert has been open
             "source": {"topic": topic, "partition": partition, "offset": offset},
         }
 

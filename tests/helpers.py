@@ -25,6 +25,7 @@ ALERT_FIELDS = {
     "model_version",
     "top_features",
     "opened_ts",
+    "open_s",
     "source",
 }
 

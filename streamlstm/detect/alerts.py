@@ -3,6 +3,12 @@
 States: idle -> (``min_duration`` readings at or above ``enter``) -> open -> (``exit_duration``
 readings below ``exit``) -> idle with a ``cooldown`` in which nothing opens. An open alert is
 re-announced (``update``) when its severity rises or its peak grows by ``update_ratio``.
+An alert open for ``rebaseline_after_s`` ends with a ``rebaseline`` event instead: the
+stream's new state is accepted as its normal, visibly, and the detector re-learns it.
+
+``holding`` says which readings the stream's normal may not learn from
+(``AlertConfig.hold_normal``): by default those inside an open or pending alert, and any
+that would start one.
 
 State lives in host columns of the group's ``StateTable`` (see ``HOST_COLUMNS``); the step is
 vectorised to pick the few streams that need attention and runs plain Python only for them,
@@ -27,6 +33,7 @@ from streamlstm.detect.state import Column
 from streamlstm.records import AlertEvent
 
 IDLE, OPEN = 0, 1
+PHASE_IDLE, PHASE_PENDING, PHASE_OPEN = 0, 1, 2  # alert_phase
 WARNING, CRITICAL = 1, 2
 SEVERITY = {WARNING: "warning", CRITICAL: "critical"}
 KIND = {0: "anomaly", 1: "signal_quality"}
@@ -76,6 +83,38 @@ class AlertInputs:
     sources: Callable[[int], tuple[str, int, int]]
 
 
+def holding(policy: str, phase, score, quality, warming, enter: float):
+    """Which readings must not teach the stream's normal: (normal_held, calibration_held),
+    numpy arrays or tensors alike, (B,) bool each. ``phase`` (B,) from ``alert_phase``;
+    ``score`` this reading's; ``quality`` a stuck feature; ``warming``.
+
+    ``pending`` (``AlertConfig.hold_normal``): inside an open alert, while one is pending
+    (``min_duration`` not reached yet), and on a reading at or above ``enter`` (or with a
+    stuck feature). A fault that lasts is then measured against the normal from before it
+    for as long as it lasts, instead of becoming the normal within the normaliser's
+    horizon. ``open``: only once an alert is open, so short excursions that never open one
+    still widen the scale. ``off``: the normaliser learns from every reading. Never while
+    warming up: a stream must learn its normal first. The calibration never learns inside
+    an open alert. Whether a state is the new normal is the rebaseline policy's call
+    (``AlertConfig.rebaseline_after_s``), not a slow leak.
+    """
+    is_open = phase == PHASE_OPEN
+    if policy == "off":
+        return is_open & False, is_open
+    if policy == "open":
+        held = is_open & ~warming
+    else:
+        held = ((phase != PHASE_IDLE) | (score >= enter) | quality) & ~warming
+    return held, held | is_open
+
+
+def alert_phase(host: dict[str, np.ndarray], rows: np.ndarray) -> np.ndarray:
+    """(B,) int8 per row: ``PHASE_OPEN``, ``PHASE_PENDING`` (readings at or above enter,
+    ``min_duration`` not reached) or ``PHASE_IDLE``."""
+    phase = np.where(host[Col.A_PENDING][rows] > 0, PHASE_PENDING, PHASE_IDLE)
+    return np.where(host[Col.A_STATE][rows] == OPEN, PHASE_OPEN, phase).astype(np.int8)
+
+
 class AlertMachine:
     def __init__(self, cfg: AlertConfig, model_version: str):
         self.cfg = cfg
@@ -121,6 +160,13 @@ class AlertMachine:
     def _while_open(self, host, row: int, i: int, inp: AlertInputs):
         cfg = self.cfg
         score = float(inp.score[i])
+        limit = cfg.rebaseline_after_s
+        if limit is not None and inp.ts[i] - host[Col.A_OPEN_TS][row] >= limit:
+            # Open this long: the state is the new normal. Say so, close, re-learn.
+            event = self._event("rebaseline", host, row, i, inp)
+            host[Col.A_STATE][row] = IDLE
+            host[Col.A_BELOW][row] = 0
+            return event
         if score < cfg.exit and not inp.quality[i]:
             host[Col.A_BELOW][row] += 1
             if host[Col.A_BELOW][row] < cfg.exit_duration:

@@ -65,32 +65,51 @@ def calibrate(
     learn: Tensor,
     horizon: float | Tensor,
 ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+    """``calibrated_score`` then ``learn_calibration``: returns score (B,), z (B, K) and the
+    new state."""
+    score, z = calibrated_score(stats, seen, state)
+    return score, z, learn_calibration(stats, seen, state, learn, horizon)
+
+
+def calibrated_score(
+    stats: Tensor, seen: Tensor, state: dict[str, Tensor]
+) -> tuple[Tensor, Tensor]:
     """Robust z-scores of RMS errors against the stream's own history.
 
     stats, seen (B, K): RMS error of each feature plus the all-feature total in column F
     (K = F + 1), then with ``score_inputs`` each feature's input deviation (K = 2F + 1;
     ``score_statistics``), and whether each could be judged (observed in the window).
-    horizon: readings behind the statistics, one for all columns or (K,) per column.
-    state: cal_mu, cal_dev (B, K), cal_n (B,). learn (B,) bool: only readings outside alerts
-    and past burn-in update the statistics.
+    state: cal_mu, cal_dev (B, K), cal_n (B,).
     The score is the largest z: one badly reconstructed feature is enough, and the total
     catches anomalies spread thinly over many features (a broken correlation).
-    returns score (B,), z (B, K) and the new state.
+    returns score (B,), z (B, K).
     """
+    sigma = MAD_TO_SIGMA * state[Col.CAL_DEV] + 1e-3
+    z = ((stats - state[Col.CAL_MU]) / sigma).clamp_min(0.0) * seen
+    return z.max(dim=-1).values, z
+
+
+def learn_calibration(
+    stats: Tensor,
+    seen: Tensor,
+    state: dict[str, Tensor],
+    learn: Tensor,
+    horizon: float | Tensor,
+) -> dict[str, Tensor]:
+    """The calibration state after the readings with ``learn`` (B,) bool: serving passes
+    only rows outside alerts and past burn-in; the others keep their state exactly.
+    horizon: readings behind the statistics, one for all columns or (K,) per column."""
     mu, dev, n = state[Col.CAL_MU], state[Col.CAL_DEV], state[Col.CAL_N]
     sigma = MAD_TO_SIGMA * dev + 1e-3
-    z = ((stats - mu) / sigma).clamp_min(0.0) * seen
-    score = z.max(dim=-1).values
     start = (1.0 / (n + (CAL_PRIOR + 1.0))).unsqueeze(-1)  # (B, 1)
     alpha = torch.maximum(start, torch.as_tensor(1.0 / horizon, device=start.device))
     alpha = alpha * learn.unsqueeze(-1) * seen
     step = torch.maximum(torch.minimum(stats - mu, 4.0 * sigma), -4.0 * sigma)
-    new = {
+    return {
         Col.CAL_MU: mu + alpha * step,
         Col.CAL_DEV: dev + alpha * (step.abs() - dev),
         Col.CAL_N: n + learn.float(),
     }
-    return score, z, new
 
 
 def rms_errors(feat_err: Tensor, win_m: Tensor) -> tuple[Tensor, Tensor]:

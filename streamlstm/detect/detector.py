@@ -21,17 +21,18 @@ from streamlstm.config import AlertConfig, DetectorConfig
 from streamlstm.detect import alerts
 from streamlstm.detect.calibration import (
     GroupPrior,
-    calibrate,
+    calibrated_score,
     calibration_horizons,
     calibration_state,
     feature_z,
+    learn_calibration,
     n_calibrated,
     score_statistics,
     store_calibration_state,
 )
 from streamlstm.detect.columns import Col
 from streamlstm.detect.model import LSTMAutoencoder, window_error
-from streamlstm.detect.normalise import normalise, stuck_features
+from streamlstm.detect.normalise import forecast, learn, stuck_features
 from streamlstm.detect.seasons import season_phase, season_share
 from streamlstm.detect.state import StateTable
 from streamlstm.detect.table import table_columns
@@ -58,6 +59,7 @@ class Scored:
     raw_error: list[float] = field(default_factory=list)
     warming: list[bool] = field(default_factory=list)
     in_alert: list[bool] = field(default_factory=list)
+    held: list[bool] = field(default_factory=list)  # kept from the stream's normal
     events: list[AlertEvent] = field(default_factory=list)
     rejected: list[tuple[int, Rejection]] = field(default_factory=list)
     replayed: int = 0  # readings at or below a stream's last applied offset: skipped
@@ -81,6 +83,7 @@ class Detector:
         self.device = torch.device(device)
         self.net = model.net.to(self.device).eval()
         self.alerts = alerts.AlertMachine(alert_cfg, model.version)
+        self.enter, self.hold = alert_cfg.enter, alert_cfg.hold_normal
         n_features = len(model.features)
         self.prior = model.prior.tensors(self.device, n_calibrated(cfg, n_features))
         horizons = calibration_horizons(cfg, n_features)
@@ -119,16 +122,17 @@ class Detector:
         values = np.array([readings[i].values for i in idx], dtype=np.float32)
         dt = ts - table.host[Col.LAST_TS][rows]  # inf for a new stream
         gap = dt > self.cfg.max_gap_s
-        in_alert = table.host[Col.A_STATE][rows] == alerts.OPEN
-        res = self.step_in_chunks(table, rows, values, gap, in_alert, ts, dt)
+        a_phase = alerts.alert_phase(table.host, rows)
+        res = self.step_in_chunks(table, rows, values, gap, a_phase, ts, dt)
         table.host[Col.LAST_TS][rows] = ts
         table.host[Col.LAST_OFFSET][rows] = offsets
         self._emit(table, readings, idx, rows, ts, offsets, res, out)
 
-    def step_in_chunks(self, table, rows, values, gap, in_alert, ts, dt) -> dict[str, Tensor]:
-        """gather -> step_rows -> scatter, ``rows_per_chunk`` rows at a time. ``ts`` (epoch
-        seconds) and ``dt`` (seconds since the stream's previous reading) place each reading
-        in the seasons (``detector.season_periods_s``).
+    def step_in_chunks(self, table, rows, values, gap, a_phase, ts, dt) -> dict[str, Tensor]:
+        """gather -> step_rows -> scatter, ``rows_per_chunk`` rows at a time. ``a_phase`` (B,)
+        int8: the stream's ``alerts.alert_phase``. ``ts`` (epoch seconds) and ``dt``
+        (seconds since the stream's previous reading) place each reading in the seasons
+        (``detector.season_periods_s``).
 
         Rows are independent, so chunking changes no result. On a CPU it keeps every
         temporary of the step (the (B, 4H) gates and the rest) in the core's cache instead of
@@ -148,7 +152,7 @@ class Detector:
                     state,
                     torch.as_tensor(values[lo : lo + chunk], device=self.device),
                     torch.as_tensor(gap[lo : lo + chunk], device=self.device),
-                    torch.as_tensor(in_alert[lo : lo + chunk], device=self.device),
+                    torch.as_tensor(a_phase[lo : lo + chunk], device=self.device),
                     None if phase is None else phase[lo : lo + chunk].to(self.device),
                     None if share is None else share[lo : lo + chunk].to(self.device),
                 )
@@ -163,30 +167,28 @@ class Detector:
         s: dict[str, Tensor],
         x_raw: Tensor,
         gap: Tensor,
-        in_alert: Tensor,
+        alert_phase: Tensor,
         phase: Tensor | None = None,
         share: Tensor | None = None,
     ) -> dict[str, Tensor]:
         """The batched tensor step on gathered rows; updates ``s`` in place (B rows).
 
-        x_raw (B, F) with NaN for missing; gap, in_alert (B,) bool; phase (B, P) long, each
-        reading's bin in every season, share (B,) the share of a bin it stands for (with
-        seasons only).
-        returns score, rms_err, warming (B,), feat_err, stuck (B, F).
+        x_raw (B, F) with NaN for missing; gap (B,) bool; alert_phase (B,) int8
+        (``alerts.alert_phase``); phase (B, P) long, each reading's bin in every season, share (B,)
+        the share of a bin it stands for (with seasons only).
+        returns score, rms_err, warming, held (B,), z, feat_err, stuck (B, F).
+
+        Score first, learn after: the reading is scored against the normal from before it,
+        then teaches the normaliser and the calibration only if ``alerts.holding`` allows.
+        The LSTM state and the window advance on every reading.
         """
         cfg = self.cfg
         with torch.no_grad():
             if bool(gap.any()):
-                keep = (~gap).float()
-                # After a gap the slope of the level is stale too: the stream restarts flat.
-                for name in (Col.H, Col.C, Col.SINCE_RESET, Col.TREND):
-                    if name in s:
-                        s[name] = s[name] * keep.view(-1, *([1] * (s[name].dim() - 1)))
-                s[Col.WIN_X] = s[Col.WIN_X] * keep.view(-1, 1, 1)
-                s[Col.WIN_M] = s[Col.WIN_M] * keep.view(-1, 1, 1).to(s[Col.WIN_M].dtype)
+                _restart(s, gap)
             m = torch.isfinite(x_raw).float()
             x = torch.nan_to_num(x_raw, nan=0.0)
-            z = normalise(x, m, s, cfg, phase, share)
+            z, seen_norm = forecast(x, m, s, cfg, phase)
             stuck, s[Col.LAST_X], s[Col.STILL], s[Col.MAX_RUN] = stuck_features(
                 x, m, s[Col.LAST_X], s[Col.STILL], s[Col.MAX_RUN], cfg.stuck_readings
             )
@@ -197,17 +199,22 @@ class Detector:
             feat_err = window_error(recon, s[Col.WIN_X], win_m)  # (B, F)
             # (B, K): errors per feature and in total, then input deviations if scored
             stats, seen = score_statistics(feat_err, win_m, z, m, cfg.score_inputs)
-            learn = (s[Col.SINCE_RESET] >= cfg.burn_in_readings) & ~in_alert
-            score, cal_z, cal = calibrate(
-                stats, seen, calibration_state(s), learn, self.cal_horizons
+            cal = calibration_state(s)
+            score, cal_z = calibrated_score(stats, seen, cal)
+            warming = s[Col.SINCE_RESET] + 1.0 <= cfg.warmup_readings
+            held, cal_held = alerts.holding(
+                self.hold, alert_phase, score, stuck.any(dim=1), warming, self.enter
             )
-            store_calibration_state(s, cal)
+            learn(x, m * ~held.unsqueeze(1), s, cfg, seen_norm, share)
+            burnt_in = s[Col.SINCE_RESET] >= cfg.burn_in_readings
+            new = learn_calibration(stats, seen, cal, burnt_in & ~cal_held, self.cal_horizons)
+            store_calibration_state(s, new)
             s[Col.SINCE_RESET] = s[Col.SINCE_RESET] + 1.0
-            warming = s[Col.SINCE_RESET] <= cfg.warmup_readings
         return {
             "score": score,
             "rms_err": stats[:, z.shape[1]],
             "warming": warming,
+            "held": held,
             "z": feature_z(cal_z, z.shape[1]),
             "feat_err": feat_err,
             "stuck": stuck,
@@ -225,6 +232,17 @@ class Detector:
         store_calibration_state(
             table.dev, {k: p[k].expand(n, -1) for k in (Col.CAL_MU, Col.CAL_DEV)}, idx
         )
+
+    def _rebaseline(self, table: StateTable, rows: np.ndarray) -> None:
+        """Accept the streams' current state as their normal: from their next reading on,
+        LSTM state, window and normaliser start afresh and the stream warms up again (no
+        alert opens meanwhile). The error calibration is kept: errors are in normalised
+        units, so what a normal error is does not move with the level."""
+        idx = torch.as_tensor(rows, device=self.device)
+        state = table.gather(idx)
+        _restart(state, torch.ones(len(rows), dtype=torch.bool, device=self.device))
+        state[Col.N_OBS] = torch.zeros_like(state[Col.N_OBS])
+        table.scatter(idx, state)
 
     def _check_order(self, table, rows, ts, offsets, idx, out: Scored) -> np.ndarray:
         """Skip readings already applied (replays); reject ones older than the stream."""
@@ -270,12 +288,28 @@ class Detector:
             top_features,
             sources,
         )
-        out.events.extend(self.alerts.step(table.host, rows, inputs))
+        events = self.alerts.step(table.host, rows, inputs)
+        rebased = {e.stream for e in events if e.event == "rebaseline"}
+        if rebased:
+            self._rebaseline(table, rows[[s in rebased for s in inputs.streams]])
+        out.events.extend(events)
         out.index.extend(idx)
         out.score.extend(score.tolist())
         out.raw_error.extend(res["rms_err"].cpu().numpy().tolist())
         out.warming.extend(warming.tolist())
+        out.held.extend(res["held"].cpu().numpy().tolist())
         out.in_alert.extend((table.host[Col.A_STATE][rows] == alerts.OPEN).tolist())
+
+
+def _restart(s: dict[str, Tensor], rows: Tensor) -> None:
+    """Rows (B,) bool start afresh: LSTM state, window and warm-up. After a gap the slope
+    of the level is stale too: the stream restarts flat."""
+    keep = (~rows).float()
+    for name in (Col.H, Col.C, Col.SINCE_RESET, Col.TREND):
+        if name in s:
+            s[name] = s[name] * keep.view(-1, *([1] * (s[name].dim() - 1)))
+    s[Col.WIN_X] = s[Col.WIN_X] * keep.view(-1, 1, 1)
+    s[Col.WIN_M] = s[Col.WIN_M] * keep.view(-1, 1, 1).to(s[Col.WIN_M].dtype)
 
 
 def top_shares(z: np.ndarray, names: list[str], k: int = 3) -> tuple[tuple[str, float], ...]:

@@ -3,6 +3,8 @@ detection, as pure tensor updates shared by serving and training."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
@@ -28,6 +30,19 @@ RUN_MEMORY = 2000.0  # readings over which the longest normal run of a feature i
 STUCK_FACTOR = 3.0  # a run this many times longer than any normal run is "stuck"
 
 
+@dataclass
+class Forecast:
+    """What the forecast phase saw, for the learning phase of the same reading (B, F)."""
+
+    forecast: Tensor
+    std: Tensor
+    early: Tensor  # bool: the stream's first NORM_START readings of the feature
+    above: Tensor | None  # bool, with a split scale: the reading is above the forecast
+    var_dn: Tensor | None  # the downside variance in use (var where not learnt yet)
+    slots: Tensor | None  # (B, F, P) the reading's season bins, with seasons
+    profiles: Tensor | None  # (B, F, P) those bins' profiles
+
+
 def normalise(
     x: Tensor,
     m: Tensor,
@@ -36,7 +51,22 @@ def normalise(
     phase: Tensor | None = None,
     share: Tensor | None = None,
 ) -> Tensor:
-    """Normalise one reading per stream with the stats seen so far, then update them.
+    """Normalise one reading per stream with the stats seen so far, then learn from it:
+    ``forecast`` then ``learn`` for every reading (training's path; serving runs the two
+    phases itself, so that it can hold back readings inside an alert)."""
+    z, seen = forecast(x, m, s, det, phase)
+    learn(x, m, s, det, seen, share)
+    return z
+
+
+def forecast(
+    x: Tensor,
+    m: Tensor,
+    s: dict[str, Tensor],
+    det: DetectorConfig,
+    phase: Tensor | None = None,
+) -> tuple[Tensor, Forecast]:
+    """Each reading's distance from the stream's forecast, in its own scale; reads ``s`` only.
 
     Scale-free per stream: a stream's first ``NORM_START`` readings of a feature give a plain
     running mean and variance (its z is 0 meanwhile), so nothing of the group's raw units
@@ -44,14 +74,6 @@ def normalise(
     sensor beside a 15,000-rides taxi count); a group-wide prior or floor would flatten the
     small ones to z = 0. The smallest std is ``FLOOR_SHARE`` of the stream's own long-run
     std, so a stream that sits still for a while does not turn the next wobble into sigmas.
-
-    Then EMAs: the level follows ``det.norm_horizon`` readings; the variance
-    ``det.norm_scale_horizon`` (default the same). A slower scale keeps a drift or level
-    shift large in sigmas while the level catches up: with one horizon, the variance soaks
-    up the change and hides it. With ``det.trend_horizon`` the level also carries a slope
-    (Holt's linear trend): a ramp is followed without lag, so a slow drift or a daily ramp
-    neither inflates the variance nor shows as a lasting offset, and the abrupt end of a
-    drift stays a full-size jump. Deviations are clipped to 3 std in the updates.
 
     With ``det.split_scale`` (state ``var_dn``) readings below the forecast are measured
     in their own scale, learnt from them alone: a two-piece scale for skewed series. CPU
@@ -62,56 +84,86 @@ def normalise(
     reading's bin (``phase``): a daily or weekly rhythm (a load cycle, a shift pattern,
     weekends) is then expected, so it neither shows as deviations nor inflates the
     variance, and a day that breaks it (a missing peak, a jump at the wrong hour) stands
-    out. The seasons learn in turn, shortest first, each from what the previous left: the
-    week learns only how a weekday differs from the average day.
+    out.
 
     x (B, F) raw values with 0 where missing; m (B, F) 1.0 = observed.
     s: mean, var, var_ref, n_obs (B, F); var_dn (B, F) with a split scale (NaN: take var);
-    trend (B, F) with a trend horizon; season and season_n (B, F, all bins) with seasons;
-    updated in place. phase (B, P) long: the reading's bin in each of the P seasons
-    (``season_phase``); share (B,): the share of a bin the reading stands for
-    (``season_share``; default 1).
-    returns z (B, F), normalised and masked.
+    trend (B, F) with a trend horizon; season and season_n (B, F, all bins) with seasons.
+    phase (B, P) long: the reading's bin in each of the P seasons (``season_phase``).
+    returns z (B, F), normalised and masked, and what ``learn`` needs.
     """
     trend = s.get(Col.TREND)
-    forecast = s[Col.MEAN] if trend is None else s[Col.MEAN] + trend
-    season, slots = s.get(Col.SEASON), None
+    level = s[Col.MEAN] if trend is None else s[Col.MEAN] + trend
+    season, slots, profiles = s.get(Col.SEASON), None, None
     if season is not None:
         slots = phase.unsqueeze(1).expand(-1, x.shape[1], -1)  # (B, F, P)
         profiles = season.gather(-1, slots)  # (B, F, P)
-        forecast = forecast + profiles.sum(-1)
+        level = level + profiles.sum(-1)
     floor = FLOOR_SHARE * s[Col.VAR_REF].sqrt() + FLOOR_EPS
-    var, var_dn = s[Col.VAR], s.get(Col.VAR_DN)
+    var, var_dn, above = s[Col.VAR], s.get(Col.VAR_DN), None
     if var_dn is not None:  # NaN: not learnt yet (a new row, an older snapshot)
-        above = x > forecast
+        above = x > level
         var_dn = torch.where(var_dn.isnan(), var, var_dn)
         var = torch.where(above, var, var_dn)
     std = var.sqrt().clamp_min(floor)
     early = s[Col.N_OBS] < NORM_START
-    z = ((x - forecast) / std).clamp(-det.clip_sigma, det.clip_sigma) * m * ~early
+    z = ((x - level) / std).clamp(-det.clip_sigma, det.clip_sigma) * m * ~early
+    return z, Forecast(level, std, early, above, var_dn, slots, profiles)
+
+
+def learn(
+    x: Tensor,
+    m: Tensor,
+    s: dict[str, Tensor],
+    det: DetectorConfig,
+    seen: Forecast,
+    share: Tensor | None = None,
+) -> None:
+    """Update the stream's statistics from the readings with ``m`` > 0, in place.
+
+    ``m`` (B, F) is the mask of what may teach: serving passes the observed mask with every
+    row held back inside an alert set to 0, and a row with ``m`` = 0 leaves every column
+    here unchanged (its level does not even advance by its slope), so an anomaly cannot
+    become the normal it is measured against. (Measured on the pump runs: projecting the
+    level forward by its slope inside alerts, or letting the level alone keep learning,
+    both held more alerts open after a fault than the plain freeze.)
+
+    EMAs: the level follows ``det.norm_horizon`` readings; the variance
+    ``det.norm_scale_horizon`` (default the same). A slower scale keeps a drift or level
+    shift large in sigmas while the level catches up: with one horizon, the variance soaks
+    up the change and hides it. With ``det.trend_horizon`` the level also carries a slope
+    (Holt's linear trend): a ramp is followed without lag, so a slow drift or a daily ramp
+    neither inflates the variance nor shows as a lasting offset, and the abrupt end of a
+    drift stays a full-size jump. Deviations are clipped to 3 std in the updates. Seasons
+    learn in turn, shortest first, each from what the previous left: the week learns only
+    how a weekday differs from the average day. share (B,): the share of a season bin the
+    reading stands for (``season_share``; default 1).
+    """
+    trend, early, std = s.get(Col.TREND), seen.early, seen.std
     start = 1.0 / (s[Col.N_OBS] + 1.0)
     alpha = torch.clamp_min(start, 1.0 / det.norm_horizon) * m
     beta = torch.clamp_min(start, 1.0 / (det.norm_scale_horizon or det.norm_horizon)) * m
     gamma = torch.clamp_min(start, 1.0 / FLOOR_HORIZON) * m
-    dev = torch.where(early, x - forecast, torch.clamp(x - forecast, -3.0 * std, 3.0 * std))
+    dev = x - seen.forecast
+    dev = torch.where(early, dev, torch.clamp(dev, -3.0 * std, 3.0 * std))
     if trend is None:
         s[Col.MEAN] = s[Col.MEAN] + alpha * dev
     else:  # a missing reading moves neither the level nor the slope; nor does the start
         s[Col.MEAN] = s[Col.MEAN] + m * trend + alpha * dev
         s[Col.TREND] = trend + alpha * dev * ~early / det.trend_horizon
-    if season is not None:
+    if seen.slots is not None:
         share = torch.ones_like(x[:, 0]) if share is None else share
-        learn_seasons(s, slots, profiles, dev, m * ~early * share[:, None], det.season_horizon)
-    if var_dn is None:
+        weight = m * ~early * share[:, None]
+        learn_seasons(s, seen.slots, seen.profiles, dev, weight, det.season_horizon)
+    if seen.var_dn is None:
         s[Col.VAR] = (1.0 - beta) * (s[Col.VAR] + beta * dev * dev)
     else:  # each side learns from its own readings; both from a stream's first ones
-        b_up = beta * (above | early)
-        b_dn = beta * (~above | early)
+        b_up = beta * (seen.above | early)
+        b_dn = beta * (~seen.above | early)
         s[Col.VAR] = (1.0 - b_up) * (s[Col.VAR] + b_up * dev * dev)
-        s[Col.VAR_DN] = (1.0 - b_dn) * (var_dn + b_dn * dev * dev)
+        s[Col.VAR_DN] = (1.0 - b_dn) * (seen.var_dn + b_dn * dev * dev)
     s[Col.VAR_REF] = (1.0 - gamma) * (s[Col.VAR_REF] + gamma * dev * dev)
     s[Col.N_OBS] = s[Col.N_OBS] + m
-    return z
 
 
 def stuck_features(

@@ -24,7 +24,7 @@ from torch import Tensor
 
 from streamlstm.config import AlertConfig, DetectorConfig
 from streamlstm.detect import alerts
-from streamlstm.detect.calibration import calibrate, score_statistics
+from streamlstm.detect.calibration import calibrated_score, learn_calibration, score_statistics
 from streamlstm.detect.columns import Col
 from streamlstm.detect.model import LSTMAutoencoder, window_error
 from streamlstm.detect.state import Column
@@ -32,11 +32,13 @@ from streamlstm.detect.state import Column
 
 @dataclass
 class AlertTrace:
-    """Per reading of each stream: score, inside an open alert, alert opened here."""
+    """Per reading of each stream: score, inside an open alert, alert opened here, and held
+    back from the calibration (``alerts.holding``)."""
 
     score: np.ndarray  # (T, B)
     in_alert: np.ndarray  # (T, B) bool
     alert_open: np.ndarray  # (T, B) bool
+    held: np.ndarray | None = None  # (T, B) bool
 
 
 def rolling_zscore_stats(values: np.ndarray, window: int = 100) -> tuple[Tensor, Tensor]:
@@ -132,16 +134,24 @@ def calibrated_alerts(
         Col.CAL_N: torch.zeros(B),
     }
     host = {name: _column(col, B) for name, col in alerts.HOST_COLUMNS.items()}
-    machine = alerts.AlertMachine(alert_cfg, "baseline")
+    # No rebaseline here: time is the reading index, and a baseline has no normal to re-learn.
+    machine = alerts.AlertMachine(
+        alert_cfg.model_copy(update={"rebaseline_after_s": None}), "baseline"
+    )
     since = np.zeros(B)
-    out = AlertTrace(np.zeros((T, B)), np.zeros((T, B), bool), np.zeros((T, B), bool))
+    out = AlertTrace(*(np.zeros((T, B), dtype) for dtype in (float, bool, bool, bool)))
     streams = [f"s{b}" for b in range(B)]
     for t in range(T):
         ok = valid[t]
-        in_alert = host[Col.A_STATE] == alerts.OPEN
-        learn = torch.as_tensor((since >= det.burn_in_readings) & ~in_alert & ok)
-        score, _, new = calibrate(stats[t], seen[t], state, learn, horizon)
-        state = new
+        score, _ = calibrated_score(stats[t], seen[t], state)
+        warming = since + 1 <= det.warmup_readings
+        phase = alerts.alert_phase(host, np.arange(B))
+        _, held = alerts.holding(
+            alert_cfg.hold_normal, phase, score.numpy(), np.zeros(B, bool), warming, alert_cfg.enter
+        )
+        out.held[t] = held & ok
+        learn = torch.as_tensor((since >= det.burn_in_readings) & ~held & ok)
+        state = learn_calibration(stats[t], seen[t], state, learn, horizon)
         since += ok
         rows = np.flatnonzero(ok)
         score_np = score.numpy()[rows]

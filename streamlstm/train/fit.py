@@ -22,7 +22,7 @@ from streamlstm.datafiles import Series
 from streamlstm.detect.calibration import GroupPrior, score_statistics
 from streamlstm.detect.columns import Col
 from streamlstm.detect.model import LSTMAutoencoder, sliding_windows, window_error
-from streamlstm.detect.normalise import normalise
+from streamlstm.detect.normalise import forecast, learn
 from streamlstm.detect.seasons import season_phase, season_share
 
 
@@ -79,9 +79,16 @@ def split_lanes(series: list[Series], max_gap_s: float, lanes: int, min_len: int
 
 
 def normalise_lanes(
-    lanes: list[Series], prior: GroupPrior, det: DetectorConfig, device: torch.device
+    lanes: list[Series],
+    prior: GroupPrior,
+    det: DetectorConfig,
+    device: torch.device,
+    held: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Run the serving normaliser over padded lanes: z, m (T, L, F) and valid (T, L)."""
+    """Run the serving normaliser over padded lanes: z, m (T, L, F) and valid (T, L).
+
+    ``held`` (T, L) bool: readings that must not teach it, as serving holds them back inside
+    alerts (``alerts.holding``); default none (training data is taken as normal)."""
     T, L, F = max(len(s.ts) for s in lanes), len(lanes), len(prior.mean)
     raw = np.full((T, L, F), np.nan, dtype=np.float32)
     valid = np.zeros((T, L), dtype=np.float32)
@@ -116,7 +123,9 @@ def normalise_lanes(
     z_all = torch.empty_like(x_all)
     for t in range(T):
         seasons = (None, None) if phase is None else (phase[t], share[t])
-        z_all[t] = normalise(x_all[t], m_all[t], state, det, *seasons)
+        z_all[t], seen = forecast(x_all[t], m_all[t], state, det, seasons[0])
+        teach = m_all[t] if held is None else m_all[t] * ~held[t].unsqueeze(-1)
+        learn(x_all[t], teach, state, det, seen, seasons[1])
     return z_all, m_all, torch.as_tensor(valid, device=device)
 
 

@@ -49,7 +49,7 @@ COUNTERS: dict[str, tuple[str, str, tuple[str, ...], list[tuple[str, ...]]]] = {
         "alert_events",
         "Alert events written to the alerts topic",
         ("event", "severity"),
-        [(e, s) for e in ("open", "update", "resolve") for s in SEVERITY.values()],
+        [(e, s) for e in ("open", "update", "resolve", "rebaseline") for s in SEVERITY.values()],
     ),
     "restores": (
         "state_restores",
