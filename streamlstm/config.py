@@ -150,6 +150,14 @@ class GroupConfig(_Section):
         return self
 
 
+class ProducerConfig(_Section):
+    """The alerts/DLQ producer. A DLQ record larger than ``max_request_size`` is cut to fit."""
+
+    max_request_size: int = Field(1_048_576, ge=65_536)  # kafka-python's default, 1 MiB
+    compression_type: Literal["gzip", "snappy", "lz4", "zstd"] | None = None
+    linger_ms: int = Field(5, ge=0, le=60_000)
+
+
 class KafkaConfig(_Section):
     bootstrap: str | None = None  # None: start the local dev broker (or use $KAFKA_BOOTSTRAP)
     group_id: str = "streamlstm"
@@ -168,6 +176,7 @@ class KafkaConfig(_Section):
     ssl_password: SecretStr | None = None  # of an encrypted ssl_keyfile
     max_poll_records: int = Field(2000, gt=0)
     poll_timeout_s: float = Field(0.2, gt=0)
+    producer: ProducerConfig = ProducerConfig()
 
 
 class RayConfig(_Section):
@@ -176,6 +185,10 @@ class RayConfig(_Section):
     num_gpus: float = Field(0.0, ge=0)  # per worker; 0 = CPU
     num_cpus: float = Field(1.0, gt=0)
     dashboard: bool = False
+    # A worker that dies is restarted after this delay, doubled after each death in a row
+    # (reset once it ran restart_backoff_max_s): a crash loop must not spin at full speed.
+    restart_backoff_s: float = Field(1.0, gt=0)
+    restart_backoff_max_s: float = Field(60.0, gt=0)
 
 
 class CheckpointConfig(_Section):

@@ -17,8 +17,6 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Protocol
 
 import numpy as np
 
@@ -26,102 +24,21 @@ from streamlstm.detect.state import read_meta
 from streamlstm.records import RawRecord, Reading, RecordParser, Rejection
 from streamlstm.stream.crashpoints import CrashPoints
 from streamlstm.stream.engine import Engine
+from streamlstm.stream.ports import (
+    TP,
+    Counters,
+    LatencyWindow,
+    Metrics,
+    NoMetrics,
+    Sink,
+    SnapshotStore,
+    Source,
+    UndeliverableRecord,
+)
+
+__all__ = ["TP", "CrashPoints", "Metrics", "Sink", "SnapshotStore", "Source", "StreamWorker"]
 
 log = logging.getLogger(__name__)
-
-TP = tuple[str, int]  # (topic, partition)
-
-
-class Source(Protocol):
-    def poll(self, timeout_s: float, max_records: int) -> list[RawRecord]: ...
-    def seek(self, topic: str, partition: int, offset: int) -> None: ...
-    def commit(self, offsets: dict[TP, int]) -> None: ...
-
-
-class Sink(Protocol):
-    def send_alert(self, key: bytes, value: bytes) -> None: ...
-    def send_dlq(self, record: RawRecord, stage: str, reason: str) -> None: ...
-    def flush(self, timeout_s: float) -> None: ...
-
-
-class SnapshotStore(Protocol):
-    def save(self, tp: TP, blobs: dict[str, bytes], next_offset: int) -> None: ...
-    def load(self, tp: TP) -> tuple[dict[str, bytes], int] | None: ...
-
-
-class Metrics(Protocol):
-    """Observer hooks; the Prometheus adapter implements them, tests may count."""
-
-    def readings(self, outcome: str, count: int) -> None: ...
-    def rejected(self, reason: str) -> None: ...
-    def alert(self, event: str, severity: str) -> None: ...
-    def checkpointed(self, seconds: float, committed: dict[TP, int]) -> None: ...
-    def latencies(self, seconds: np.ndarray) -> None: ...
-    def scores(self, values: np.ndarray) -> None: ...
-    def restored(self, result: str, count: int = 1) -> None: ...
-    def snapshot_failed(self) -> None: ...
-
-
-class NoMetrics:
-    def readings(self, outcome: str, count: int) -> None:
-        pass
-
-    def rejected(self, reason: str) -> None:
-        pass
-
-    def alert(self, event: str, severity: str) -> None:
-        pass
-
-    def checkpointed(self, seconds: float, committed: dict[TP, int]) -> None:
-        pass
-
-    def latencies(self, seconds: np.ndarray) -> None:
-        pass
-
-    def scores(self, values: np.ndarray) -> None:
-        pass
-
-    def restored(self, result: str, count: int = 1) -> None:
-        pass
-
-    def snapshot_failed(self) -> None:
-        pass
-
-
-class LatencyWindow:
-    """The most recent record latencies (seconds), for quantiles on demand."""
-
-    def __init__(self, size: int = 200_000):
-        self.values = np.zeros(size)
-        self.count = 0
-
-    def add(self, values: np.ndarray) -> None:
-        values = values[-len(self.values) :]
-        self.values[(self.count + np.arange(len(values))) % len(self.values)] = values
-        self.count += len(values)
-
-    def quantiles(self, qs: tuple[float, ...] = (0.5, 0.99)) -> dict[str, float]:
-        n = min(self.count, len(self.values))
-        if n == 0:
-            return {}
-        data = self.values[:n]
-        return {f"p{round(q * 100)}": float(np.quantile(data, q)) for q in qs} | {"n": n}
-
-    def reset(self) -> None:
-        self.count = 0
-
-
-@dataclass
-class Counters:
-    records: int = 0
-    scored: int = 0
-    warming: int = 0
-    dlq: int = 0
-    replayed: int = 0
-    alerts: int = 0
-    checkpoints: int = 0
-    swaps: int = 0  # models that took over after their shadow warm-up
-    by_reason: dict[str, int] = field(default_factory=dict)
 
 
 class StreamWorker:
@@ -260,7 +177,20 @@ class StreamWorker:
         self._dirty = True
 
     def _dlq(self, rec: RawRecord, rej: Rejection) -> None:
-        self.sink.send_dlq(rec, rej.stage, rej.reason)
+        where = f"{rec.topic}:{rec.partition}@{rec.offset}"
+        try:
+            self.sink.send_dlq(rec, rej.stage, rej.reason)
+        except UndeliverableRecord as exc:
+            # Raising would restart the worker onto this same record, forever: log it (its
+            # coordinates find it in the input topic), count it, and go on.
+            log.error(
+                "DLQ write of %s (reason %s) refused, record skipped: %s", where, rej.reason, exc
+            )
+            self.metrics.dead_letter_failed(rej.reason)
+        except Exception as exc:
+            # Transient (broker down, no metadata): the worker restarts and replays it.
+            log.error("DLQ write of %s (reason %s) failed: %s", where, rej.reason, exc)
+            raise
         self.counters.dlq += 1
         self.counters.by_reason[rej.reason] = self.counters.by_reason.get(rej.reason, 0) + 1
         self.metrics.rejected(rej.reason)

@@ -16,11 +16,13 @@ from collections.abc import Iterable
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import KafkaError, MessageSizeTooLargeError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
+from streamlstm.adapters.kafka.dead_letters import dlq_headers, fit_to_limit
 from streamlstm.adapters.kafka.login import check_login
 from streamlstm.records import RawRecord
+from streamlstm.stream.ports import UndeliverableRecord
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,10 @@ _CLIENT_LOGGER = "kafka"
 
 class KafkaDeliveryError(RuntimeError):
     """One or more records were not delivered; the text names topics and errors, never values."""
+
+
+class RecordTooLarge(KafkaDeliveryError, UndeliverableRecord):
+    """The producer refused one record for its size: retrying cannot help."""
 
 
 def _tps(partitions: Iterable[TP]) -> list[TopicPartition]:
@@ -168,6 +174,7 @@ class KafkaSink:
             **(client_options or {}),
         }
         self._config = config
+        self.max_request_size = int(config.get("max_request_size", 1_048_576))
         check_login(bootstrap, config)
         self._producer = KafkaProducer(**config)
         self._lock = threading.Lock()  # errbacks run on the producer's sender thread
@@ -186,6 +193,8 @@ class KafkaSink:
     ) -> None:
         try:
             future = self._producer.send(topic, value=value, key=key, headers=headers)
+        except MessageSizeTooLargeError as exc:  # this record, never the producer's state
+            raise RecordTooLarge(f"send to {topic!r} refused: {exc}") from exc
         except KafkaError as exc:  # e.g. no metadata for the topic within max_block_ms
             raise KafkaDeliveryError(f"send to {topic!r} failed: {type(exc).__name__}") from exc
         future.add_errback(self._on_error, topic)
@@ -194,19 +203,14 @@ class KafkaSink:
         self._send(topic, key, value)
 
     def send_dlq(self, topic: str, record: RawRecord, stage: str, reason: str) -> None:
-        """Write the ORIGINAL key and value bytes unchanged; the why goes into headers."""
-        headers = [
-            ("error.stage", stage.encode()),
-            ("error.reason", reason.encode()),
-            ("source.topic", record.topic.encode()),
-            ("source.partition", str(record.partition).encode()),
-            ("source.offset", str(record.offset).encode()),
-        ]
-        if record.key is None and record.value is None:
-            # Kafka needs a key or a value; an empty value keeps the headers deliverable.
-            self._send(topic, None, b"", headers)
-            return
-        self._send(topic, record.key, record.value, headers)
+        """Write the ORIGINAL key and value bytes; the why goes into headers. A value too
+        large for the producer is cut to a prefix, its size and sha256 in headers."""
+        headers = dlq_headers(record, stage, reason)
+        # Kafka needs a key or a value; an empty value keeps the headers deliverable.
+        value = b"" if record.key is None and record.value is None else record.value
+        if value is not None:
+            value, headers = fit_to_limit(record.key, value, headers, self.max_request_size)
+        self._send(topic, record.key, value, headers)
 
     def flush(self, timeout_s: float | None = 30) -> None:
         """Block until every send completed; raise KafkaDeliveryError if any failed."""

@@ -63,6 +63,12 @@ COUNTERS: dict[str, tuple[str, str, tuple[str, ...], list[tuple[str, ...]]]] = {
         (),
         [()],
     ),
+    "dlq_failures": (
+        "dlq_write_failures",
+        "Rejected records the producer refused to write to the DLQ (skipped, logged)",
+        ("reason",),
+        [(r,) for r in REASONS],
+    ),
 }
 HISTOGRAMS = {
     "score": ("score", "Calibrated anomaly score of scored readings"),

@@ -19,7 +19,7 @@ import numpy as np
 import ray
 
 from streamlstm.adapters.kafka.client import KafkaSink, KafkaSource
-from streamlstm.adapters.kafka.options import client_options
+from streamlstm.adapters.kafka.options import client_options, producer_options
 from streamlstm.adapters.ops.storage import SnapshotStore
 from streamlstm.adapters.ray.restart_models import pick_models
 from streamlstm.config import Config, from_dict
@@ -133,7 +133,9 @@ class PartitionWorkerImpl:
         )
         self.source.assign([tuple(tp) for tp in partitions])
         self.sink = _TopicSink(
-            KafkaSink(self.bootstrap, options), cfg.kafka.alerts_topic, cfg.kafka.dlq_topic
+            KafkaSink(self.bootstrap, options | producer_options(cfg.kafka.producer)),
+            cfg.kafka.alerts_topic,
+            cfg.kafka.dlq_topic,
         )
         self.worker = StreamWorker(
             engine,

@@ -1,0 +1,76 @@
+"""Poison records (issue 18) without a broker: dead letters cut to fit, the loop going on past
+a record the sink can never deliver, and the supervisor's restart backoff policy."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from streamlstm.adapters.kafka.dead_letters import FRAMING_BYTES, _size, dlq_headers, fit_to_limit
+from streamlstm.adapters.ray.supervisor import death_reason, restart_delay
+from streamlstm.records import RawRecord
+from streamlstm.stream.metric_counts import MetricCounts
+from streamlstm.stream.ports import UndeliverableRecord
+from tests.test_worker_loop import ListSink, _records, _run, _worker
+
+LIMIT = 1_048_576
+
+
+def test_a_record_that_fits_is_written_unchanged() -> None:
+    headers = dlq_headers(RawRecord("icu", 3, 12, b"k", b"{}"), "decode", "not_json")
+    value, out = fit_to_limit(b"k", b"x" * 1000, headers, LIMIT)
+    assert value == b"x" * 1000 and out == headers
+
+
+def test_an_oversized_value_is_cut_with_its_size_and_digest() -> None:
+    original = bytes(range(256)) * 8192  # 2 MiB
+    headers = dlq_headers(RawRecord("icu", 3, 12, b"bed-1", original), "decode", "oversized")
+    value, out = fit_to_limit(b"bed-1", original, headers, LIMIT)
+    named = dict(out)
+    assert original.startswith(value) and len(value) > LIMIT - 2 * FRAMING_BYTES
+    assert _size(b"bed-1", value, out) <= LIMIT
+    assert named["original.size"] == str(len(original)).encode()
+    assert named["original.sha256"] == hashlib.sha256(original).hexdigest().encode()
+    assert named["truncated"] == b"true" and named["error.reason"] == b"oversized"
+
+
+class RefusingSink(ListSink):
+    """Refuses the dead letter of one offset, as the Kafka producer refuses a huge record."""
+
+    def __init__(self, log: list, refuse_offset: int):
+        super().__init__(log)
+        self.refuse_offset = refuse_offset
+
+    def send_dlq(self, record, stage, reason):
+        if record.offset == self.refuse_offset:
+            raise UndeliverableRecord("larger than max_request_size")
+        super().send_dlq(record, stage, reason)
+
+
+def test_an_undeliverable_dead_letter_is_logged_counted_and_skipped(tmp_path: Path, caplog) -> None:
+    records = _records()
+    w = _worker(tmp_path, records, [])
+    w.sink = RefusingSink([], refuse_offset=30)  # the broken record of _records()
+    w.metrics = MetricCounts()
+    w.assign([("icu", 0)])
+    _run(w, 20, 16)
+    c = w.counters
+    assert c.records == len(records) == c.scored + c.warming + c.dlq  # it went on past it
+    assert w.sink.dlq == [] and c.by_reason == {"not_json": 1}
+    counters = {(n, tuple(lab)): v for n, lab, v in w.metrics.drain()["counters"]}
+    assert counters[("dlq_failures", ("not_json",))] == 1
+    assert "icu:0@30 (reason not_json) refused" in caplog.text
+
+
+def test_restart_delay_doubles_up_to_its_cap() -> None:
+    delays = [restart_delay(n, 1.0, 60.0) for n in range(1, 10)]
+    assert delays == [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0, 60.0]
+    assert restart_delay(10_000, 0.5, 30.0) == 30.0
+
+
+def test_death_reason_names_the_error_and_its_message() -> None:
+    class Wrapped(Exception):
+        cause = ValueError("send to 'dlq' refused: too large\n")
+
+    assert death_reason(Wrapped("traceback ...")) == "ValueError: send to 'dlq' refused: too large"
+    assert death_reason(KeyError()) == "KeyError"
