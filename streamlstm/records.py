@@ -33,6 +33,7 @@ REASONS: dict[str, str] = {
     "out_of_range": "range",
     "out_of_order": "order",
     "duplicate": "order",
+    "other_partition": "order",
 }
 
 

@@ -6,11 +6,14 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import orjson
+
 from streamlstm.adapters.kafka.dead_letters import FRAMING_BYTES, _size, dlq_headers, fit_to_limit
 from streamlstm.adapters.ray.supervisor import death_reason, restart_delay
 from streamlstm.records import RawRecord
 from streamlstm.stream.metric_counts import MetricCounts
 from streamlstm.stream.ports import UndeliverableRecord
+from tests.helpers import FEATURES, series
 from tests.test_worker_loop import ListSink, _records, _run, _worker
 
 LIMIT = 1_048_576
@@ -74,3 +77,41 @@ def test_death_reason_names_the_error_and_its_message() -> None:
 
     assert death_reason(Wrapped("traceback ...")) == "ValueError: send to 'dlq' refused: too large"
     assert death_reason(KeyError()) == "KeyError"
+
+
+def _two_partition_records() -> list[RawRecord]:
+    """Keyless records of stream "a": every third on partition 1, the rest on partition 0."""
+    out, next_offset = [], {0: 0, 1: 0}
+    for i, r in enumerate(series("a", 90, seed=1)):
+        partition = 1 if i % 3 == 2 else 0
+        value = {
+            "stream": "a",
+            "ts": int(r.ts * 1000),
+            "values": dict(zip(FEATURES, r.values, strict=True)),
+        }
+        out.append(RawRecord("icu", partition, next_offset[partition], None, orjson.dumps(value)))
+        next_offset[partition] += 1
+    return out
+
+
+def test_a_stream_on_two_partitions_is_read_from_the_first_and_the_rest_dead_lettered(
+    tmp_path: Path,
+) -> None:
+    records = _two_partition_records()
+    on_p1 = sum(r.partition == 1 for r in records)
+    w = _worker(tmp_path, records, [])
+    w.assign([("icu", 0), ("icu", 1)])
+    _run(w, 10, 16)
+    c = w.counters
+    assert c.records == len(records) and c.by_reason == {"other_partition": on_p1}
+    assert c.scored + c.warming == len(records) - on_p1  # none of partition 0's was dropped
+    assert {offset for offset, *_ in w.sink.dlq} == set(range(on_p1))
+
+    # After a restart the home comes from the snapshot, even when partition 1 is read first.
+    w.checkpoint()
+    later = [RawRecord(r.topic, r.partition, r.offset + 1000, None, r.value) for r in records]
+    again = _worker(tmp_path, sorted(later, key=lambda r: -r.partition), [])
+    again.assign([("icu", 0), ("icu", 1)])
+    _run(again, 10, 16)
+    assert set(again.counters.by_reason) <= {"other_partition", "duplicate", "out_of_order"}
+    assert again.counters.by_reason["other_partition"] == on_p1

@@ -66,6 +66,7 @@ class StreamWorker:
         self.latency = LatencyWindow()
         self.next_offset: dict[TP, int] = {}  # next offset to read, per assigned partition
         self.streams_of: dict[TP, set[tuple[str, str]]] = {}  # (group, stream) per partition
+        self.home_of: dict[tuple[str, str], TP] = {}  # the one partition a stream is read from
         self.counters = Counters()
         self._last_checkpoint = clock()
         self._dirty = False
@@ -110,6 +111,7 @@ class StreamWorker:
                     streams.update((group, s) for s in restored)
             self.next_offset[tp] = start
             self.streams_of[tp] = streams
+            self.home_of.update(dict.fromkeys(streams, tp))
             self.source.seek(tp[0], tp[1], start)
         return dict(self.next_offset)
 
@@ -137,12 +139,13 @@ class StreamWorker:
             if rec.offset >= next_offset.get(tp, 0):
                 next_offset[tp] = rec.offset + 1
             got = self.parser.parse(rec)
+            if isinstance(got, Reading):
+                got = self._at_home(got, tp)
             if isinstance(got, Rejection):
                 self._dlq(rec, got)
             else:
                 readings.append(got)
                 raw_of[(rec.topic, rec.partition, rec.offset)] = rec
-                self.streams_of.setdefault(tp, set()).add((got.group, got.stream))
         results = self.engine.process(readings)
         if self.wall_clock is not None:
             now = self.wall_clock()
@@ -175,6 +178,18 @@ class StreamWorker:
             log.warning("%s: model %s took over from %s after its shadow warm-up", group, new, old)
             c.swaps += 1
         self._dirty = True
+
+    def _at_home(self, reading: Reading, tp: TP) -> Reading | Rejection:
+        """A stream is read from the partition it was first seen on (restored from its
+        snapshot after a restart). Offsets order a stream only within one partition, and its
+        state is snapshotted with one partition: keyless records of the stream on another
+        partition go to the DLQ (``other_partition``) rather than being mis-ordered."""
+        key = (reading.group, reading.stream)
+        home = self.home_of.setdefault(key, tp)
+        if home != tp:
+            return Rejection.of("other_partition")
+        self.streams_of.setdefault(tp, set()).add(key)
+        return reading
 
     def _dlq(self, rec: RawRecord, rej: Rejection) -> None:
         where = f"{rec.topic}:{rec.partition}@{rec.offset}"
