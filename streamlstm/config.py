@@ -121,6 +121,10 @@ class InputConfig(_Section):
     max_payload_bytes: int = Field(65_536, gt=0)
     ts_min: str = "2000-01-01T00:00:00Z"  # earlier timestamps are absurd
     ts_max: str = "2100-01-01T00:00:00Z"
+    # A reading stamped further ahead of its Kafka record timestamp is rejected: accepted, it
+    # would make the stream's later readings all "out of order". The record's timestamp, not
+    # the wall clock, so a replay of old data judges each record as it was. None: no check.
+    max_future_s: float | None = Field(300.0, gt=0)
 
 
 class GroupConfig(_Section):

@@ -30,6 +30,7 @@ REASONS: dict[str, str] = {
     "bad_value": "schema",
     "non_finite": "range",
     "absurd_timestamp": "range",
+    "future_timestamp": "range",
     "out_of_range": "range",
     "out_of_order": "order",
     "duplicate": "order",
@@ -202,6 +203,8 @@ class RecordParser:
             return Rejection.of("bad_timestamp")
         if not self.ts_min <= ts <= self.ts_max:
             return Rejection.of("absurd_timestamp")
+        if self._from_the_future(ts, record):
+            return Rejection.of("future_timestamp")
         values = self._values(raw_values, group)
         if isinstance(values, Rejection):
             return values
@@ -209,6 +212,13 @@ class RecordParser:
             (record.topic, record.partition, record.offset) if record else ("", 0, 0)
         )
         return Reading(stream, ts, values, group.name, topic, partition, offset)
+
+    def _from_the_future(self, ts: float, record: RawRecord | None) -> bool:
+        """Stamped more than ``max_future_s`` after its Kafka record (when it has one)."""
+        limit = self.cfg.max_future_s
+        if limit is None or record is None or record.timestamp_ms <= 0:
+            return False
+        return ts > record.timestamp_ms / 1000.0 + limit
 
     def _values(self, raw: Any, group: GroupConfig) -> tuple[float, ...] | Rejection:
         n_features = len(group.features)

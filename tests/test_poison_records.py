@@ -115,3 +115,25 @@ def test_a_stream_on_two_partitions_is_read_from_the_first_and_the_rest_dead_let
     _run(again, 10, 16)
     assert set(again.counters.by_reason) <= {"other_partition", "duplicate", "out_of_order"}
     assert again.counters.by_reason["other_partition"] == on_p1
+
+
+def test_a_future_dated_reading_goes_to_the_dlq_and_does_not_block_its_stream(
+    tmp_path: Path,
+) -> None:
+    stamped = []
+    for r in _records():  # Kafka record timestamps = reading timestamps (a live producer)
+        obj = orjson.loads(r.value) if r.value != b"{broken" else {"ts": 0}
+        stamped.append(RawRecord(r.topic, r.partition, r.offset, r.key, r.value, obj["ts"]))
+    future = orjson.loads(stamped[40].value) | {"ts": "2099-01-01T00:00:00Z"}
+    stamped.insert(
+        40, RawRecord("icu", 0, 40, stamped[40].key, orjson.dumps(future), stamped[40].timestamp_ms)
+    )
+    records = [
+        RawRecord(r.topic, 0, i, r.key, r.value, r.timestamp_ms) for i, r in enumerate(stamped)
+    ]
+    w = _worker(tmp_path, records, [])
+    w.assign([("icu", 0)])
+    _run(w, 20, 16)
+    c = w.counters
+    assert c.by_reason == {"not_json": 1, "future_timestamp": 1}  # no later one out_of_order
+    assert c.scored + c.warming == len(records) - 2
