@@ -19,6 +19,8 @@ from streamlstm.config import GroupConfig, InputConfig
 # Rejection stages and reason codes: a closed set, used as DLQ headers and metric labels.
 REASONS: dict[str, str] = {
     "oversized": "decode",
+    "null_value": "decode",
+    "bad_unicode": "decode",
     "not_json": "decode",
     "not_object": "schema",
     "no_stream": "schema",
@@ -150,8 +152,10 @@ class RecordParser:
 
     def parse(self, record: RawRecord) -> Reading | Rejection:
         value = record.value
-        if value is None or len(value) > self.cfg.max_payload_bytes:
-            return Rejection.of("oversized" if value is not None else "not_json")
+        if value is None:  # a tombstone: nothing to read
+            return Rejection.of("null_value")
+        if len(value) > self.cfg.max_payload_bytes:
+            return Rejection.of("oversized")
         try:
             obj = orjson.loads(value)
         except orjson.JSONDecodeError:
@@ -257,9 +261,20 @@ def _range_vectors(group: GroupConfig) -> tuple[list[float], list[float]]:
 
 
 def _classify_bad_json(value: bytes) -> str:
-    """orjson rejects NaN/Infinity literals; the stdlib parser tells those apart."""
+    """Why orjson refused ``value``: not UTF-8 or a lone surrogate escape (``"\\ud800"``,
+    which no UTF-8 text can hold), NaN/Infinity literals, or not JSON at all. The stdlib
+    parser accepts the last two kinds of text, so it tells them apart."""
     try:
-        json.loads(value)
-    except (ValueError, UnicodeDecodeError, RecursionError):
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        return "bad_unicode"
+    constants: list[str] = []
+    try:
+        obj = json.loads(text, parse_constant=lambda name: constants.append(name) or 0.0)
+    except (ValueError, RecursionError):
         return "not_json"
-    return "non_finite"
+    try:
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return "bad_unicode"
+    return "non_finite" if constants else "not_json"

@@ -67,8 +67,14 @@ def test_epoch_millis_and_array_values() -> None:
 CASES = [
     ("oversized", good(pad="x" * 70_000), b"bed1"),
     ("not_json", b"{not json", b"bed1"),
-    ("not_json", b"\xff\xfe\x00garbage", b"bed1"),
-    ("not_json", None, b"bed1"),
+    ("bad_unicode", b"\xff\xfe\x00garbage", b"bed1"),
+    ("bad_unicode", b'{"stream": "bed\\ud800", "ts": 1795000000000, "values": {"hr": 1}}', None),
+    (
+        "bad_unicode",
+        b'{"stream": "bed1", "ts": 1795000000000, "values": {"\\udfff": NaN}}',
+        b"bed1",
+    ),
+    ("null_value", None, b"bed1"),
     ("not_object", b"[1, 2, 3]", b"bed1"),
     ("no_stream", orjson.dumps({"ts": 1, "values": {"hr": 1}}), b"bed1"),
     ("no_stream", good(stream=""), b"bed1"),
