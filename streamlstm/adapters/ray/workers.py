@@ -169,6 +169,7 @@ class PartitionWorkerImpl:
         with self._running:
             while not self._stop.is_set():
                 self.worker.run_once(kcfg.poll_timeout_s, kcfg.max_poll_records)
+            self.worker.crash.hit("before_drain")
             self.worker.checkpoint()
         return self.stats()
 
