@@ -11,8 +11,9 @@ import orjson
 from streamlstm.adapters.kafka.dead_letters import FRAMING_BYTES, _size, dlq_headers, fit_to_limit
 from streamlstm.adapters.ray.supervisor import death_reason, restart_delay
 from streamlstm.records import RawRecord
+from streamlstm.stream.loop import StreamWorker
 from streamlstm.stream.metric_counts import MetricCounts
-from streamlstm.stream.ports import UndeliverableRecord
+from streamlstm.stream.ports import Counters, UndeliverableRecord
 from tests.helpers import FEATURES, series
 from tests.test_worker_loop import ListSink, _records, _run, _worker
 
@@ -137,3 +138,42 @@ def test_a_future_dated_reading_goes_to_the_dlq_and_does_not_block_its_stream(
     c = w.counters
     assert c.by_reason == {"not_json": 1, "future_timestamp": 1}  # no later one out_of_order
     assert c.scored + c.warming == len(records) - 2
+
+
+def test_a_restart_of_the_loop_in_the_same_process_counts_each_record_once(
+    tmp_path: Path,
+) -> None:
+    records = _records()
+    counters, metrics = Counters(), MetricCounts()
+
+    def loop() -> StreamWorker:
+        w = _worker(tmp_path, records, [])
+        return StreamWorker(
+            w.engine,
+            w.parser,
+            w.source,
+            w.sink,
+            w.store,
+            w.clock,
+            5.0,
+            metrics,
+            None,
+            None,
+            counters,
+        )
+
+    first = loop()
+    first.assign([("icu", 0)])
+    _run(first, 3, 16)
+    first.checkpoint()
+    _run(first, 2, 16)  # scored, not committed: the run task fails here
+    again = loop()
+    assert again.assign([("icu", 0)]) == {("icu", 0): 48}  # it replays 32 records
+    _run(again, 20, 16)
+    assert counters.records == len(records) == counters.scored + counters.warming + counters.dlq
+    assert counters.dlq == 1
+    counted = {}
+    for name, _labels, value in metrics.drain()["counters"]:
+        counted[name] = counted.get(name, 0) + value
+    assert counted["readings"] == len(records)
+    assert counted["alert_events"] == counters.alerts == len(again.sink.alerts) > 0

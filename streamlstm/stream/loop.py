@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from streamlstm.detect.detector import Scored
 from streamlstm.detect.state import read_meta
 from streamlstm.records import RawRecord, Reading, RecordParser, Rejection
 from streamlstm.stream.crashpoints import CrashPoints
@@ -56,6 +57,7 @@ class StreamWorker:
         metrics: Metrics | None = None,
         crash: CrashPoints | None = None,
         wall_clock: Callable[[], float] | None = None,
+        counters: Counters | None = None,
     ):
         self.engine, self.parser = engine, parser
         self.source, self.sink, self.store = source, sink, store
@@ -67,7 +69,7 @@ class StreamWorker:
         self.next_offset: dict[TP, int] = {}  # next offset to read, per assigned partition
         self.streams_of: dict[TP, set[tuple[str, str]]] = {}  # (group, stream) per partition
         self.home_of: dict[tuple[str, str], TP] = {}  # the one partition a stream is read from
-        self.counters = Counters()
+        self.counters = counters or Counters()  # the caller's survive a restart of the loop
         self._last_checkpoint = clock()
         self._dirty = False
         self._staged: deque = deque()  # (model, shadow_readings) from other threads
@@ -147,37 +149,54 @@ class StreamWorker:
                 readings.append(got)
                 raw_of[(rec.topic, rec.partition, rec.offset)] = rec
         results = self.engine.process(readings)
-        if self.wall_clock is not None:
+        fresh = [r for r in records if self._fresh(r.topic, r.partition, r.offset)]
+        if self.wall_clock is not None and fresh:
             now = self.wall_clock()
-            lat = now - np.fromiter((r.timestamp_ms for r in records), float, len(records)) / 1e3
+            lat = now - np.fromiter((r.timestamp_ms for r in fresh), float, len(fresh)) / 1e3
             self.latency.add(lat)
             self.metrics.latencies(lat)
         self.crash.hit("after_score")
         for res in results.values():
-            sc = res.scored
-            for i, rej in sc.rejected:
+            for i, rej in res.scored.rejected:
                 r = res.readings[i]
                 self._dlq(raw_of[(r.topic, r.partition, r.offset)], rej)
-            warming = sum(sc.warming)
-            c.warming += warming
-            c.scored += len(sc.index) - warming
-            c.replayed += sc.replayed
-            self.metrics.readings("warming", warming)
-            self.metrics.readings("scored", len(sc.index) - warming)
-            self.metrics.scores(np.asarray(sc.score)[~np.asarray(sc.warming, dtype=bool)])
-            for event in sc.events:
+            self._count_scored(res.readings, res.scored)
+            for event in res.scored.events:
                 self.sink.send_alert(event.stream.encode(), event.to_json())
-                self.metrics.alert(event.event, event.severity)
-                c.alerts += 1
+                if self._fresh(*event.source):
+                    self.metrics.alert(event.event, event.severity)
+                    c.alerts += 1
         # Counted and advanced only now, so progress read from another thread (stats) never
         # reports a batch that is still being scored.
-        c.records += len(records)
+        c.records += len(fresh)
         self.next_offset = next_offset
+        for tp, offset in next_offset.items():
+            c.counted_to[tp] = max(c.counted_to.get(tp, 0), offset)
         while self.engine.switched:
             group, old, new = self.engine.switched.pop(0)
             log.warning("%s: model %s took over from %s after its shadow warm-up", group, new, old)
             c.swaps += 1
         self._dirty = True
+
+    def _fresh(self, topic: str, partition: int, offset: int) -> bool:
+        """Not counted before. After a restart of the loop in the same process (its
+        ``counters`` kept), the records since the last commit are scored again, and alerts
+        re-sent (same ids), but counted once."""
+        return offset >= self.counters.counted_to.get((topic, partition), 0)
+
+    def _count_scored(self, readings: list[Reading], sc: Scored) -> None:
+        new = np.array([self._fresh(r.topic, r.partition, r.offset) for r in readings], bool)
+        fresh = new[np.asarray(sc.index, dtype=np.int64)]  # per scored reading
+        warming = np.asarray(sc.warming, dtype=bool)
+        n_warming = int((fresh & warming).sum())
+        n_scored = int((fresh & ~warming).sum())
+        c = self.counters
+        c.warming += n_warming
+        c.scored += n_scored
+        c.replayed += sc.replayed
+        self.metrics.readings("warming", n_warming)
+        self.metrics.readings("scored", n_scored)
+        self.metrics.scores(np.asarray(sc.score)[fresh & ~warming])
 
     def _at_home(self, reading: Reading, tp: TP) -> Reading | Rejection:
         """A stream is read from the partition it was first seen on (restored from its
@@ -192,6 +211,7 @@ class StreamWorker:
         return reading
 
     def _dlq(self, rec: RawRecord, rej: Rejection) -> None:
+        """Send to the DLQ (again, in a replay: at least once), count it once."""
         where = f"{rec.topic}:{rec.partition}@{rec.offset}"
         try:
             self.sink.send_dlq(rec, rej.stage, rej.reason)
@@ -206,6 +226,8 @@ class StreamWorker:
             # Transient (broker down, no metadata): the worker restarts and replays it.
             log.error("DLQ write of %s (reason %s) failed: %s", where, rej.reason, exc)
             raise
+        if not self._fresh(rec.topic, rec.partition, rec.offset):
+            return
         self.counters.dlq += 1
         self.counters.by_reason[rej.reason] = self.counters.by_reason.get(rej.reason, 0) + 1
         self.metrics.rejected(rej.reason)

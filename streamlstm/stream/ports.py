@@ -114,3 +114,6 @@ class Counters:
     checkpoints: int = 0
     swaps: int = 0  # models that took over after their shadow warm-up
     by_reason: dict[str, int] = field(default_factory=dict)
+    # Per partition, the first offset not counted yet: what a restarted loop replays below
+    # it is not counted twice (nor sent to the metrics twice).
+    counted_to: dict[tuple[str, int], int] = field(default_factory=dict)

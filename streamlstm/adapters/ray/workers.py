@@ -31,6 +31,7 @@ from streamlstm.stream.crashpoints import wrap_store
 from streamlstm.stream.engine import Engine
 from streamlstm.stream.loop import CrashPoints, StreamWorker
 from streamlstm.stream.metric_counts import MetricCounts
+from streamlstm.stream.ports import Counters
 from streamlstm.train.checkpoint import load_model, load_model_set
 
 log = logging.getLogger(__name__)
@@ -101,7 +102,10 @@ class PartitionWorkerImpl:
         self.partitions: list[TP] = []
         self._stop = threading.Event()
         self._running = threading.Lock()
-        self.counts = MetricCounts()  # kept across restarts of the loop in this process
+        # Both kept across restarts of the loop in this process: deltas since the last
+        # drain, and the totals of stats() (which count replayed records once).
+        self.counts = MetricCounts()
+        self.counters = Counters()
 
     def start(
         self,
@@ -148,6 +152,7 @@ class PartitionWorkerImpl:
             metrics=self.counts,
             crash=crash,
             wall_clock=time.time,
+            counters=self.counters,
         )
         self.partitions = [tuple(tp) for tp in partitions]
         starts = self.worker.assign(self.partitions)
