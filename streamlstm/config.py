@@ -125,6 +125,7 @@ class InputConfig(_Section):
     # would make the stream's later readings all "out of order". The record's timestamp, not
     # the wall clock, so a replay of old data judges each record as it was. None: no check.
     max_future_s: float | None = Field(300.0, gt=0)
+    max_stream_id_len: int = Field(256, gt=0)  # longer ids: DLQ, stream_id_too_long
 
 
 class GroupConfig(_Section):
@@ -201,6 +202,16 @@ class CheckpointConfig(_Section):
     keep: int = Field(3, gt=0)
 
 
+class StateConfig(_Section):
+    """Bounds on the per-stream state a worker holds."""
+
+    # A stream whose last reading is this much older than its partition's newest record
+    # (data time) is dropped, and left out of snapshots; if it returns it starts cold.
+    # None: never. One week by default: a bed or pump silent that long has new data anyway.
+    evict_idle_s: float | None = Field(604_800.0, gt=0)
+    evict_check_s: float = Field(60.0, gt=0)  # how often a worker looks for idle streams
+
+
 class MetricsConfig(_Section):
     enabled: bool = True  # serve Prometheus metrics from the supervisor
     host: str = "127.0.0.1"  # loopback by default; 0.0.0.0 only inside a container
@@ -231,6 +242,7 @@ class Config(_Section):
     kafka: KafkaConfig = KafkaConfig()
     ray: RayConfig = RayConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
+    state: StateConfig = StateConfig()
     metrics: MetricsConfig = MetricsConfig()
     retrain: RetrainConfig = RetrainConfig()
 

@@ -24,6 +24,7 @@ REASONS: dict[str, str] = {
     "not_json": "decode",
     "not_object": "schema",
     "no_stream": "schema",
+    "stream_id_too_long": "schema",
     "key_mismatch": "schema",
     "no_timestamp": "schema",
     "bad_timestamp": "schema",
@@ -165,6 +166,8 @@ class RecordParser:
         stream = obj.get(self.cfg.stream_field)
         if not isinstance(stream, str) or not stream:
             return Rejection.of("no_stream")
+        if len(stream) > self.cfg.max_stream_id_len:  # each id costs a row and a label of state
+            return Rejection.of("stream_id_too_long")
         if record.key is not None and record.key != stream.encode():
             return Rejection.of("key_mismatch")
         group = self.route(record.topic, stream)

@@ -11,10 +11,11 @@ import orjson
 from streamlstm.adapters.kafka.dead_letters import FRAMING_BYTES, _size, dlq_headers, fit_to_limit
 from streamlstm.adapters.ray.supervisor import death_reason, restart_delay
 from streamlstm.records import RawRecord
+from streamlstm.stream.engine import Engine
 from streamlstm.stream.loop import StreamWorker
 from streamlstm.stream.metric_counts import MetricCounts
 from streamlstm.stream.ports import Counters, UndeliverableRecord
-from tests.helpers import FEATURES, series
+from tests.helpers import FEATURES, interleave, series, tiny_config, tiny_model
 from tests.test_worker_loop import ListSink, _records, _run, _worker
 
 LIMIT = 1_048_576
@@ -177,3 +178,46 @@ def test_a_restart_of_the_loop_in_the_same_process_counts_each_record_once(
         counted[name] = counted.get(name, 0) + value
     assert counted["readings"] == len(records)
     assert counted["alert_events"] == counters.alerts == len(again.sink.alerts) > 0
+
+
+def _stamped(readings) -> list[RawRecord]:
+    """Records whose Kafka timestamps are the readings' own (a live producer)."""
+    out = []
+    for offset, r in enumerate(readings):
+        ts_ms = int(r.ts * 1000)
+        value = {
+            "stream": r.stream,
+            "ts": ts_ms,
+            "values": dict(zip(FEATURES, r.values, strict=True)),
+        }
+        out.append(RawRecord("icu", 0, offset, r.stream.encode(), orjson.dumps(value), ts_ms))
+    return out
+
+
+def test_an_idle_stream_is_evicted_left_out_of_snapshots_and_returns_cold(tmp_path: Path) -> None:
+    # "b" sends for 20 minutes, then only "a" for 100 more; then "b" comes back.
+    early = interleave(series("a", 20, seed=1), series("b", 20, seed=2))
+    later = series("a", 100, seed=1)[20:]
+    back = series("b", 130, seed=2)[125:]
+    records = _stamped(early + later + back)
+    w = _worker(tmp_path, records[: len(early) + len(later)], [])
+    w.assign([("icu", 0)])
+    _run(w, 20, 16)
+    table = w.engine.tables["g"]
+    assert w.evict_idle(idle_s=7200.0) == 0  # "b" idle for 80 minutes
+    assert w.evict_idle(idle_s=3600.0) == 1 and table.row("b") is None
+    assert table.row("a") is not None and w.counters.evicted == 1
+    w.checkpoint()
+    blobs, _ = w.store.load(("icu", 0))
+    assert set(table_rows_of(blobs["g"])) == {"a"}
+
+    w.source.records = records  # "b" sends again: a new stream, in warm-up
+    warming = w.counters.warming
+    _run(w, 2, 16)
+    assert w.counters.warming - warming == len(back) and w.counters.by_reason == {}
+
+
+def table_rows_of(blob: bytes) -> list[str]:
+    engine = Engine.build(tiny_config(), {"g": tiny_model()})
+    streams, _ = engine.tables["g"].restore(blob)
+    return streams

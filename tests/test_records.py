@@ -78,6 +78,7 @@ CASES = [
     ("not_object", b"[1, 2, 3]", b"bed1"),
     ("no_stream", orjson.dumps({"ts": 1, "values": {"hr": 1}}), b"bed1"),
     ("no_stream", good(stream=""), b"bed1"),
+    ("stream_id_too_long", good(stream="b" * 257), None),
     ("key_mismatch", good(), b"bed2"),
     ("no_timestamp", good(ts=None), b"bed1"),
     ("bad_timestamp", good(ts="yesterday-ish"), b"bed1"),

@@ -25,6 +25,7 @@ from streamlstm.detect.state import read_meta
 from streamlstm.records import RawRecord, Reading, RecordParser, Rejection
 from streamlstm.stream.crashpoints import CrashPoints
 from streamlstm.stream.engine import Engine
+from streamlstm.stream.eviction import idle_streams
 from streamlstm.stream.ports import (
     TP,
     Counters,
@@ -69,6 +70,7 @@ class StreamWorker:
         self.next_offset: dict[TP, int] = {}  # next offset to read, per assigned partition
         self.streams_of: dict[TP, set[tuple[str, str]]] = {}  # (group, stream) per partition
         self.home_of: dict[tuple[str, str], TP] = {}  # the one partition a stream is read from
+        self.newest_ms: dict[TP, int] = {}  # newest Kafka record timestamp per partition
         self.counters = counters or Counters()  # the caller's survive a restart of the loop
         self._last_checkpoint = clock()
         self._dirty = False
@@ -140,6 +142,8 @@ class StreamWorker:
             tp = (rec.topic, rec.partition)
             if rec.offset >= next_offset.get(tp, 0):
                 next_offset[tp] = rec.offset + 1
+            if rec.timestamp_ms > self.newest_ms.get(tp, 0):
+                self.newest_ms[tp] = rec.timestamp_ms
             got = self.parser.parse(rec)
             if isinstance(got, Reading):
                 got = self._at_home(got, tp)
@@ -209,6 +213,29 @@ class StreamWorker:
             return Rejection.of("other_partition")
         self.streams_of.setdefault(tp, set()).add(key)
         return reading
+
+    def evict_idle(self, idle_s: float) -> int:
+        """Drop the streams whose last reading is ``idle_s`` older than their partition's
+        newest record; the next snapshot leaves them out, and one that returns starts cold."""
+        evicted = 0
+        for tp, streams in self.streams_of.items():
+            if tp not in self.newest_ms:
+                continue
+            before = self.newest_ms[tp] / 1000.0 - idle_s
+            for group in {g for g, _ in streams}:
+                gone = idle_streams(
+                    self.engine.tables[group], [s for g, s in streams if g == group], before
+                )
+                self.engine.tables[group].evict(gone)
+                for stream in gone:
+                    streams.discard((group, stream))
+                    self.home_of.pop((group, stream), None)
+                evicted += len(gone)
+        if evicted:
+            self.counters.evicted += evicted
+            self.metrics.evicted(evicted)
+            self._dirty = True
+        return evicted
 
     def _dlq(self, rec: RawRecord, rej: Rejection) -> None:
         """Send to the DLQ (again, in a replay: at least once), count it once."""

@@ -49,6 +49,7 @@ class Metrics(Protocol):
     def restored(self, result: str, count: int = 1) -> None: ...
     def snapshot_failed(self) -> None: ...
     def dead_letter_failed(self, reason: str) -> None: ...
+    def evicted(self, count: int) -> None: ...
 
 
 class NoMetrics:
@@ -77,6 +78,9 @@ class NoMetrics:
         pass
 
     def dead_letter_failed(self, reason: str) -> None:
+        pass
+
+    def evicted(self, count: int) -> None:
         pass
 
 
@@ -113,6 +117,7 @@ class Counters:
     alerts: int = 0
     checkpoints: int = 0
     swaps: int = 0  # models that took over after their shadow warm-up
+    evicted: int = 0  # idle streams dropped from the tables
     by_reason: dict[str, int] = field(default_factory=dict)
     # Per partition, the first offset not counted yet: what a restarted loop replays below
     # it is not counted twice (nor sent to the metrics twice).

@@ -63,6 +63,12 @@ COUNTERS: dict[str, tuple[str, str, tuple[str, ...], list[tuple[str, ...]]]] = {
         (),
         [()],
     ),
+    "evicted_streams": (
+        "evicted_streams",
+        "Idle streams dropped from the state tables (state.evict_idle_s)",
+        (),
+        [()],
+    ),
     "dlq_failures": (
         "dlq_write_failures",
         "Rejected records the producer refused to write to the DLQ (skipped, logged)",

@@ -170,10 +170,14 @@ class PartitionWorkerImpl:
 
     def run(self) -> dict[str, Any]:
         """Poll until ``stop``; then drain: a final checkpoint (flush, snapshot, commit)."""
-        kcfg = self.config.kafka
+        kcfg, scfg = self.config.kafka, self.config.state
+        last_evict = time.monotonic()
         with self._running:
             while not self._stop.is_set():
                 self.worker.run_once(kcfg.poll_timeout_s, kcfg.max_poll_records)
+                if scfg.evict_idle_s and time.monotonic() - last_evict >= scfg.evict_check_s:
+                    last_evict = time.monotonic()
+                    self.worker.evict_idle(scfg.evict_idle_s)
             self.worker.crash.hit("before_drain")
             self.worker.checkpoint()
         return self.stats()
@@ -212,6 +216,7 @@ class PartitionWorkerImpl:
             "alerts": c.alerts,
             "replayed": c.replayed,
             "swaps": c.swaps,
+            "evicted": c.evicted,
             "checkpoints": c.checkpoints,
             "by_reason": dict(c.by_reason),
             "partitions": [f"{t}:{p}" for t, p in self.partitions],
