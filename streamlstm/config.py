@@ -194,6 +194,9 @@ class RayConfig(_Section):
     # (reset once it ran restart_backoff_max_s): a crash loop must not spin at full speed.
     restart_backoff_s: float = Field(1.0, gt=0)
     restart_backoff_max_s: float = Field(60.0, gt=0)
+    # A worker counts as up (streamlstm_workers_up) while its loop completed a poll this
+    # recently: an actor that answers but whose loop died or hangs is not scoring.
+    heartbeat_timeout_s: float = Field(60.0, gt=0)
 
 
 class CheckpointConfig(_Section):

@@ -72,6 +72,11 @@ def _load_models(files: dict[str, dict[str, bytes]]) -> dict:
     return models
 
 
+def loop_alive(running: bool, heartbeat: float, now: float, timeout_s: float) -> bool:
+    """Up = its loop runs and finished a poll within ``timeout_s`` (monotonic seconds)."""
+    return running and now - heartbeat <= timeout_s
+
+
 class _TopicSink:
     """Binds the alert and DLQ topics to the Kafka producer (the loop's ``Sink``)."""
 
@@ -102,6 +107,7 @@ class PartitionWorkerImpl:
         self.partitions: list[TP] = []
         self._stop = threading.Event()
         self._running = threading.Lock()
+        self.heartbeat = 0.0  # monotonic time the loop last finished a poll
         # Both kept across restarts of the loop in this process: deltas since the last
         # drain, and the totals of stats() (which count replayed records once).
         self.counts = MetricCounts()
@@ -171,10 +177,11 @@ class PartitionWorkerImpl:
     def run(self) -> dict[str, Any]:
         """Poll until ``stop``; then drain: a final checkpoint (flush, snapshot, commit)."""
         kcfg, scfg = self.config.kafka, self.config.state
-        last_evict = time.monotonic()
+        last_evict = self.heartbeat = time.monotonic()
         with self._running:
             while not self._stop.is_set():
                 self.worker.run_once(kcfg.poll_timeout_s, kcfg.max_poll_records)
+                self.heartbeat = time.monotonic()
                 if scfg.evict_idle_s and time.monotonic() - last_evict >= scfg.evict_check_s:
                     last_evict = time.monotonic()
                     self.worker.evict_idle(scfg.evict_idle_s)
@@ -226,7 +233,15 @@ class PartitionWorkerImpl:
 
     def metrics(self) -> dict[str, Any]:
         """Metric deltas since the last call, and gauges (for the supervisor's exporter)."""
-        report: dict[str, Any] = {"worker": self.index, "counts": self.counts.drain()}
+        running = self._running.locked()
+        alive = loop_alive(
+            running, self.heartbeat, time.monotonic(), self.config.ray.heartbeat_timeout_s
+        )
+        report: dict[str, Any] = {
+            "worker": self.index,
+            "counts": self.counts.drain(),
+            "loop_alive": alive,
+        }
         if self.worker is None:
             return report
 

@@ -1,5 +1,6 @@
-"""`streamlstm run` tells the truth about its shutdown (issue 18): a worker that cannot
-drain on SIGTERM makes it exit 1. A real broker, a real local Ray, a real crash point."""
+"""Health that tells the truth (issue 18): a worker is up only while its scoring loop runs,
+and `streamlstm run` exits 1 when a worker cannot drain on SIGTERM. A real broker, a real
+local Ray, a real crash point."""
 
 from __future__ import annotations
 
@@ -56,3 +57,33 @@ def test_run_exits_1_when_a_worker_dies_while_draining(kafka_bootstrap, tmp_path
     final = json.loads(next(line for line in out.splitlines() if line.startswith('{"final"')))
     assert final["undrained"] == [0]
     assert "worker 0 did not drain cleanly" in out
+
+
+def test_a_worker_whose_loop_stopped_is_not_up_though_its_actor_answers(
+    kafka_bootstrap, ray_local, tmp_path: Path
+) -> None:
+    import ray
+
+    from streamlstm.adapters.ops.prometheus import MetricsHub
+
+    data = lh.simulated(3, 150, seed=5, rate=0.0)
+    cfg = lh.live_config(kafka_bootstrap, tmp_path, workers=1, partitions=1)
+    files = lh.train_tiny(cfg, data, tmp_path / "trained", first=100)
+    lh.setup_topics(cfg)
+    records = lh.records_of(data, topic_steps=20)
+    lh.produce(kafka_bootstrap, cfg.kafka.input_topics[0], records)
+    sup = lh.start(cfg, files)
+    hub = MetricsHub()
+    try:
+        lh.wait_consumed(sup, len(records))
+        hub.add_reports(sup.metrics())
+        up_while_running = hub.workers_up
+        ray.get(sup.actors[0].stop.remote())  # the loop ends; the actor stays and answers
+        ray.get(sup.runs[0])
+        reports = sup.metrics()
+        hub.add_reports(reports)
+    finally:
+        sup.stop()
+    assert up_while_running == 1
+    assert reports[0] is not None and reports[0]["loop_alive"] is False
+    assert hub.workers_desired == 1 and hub.workers_up == 0
