@@ -186,6 +186,20 @@ def test_flush_raises_when_delivery_fails(kafka_bootstrap, kafka_topic_factory):
         sink.close()
 
 
+def test_a_dead_letter_the_broker_refuses_is_logged_with_its_record(
+    kafka_bootstrap, kafka_topic_factory, caplog
+):
+    dlq = kafka_topic_factory(configs={"max.message.bytes": "1024"})
+    sink = KafkaSink(kafka_bootstrap)
+    try:
+        sink.send_dlq(dlq, RawRecord("icu", 3, 12, b"k", b"x" * 8000), "decode", "oversized")
+        with pytest.raises(KafkaDeliveryError, match="MessageSizeTooLarge"):
+            sink.flush(30)
+    finally:
+        sink.close()
+    assert "dead letter icu:3@12 (reason oversized)" in caplog.text
+
+
 def test_send_to_missing_topic_raises(kafka_bootstrap):
     sink = KafkaSink(kafka_bootstrap, {"max_block_ms": 1500})
     try:

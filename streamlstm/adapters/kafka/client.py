@@ -180,7 +180,9 @@ class KafkaSink:
         self._lock = threading.Lock()  # errbacks run on the producer's sender thread
         self._failures: list[tuple[str, KafkaError | Exception]] = []
 
-    def _on_error(self, topic: str, exc: Exception) -> None:
+    def _on_error(self, topic: str, what: str, exc: Exception) -> None:
+        if what:  # the record it was for: the raise at flush can only name the topic
+            log.error("write of %s to %r failed: %s: %s", what, topic, type(exc).__name__, exc)
         with self._lock:
             self._failures.append((topic, exc))
 
@@ -190,6 +192,7 @@ class KafkaSink:
         key: bytes | None,
         value: bytes | None,
         headers: list[tuple[str, bytes]] | None = None,
+        what: str = "",
     ) -> None:
         try:
             future = self._producer.send(topic, value=value, key=key, headers=headers)
@@ -197,7 +200,7 @@ class KafkaSink:
             raise RecordTooLarge(f"send to {topic!r} refused: {exc}") from exc
         except KafkaError as exc:  # e.g. no metadata for the topic within max_block_ms
             raise KafkaDeliveryError(f"send to {topic!r} failed: {type(exc).__name__}") from exc
-        future.add_errback(self._on_error, topic)
+        future.add_errback(self._on_error, topic, what)
 
     def send_alert(self, topic: str, key: bytes, value: bytes) -> None:
         self._send(topic, key, value)
@@ -210,7 +213,8 @@ class KafkaSink:
         value = b"" if record.key is None and record.value is None else record.value
         if value is not None:
             value, headers = fit_to_limit(record.key, value, headers, self.max_request_size)
-        self._send(topic, record.key, value, headers)
+        what = f"dead letter {record.topic}:{record.partition}@{record.offset} (reason {reason})"
+        self._send(topic, record.key, value, headers, what)
 
     def flush(self, timeout_s: float | None = 30) -> None:
         """Block until every send completed; raise KafkaDeliveryError if any failed."""
