@@ -19,7 +19,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaError, MessageSizeTooLargeError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
-from streamlstm.adapters.kafka.dead_letters import dlq_headers, fit_to_limit
+from streamlstm.adapters.kafka.dead_letters import dlq_headers, fit_to_limit, fits
 from streamlstm.adapters.kafka.login import check_login
 from streamlstm.records import RawRecord
 from streamlstm.stream.ports import UndeliverableRecord
@@ -161,7 +161,12 @@ class KafkaSink:
     """
 
     def __init__(
-        self, bootstrap: str, client_options: dict | None = None, *, linger_ms: int = 5
+        self,
+        bootstrap: str,
+        client_options: dict | None = None,
+        *,
+        linger_ms: int = 5,
+        dlq_limit: int | None = None,
     ) -> None:
         _quiet_value_logging()
         config: dict[str, Any] = {
@@ -174,7 +179,10 @@ class KafkaSink:
             **(client_options or {}),
         }
         self._config = config
-        self.max_request_size = int(config.get("max_request_size", 1_048_576))
+        # Dead letters are cut to fit both the producer and the DLQ topic (``dlq_limit``: its
+        # max.message.bytes): a record either refuses would fail every replay of it.
+        producer_limit = int(config.get("max_request_size", 1_048_576))
+        self.dlq_limit = min(producer_limit, dlq_limit or producer_limit)
         check_login(bootstrap, config)
         self._producer = KafkaProducer(**config)
         self._lock = threading.Lock()  # errbacks run on the producer's sender thread
@@ -211,9 +219,11 @@ class KafkaSink:
         headers = dlq_headers(record, stage, reason)
         # Kafka needs a key or a value; an empty value keeps the headers deliverable.
         value = b"" if record.key is None and record.value is None else record.value
-        if value is not None:
-            value, headers = fit_to_limit(record.key, value, headers, self.max_request_size)
         what = f"dead letter {record.topic}:{record.partition}@{record.offset} (reason {reason})"
+        if value is not None:
+            value, headers = fit_to_limit(record.key, value, headers, self.dlq_limit)
+            if not fits(record.key, value, headers, self.dlq_limit):  # its key alone is too big
+                raise RecordTooLarge(f"{what} cannot fit {self.dlq_limit} bytes, even cut")
         self._send(topic, record.key, value, headers, what)
 
     def flush(self, timeout_s: float | None = 30) -> None:

@@ -38,10 +38,14 @@ def fit_to_limit(
         ("original.sha256", hashlib.sha256(value).hexdigest().encode()),
         ("truncated", b"true"),
     ]
-    if _size(key, value, headers) <= limit:
+    if fits(key, value, headers, limit):
         return value, headers
     keep = max(0, limit - _size(key, b"", headers + extra))
     return value[:keep], headers + extra
+
+
+def fits(key: bytes | None, value: bytes, headers: list[tuple[str, bytes]], limit: int) -> bool:
+    return _size(key, value, headers) <= limit
 
 
 def _size(key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]) -> int:

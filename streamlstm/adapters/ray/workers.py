@@ -20,6 +20,7 @@ import ray
 
 from streamlstm.adapters.kafka.client import KafkaSink, KafkaSource
 from streamlstm.adapters.kafka.options import client_options, producer_options
+from streamlstm.adapters.kafka.topics import topic_record_limit
 from streamlstm.adapters.ops.storage import SnapshotStore
 from streamlstm.adapters.ray.restart_models import pick_models
 from streamlstm.config import Config, from_dict
@@ -143,7 +144,11 @@ class PartitionWorkerImpl:
         )
         self.source.assign([tuple(tp) for tp in partitions])
         self.sink = _TopicSink(
-            KafkaSink(self.bootstrap, options | producer_options(cfg.kafka.producer)),
+            KafkaSink(
+                self.bootstrap,
+                options | producer_options(cfg.kafka.producer),
+                dlq_limit=topic_record_limit(self.bootstrap, cfg.kafka.dlq_topic, options),
+            ),
             cfg.kafka.alerts_topic,
             cfg.kafka.dlq_topic,
         )
