@@ -129,6 +129,11 @@ class InputConfig(_Section):
     max_payload_bytes: int = Field(65_536, gt=0)
     ts_min: str = "2000-01-01T00:00:00Z"  # earlier timestamps are absurd
     ts_max: str = "2100-01-01T00:00:00Z"
+    # A reading stamped further ahead of its Kafka record timestamp is rejected: accepted, it
+    # would make the stream's later readings all "out of order". The record's timestamp, not
+    # the wall clock, so a replay of old data judges each record as it was. None: no check.
+    max_future_s: float | None = Field(300.0, gt=0)
+    max_stream_id_len: int = Field(256, gt=0)  # longer ids: DLQ, stream_id_too_long
 
 
 class GroupConfig(_Section):
@@ -158,6 +163,14 @@ class GroupConfig(_Section):
         return self
 
 
+class ProducerConfig(_Section):
+    """The alerts/DLQ producer. A DLQ record larger than ``max_request_size`` is cut to fit."""
+
+    max_request_size: int = Field(1_048_576, ge=65_536)  # kafka-python's default, 1 MiB
+    compression_type: Literal["gzip", "snappy", "lz4", "zstd"] | None = None
+    linger_ms: int = Field(5, ge=0, le=60_000)
+
+
 class KafkaConfig(_Section):
     bootstrap: str | None = None  # None: start the local dev broker (or use $KAFKA_BOOTSTRAP)
     group_id: str = "streamlstm"
@@ -176,6 +189,7 @@ class KafkaConfig(_Section):
     ssl_password: SecretStr | None = None  # of an encrypted ssl_keyfile
     max_poll_records: int = Field(2000, gt=0)
     poll_timeout_s: float = Field(0.2, gt=0)
+    producer: ProducerConfig = ProducerConfig()
 
 
 class RayConfig(_Section):
@@ -184,12 +198,29 @@ class RayConfig(_Section):
     num_gpus: float = Field(0.0, ge=0)  # per worker; 0 = CPU
     num_cpus: float = Field(1.0, gt=0)
     dashboard: bool = False
+    # A worker that dies is restarted after this delay, doubled after each death in a row
+    # (reset once it ran restart_backoff_max_s): a crash loop must not spin at full speed.
+    restart_backoff_s: float = Field(1.0, gt=0)
+    restart_backoff_max_s: float = Field(60.0, gt=0)
+    # A worker counts as up (streamlstm_workers_up) while its loop completed a poll this
+    # recently: an actor that answers but whose loop died or hangs is not scoring.
+    heartbeat_timeout_s: float = Field(60.0, gt=0)
 
 
 class CheckpointConfig(_Section):
     dir: str = "runs/snapshots"  # local path or a pyarrow.fs URI
     interval_s: float = Field(5.0, gt=0)
     keep: int = Field(3, gt=0)
+
+
+class StateConfig(_Section):
+    """Bounds on the per-stream state a worker holds."""
+
+    # A stream whose last reading is this much older than its partition's newest record
+    # (data time) is dropped, and left out of snapshots; if it returns it starts cold.
+    # None: never. One week by default: a bed or pump silent that long has new data anyway.
+    evict_idle_s: float | None = Field(604_800.0, gt=0)
+    evict_check_s: float = Field(60.0, gt=0)  # how often a worker looks for idle streams
 
 
 class MetricsConfig(_Section):
@@ -222,6 +253,7 @@ class Config(_Section):
     kafka: KafkaConfig = KafkaConfig()
     ray: RayConfig = RayConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
+    state: StateConfig = StateConfig()
     metrics: MetricsConfig = MetricsConfig()
     retrain: RetrainConfig = RetrainConfig()
 

@@ -19,9 +19,12 @@ from streamlstm.config import GroupConfig, InputConfig
 # Rejection stages and reason codes: a closed set, used as DLQ headers and metric labels.
 REASONS: dict[str, str] = {
     "oversized": "decode",
+    "null_value": "decode",
+    "bad_unicode": "decode",
     "not_json": "decode",
     "not_object": "schema",
     "no_stream": "schema",
+    "stream_id_too_long": "schema",
     "key_mismatch": "schema",
     "no_timestamp": "schema",
     "bad_timestamp": "schema",
@@ -30,9 +33,11 @@ REASONS: dict[str, str] = {
     "bad_value": "schema",
     "non_finite": "range",
     "absurd_timestamp": "range",
+    "future_timestamp": "range",
     "out_of_range": "range",
     "out_of_order": "order",
     "duplicate": "order",
+    "other_partition": "order",
 }
 
 
@@ -149,8 +154,10 @@ class RecordParser:
 
     def parse(self, record: RawRecord) -> Reading | Rejection:
         value = record.value
-        if value is None or len(value) > self.cfg.max_payload_bytes:
-            return Rejection.of("oversized" if value is not None else "not_json")
+        if value is None:  # a tombstone: nothing to read
+            return Rejection.of("null_value")
+        if len(value) > self.cfg.max_payload_bytes:
+            return Rejection.of("oversized")
         try:
             obj = orjson.loads(value)
         except orjson.JSONDecodeError:
@@ -160,6 +167,8 @@ class RecordParser:
         stream = obj.get(self.cfg.stream_field)
         if not isinstance(stream, str) or not stream:
             return Rejection.of("no_stream")
+        if len(stream) > self.cfg.max_stream_id_len:  # each id costs a row and a label of state
+            return Rejection.of("stream_id_too_long")
         if record.key is not None and record.key != stream.encode():
             return Rejection.of("key_mismatch")
         group = self.route(record.topic, stream)
@@ -202,6 +211,8 @@ class RecordParser:
             return Rejection.of("bad_timestamp")
         if not self.ts_min <= ts <= self.ts_max:
             return Rejection.of("absurd_timestamp")
+        if self._from_the_future(ts, record):
+            return Rejection.of("future_timestamp")
         values = self._values(raw_values, group)
         if isinstance(values, Rejection):
             return values
@@ -209,6 +220,13 @@ class RecordParser:
             (record.topic, record.partition, record.offset) if record else ("", 0, 0)
         )
         return Reading(stream, ts, values, group.name, topic, partition, offset)
+
+    def _from_the_future(self, ts: float, record: RawRecord | None) -> bool:
+        """Stamped more than ``max_future_s`` after its Kafka record (when it has one)."""
+        limit = self.cfg.max_future_s
+        if limit is None or record is None or record.timestamp_ms <= 0:
+            return False
+        return ts > record.timestamp_ms / 1000.0 + limit
 
     def _values(self, raw: Any, group: GroupConfig) -> tuple[float, ...] | Rejection:
         n_features = len(group.features)
@@ -247,9 +265,20 @@ def _range_vectors(group: GroupConfig) -> tuple[list[float], list[float]]:
 
 
 def _classify_bad_json(value: bytes) -> str:
-    """orjson rejects NaN/Infinity literals; the stdlib parser tells those apart."""
+    """Why orjson refused ``value``: not UTF-8 or a lone surrogate escape (``"\\ud800"``,
+    which no UTF-8 text can hold), NaN/Infinity literals, or not JSON at all. The stdlib
+    parser accepts the last two kinds of text, so it tells them apart."""
     try:
-        json.loads(value)
-    except (ValueError, UnicodeDecodeError, RecursionError):
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        return "bad_unicode"
+    constants: list[str] = []
+    try:
+        obj = json.loads(text, parse_constant=lambda name: constants.append(name) or 0.0)
+    except (ValueError, RecursionError):
         return "not_json"
-    return "non_finite"
+    try:
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return "bad_unicode"
+    return "non_finite" if constants else "not_json"

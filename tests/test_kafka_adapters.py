@@ -13,8 +13,10 @@ from streamlstm.adapters.kafka.client import (
     KafkaDeliveryError,
     KafkaSink,
     KafkaSource,
+    RecordTooLarge,
     ensure_topics,
 )
+from streamlstm.adapters.kafka.topics import topic_record_limit
 from streamlstm.records import RawRecord
 
 pytestmark = pytest.mark.kafka
@@ -184,6 +186,46 @@ def test_flush_raises_when_delivery_fails(kafka_bootstrap, kafka_topic_factory):
         sink.flush(30)
     finally:
         sink.close()
+
+
+def test_a_dead_letter_the_broker_refuses_is_logged_with_its_record(
+    kafka_bootstrap, kafka_topic_factory, caplog
+):
+    dlq = kafka_topic_factory(configs={"max.message.bytes": "1024"})
+    sink = KafkaSink(kafka_bootstrap)
+    try:
+        sink.send_dlq(dlq, RawRecord("icu", 3, 12, b"k", b"x" * 8000), "decode", "oversized")
+        with pytest.raises(KafkaDeliveryError, match="MessageSizeTooLarge"):
+            sink.flush(30)
+    finally:
+        sink.close()
+    assert "dead letter icu:3@12 (reason oversized)" in caplog.text
+
+
+def test_dead_letters_are_cut_to_fit_the_dlq_topic(kafka_bootstrap, kafka_topic_factory):
+    dlq = kafka_topic_factory(configs={"max.message.bytes": "2048"})
+    limit = topic_record_limit(kafka_bootstrap, dlq, {})
+    assert limit == 2048
+    sink = KafkaSink(kafka_bootstrap, dlq_limit=limit)
+    try:
+        original = b"x" * 8000
+        sink.send_dlq(dlq, RawRecord("icu", 3, 12, b"k", original), "decode", "oversized")
+        sink.flush(30)  # delivered: no refusal
+        with pytest.raises(RecordTooLarge, match="icu:3@13"):  # a key no cut can make fit
+            sink.send_dlq(dlq, RawRecord("icu", 3, 13, b"k" * 4000, b"{}"), "schema", "no_stream")
+    finally:
+        sink.close()
+    consumer = KafkaConsumer(bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest")
+    consumer.assign([TopicPartition(dlq, 0)])
+    got = []
+    deadline = time.monotonic() + 30
+    while not got and time.monotonic() < deadline:
+        for batch in consumer.poll(500).values():
+            got += batch
+    consumer.close()
+    (dead,) = got
+    assert original.startswith(dead.value) and 0 < len(dead.value) < 2048
+    assert dict(dead.headers)["original.size"] == b"8000"
 
 
 def test_send_to_missing_topic_raises(kafka_bootstrap):

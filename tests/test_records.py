@@ -26,8 +26,13 @@ CFG = config_mod.from_dict(
 PARSER = RecordParser(CFG.input, CFG.groups)
 
 
-def parse(value: bytes | None, key: bytes | None = b"bed1", topic: str = "icu"):
-    return PARSER.parse(RawRecord(topic, 3, 42, key, value))
+APPENDED_MS = 1_795_478_400_000  # the Kafka record timestamp: 2026-11-24T00:00:00Z
+
+
+def parse(
+    value: bytes | None, key: bytes | None = b"bed1", topic: str = "icu", at: int = APPENDED_MS
+):
+    return PARSER.parse(RawRecord(topic, 3, 42, key, value, at))
 
 
 def good(**override) -> bytes:
@@ -62,16 +67,25 @@ def test_epoch_millis_and_array_values() -> None:
 CASES = [
     ("oversized", good(pad="x" * 70_000), b"bed1"),
     ("not_json", b"{not json", b"bed1"),
-    ("not_json", b"\xff\xfe\x00garbage", b"bed1"),
-    ("not_json", None, b"bed1"),
+    ("bad_unicode", b"\xff\xfe\x00garbage", b"bed1"),
+    ("bad_unicode", b'{"stream": "bed\\ud800", "ts": 1795000000000, "values": {"hr": 1}}', None),
+    (
+        "bad_unicode",
+        b'{"stream": "bed1", "ts": 1795000000000, "values": {"\\udfff": NaN}}',
+        b"bed1",
+    ),
+    ("null_value", None, b"bed1"),
     ("not_object", b"[1, 2, 3]", b"bed1"),
     ("no_stream", orjson.dumps({"ts": 1, "values": {"hr": 1}}), b"bed1"),
     ("no_stream", good(stream=""), b"bed1"),
+    ("stream_id_too_long", good(stream="b" * 257), None),
     ("key_mismatch", good(), b"bed2"),
     ("no_timestamp", good(ts=None), b"bed1"),
     ("bad_timestamp", good(ts="yesterday-ish"), b"bed1"),
     ("absurd_timestamp", good(ts="1970-01-02T00:00:00Z"), b"bed1"),
     ("absurd_timestamp", good(ts="2200-01-01T00:00:00Z"), b"bed1"),
+    ("future_timestamp", good(ts="2099-01-01T00:00:00Z"), b"bed1"),
+    ("future_timestamp", good(ts="2026-11-24T00:05:00.001Z"), b"bed1"),
     ("no_features", good(values={"weight": 80}), b"bed1"),
     ("no_features", good(values={"hr": None}), b"bed1"),
     ("no_features", good(values=[1, 2]), b"bed1"),
@@ -90,6 +104,22 @@ def test_each_rejection_case(reason: str, value: bytes, key: bytes) -> None:
     assert (got.stage, got.reason) == (REASONS[reason], reason)
 
 
+def test_the_future_is_judged_against_the_record_timestamp_not_the_wall_clock() -> None:
+    at_limit = good(ts="2026-11-24T00:05:00Z")  # input.max_future_s (300 s) ahead: accepted
+    assert isinstance(parse(at_limit), Reading)
+    replayed = good(ts="2001-05-01T00:00:00Z")  # old data replayed: old record timestamps
+    assert isinstance(parse(replayed, at=parse_ts_ms("2001-05-01T00:00:10Z")), Reading)
+    assert parse(good(), at=parse_ts_ms("2026-11-23T19:30:00Z")).reason == "future_timestamp"
+    assert isinstance(parse(good(ts="2099-01-01T00:00:00Z"), at=-1), Reading)  # no timestamp
+    unchecked = config_mod.from_dict(CFG.model_dump() | {"input": {"max_future_s": None}})
+    far = RawRecord("icu", 0, 0, b"bed1", good(ts="2099-01-01T00:00:00Z"), APPENDED_MS)
+    assert isinstance(RecordParser(unchecked.input, unchecked.groups).parse(far), Reading)
+
+
+def parse_ts_ms(text: str) -> int:
+    return round(parse_ts(text) * 1000)
+
+
 def test_no_group_for_an_unrouted_topic_and_reasons_never_hold_values() -> None:
     got = parse(good(), topic="other")
     assert got.reason == "no_group"
@@ -97,8 +127,8 @@ def test_no_group_for_an_unrouted_topic_and_reasons_never_hold_values() -> None:
     for _reason, value, key in CASES:
         got = parse(value.replace(b"9000", canary.encode()) if value else value, key)
         assert canary not in f"{got!r}"
-    # every reason except the order ones (checked by the detector) is covered above
-    covered = {c[0] for c in CASES} | {"no_group", "out_of_order", "duplicate"}
+    # every reason except the order ones (checked by the detector and loop) is covered above
+    covered = {c[0] for c in CASES} | {"no_group", "out_of_order", "duplicate", "other_partition"}
     assert covered == set(REASONS)
 
 

@@ -227,6 +227,7 @@ def test_bad_records_carry_their_rejection_reason(kind: str) -> None:
     bad = bad_records(np.random.default_rng(0), 40, kind)
     wanted = {
         "not_json",
+        "bad_unicode",
         "not_object",
         "no_stream",
         "key_mismatch",

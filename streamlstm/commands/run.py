@@ -26,7 +26,7 @@ def add_parser(sub) -> None:
         "and DLQ records, and every checkpoint.interval_s flushes, snapshots and commits. "
         "Without kafka.bootstrap (or $KAFKA_BOOTSTRAP) it uses the local broker of "
         "`streamlstm kafka up`. SIGINT/SIGTERM drain the workers (final snapshot and "
-        "commit) and exit 0.",
+        "commit) and exit 0; 1 when a worker could not drain.",
         epilog="example: streamlstm run -c configs/vitals.yaml --model models/vitals",
     )
     add_config_args(p)
@@ -95,7 +95,13 @@ def run(args: argparse.Namespace) -> int:
                 "final": result["workers"],
                 "restarts": result["restarts"],
                 "retrains": result["retrains"],
+                "undrained": result["undrained"],
             }
         )
     )
+    if result["undrained"]:
+        # Their last records may be scored but not committed: a replay re-scores them (same
+        # alert ids). Exit non-zero so an orchestrator or operator knows to look.
+        log.error("workers %s did not drain: exiting 1", result["undrained"])
+        return 1
     return 0

@@ -244,7 +244,7 @@ def _non_finite(r: dict, literal: bytes) -> bytes:
 Maker = Callable[[dict], tuple[bytes | None, bytes]]
 BAD_CASES: tuple[tuple[str, Maker], ...] = (
     ("not_json", lambda r: (_key(r), _dump(r)[:-7])),  # truncated
-    ("not_json", lambda r: (_key(r), _bad_utf8(r))),
+    ("bad_unicode", lambda r: (_key(r), _bad_utf8(r))),
     ("not_object", lambda r: (None, _dump([r]))),
     ("no_stream", lambda r: (_key(r), _dump(_without(r, "stream")))),
     ("key_mismatch", lambda r: (_key(r) + b"-other", _dump(r))),

@@ -17,111 +17,30 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Protocol
 
 import numpy as np
 
+from streamlstm.detect.detector import Scored
 from streamlstm.detect.state import read_meta
 from streamlstm.records import RawRecord, Reading, RecordParser, Rejection
 from streamlstm.stream.crashpoints import CrashPoints
 from streamlstm.stream.engine import Engine
+from streamlstm.stream.eviction import idle_streams
+from streamlstm.stream.ports import (
+    TP,
+    Counters,
+    LatencyWindow,
+    Metrics,
+    NoMetrics,
+    Sink,
+    SnapshotStore,
+    Source,
+    UndeliverableRecord,
+)
+
+__all__ = ["TP", "CrashPoints", "Metrics", "Sink", "SnapshotStore", "Source", "StreamWorker"]
 
 log = logging.getLogger(__name__)
-
-TP = tuple[str, int]  # (topic, partition)
-
-
-class Source(Protocol):
-    def poll(self, timeout_s: float, max_records: int) -> list[RawRecord]: ...
-    def seek(self, topic: str, partition: int, offset: int) -> None: ...
-    def commit(self, offsets: dict[TP, int]) -> None: ...
-
-
-class Sink(Protocol):
-    def send_alert(self, key: bytes, value: bytes) -> None: ...
-    def send_dlq(self, record: RawRecord, stage: str, reason: str) -> None: ...
-    def flush(self, timeout_s: float) -> None: ...
-
-
-class SnapshotStore(Protocol):
-    def save(self, tp: TP, blobs: dict[str, bytes], next_offset: int) -> None: ...
-    def load(self, tp: TP) -> tuple[dict[str, bytes], int] | None: ...
-
-
-class Metrics(Protocol):
-    """Observer hooks; the Prometheus adapter implements them, tests may count."""
-
-    def readings(self, outcome: str, count: int) -> None: ...
-    def rejected(self, reason: str) -> None: ...
-    def alert(self, event: str, severity: str) -> None: ...
-    def checkpointed(self, seconds: float, committed: dict[TP, int]) -> None: ...
-    def latencies(self, seconds: np.ndarray) -> None: ...
-    def scores(self, values: np.ndarray) -> None: ...
-    def restored(self, result: str, count: int = 1) -> None: ...
-    def snapshot_failed(self) -> None: ...
-
-
-class NoMetrics:
-    def readings(self, outcome: str, count: int) -> None:
-        pass
-
-    def rejected(self, reason: str) -> None:
-        pass
-
-    def alert(self, event: str, severity: str) -> None:
-        pass
-
-    def checkpointed(self, seconds: float, committed: dict[TP, int]) -> None:
-        pass
-
-    def latencies(self, seconds: np.ndarray) -> None:
-        pass
-
-    def scores(self, values: np.ndarray) -> None:
-        pass
-
-    def restored(self, result: str, count: int = 1) -> None:
-        pass
-
-    def snapshot_failed(self) -> None:
-        pass
-
-
-class LatencyWindow:
-    """The most recent record latencies (seconds), for quantiles on demand."""
-
-    def __init__(self, size: int = 200_000):
-        self.values = np.zeros(size)
-        self.count = 0
-
-    def add(self, values: np.ndarray) -> None:
-        values = values[-len(self.values) :]
-        self.values[(self.count + np.arange(len(values))) % len(self.values)] = values
-        self.count += len(values)
-
-    def quantiles(self, qs: tuple[float, ...] = (0.5, 0.99)) -> dict[str, float]:
-        n = min(self.count, len(self.values))
-        if n == 0:
-            return {}
-        data = self.values[:n]
-        return {f"p{round(q * 100)}": float(np.quantile(data, q)) for q in qs} | {"n": n}
-
-    def reset(self) -> None:
-        self.count = 0
-
-
-@dataclass
-class Counters:
-    records: int = 0
-    scored: int = 0
-    warming: int = 0
-    dlq: int = 0
-    replayed: int = 0
-    alerts: int = 0
-    checkpoints: int = 0
-    swaps: int = 0  # models that took over after their shadow warm-up
-    by_reason: dict[str, int] = field(default_factory=dict)
 
 
 class StreamWorker:
@@ -139,6 +58,7 @@ class StreamWorker:
         metrics: Metrics | None = None,
         crash: CrashPoints | None = None,
         wall_clock: Callable[[], float] | None = None,
+        counters: Counters | None = None,
     ):
         self.engine, self.parser = engine, parser
         self.source, self.sink, self.store = source, sink, store
@@ -149,7 +69,9 @@ class StreamWorker:
         self.latency = LatencyWindow()
         self.next_offset: dict[TP, int] = {}  # next offset to read, per assigned partition
         self.streams_of: dict[TP, set[tuple[str, str]]] = {}  # (group, stream) per partition
-        self.counters = Counters()
+        self.home_of: dict[tuple[str, str], TP] = {}  # the one partition a stream is read from
+        self.newest_ms: dict[TP, int] = {}  # newest Kafka record timestamp per partition
+        self.counters = counters or Counters()  # the caller's survive a restart of the loop
         self._last_checkpoint = clock()
         self._dirty = False
         self._staged: deque = deque()  # (model, shadow_readings) from other threads
@@ -193,6 +115,7 @@ class StreamWorker:
                     streams.update((group, s) for s in restored)
             self.next_offset[tp] = start
             self.streams_of[tp] = streams
+            self.home_of.update(dict.fromkeys(streams, tp))
             self.source.seek(tp[0], tp[1], start)
         return dict(self.next_offset)
 
@@ -219,48 +142,119 @@ class StreamWorker:
             tp = (rec.topic, rec.partition)
             if rec.offset >= next_offset.get(tp, 0):
                 next_offset[tp] = rec.offset + 1
+            if rec.timestamp_ms > self.newest_ms.get(tp, 0):
+                self.newest_ms[tp] = rec.timestamp_ms
             got = self.parser.parse(rec)
+            if isinstance(got, Reading):
+                got = self._at_home(got, tp)
             if isinstance(got, Rejection):
                 self._dlq(rec, got)
             else:
                 readings.append(got)
                 raw_of[(rec.topic, rec.partition, rec.offset)] = rec
-                self.streams_of.setdefault(tp, set()).add((got.group, got.stream))
         results = self.engine.process(readings)
-        if self.wall_clock is not None:
+        fresh = [r for r in records if self._fresh(r.topic, r.partition, r.offset)]
+        if self.wall_clock is not None and fresh:
             now = self.wall_clock()
-            lat = now - np.fromiter((r.timestamp_ms for r in records), float, len(records)) / 1e3
+            lat = now - np.fromiter((r.timestamp_ms for r in fresh), float, len(fresh)) / 1e3
             self.latency.add(lat)
             self.metrics.latencies(lat)
         self.crash.hit("after_score")
         for res in results.values():
-            sc = res.scored
-            for i, rej in sc.rejected:
+            for i, rej in res.scored.rejected:
                 r = res.readings[i]
                 self._dlq(raw_of[(r.topic, r.partition, r.offset)], rej)
-            warming = sum(sc.warming)
-            c.warming += warming
-            c.scored += len(sc.index) - warming
-            c.replayed += sc.replayed
-            self.metrics.readings("warming", warming)
-            self.metrics.readings("scored", len(sc.index) - warming)
-            self.metrics.scores(np.asarray(sc.score)[~np.asarray(sc.warming, dtype=bool)])
-            for event in sc.events:
+            self._count_scored(res.readings, res.scored)
+            for event in res.scored.events:
                 self.sink.send_alert(event.stream.encode(), event.to_json())
-                self.metrics.alert(event.event, event.severity)
-                c.alerts += 1
+                if self._fresh(*event.source):
+                    self.metrics.alert(event.event, event.severity)
+                    c.alerts += 1
         # Counted and advanced only now, so progress read from another thread (stats) never
         # reports a batch that is still being scored.
-        c.records += len(records)
+        c.records += len(fresh)
         self.next_offset = next_offset
+        for tp, offset in next_offset.items():
+            c.counted_to[tp] = max(c.counted_to.get(tp, 0), offset)
         while self.engine.switched:
             group, old, new = self.engine.switched.pop(0)
             log.warning("%s: model %s took over from %s after its shadow warm-up", group, new, old)
             c.swaps += 1
         self._dirty = True
 
+    def _fresh(self, topic: str, partition: int, offset: int) -> bool:
+        """Not counted before. After a restart of the loop in the same process (its
+        ``counters`` kept), the records since the last commit are scored again, and alerts
+        re-sent (same ids), but counted once."""
+        return offset >= self.counters.counted_to.get((topic, partition), 0)
+
+    def _count_scored(self, readings: list[Reading], sc: Scored) -> None:
+        new = np.array([self._fresh(r.topic, r.partition, r.offset) for r in readings], bool)
+        fresh = new[np.asarray(sc.index, dtype=np.int64)]  # per scored reading
+        warming = np.asarray(sc.warming, dtype=bool)
+        n_warming = int((fresh & warming).sum())
+        n_scored = int((fresh & ~warming).sum())
+        c = self.counters
+        c.warming += n_warming
+        c.scored += n_scored
+        c.replayed += sc.replayed
+        self.metrics.readings("warming", n_warming)
+        self.metrics.readings("scored", n_scored)
+        self.metrics.scores(np.asarray(sc.score)[fresh & ~warming])
+
+    def _at_home(self, reading: Reading, tp: TP) -> Reading | Rejection:
+        """A stream is read from the partition it was first seen on (restored from its
+        snapshot after a restart). Offsets order a stream only within one partition, and its
+        state is snapshotted with one partition: keyless records of the stream on another
+        partition go to the DLQ (``other_partition``) rather than being mis-ordered."""
+        key = (reading.group, reading.stream)
+        home = self.home_of.setdefault(key, tp)
+        if home != tp:
+            return Rejection.of("other_partition")
+        self.streams_of.setdefault(tp, set()).add(key)
+        return reading
+
+    def evict_idle(self, idle_s: float) -> int:
+        """Drop the streams whose last reading is ``idle_s`` older than their partition's
+        newest record; the next snapshot leaves them out, and one that returns starts cold."""
+        evicted = 0
+        for tp, streams in self.streams_of.items():
+            if tp not in self.newest_ms:
+                continue
+            before = self.newest_ms[tp] / 1000.0 - idle_s
+            for group in {g for g, _ in streams}:
+                gone = idle_streams(
+                    self.engine.tables[group], [s for g, s in streams if g == group], before
+                )
+                self.engine.tables[group].evict(gone)
+                for stream in gone:
+                    streams.discard((group, stream))
+                    self.home_of.pop((group, stream), None)
+                evicted += len(gone)
+        if evicted:
+            self.counters.evicted += evicted
+            self.metrics.evicted(evicted)
+            self._dirty = True
+        return evicted
+
     def _dlq(self, rec: RawRecord, rej: Rejection) -> None:
-        self.sink.send_dlq(rec, rej.stage, rej.reason)
+        """Send to the DLQ (again, in a replay: at least once), count it once."""
+        where = f"{rec.topic}:{rec.partition}@{rec.offset}"
+        try:
+            self.sink.send_dlq(rec, rej.stage, rej.reason)
+        except UndeliverableRecord as exc:
+            # Raising would restart the worker onto this same record, forever: log it (its
+            # coordinates find it in the input topic), count it, and go on.
+            log.error(
+                "DLQ write of %s (reason %s) refused, record skipped: %s", where, rej.reason, exc
+            )
+            self.metrics.dead_letter_failed(rej.reason)
+        except Exception as exc:
+            # Transient (broker down, no metadata): the worker restarts and replays it.
+            log.error("DLQ write of %s (reason %s) failed: %s", where, rej.reason, exc)
+            raise
+        if not self._fresh(rec.topic, rec.partition, rec.offset):
+            return
         self.counters.dlq += 1
         self.counters.by_reason[rej.reason] = self.counters.by_reason.get(rej.reason, 0) + 1
         self.metrics.rejected(rej.reason)

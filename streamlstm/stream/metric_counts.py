@@ -109,6 +109,14 @@ class MetricCounts:
         with self._lock:
             self._inc("snapshot_failures", ())
 
+    def dead_letter_failed(self, reason: str) -> None:
+        with self._lock:
+            self._inc("dlq_failures", (reason,))
+
+    def evicted(self, count: int) -> None:
+        with self._lock:
+            self._inc("evicted_streams", (), count)
+
     # --- shipping -----------------------------------------------------------------------
     def drain(self) -> dict[str, Any]:
         """Counts since the previous drain, as plain lists and numbers (cheap to send)."""

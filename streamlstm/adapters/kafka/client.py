@@ -16,11 +16,13 @@ from collections.abc import Iterable
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import KafkaError, MessageSizeTooLargeError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
+from streamlstm.adapters.kafka.dead_letters import dlq_headers, fit_to_limit, fits
 from streamlstm.adapters.kafka.login import check_login
 from streamlstm.records import RawRecord
+from streamlstm.stream.ports import UndeliverableRecord
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,10 @@ _CLIENT_LOGGER = "kafka"
 
 class KafkaDeliveryError(RuntimeError):
     """One or more records were not delivered; the text names topics and errors, never values."""
+
+
+class RecordTooLarge(KafkaDeliveryError, UndeliverableRecord):
+    """The producer refused one record for its size: retrying cannot help."""
 
 
 def _tps(partitions: Iterable[TP]) -> list[TopicPartition]:
@@ -155,7 +161,12 @@ class KafkaSink:
     """
 
     def __init__(
-        self, bootstrap: str, client_options: dict | None = None, *, linger_ms: int = 5
+        self,
+        bootstrap: str,
+        client_options: dict | None = None,
+        *,
+        linger_ms: int = 5,
+        dlq_limit: int | None = None,
     ) -> None:
         _quiet_value_logging()
         config: dict[str, Any] = {
@@ -168,12 +179,18 @@ class KafkaSink:
             **(client_options or {}),
         }
         self._config = config
+        # Dead letters are cut to fit both the producer and the DLQ topic (``dlq_limit``: its
+        # max.message.bytes): a record either refuses would fail every replay of it.
+        producer_limit = int(config.get("max_request_size", 1_048_576))
+        self.dlq_limit = min(producer_limit, dlq_limit or producer_limit)
         check_login(bootstrap, config)
         self._producer = KafkaProducer(**config)
         self._lock = threading.Lock()  # errbacks run on the producer's sender thread
         self._failures: list[tuple[str, KafkaError | Exception]] = []
 
-    def _on_error(self, topic: str, exc: Exception) -> None:
+    def _on_error(self, topic: str, what: str, exc: Exception) -> None:
+        if what:  # the record it was for: the raise at flush can only name the topic
+            log.error("write of %s to %r failed: %s: %s", what, topic, type(exc).__name__, exc)
         with self._lock:
             self._failures.append((topic, exc))
 
@@ -183,30 +200,31 @@ class KafkaSink:
         key: bytes | None,
         value: bytes | None,
         headers: list[tuple[str, bytes]] | None = None,
+        what: str = "",
     ) -> None:
         try:
             future = self._producer.send(topic, value=value, key=key, headers=headers)
+        except MessageSizeTooLargeError as exc:  # this record, never the producer's state
+            raise RecordTooLarge(f"send to {topic!r} refused: {exc}") from exc
         except KafkaError as exc:  # e.g. no metadata for the topic within max_block_ms
             raise KafkaDeliveryError(f"send to {topic!r} failed: {type(exc).__name__}") from exc
-        future.add_errback(self._on_error, topic)
+        future.add_errback(self._on_error, topic, what)
 
     def send_alert(self, topic: str, key: bytes, value: bytes) -> None:
         self._send(topic, key, value)
 
     def send_dlq(self, topic: str, record: RawRecord, stage: str, reason: str) -> None:
-        """Write the ORIGINAL key and value bytes unchanged; the why goes into headers."""
-        headers = [
-            ("error.stage", stage.encode()),
-            ("error.reason", reason.encode()),
-            ("source.topic", record.topic.encode()),
-            ("source.partition", str(record.partition).encode()),
-            ("source.offset", str(record.offset).encode()),
-        ]
-        if record.key is None and record.value is None:
-            # Kafka needs a key or a value; an empty value keeps the headers deliverable.
-            self._send(topic, None, b"", headers)
-            return
-        self._send(topic, record.key, record.value, headers)
+        """Write the ORIGINAL key and value bytes; the why goes into headers. A value too
+        large for the producer is cut to a prefix, its size and sha256 in headers."""
+        headers = dlq_headers(record, stage, reason)
+        # Kafka needs a key or a value; an empty value keeps the headers deliverable.
+        value = b"" if record.key is None and record.value is None else record.value
+        what = f"dead letter {record.topic}:{record.partition}@{record.offset} (reason {reason})"
+        if value is not None:
+            value, headers = fit_to_limit(record.key, value, headers, self.dlq_limit)
+            if not fits(record.key, value, headers, self.dlq_limit):  # its key alone is too big
+                raise RecordTooLarge(f"{what} cannot fit {self.dlq_limit} bytes, even cut")
+        self._send(topic, record.key, value, headers, what)
 
     def flush(self, timeout_s: float | None = 30) -> None:
         """Block until every send completed; raise KafkaDeliveryError if any failed."""

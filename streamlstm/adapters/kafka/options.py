@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from streamlstm.config import KafkaConfig
+from streamlstm.config import KafkaConfig, ProducerConfig
 
 
 def client_options(cfg: KafkaConfig) -> dict[str, Any]:
@@ -22,4 +22,12 @@ def client_options(cfg: KafkaConfig) -> dict[str, Any]:
             options[name] = value
     if cfg.ssl_password is not None:
         options["ssl_password"] = cfg.ssl_password.get_secret_value()
+    return options
+
+
+def producer_options(cfg: ProducerConfig) -> dict[str, Any]:
+    """Size, compression and batching of the alerts/DLQ producer (``kafka.producer``)."""
+    options: dict[str, Any] = {"max_request_size": cfg.max_request_size, "linger_ms": cfg.linger_ms}
+    if cfg.compression_type:
+        options["compression_type"] = cfg.compression_type
     return options

@@ -3,14 +3,22 @@ the start (cold-start data)."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
+from kafka import KafkaAdminClient
+from kafka.admin import ConfigResource, ConfigResourceType
+from kafka.errors import KafkaError
+
 from streamlstm.adapters.kafka.client import KafkaSource
 from streamlstm.adapters.kafka.client import ensure_topics as create
+from streamlstm.adapters.kafka.login import check_login
 from streamlstm.adapters.kafka.options import client_options
 from streamlstm.config import Config
 from streamlstm.records import Reading, RecordParser
+
+log = logging.getLogger(__name__)
 
 
 def ensure_worker_topics(config: Config, bootstrap: str) -> None:
@@ -22,6 +30,28 @@ def ensure_worker_topics(config: Config, bootstrap: str) -> None:
     wanted[k.alerts_topic] = k.input_partitions
     wanted[k.dlq_topic] = 1
     create(bootstrap, wanted, client_options(k))
+
+
+def topic_record_limit(bootstrap: str, topic: str, options: dict) -> int | None:
+    """The topic's ``max.message.bytes`` (the largest record batch its broker accepts), or
+    None when it cannot be read (e.g. no DescribeConfigs permission)."""
+    resource = ConfigResource(ConfigResourceType.TOPIC, topic, configs={"max.message.bytes": None})
+    try:
+        check_login(bootstrap, options)
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, **options)
+        try:
+            found = admin.describe_configs([resource], config_filter="all")
+        finally:
+            admin.close()
+        return int(found["topic"][topic]["max.message.bytes"]["value"])
+    except (KafkaError, KeyError, TypeError, ValueError) as exc:
+        log.warning(
+            "cannot read max.message.bytes of %r (%s): dead letters are cut to "
+            "kafka.producer.max_request_size only",
+            topic,
+            type(exc).__name__,
+        )
+        return None
 
 
 def input_partitions(config: Config, bootstrap: str) -> list[tuple[str, int]]:

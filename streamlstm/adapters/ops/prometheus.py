@@ -63,6 +63,18 @@ COUNTERS: dict[str, tuple[str, str, tuple[str, ...], list[tuple[str, ...]]]] = {
         (),
         [()],
     ),
+    "evicted_streams": (
+        "evicted_streams",
+        "Idle streams dropped from the state tables (state.evict_idle_s)",
+        (),
+        [()],
+    ),
+    "dlq_failures": (
+        "dlq_write_failures",
+        "Rejected records the producer refused to write to the DLQ (skipped, logged)",
+        ("reason",),
+        [(r,) for r in REASONS],
+    ),
 }
 HISTOGRAMS = {
     "score": ("score", "Calibrated anomaly score of scored readings"),
@@ -94,7 +106,9 @@ class MetricsHub:
     def add_reports(self, reports: list[dict[str, Any] | None]) -> None:
         with self._lock:
             self.workers_desired = len(reports)
-            self.workers_up = sum(r is not None for r in reports)
+            # Up = its scoring loop runs (a recent heartbeat), not merely that the actor
+            # answered: after a failed run, or with a hung loop, it still answers.
+            self.workers_up = sum(r is not None and r.get("loop_alive") is True for r in reports)
             for report in reports:
                 if report is not None:
                     self._add(report)
@@ -187,7 +201,7 @@ class MetricsHub:
         yield lag
         yield _gauge("last_commit_timestamp_seconds", "Newest offset commit", self.last_commit_at)
         yield _gauge("workers", "Workers the supervisor runs", self.workers_desired)
-        yield _gauge("workers_up", "Workers that answered the last check", self.workers_up)
+        yield _gauge("workers_up", "Workers whose scoring loop is running", self.workers_up)
 
     def _model_and_retrain(self) -> Iterator[Any]:
         served: dict[str, str] = {}

@@ -79,6 +79,7 @@ def supervise(
     groups = [g.name for g in config.groups]
     served = {g: registry.current(g) for g in groups} if registry else {}
     schedule = _schedule(config, bootstrap, registry)
+    undrained: list[int] = []  # workers whose drain failed, over every re-plan
     while not stop.event.is_set():
         now = time.monotonic()
         if duration_s is not None and now - started_at >= duration_s:
@@ -95,6 +96,7 @@ def supervise(
                     len(current),
                 )
                 sup.stop()
+                undrained += sup.undrained
                 if feed is not None:
                     feed.restarts_before += sup.restarts
                 partitions = current
@@ -112,11 +114,13 @@ def supervise(
             last_status = now
         stop.event.wait(0.5)
     final = sup.stop()
+    undrained += sup.undrained
     if feed is not None:
         feed.close()  # stays up while draining: a long drain is visible to the scrape
     return {
         "workers": final,
         "restarts": sup.restarts,
+        "undrained": undrained,
         "seconds": time.monotonic() - started_at,
         "retrains": schedule.outcomes if schedule is not None else {},
     }

@@ -47,6 +47,21 @@ def init_ray(config: Config) -> dict[str, Any]:
     return ray.cluster_resources()
 
 
+def restart_delay(deaths_in_a_row: int, base_s: float, max_s: float) -> float:
+    """Seconds to wait before restarting a worker that died ``deaths_in_a_row`` times
+    (1 = its first death): ``base_s``, doubled each time, at most ``max_s``."""
+    return min(max_s, base_s * 2.0 ** min(max(deaths_in_a_row - 1, 0), 60))
+
+
+def death_reason(exc: BaseException) -> str:
+    """Class and message of the error behind an actor's death (a RayTaskError wraps the
+    loop's own error in ``cause``), cut short: the log line, not a traceback."""
+    cause = getattr(exc, "cause", None) or exc
+    text = str(cause).strip().splitlines()
+    message = text[-1][:300] if text else ""
+    return f"{type(cause).__name__}: {message}" if message else type(cause).__name__
+
+
 class Supervisor:
     def __init__(
         self,
@@ -64,6 +79,10 @@ class Supervisor:
         self.runs: dict[int, Any] = {}
         self.plan: list[list[TP]] = []
         self.restarts = 0
+        self.deaths: dict[int, int] = {}  # worker -> deaths in a row (backoff exponent)
+        self.started_at: dict[int, float] = {}  # worker -> monotonic time of its last start
+        self.restart_due: dict[int, float] = {}  # worker -> when a dead one restarts
+        self.undrained: list[int] = []  # workers whose last drain failed (stop())
         self.previous: dict[str, dict[str, bytes]] = {}  # files served before the last stage
         self.actor_options = actor_options or {}  # extra Ray options (chaos tests: runtime_env)
 
@@ -95,10 +114,12 @@ class Supervisor:
         self.plan = plan_assignment(self.partitions, n)
         started = ray.get([a.start.remote(self.plan[i]) for i, a in enumerate(self.actors)])
         self.runs = {i: a.run.remote() for i, a in enumerate(self.actors)}
+        self.started_at = dict.fromkeys(self.runs, time.monotonic())
         return started
 
     def watch(self) -> list[str]:
-        """Check the workers once; restart any that died. Returns what happened."""
+        """Check the workers once; restart any that died, after their backoff delay.
+        Returns what happened."""
         notes = []
         ready, _ = ray.wait(list(self.runs.values()), num_returns=len(self.runs), timeout=0)
         for i, ref in list(self.runs.items()):
@@ -109,19 +130,37 @@ class Supervisor:
                 notes.append(f"worker {i} stopped")
                 del self.runs[i]
             except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as exc:
-                cause = getattr(exc, "cause", None)  # a RayTaskError wraps the loop's error
-                why = type(exc).__name__ + (f": {type(cause).__name__}" if cause else "")
-                try:
-                    ray.get(self.actors[i].start.remote(self.plan[i], self.files, self.previous))
-                except ray.exceptions.ActorUnavailableError:
-                    # Ray is still restarting the actor process: the dead run stays in
-                    # ``runs``, so the next check tries again instead of the supervisor dying.
-                    notes.append(f"worker {i} died ({why}); still restarting, retrying")
-                    continue
-                self.restarts += 1
-                notes.append(f"worker {i} died ({why}); restarting it")
-                self.runs[i] = self.actors[i].run.remote()
+                note = self._restart(i, exc)
+                if note:
+                    notes.append(note)
         return notes
+
+    def _restart(self, i: int, exc: BaseException) -> str | None:
+        """Restart dead worker ``i`` once its backoff delay has passed (None while waiting)."""
+        now = time.monotonic()
+        why = death_reason(exc)
+        if i not in self.restart_due:  # a new death: schedule its restart
+            rcfg = self.config.ray
+            healthy = now - self.started_at.get(i, now) >= rcfg.restart_backoff_max_s
+            self.deaths[i] = 1 if healthy else self.deaths.get(i, 0) + 1
+            delay = restart_delay(
+                self.deaths[i], rcfg.restart_backoff_s, rcfg.restart_backoff_max_s
+            )
+            self.restart_due[i] = now + delay
+            return f"worker {i} died ({why}); restarting it in {delay:.1f} s"
+        if now < self.restart_due[i]:
+            return None
+        try:
+            ray.get(self.actors[i].start.remote(self.plan[i], self.files, self.previous))
+        except ray.exceptions.ActorUnavailableError:
+            # Ray is still restarting the actor process: the dead run stays in ``runs``, so
+            # the next check tries again instead of the supervisor dying.
+            return f"worker {i} died ({why}); still restarting, retrying"
+        del self.restart_due[i]
+        self.restarts += 1
+        self.started_at[i] = time.monotonic()
+        self.runs[i] = self.actors[i].run.remote()
+        return f"worker {i} restarted (death {self.deaths[i]} in a row)"
 
     def stage(self, files: dict[str, dict[str, bytes]]) -> None:
         """Hot-swap: every worker warms these models in shadow, then switches by itself."""
@@ -170,7 +209,8 @@ class Supervisor:
             try:
                 final.append(ray.get(ref, timeout=max(1.0, deadline - time.monotonic())))
             except Exception as exc:  # a worker that cannot drain must not block shutdown
-                log.error("worker %d did not drain cleanly: %s", i, exc)
+                log.error("worker %d did not drain cleanly: %s", i, death_reason(exc))
+                self.undrained.append(i)
         for actor in self.actors:
             try:
                 ray.get(actor.close.remote(), timeout=10)

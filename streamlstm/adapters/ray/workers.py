@@ -19,7 +19,8 @@ import numpy as np
 import ray
 
 from streamlstm.adapters.kafka.client import KafkaSink, KafkaSource
-from streamlstm.adapters.kafka.options import client_options
+from streamlstm.adapters.kafka.options import client_options, producer_options
+from streamlstm.adapters.kafka.topics import topic_record_limit
 from streamlstm.adapters.ops.storage import SnapshotStore
 from streamlstm.adapters.ray.restart_models import pick_models
 from streamlstm.config import Config, from_dict
@@ -31,6 +32,7 @@ from streamlstm.stream.crashpoints import wrap_store
 from streamlstm.stream.engine import Engine
 from streamlstm.stream.loop import CrashPoints, StreamWorker
 from streamlstm.stream.metric_counts import MetricCounts
+from streamlstm.stream.ports import Counters
 from streamlstm.train.checkpoint import load_model, load_model_set
 
 log = logging.getLogger(__name__)
@@ -71,6 +73,11 @@ def _load_models(files: dict[str, dict[str, bytes]]) -> dict:
     return models
 
 
+def loop_alive(running: bool, heartbeat: float, now: float, timeout_s: float) -> bool:
+    """Up = its loop runs and finished a poll within ``timeout_s`` (monotonic seconds)."""
+    return running and now - heartbeat <= timeout_s
+
+
 class _TopicSink:
     """Binds the alert and DLQ topics to the Kafka producer (the loop's ``Sink``)."""
 
@@ -101,7 +108,11 @@ class PartitionWorkerImpl:
         self.partitions: list[TP] = []
         self._stop = threading.Event()
         self._running = threading.Lock()
-        self.counts = MetricCounts()  # kept across restarts of the loop in this process
+        self.heartbeat = 0.0  # monotonic time the loop last finished a poll
+        # Both kept across restarts of the loop in this process: deltas since the last
+        # drain, and the totals of stats() (which count replayed records once).
+        self.counts = MetricCounts()
+        self.counters = Counters()
 
     def start(
         self,
@@ -133,7 +144,13 @@ class PartitionWorkerImpl:
         )
         self.source.assign([tuple(tp) for tp in partitions])
         self.sink = _TopicSink(
-            KafkaSink(self.bootstrap, options), cfg.kafka.alerts_topic, cfg.kafka.dlq_topic
+            KafkaSink(
+                self.bootstrap,
+                options | producer_options(cfg.kafka.producer),
+                dlq_limit=topic_record_limit(self.bootstrap, cfg.kafka.dlq_topic, options),
+            ),
+            cfg.kafka.alerts_topic,
+            cfg.kafka.dlq_topic,
         )
         self.worker = StreamWorker(
             engine,
@@ -146,6 +163,7 @@ class PartitionWorkerImpl:
             metrics=self.counts,
             crash=crash,
             wall_clock=time.time,
+            counters=self.counters,
         )
         self.partitions = [tuple(tp) for tp in partitions]
         starts = self.worker.assign(self.partitions)
@@ -163,10 +181,16 @@ class PartitionWorkerImpl:
 
     def run(self) -> dict[str, Any]:
         """Poll until ``stop``; then drain: a final checkpoint (flush, snapshot, commit)."""
-        kcfg = self.config.kafka
+        kcfg, scfg = self.config.kafka, self.config.state
+        last_evict = self.heartbeat = time.monotonic()
         with self._running:
             while not self._stop.is_set():
                 self.worker.run_once(kcfg.poll_timeout_s, kcfg.max_poll_records)
+                self.heartbeat = time.monotonic()
+                if scfg.evict_idle_s and time.monotonic() - last_evict >= scfg.evict_check_s:
+                    last_evict = time.monotonic()
+                    self.worker.evict_idle(scfg.evict_idle_s)
+            self.worker.crash.hit("before_drain")
             self.worker.checkpoint()
         return self.stats()
 
@@ -204,6 +228,7 @@ class PartitionWorkerImpl:
             "alerts": c.alerts,
             "replayed": c.replayed,
             "swaps": c.swaps,
+            "evicted": c.evicted,
             "checkpoints": c.checkpoints,
             "by_reason": dict(c.by_reason),
             "partitions": [f"{t}:{p}" for t, p in self.partitions],
@@ -213,7 +238,15 @@ class PartitionWorkerImpl:
 
     def metrics(self) -> dict[str, Any]:
         """Metric deltas since the last call, and gauges (for the supervisor's exporter)."""
-        report: dict[str, Any] = {"worker": self.index, "counts": self.counts.drain()}
+        running = self._running.locked()
+        alive = loop_alive(
+            running, self.heartbeat, time.monotonic(), self.config.ray.heartbeat_timeout_s
+        )
+        report: dict[str, Any] = {
+            "worker": self.index,
+            "counts": self.counts.drain(),
+            "loop_alive": alive,
+        }
         if self.worker is None:
             return report
 

@@ -1,0 +1,124 @@
+"""The loop's ports: the small protocols Kafka, snapshot storage and metrics implement at the
+edge, the counters it keeps, and the one error a sink may raise to say "never deliverable".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from streamlstm.records import RawRecord
+
+TP = tuple[str, int]  # (topic, partition)
+
+
+class UndeliverableRecord(Exception):
+    """A sink can never deliver this one record (e.g. larger than the producer allows):
+    retrying, or restarting onto it, would fail the same way. Transient failures (broker
+    down) raise anything else, and the worker restarts and replays."""
+
+
+class Source(Protocol):
+    def poll(self, timeout_s: float, max_records: int) -> list[RawRecord]: ...
+    def seek(self, topic: str, partition: int, offset: int) -> None: ...
+    def commit(self, offsets: dict[TP, int]) -> None: ...
+
+
+class Sink(Protocol):
+    def send_alert(self, key: bytes, value: bytes) -> None: ...
+    def send_dlq(self, record: RawRecord, stage: str, reason: str) -> None: ...
+    def flush(self, timeout_s: float) -> None: ...
+
+
+class SnapshotStore(Protocol):
+    def save(self, tp: TP, blobs: dict[str, bytes], next_offset: int) -> None: ...
+    def load(self, tp: TP) -> tuple[dict[str, bytes], int] | None: ...
+
+
+class Metrics(Protocol):
+    """Observer hooks; the Prometheus adapter implements them, tests may count."""
+
+    def readings(self, outcome: str, count: int) -> None: ...
+    def rejected(self, reason: str) -> None: ...
+    def alert(self, event: str, severity: str) -> None: ...
+    def checkpointed(self, seconds: float, committed: dict[TP, int]) -> None: ...
+    def latencies(self, seconds: np.ndarray) -> None: ...
+    def scores(self, values: np.ndarray) -> None: ...
+    def restored(self, result: str, count: int = 1) -> None: ...
+    def snapshot_failed(self) -> None: ...
+    def dead_letter_failed(self, reason: str) -> None: ...
+    def evicted(self, count: int) -> None: ...
+
+
+class NoMetrics:
+    def readings(self, outcome: str, count: int) -> None:
+        pass
+
+    def rejected(self, reason: str) -> None:
+        pass
+
+    def alert(self, event: str, severity: str) -> None:
+        pass
+
+    def checkpointed(self, seconds: float, committed: dict[TP, int]) -> None:
+        pass
+
+    def latencies(self, seconds: np.ndarray) -> None:
+        pass
+
+    def scores(self, values: np.ndarray) -> None:
+        pass
+
+    def restored(self, result: str, count: int = 1) -> None:
+        pass
+
+    def snapshot_failed(self) -> None:
+        pass
+
+    def dead_letter_failed(self, reason: str) -> None:
+        pass
+
+    def evicted(self, count: int) -> None:
+        pass
+
+
+class LatencyWindow:
+    """The most recent record latencies (seconds), for quantiles on demand."""
+
+    def __init__(self, size: int = 200_000):
+        self.values = np.zeros(size)
+        self.count = 0
+
+    def add(self, values: np.ndarray) -> None:
+        values = values[-len(self.values) :]
+        self.values[(self.count + np.arange(len(values))) % len(self.values)] = values
+        self.count += len(values)
+
+    def quantiles(self, qs: tuple[float, ...] = (0.5, 0.99)) -> dict[str, float]:
+        n = min(self.count, len(self.values))
+        if n == 0:
+            return {}
+        data = self.values[:n]
+        return {f"p{round(q * 100)}": float(np.quantile(data, q)) for q in qs} | {"n": n}
+
+    def reset(self) -> None:
+        self.count = 0
+
+
+@dataclass
+class Counters:
+    records: int = 0
+    scored: int = 0
+    warming: int = 0
+    dlq: int = 0
+    replayed: int = 0
+    alerts: int = 0
+    checkpoints: int = 0
+    swaps: int = 0  # models that took over after their shadow warm-up
+    evicted: int = 0  # idle streams dropped from the tables
+    by_reason: dict[str, int] = field(default_factory=dict)
+    # Per partition, the first offset not counted yet: what a restarted loop replays below
+    # it is not counted twice (nor sent to the metrics twice).
+    counted_to: dict[tuple[str, int], int] = field(default_factory=dict)
