@@ -58,6 +58,7 @@ def generate(
     interval_s: float = 60.0,
     start_ts: float = 1_767_225_600.0,
     anomaly_rate: float = 1.0,
+    sustained: bool = True,
 ) -> SimulatedData:
     """Streams of ``length`` readings every ``interval_s`` seconds from ``start_ts``.
 
@@ -65,6 +66,7 @@ def generate(
     quarter (Poisson; at 1.0 a 2,000-reading stream has 0-3, about a fifth have none; 0 =
     clean). At 1.0 half the streams of ``sustained.MIN_STREAM`` readings or more also hold one
     sustained fault of 400-900 readings (the share scales with the rate, up to all of them).
+    ``sustained=False`` leaves them out: the data the simulator made before they existed.
     """
     if kind not in FEATURES:
         raise ValueError(f"kind must be one of {sorted(FEATURES)}, not {kind!r}")
@@ -75,16 +77,9 @@ def generate(
     ts = start_ts + interval_s * np.arange(length, dtype=np.float64)
     raw, noise_sd = normal_values(kind, normal_rngs, ts)
     missing = np.stack([rng.random((length, len(features))) < MISSING_RATE for rng in normal_rngs])
+    rate_long = anomaly_rate if sustained else 0.0
     placed = [
-        plan_events(
-            rng,
-            KINDS[kind],
-            features,
-            noise_sd[i],
-            length,
-            anomaly_rate,
-            _sustained(sustained_rngs[i], kind, features, noise_sd[i], length, anomaly_rate),
-        )
+        _place(kind, noise_sd[i], length, (anomaly_rate, rate_long), (rng, sustained_rngs[i]))
         for i, rng in enumerate(anomaly_rngs)
     ]
     for i, plans in enumerate(placed):
@@ -117,17 +112,20 @@ def _stream_rngs(seed: int, kind: str, n: int) -> tuple[Rngs, Rngs, Rngs]:
     return [t[0] for t in triples], [t[1] for t in triples], [t[2] for t in triples]
 
 
-def _sustained(
-    rng: np.random.Generator,
+def _place(
     kind: str,
-    features: list[str],
     sd: np.ndarray,
     length: int,
-    rate: float,
-) -> tuple[Plan, float] | None:
-    """A sustained fault and where it goes among the stream's short events, or None."""
-    plan = draw_sustained(rng, kind, features, sd, length, rate)
-    return None if plan is None else (plan, float(rng.random()))
+    rates: tuple[float, float],
+    rngs: tuple[np.random.Generator, np.random.Generator],
+) -> list[tuple[int, Plan]]:
+    """One stream's placed plans. ``rates``: short events, sustained faults (0 = none);
+    ``rngs``: their generators. The sustained fault comes with a uniform draw that picks
+    where it goes among the short events."""
+    features = FEATURES[kind]
+    long = draw_sustained(rngs[1], kind, features, sd, length, rates[1])
+    where = None if long is None else (long, float(rngs[1].random()))
+    return plan_events(rngs[0], KINDS[kind], features, sd, length, rates[0], where)
 
 
 def _stream_ids(kind: str, n: int) -> list[str]:

@@ -128,7 +128,7 @@ def _pump_imbalance(rng: np.random.Generator, features: list[str], sd: np.ndarra
     grow = int(length * rng.uniform(0.3, 0.6))
     growth = np.minimum(np.arange(1, length + 1) / grow, 1.0)
     lagged = np.empty(length)
-    lagged[0] = 0.0
+    lagged[0] = 0.03 * growth[0]  # warming from the first labelled reading on
     for t in range(1, length):
         lagged[t] = 0.97 * lagged[t - 1] + 0.03 * growth[t]
     plan = _episode(
