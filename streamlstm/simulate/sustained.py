@@ -123,7 +123,7 @@ def _valve_fault(rng: np.random.Generator, features: list[str], sd: np.ndarray) 
 def _pump_imbalance(rng: np.random.Generator, features: list[str], sd: np.ndarray) -> Plan:
     # Vibration grows over the first 30-60 % (wear, deposits on the impeller), then stays
     # until the pump is stopped and balanced (abrupt end). Power follows the losses; the
-    # bearing temperature follows the vibration with a lag of about an hour.
+    # bearing temperature follows the vibration with a lag of about half an hour.
     length = _length(rng)
     grow = int(length * rng.uniform(0.3, 0.6))
     growth = np.minimum(np.arange(1, length + 1) / grow, 1.0)
