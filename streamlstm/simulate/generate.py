@@ -8,8 +8,9 @@ input-contract records.
 
 Every stream draws from its own three generators (normal data, short anomalies, sustained
 faults) spawned from the seed, so a stream does not depend on how many others are generated,
-the same seed with ``anomaly_rate=0`` gives the identical data without its anomalies, and a
-stream without a sustained fault is what it was before they existed.
+the same seed with ``anomaly_rate=0`` gives the identical data without its anomalies, and
+sustained faults only fill free time between the short events: with ``sustained=False`` the
+data is what the simulator made before they existed.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import numpy as np
 from streamlstm.simulate.anomalies import KINDS, Event, Plan, apply_deltas, apply_flatlines
 from streamlstm.simulate.normal import DECIMALS, FEATURES, VITAL_RANGES, finish, normal_values
 from streamlstm.simulate.plans import plan_events
-from streamlstm.simulate.sustained import SUSTAINED_KINDS, draw_sustained
+from streamlstm.simulate.sustained import SUSTAINED_KINDS, place_sustained
 
 __all__ = ["FEATURES", "KINDS", "SUSTAINED_KINDS", "VITAL_RANGES", "Event", "SimulatedData"]
 __all__ += ["bad_records"]
@@ -64,8 +65,9 @@ def generate(
 
     ``anomaly_rate``: expected short events per 1,000 readings after each stream's first
     quarter (Poisson; at 1.0 a 2,000-reading stream has 0-3, about a fifth have none; 0 =
-    clean). At 1.0 half the streams of ``sustained.MIN_STREAM`` readings or more also hold one
-    sustained fault of 400-900 readings (the share scales with the rate, up to all of them).
+    clean). At 1.0 about half the streams of ``sustained.MIN_STREAM`` readings or more also
+    hold one sustained fault of 400-900 readings, where the short events leave room for one
+    (the share scales with the rate, up to all of them).
     ``sustained=False`` leaves them out: the data the simulator made before they existed.
     """
     if kind not in FEATURES:
@@ -119,13 +121,10 @@ def _place(
     rates: tuple[float, float],
     rngs: tuple[np.random.Generator, np.random.Generator],
 ) -> list[tuple[int, Plan]]:
-    """One stream's placed plans. ``rates``: short events, sustained faults (0 = none);
-    ``rngs``: their generators. The sustained fault comes with a uniform draw that picks
-    where it goes among the short events."""
-    features = FEATURES[kind]
-    long = draw_sustained(rngs[1], kind, features, sd, length, rates[1])
-    where = None if long is None else (long, float(rngs[1].random()))
-    return plan_events(rngs[0], KINDS[kind], features, sd, length, rates[0], where)
+    """One stream's placed plans, in order. ``rates``: short events, sustained faults (0 =
+    none); ``rngs``: their generators. The short events come first and never move."""
+    short = plan_events(rngs[0], KINDS[kind], FEATURES[kind], sd, length, rates[0])
+    return place_sustained(rngs[1], kind, sd, short, length, rates[1])
 
 
 def _stream_ids(kind: str, n: int) -> list[str]:
