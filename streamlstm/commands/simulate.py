@@ -33,7 +33,7 @@ and for vitals also {" and ".join(_VITALS_ONLY)}.
 
 Sustained faults: in streams of {MIN_STREAM:,}+ readings, about half also hold one episode of
 {_SPAN} that stays until treated or repaired, in free time
-between the short events (which stay where they were without it):
+between the short events, which do not move for it:
 vitals {", ".join(SUSTAINED_KINDS["vitals"])} (spo2 down, hr and rr up;
 sbp and dbp down, hr up); sensors {", ".join(SUSTAINED_KINDS["sensors"])} (flow and power
 down, pressure and vibration up; vibration grows and stays, power and bearing temperature
