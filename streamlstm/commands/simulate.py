@@ -7,10 +7,38 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from streamlstm.simulate.generate import generate, rfc3339, write_csv, write_truth_json
+from streamlstm.simulate.generate import (
+    KINDS,
+    SUSTAINED_KINDS,
+    generate,
+    rfc3339,
+    write_csv,
+    write_truth_json,
+)
+from streamlstm.simulate.sustained import LENGTH, MIN_STREAM
 
 if TYPE_CHECKING:
     from streamlstm.simulate.generate import SimulatedData
+
+_VITALS_ONLY = [k for k in KINDS["vitals"] if k not in KINDS["sensors"]]
+_SPAN = f"{LENGTH[0]}-{LENGTH[1]} readings ({LENGTH[0] / 60:.1f}-{LENGTH[1] / 60:.0f} h at 60 s)"
+DESCRIPTION = f"""\
+Generate realistic multivariate streams with labelled anomalies.
+
+Normal data: per-stream baselines, a daily rhythm, correlated AR noise, monitor
+rounding and rare missing cells. After the first quarter of each stream (left clean
+for training and warm-up), about 0-3 short events per stream, 100+ readings apart:
+{", ".join(KINDS["sensors"])},
+and for vitals also {" and ".join(_VITALS_ONLY)}.
+
+Sustained faults: in streams of {MIN_STREAM:,}+ readings, about half also hold one episode of
+{_SPAN} that stays until treated or repaired, in free time
+between the short events, which do not move for it:
+vitals {", ".join(SUSTAINED_KINDS["vitals"])} (spo2 down, hr and rr up;
+sbp and dbp down, hr up); sensors {", ".join(SUSTAINED_KINDS["sensors"])} (flow and power
+down, pressure and vibration up; vibration grows and stays, power and bearing temperature
+rise). Every event is labelled over its whole segment, onset and recovery included.
+"""
 
 EXAMPLES = """\
 examples:
@@ -30,12 +58,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "simulate",
         help="write a labelled synthetic CSV (ICU vitals or plant sensors)",
-        description="Generate realistic multivariate streams with labelled anomalies.\n\n"
-        "Normal data: per-stream baselines, a daily rhythm, correlated AR noise, monitor\n"
-        "rounding and rare missing cells. After the first quarter of each stream (left clean\n"
-        "for training and warm-up), about 0-3 events per stream, 100+ readings apart:\n"
-        "spike, level_shift, drift, variance_burst, flatline, correlation_break, and for\n"
-        "vitals also desaturation and tachycardia. Each is labelled over its whole segment.",
+        description=DESCRIPTION,
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -83,6 +106,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--truth", metavar="FILE.json", help="also write the ground-truth events as JSON"
     )
+    p.add_argument(
+        "--no-sustained",
+        dest="sustained",
+        action="store_false",
+        help="leave out the sustained faults (the data of versions before them)",
+    )
     p.set_defaults(func=run, parser=p)
 
 
@@ -95,7 +124,9 @@ def run(args: argparse.Namespace) -> int:
         args.parser.error("--streams and --length must be >= 1 and --interval-s > 0")
     if args.bootstrap:
         return _to_kafka(args)
-    data = generate(args.kind, args.streams, args.length, args.seed, args.interval_s)
+    data = generate(
+        args.kind, args.streams, args.length, args.seed, args.interval_s, sustained=args.sustained
+    )
     write_csv(data, _parent_made(args.out))
     if args.truth:
         write_truth_json(data, _parent_made(args.truth))
@@ -113,7 +144,9 @@ def _to_kafka(args: argparse.Namespace) -> int:
 
     steps = int(args.duration * args.rate / args.streams) + 1
     # Kafka mode sizes the data to what will be sent, so episodes fall inside the run.
-    data = generate(args.kind, args.streams, steps, args.seed, args.interval_s)
+    data = generate(
+        args.kind, args.streams, steps, args.seed, args.interval_s, sustained=args.sustained
+    )
     ensure_topics(args.bootstrap, {args.topic: 4})
     producer = KafkaProducer(bootstrap_servers=args.bootstrap, linger_ms=20, acks="all")
     stats = produce(

@@ -1,8 +1,9 @@
-"""Labelled anomalies for the simulator: what each kind does, and where it goes.
+"""Labelled short anomalies for the simulator: what each kind does (``simulate.plans`` places
+them, ``simulate.sustained`` has the hours-long faults).
 
-Each anomaly is first drawn as a ``Plan`` (its length and the change it makes, in the stream's
-own noise sigmas, or in clinical units for desaturation and tachycardia), then placed. Every
-draw here comes from the stream's anomaly generator only, so the same seed with
+Each anomaly is drawn as a ``Plan``: its length and the change it makes, in the stream's own
+noise sigmas, or in clinical units for desaturation and tachycardia. Every draw here comes
+from the stream's anomaly generator only, so the same seed with
 ``anomaly_rate=0`` gives the identical normal data: tests compare the two to prove that each
 label sits on data that really changed, and nothing else did.
 """
@@ -181,38 +182,6 @@ DRAW: dict[str, Callable[[np.random.Generator, list[str], np.ndarray], Plan]] = 
     "desaturation": _desaturation,
     "tachycardia": _tachycardia,
 }
-
-
-def plan_events(
-    rng: np.random.Generator,
-    kinds: tuple[str, ...],
-    features: list[str],
-    sd: np.ndarray,
-    length: int,
-    rate: float,
-) -> list[tuple[int, Plan]]:
-    """(start index, plan) pairs: after the warm-up quarter, apart by MIN_GAP, in order.
-
-    ``rate`` is the expected number of events per 1,000 readings after the warm-up quarter;
-    at rate 1 about a fifth of 2,000-reading streams stay clean.
-    """
-    lo = math.ceil(WARMUP_FRACTION * length)
-    expected = rate * (length - lo) / 1000.0
-    # Poisson, capped at twice the mean so no stream is crowded (0-3 at the defaults).
-    count = min(int(rng.poisson(expected)), math.ceil(2 * expected)) if rate > 0 else 0
-    plans = [DRAW[str(k)](rng, features, sd) for k in rng.choice(kinds, size=count)]
-    while plans and sum(p.length for p in plans) + MIN_GAP * (len(plans) - 1) > length - lo:
-        plans.pop()  # a short stream holds fewer events
-    if not plans:
-        return []
-    slack = length - lo - sum(p.length for p in plans) - MIN_GAP * (len(plans) - 1)
-    # Sorted uniform offsets spread the slack at random while keeping order and gaps.
-    offsets = np.sort(rng.integers(0, slack + 1, size=len(plans)))
-    placed, used = [], 0
-    for offset, plan in zip(offsets, plans, strict=True):
-        placed.append((lo + int(offset) + used, plan))
-        used += plan.length + MIN_GAP
-    return placed
 
 
 def apply_deltas(raw: np.ndarray, placed: list[tuple[int, Plan]]) -> None:

@@ -1,12 +1,16 @@
 """Synthetic labelled streams: ICU patient-monitor vitals and plant sensors (pure numpy).
 
 Normal data (``simulate.normal``) has structure a model must learn; labelled anomalies
-(``simulate.anomalies``) are injected after the first quarter of each stream. This module
-puts them together and writes them out: CSV, ground-truth JSON, or input-contract records.
+(``simulate.anomalies``, and in streams of 1,200+ readings the hours-long faults of
+``simulate.sustained``) are placed after the first quarter of each stream (``simulate.plans``).
+This module puts them together and writes them out: CSV, ground-truth JSON, or
+input-contract records.
 
-Every stream draws from its own two generators (normal data, anomalies) spawned from the seed,
-so a stream does not depend on how many others are generated, and the same seed with
-``anomaly_rate=0`` gives the identical data without its anomalies.
+Every stream draws from its own three generators (normal data, short anomalies, sustained
+faults) spawned from the seed, so a stream does not depend on how many others are generated,
+the same seed with ``anomaly_rate=0`` gives the identical data without its anomalies, and
+sustained faults only fill free time between the short events: with ``sustained=False`` the
+data is what the simulator made before they existed.
 """
 
 from __future__ import annotations
@@ -20,17 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
-from streamlstm.simulate.anomalies import (
-    KINDS,
-    Event,
-    Plan,
-    apply_deltas,
-    apply_flatlines,
-    plan_events,
-)
+from streamlstm.simulate.anomalies import KINDS, Event, Plan, apply_deltas, apply_flatlines
 from streamlstm.simulate.normal import DECIMALS, FEATURES, VITAL_RANGES, finish, normal_values
+from streamlstm.simulate.plans import plan_events
+from streamlstm.simulate.sustained import SUSTAINED_KINDS, place_sustained
 
-__all__ = ["FEATURES", "KINDS", "VITAL_RANGES", "Event", "SimulatedData", "bad_records"]
+__all__ = ["FEATURES", "KINDS", "SUSTAINED_KINDS", "VITAL_RANGES", "Event", "SimulatedData"]
+__all__ += ["bad_records"]
 __all__ += ["generate", "rfc3339", "to_records", "to_rows", "write_csv", "write_truth_json"]
 
 MISSING_RATE = 0.002  # cells lost in normal operation
@@ -59,23 +59,29 @@ def generate(
     interval_s: float = 60.0,
     start_ts: float = 1_767_225_600.0,
     anomaly_rate: float = 1.0,
+    sustained: bool = True,
 ) -> SimulatedData:
     """Streams of ``length`` readings every ``interval_s`` seconds from ``start_ts``.
 
-    ``anomaly_rate``: expected events per 1,000 readings after each stream's first quarter
-    (Poisson; at 1.0 a 2,000-reading stream has 0-3, about a fifth have none; 0 = clean).
+    ``anomaly_rate``: expected short events per 1,000 readings after each stream's first
+    quarter (Poisson; at 1.0 a 2,000-reading stream has 0-3, about a fifth have none; 0 =
+    clean). At 1.0 about half the streams of ``sustained.MIN_STREAM`` readings or more also
+    hold one sustained fault of 400-900 readings, where the short events leave room for one
+    (the share scales with the rate, up to all of them).
+    ``sustained=False`` leaves them out: the data the simulator made before they existed.
     """
     if kind not in FEATURES:
         raise ValueError(f"kind must be one of {sorted(FEATURES)}, not {kind!r}")
     if n_streams < 1 or length < 1 or interval_s <= 0 or anomaly_rate < 0:
         raise ValueError("need n_streams >= 1, length >= 1, interval_s > 0, anomaly_rate >= 0")
     features = FEATURES[kind]
-    normal_rngs, anomaly_rngs = _stream_rngs(seed, kind, n_streams)
+    normal_rngs, anomaly_rngs, sustained_rngs = _stream_rngs(seed, kind, n_streams)
     ts = start_ts + interval_s * np.arange(length, dtype=np.float64)
     raw, noise_sd = normal_values(kind, normal_rngs, ts)
     missing = np.stack([rng.random((length, len(features))) < MISSING_RATE for rng in normal_rngs])
+    rate_long = anomaly_rate if sustained else 0.0
     placed = [
-        plan_events(rng, KINDS[kind], features, noise_sd[i], length, anomaly_rate)
+        _place(kind, noise_sd[i], length, (anomaly_rate, rate_long), (rng, sustained_rngs[i]))
         for i, rng in enumerate(anomaly_rngs)
     ]
     for i, plans in enumerate(placed):
@@ -96,13 +102,29 @@ def generate(
     )
 
 
-def _stream_rngs(
-    seed: int, kind: str, n: int
-) -> tuple[list[np.random.Generator], list[np.random.Generator]]:
-    """Two independent generators per stream: normal data, and anomalies."""
+Rngs = list[np.random.Generator]
+
+
+def _stream_rngs(seed: int, kind: str, n: int) -> tuple[Rngs, Rngs, Rngs]:
+    """Three independent generators per stream: normal data, short anomalies, sustained
+    faults. A SeedSequence's k-th child does not depend on how many are spawned, so the
+    first two are the ones streams had before the third was added."""
     seqs = np.random.SeedSequence([seed, list(FEATURES).index(kind)]).spawn(n)
-    pairs = [[np.random.default_rng(s) for s in seq.spawn(2)] for seq in seqs]
-    return [p[0] for p in pairs], [p[1] for p in pairs]
+    triples = [[np.random.default_rng(s) for s in seq.spawn(3)] for seq in seqs]
+    return [t[0] for t in triples], [t[1] for t in triples], [t[2] for t in triples]
+
+
+def _place(
+    kind: str,
+    sd: np.ndarray,
+    length: int,
+    rates: tuple[float, float],
+    rngs: tuple[np.random.Generator, np.random.Generator],
+) -> list[tuple[int, Plan]]:
+    """One stream's placed plans, in order. ``rates``: short events, sustained faults (0 =
+    none); ``rngs``: their generators. The short events come first and never move."""
+    short = plan_events(rngs[0], KINDS[kind], FEATURES[kind], sd, length, rates[0])
+    return place_sustained(rngs[1], kind, sd, short, length, rates[1])
 
 
 def _stream_ids(kind: str, n: int) -> list[str]:
