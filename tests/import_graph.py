@@ -7,7 +7,17 @@ import ast
 from dataclasses import dataclass
 from pathlib import Path
 
-CORE = ("detect", "stream", "train", "evaluation", "simulate", "config", "records", "datafiles")
+CORE = (
+    "detect",
+    "stream",
+    "train",
+    "evaluation",
+    "simulate",
+    "config",
+    "config_runtime",
+    "records",
+    "datafiles",
+)
 EDGE_LIBRARIES = ("kafka", "ray", "prometheus_client")
 PROJECT_EDGE = ("adapters", "commands", "cli")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from streamlstm.config import KafkaConfig, ProducerConfig
+from streamlstm.config_runtime import KafkaConfig, ProducerConfig
 
 
 def client_options(cfg: KafkaConfig) -> dict[str, Any]:
