@@ -82,7 +82,7 @@ def test_an_idle_stream_learns_and_a_reading_above_enter_is_held() -> None:
     state = _warm_state(det)
     before = {k: v.clone() for k, v in state.items()}
     out = _step(det, state, alerts.PHASE_IDLE, (71.0, 97.2, 90.0))  # far above enter
-    assert float(out["score"][0]) >= det.enter and bool(out["held"][0])
+    assert float(out["score"][0]) >= det.alerts.cfg.enter and bool(out["held"][0])
     assert torch.equal(state[Col.MEAN], before[Col.MEAN])
 
 

@@ -21,20 +21,15 @@ from streamlstm.config import AlertConfig, DetectorConfig
 from streamlstm.detect import alerts
 from streamlstm.detect.calibration import (
     GroupPrior,
-    calibrated_score,
     calibration_horizons,
-    calibration_state,
-    feature_z,
-    learn_calibration,
     n_calibrated,
-    score_statistics,
     store_calibration_state,
 )
 from streamlstm.detect.columns import Col
-from streamlstm.detect.model import LSTMAutoencoder, window_error
-from streamlstm.detect.normalise import forecast, learn, stuck_features
+from streamlstm.detect.model import LSTMAutoencoder
 from streamlstm.detect.seasons import season_phase, season_share
 from streamlstm.detect.state import StateTable
+from streamlstm.detect.step import TensorStep, restart
 from streamlstm.detect.table import table_columns
 from streamlstm.records import AlertEvent, Reading, Rejection
 
@@ -83,11 +78,12 @@ class Detector:
         self.device = torch.device(device)
         self.net = model.net.to(self.device).eval()
         self.alerts = alerts.AlertMachine(alert_cfg, model.version)
-        self.enter, self.hold = alert_cfg.enter, alert_cfg.hold_normal
         n_features = len(model.features)
         self.prior = model.prior.tensors(self.device, n_calibrated(cfg, n_features))
         horizons = calibration_horizons(cfg, n_features)
-        self.cal_horizons = torch.as_tensor(horizons, device=self.device)
+        self.step_rows = TensorStep(
+            cfg, self.net, torch.as_tensor(horizons, device=self.device), alert_cfg
+        )
         # A GPU wants the whole batch at once; a CPU wants cache-sized chunks (see below).
         self.rows_per_chunk = CPU_ROWS_PER_CHUNK if self.device.type == "cpu" else 1 << 30
 
@@ -162,64 +158,6 @@ class Detector:
             return parts[0]
         return {name: torch.cat([part[name] for part in parts]) for name in parts[0]}
 
-    def step_rows(
-        self,
-        s: dict[str, Tensor],
-        x_raw: Tensor,
-        gap: Tensor,
-        alert_phase: Tensor,
-        phase: Tensor | None = None,
-        share: Tensor | None = None,
-    ) -> dict[str, Tensor]:
-        """The batched tensor step on gathered rows; updates ``s`` in place (B rows).
-
-        x_raw (B, F) with NaN for missing; gap (B,) bool; alert_phase (B,) int8
-        (``alerts.alert_phase``); phase (B, P) long, each reading's bin in every season, share (B,)
-        the share of a bin it stands for (with seasons only).
-        returns score, rms_err, warming, held (B,), z, feat_err, stuck (B, F).
-
-        Score first, learn after: the reading is scored against the normal from before it,
-        then teaches the normaliser and the calibration only if ``alerts.holding`` allows.
-        The LSTM state and the window advance on every reading.
-        """
-        cfg = self.cfg
-        with torch.no_grad():
-            if bool(gap.any()):
-                _restart(s, gap)
-            m = torch.isfinite(x_raw).float()
-            x = torch.nan_to_num(x_raw, nan=0.0)
-            z, seen_norm = forecast(x, m, s, cfg, phase)
-            stuck, s[Col.LAST_X], s[Col.STILL], s[Col.MAX_RUN] = stuck_features(
-                x, m, s[Col.LAST_X], s[Col.STILL], s[Col.MAX_RUN], cfg.stuck_readings
-            )
-            recon, s[Col.H], s[Col.C] = self.net.step(z, m, s[Col.H], s[Col.C])
-            s[Col.WIN_X] = torch.cat([s[Col.WIN_X][:, 1:], z.unsqueeze(1)], dim=1)
-            s[Col.WIN_M] = torch.cat([s[Col.WIN_M][:, 1:], m.unsqueeze(1).to(torch.uint8)], dim=1)
-            win_m = s[Col.WIN_M].float()
-            feat_err = window_error(recon, s[Col.WIN_X], win_m)  # (B, F)
-            # (B, K): errors per feature and in total, then input deviations if scored
-            stats, seen = score_statistics(feat_err, win_m, z, m, cfg.score_inputs)
-            cal = calibration_state(s)
-            score, cal_z = calibrated_score(stats, seen, cal)
-            warming = s[Col.SINCE_RESET] + 1.0 <= cfg.warmup_readings
-            held, cal_held = alerts.holding(
-                self.hold, alert_phase, score, stuck.any(dim=1), warming, self.enter
-            )
-            learn(x, m * ~held.unsqueeze(1), s, cfg, seen_norm, share)
-            burnt_in = s[Col.SINCE_RESET] >= cfg.burn_in_readings
-            new = learn_calibration(stats, seen, cal, burnt_in & ~cal_held, self.cal_horizons)
-            store_calibration_state(s, new)
-            s[Col.SINCE_RESET] = s[Col.SINCE_RESET] + 1.0
-        return {
-            "score": score,
-            "rms_err": stats[:, z.shape[1]],
-            "warming": warming,
-            "held": held,
-            "z": feature_z(cal_z, z.shape[1]),
-            "feat_err": feat_err,
-            "stuck": stuck,
-        }
-
     def init_rows(self, table: StateTable, rows: np.ndarray) -> None:
         """A new stream: calibration from the group prior; its normalisation from its own first
         readings (the prior mean/variance set here are replaced by the first reading)."""
@@ -240,7 +178,7 @@ class Detector:
         units, so what a normal error is does not move with the level."""
         idx = torch.as_tensor(rows, device=self.device)
         state = table.gather(idx)
-        _restart(state, torch.ones(len(rows), dtype=torch.bool, device=self.device))
+        restart(state, torch.ones(len(rows), dtype=torch.bool, device=self.device))
         state[Col.N_OBS] = torch.zeros_like(state[Col.N_OBS])
         table.scatter(idx, state)
 
@@ -299,17 +237,6 @@ class Detector:
         out.warming.extend(warming.tolist())
         out.held.extend(res["held"].cpu().numpy().tolist())
         out.in_alert.extend((table.host[Col.A_STATE][rows] == alerts.OPEN).tolist())
-
-
-def _restart(s: dict[str, Tensor], rows: Tensor) -> None:
-    """Rows (B,) bool start afresh: LSTM state, window and warm-up. After a gap the slope
-    of the level is stale too: the stream restarts flat."""
-    keep = (~rows).float()
-    for name in (Col.H, Col.C, Col.SINCE_RESET, Col.TREND):
-        if name in s:
-            s[name] = s[name] * keep.view(-1, *([1] * (s[name].dim() - 1)))
-    s[Col.WIN_X] = s[Col.WIN_X] * keep.view(-1, 1, 1)
-    s[Col.WIN_M] = s[Col.WIN_M] * keep.view(-1, 1, 1).to(s[Col.WIN_M].dtype)
 
 
 def top_shares(z: np.ndarray, names: list[str], k: int = 3) -> tuple[tuple[str, float], ...]:

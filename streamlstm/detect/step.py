@@ -1,0 +1,110 @@
+"""The batched tensor step of ``Detector``: one reading for each of B gathered rows.
+
+Normalise -> LSTM step -> window reconstruction -> per-feature error -> calibrated score,
+then learn: the reading is scored against the stream's normal from before it and teaches
+that normal (normaliser, calibration) only where ``alerts.holding`` allows. Pure tensors in,
+tensors out; ``Detector`` gathers and scatters the rows around it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from streamlstm.config import AlertConfig, DetectorConfig
+from streamlstm.detect import alerts
+from streamlstm.detect.calibration import (
+    calibrated_score,
+    calibration_state,
+    feature_z,
+    learn_calibration,
+    score_statistics,
+    store_calibration_state,
+)
+from streamlstm.detect.columns import Col
+from streamlstm.detect.model import LSTMAutoencoder, window_error
+from streamlstm.detect.normalise import forecast, learn, stuck_features
+
+
+@dataclass(frozen=True)
+class TensorStep:
+    cfg: DetectorConfig
+    net: LSTMAutoencoder
+    cal_horizons: Tensor  # (K,) the calibration's horizon per statistic
+    alert_cfg: AlertConfig  # enter and hold_normal: which readings may teach the normal
+
+    def __call__(
+        self,
+        s: dict[str, Tensor],
+        x_raw: Tensor,
+        gap: Tensor,
+        alert_phase: Tensor,
+        phase: Tensor | None = None,
+        share: Tensor | None = None,
+    ) -> dict[str, Tensor]:
+        """The batched tensor step on gathered rows; updates ``s`` in place (B rows).
+
+        x_raw (B, F) with NaN for missing; gap (B,) bool; alert_phase (B,) int8
+        (``alerts.alert_phase``); phase (B, P) long, each reading's bin in every season, share (B,)
+        the share of a bin it stands for (with seasons only).
+        returns score, rms_err, warming, held (B,), z, feat_err, stuck (B, F).
+
+        Score first, learn after: the reading is scored against the normal from before it,
+        then teaches the normaliser and the calibration only if ``alerts.holding`` allows.
+        The LSTM state and the window advance on every reading.
+        """
+        cfg = self.cfg
+        with torch.no_grad():
+            if bool(gap.any()):
+                restart(s, gap)
+            m = torch.isfinite(x_raw).float()
+            x = torch.nan_to_num(x_raw, nan=0.0)
+            z, seen_norm = forecast(x, m, s, cfg, phase)
+            stuck, s[Col.LAST_X], s[Col.STILL], s[Col.MAX_RUN] = stuck_features(
+                x, m, s[Col.LAST_X], s[Col.STILL], s[Col.MAX_RUN], cfg.stuck_readings
+            )
+            recon, s[Col.H], s[Col.C] = self.net.step(z, m, s[Col.H], s[Col.C])
+            s[Col.WIN_X] = torch.cat([s[Col.WIN_X][:, 1:], z.unsqueeze(1)], dim=1)
+            s[Col.WIN_M] = torch.cat([s[Col.WIN_M][:, 1:], m.unsqueeze(1).to(torch.uint8)], dim=1)
+            win_m = s[Col.WIN_M].float()
+            feat_err = window_error(recon, s[Col.WIN_X], win_m)  # (B, F)
+            # (B, K): errors per feature and in total, then input deviations if scored
+            stats, seen = score_statistics(feat_err, win_m, z, m, cfg.score_inputs)
+            cal = calibration_state(s)
+            score, cal_z = calibrated_score(stats, seen, cal)
+            warming = s[Col.SINCE_RESET] + 1.0 <= cfg.warmup_readings
+            held, cal_held = alerts.holding(
+                self.alert_cfg.hold_normal,
+                alert_phase,
+                score,
+                stuck.any(dim=1),
+                warming,
+                self.alert_cfg.enter,
+            )
+            learn(x, m * ~held.unsqueeze(1), s, cfg, seen_norm, share)
+            burnt_in = s[Col.SINCE_RESET] >= cfg.burn_in_readings
+            new = learn_calibration(stats, seen, cal, burnt_in & ~cal_held, self.cal_horizons)
+            store_calibration_state(s, new)
+            s[Col.SINCE_RESET] = s[Col.SINCE_RESET] + 1.0
+        return {
+            "score": score,
+            "rms_err": stats[:, z.shape[1]],
+            "warming": warming,
+            "held": held,
+            "z": feature_z(cal_z, z.shape[1]),
+            "feat_err": feat_err,
+            "stuck": stuck,
+        }
+
+
+def restart(s: dict[str, Tensor], rows: Tensor) -> None:
+    """Rows (B,) bool start afresh: LSTM state, window and warm-up. After a gap the slope
+    of the level is stale too: the stream restarts flat."""
+    keep = (~rows).float()
+    for name in (Col.H, Col.C, Col.SINCE_RESET, Col.TREND):
+        if name in s:
+            s[name] = s[name] * keep.view(-1, *([1] * (s[name].dim() - 1)))
+    s[Col.WIN_X] = s[Col.WIN_X] * keep.view(-1, 1, 1)
+    s[Col.WIN_M] = s[Col.WIN_M] * keep.view(-1, 1, 1).to(s[Col.WIN_M].dtype)
