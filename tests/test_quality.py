@@ -39,12 +39,18 @@ def test_evaluate_writes_one_png_per_stream(tmp_path: Path) -> None:
     from tests.cli_helpers import run_cli
 
     data = tmp_path / "v.csv"
-    run_cli("simulate", "--out", str(data), "--streams", "3", "--length", "300", "--seed", "1")
+    run_cli("simulate", "--out", str(data), "--streams", "3", "--length", "300", "--seed", "3")
     out = run_cli(
         "evaluate", "-c", "configs/test.yaml", "--input", str(data), "--json",
         "--plot-dir", str(tmp_path / "plots"),
     ).stdout  # fmt: skip
-    assert '"f1"' in out
+    report = json.loads(out.splitlines()[-1])
+    assert "f1" in report
+    # Point-wise and event-wise views come from the same alert flags and labels.
+    points = report["pointwise"]
+    assert points["coverage"]["episodes"] == report["n_events"]
+    assert points["readings"] == 3 * 300
+    assert points["tp"] + points["fn"] == points["anomalous"] == 52  # label 1 in seed 3's file
     pngs = sorted(p.name for p in (tmp_path / "plots").glob("*.png"))
     assert len(pngs) == 3
     assert all((tmp_path / "plots" / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
