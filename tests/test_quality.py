@@ -62,11 +62,16 @@ def test_quality_command_writes_the_report_with_the_retrained_run(tmp_path: Path
     out = tmp_path / "quality.md"
     run_cli(
         "quality", "--out", str(out), "--streams", "4", "--length", "1000",
-        "--nab", str(tmp_path / "no-nab"), "--retrain-every-per-stream", "300",
+        "--nab", str(tmp_path / "no-nab"), "--pump", str(tmp_path / "no-pump"),
+        "--retrain-every-per-stream", "300",
     )  # fmt: skip
     text = out.read_text()
     for section in ("## Synthetic vitals", "## Synthetic sensors", "## Changes"):
         assert section in text
+    assert "## Pump" not in text and "Suites:" not in text  # all suites, the pump one empty
+    # Each synthetic suite has a point-wise table with all four detectors' rows.
+    assert text.count("| detector | readings (anomalous) |") == 2
+    assert len(re.findall(r"^\| rolling z-score \| \d+ \(\d+\) \|", text, re.M)) == 2
     rows = [line for line in text.splitlines() if line.startswith("| streaming LSTM-AE, ret")]
     assert len(rows) == 2  # one summary row per synthetic suite
     assert text.count("retrain rounds") == 2

@@ -103,7 +103,7 @@ def _pump(opts: QualityOptions, plots: Path, root: Path) -> str:
     run = run_pump(Path(opts.pump), Path(opts.configs), opts.seed)
     names = list(run.config.groups[0].features)
     pngs = [
-        plot_one(t, plots / f"pump_{t.eval.stream_id}.png", run.config.alerts.enter, names)
+        plot_one(t, plots / f"{t.eval.stream_id}.png", run.config.alerts.enter, names)
         for t in run.suite.by_detector[DETECTORS[0]]
     ]
     images = " ".join(f"[{p.stem}]({p.relative_to(root)})" for p in pngs)
