@@ -73,7 +73,7 @@ def test_quality_command_writes_the_report_with_the_retrained_run(tmp_path: Path
     assert text.count("| detector | readings (anomalous) |") == 2
     assert len(re.findall(r"^\| rolling z-score \| \d+ \(\d+\) \|", text, re.M)) == 2
     rows = [line for line in text.splitlines() if line.startswith("| streaming LSTM-AE, ret")]
-    assert len(rows) == 2  # one summary row per synthetic suite
+    assert len(rows) == 4  # a summary and a point-wise row per synthetic suite
     assert text.count("retrain rounds") == 2
     # Rounds really trained and were gated (not only skipped): a table row says so.
     gated = re.findall(r"^\s+\d+\s+\d+\s+\S+\s+(promoted|rejected)\s", text, re.M)
