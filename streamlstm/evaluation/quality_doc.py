@@ -211,7 +211,9 @@ def _nab_section(opts, suite: SuiteRun, windows, pngs: list[Path], root: Path) -
         reports[d] = event_metrics(evals, opts.tolerance)
         series = [NabSeries(s.ts, s.alert_open, windows[s.stream_id], s.stream_id) for s in evals]
         nab[d] = nab_report(series)
-        per_series[d] = {s.name: nab_report([s])["standard"] for s in series}
+        # A series without windows has no per-series NAB normalisation (its perfect
+        # detector scores 0 too); it still counts in the pooled score and the FP column.
+        per_series[d] = {s.name: nab_report([s])["standard"] if s.windows else None for s in series}
     evals = {d: suite.evals(d) for d in suite.by_detector}
     series_header, series_rows = per_series_rows(evals, per_series, opts.tolerance)
     images = " ".join(f"[{p.stem}]({p.relative_to(root)})" for p in pngs)

@@ -84,7 +84,9 @@ def per_kind_rows(reports: dict[str, EventReport]) -> tuple[Row, list[Row]]:
 
 
 def per_series_rows(
-    evals: dict[str, list[StreamEval]], nab_per_series: dict[str, dict[str, float]], tolerance: int
+    evals: dict[str, list[StreamEval]],
+    nab_per_series: dict[str, dict[str, float | None]],
+    tolerance: int,
 ) -> tuple[Row, list[Row]]:
     """Per stream: windows, then for each detector detected/windows, false alarms, NAB std."""
     names = list(evals)
