@@ -39,7 +39,7 @@ chaos: setup-ops ## the fault-injection matrix only
 bench: setup ## the benchmarks, as JSON
 	$(VENV)/bin/streamlstm bench step --streams 10000 --json
 
-quality: setup ## regenerate docs/quality.md and its plots (synthetic suites, NAB dev, baselines)
+quality: setup ## regenerate docs/quality.md and its plots (synthetic suites, NAB dev, pump dev, baselines)
 	$(VENV)/bin/streamlstm quality --out docs/quality.md $(ARGS)
 
 clean: ## remove run outputs (the cached virtualenv and jars stay)

@@ -1,5 +1,7 @@
-"""Readings from files: CSV (``timestamp``/``ts``, optional ``stream``, one column per feature,
-optional ``label``/``anomaly_kind``) or JSONL in the record contract.
+"""Readings from files: CSV (``timestamp``/``ts``/``datetime``, optional ``stream``, one column
+per feature, optional ``label`` or ``anomaly`` and ``anomaly_kind``) or JSONL in the record
+contract. A CSV may be comma- or semicolon-separated (the pump testbed's files use ``;``): the
+header line decides.
 
 Every row goes through the same ``RecordParser`` checks as a Kafka record, so a file replay
 rejects exactly what the live worker would.
@@ -74,16 +76,22 @@ Row = tuple[Reading | Rejection, int, str, int]  # result, label (-1 = none), ki
 def _csv_rows(path: Path, parser: RecordParser, config: Config) -> list[Row]:
     rows: list[Row] = []
     with path.open(newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
+        delimiter = _delimiter(fh.readline())
+        fh.seek(0)
+        reader = csv.DictReader(fh, delimiter=delimiter)
         header = reader.fieldnames or []
-        ts_col = "timestamp" if "timestamp" in header else "ts"
-        if ts_col not in header:
-            raise InputFileError(f"{path}: no 'timestamp' or 'ts' column (columns: {header})")
+        ts_col = next((c for c in TS_COLUMNS if c in header), None)
+        if ts_col is None:
+            raise InputFileError(
+                f"{path}: no {' or '.join(map(repr, TS_COLUMNS))} column (columns: {header}; "
+                "read as separated by " + repr(delimiter) + ": the header line decides)"
+            )
+        label_col = next((c for c in LABEL_COLUMNS if c in header), "")
         group = _csv_group(path, header, config)
         for n, row in enumerate(reader):
             stream = row.get("stream") or path.stem
             values = {f: _cell(row.get(f)) for f in group.features}
-            label = int(float(row["label"])) if row.get("label") not in (None, "") else -1
+            label = _label(row.get(label_col))
             rows.append(
                 (
                     parser.build(stream, row[ts_col], values, group),
@@ -93,6 +101,27 @@ def _csv_rows(path: Path, parser: RecordParser, config: Config) -> list[Row]:
                 )
             )
     return rows
+
+
+TS_COLUMNS = ("timestamp", "ts", "datetime")
+LABEL_COLUMNS = ("label", "anomaly")  # 1 on anomalous readings; the first one present counts
+
+
+def csv_columns(path: str | Path) -> list[str]:
+    """The header of a comma- or semicolon-separated file, as ``read_file`` splits it."""
+    with Path(path).open(newline="", encoding="utf-8") as fh:
+        line = fh.readline()
+    return next(csv.reader([line], delimiter=_delimiter(line)), [])
+
+
+def _delimiter(header_line: str) -> str:
+    """';' when the header holds more semicolons than commas (a European-style CSV)."""
+    return ";" if header_line.count(";") > header_line.count(",") else ","
+
+
+def _label(text: str | None) -> int:
+    """-1 when the row has no label; labels may be written as floats ("1.0")."""
+    return int(float(text)) if text not in (None, "") else -1
 
 
 def _csv_group(path: Path, header: list[str], config: Config) -> GroupConfig:

@@ -39,12 +39,18 @@ def test_evaluate_writes_one_png_per_stream(tmp_path: Path) -> None:
     from tests.cli_helpers import run_cli
 
     data = tmp_path / "v.csv"
-    run_cli("simulate", "--out", str(data), "--streams", "3", "--length", "300", "--seed", "1")
+    run_cli("simulate", "--out", str(data), "--streams", "3", "--length", "300", "--seed", "3")
     out = run_cli(
         "evaluate", "-c", "configs/test.yaml", "--input", str(data), "--json",
         "--plot-dir", str(tmp_path / "plots"),
     ).stdout  # fmt: skip
-    assert '"f1"' in out
+    report = json.loads(out.splitlines()[-1])
+    assert "f1" in report
+    # Point-wise and event-wise views come from the same alert flags and labels.
+    points = report["pointwise"]
+    assert points["coverage"]["episodes"] == report["n_events"]
+    assert points["readings"] == 3 * 300
+    assert points["tp"] + points["fn"] == points["anomalous"] == 52  # label 1 in seed 3's file
     pngs = sorted(p.name for p in (tmp_path / "plots").glob("*.png"))
     assert len(pngs) == 3
     assert all((tmp_path / "plots" / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
@@ -56,13 +62,18 @@ def test_quality_command_writes_the_report_with_the_retrained_run(tmp_path: Path
     out = tmp_path / "quality.md"
     run_cli(
         "quality", "--out", str(out), "--streams", "4", "--length", "1000",
-        "--nab", str(tmp_path / "no-nab"), "--retrain-every-per-stream", "300",
+        "--nab", str(tmp_path / "no-nab"), "--pump", str(tmp_path / "no-pump"),
+        "--retrain-every-per-stream", "300",
     )  # fmt: skip
     text = out.read_text()
     for section in ("## Synthetic vitals", "## Synthetic sensors", "## Changes"):
         assert section in text
+    assert "## Pump" not in text and "Suites:" not in text  # all suites, the pump one empty
+    # Each synthetic suite has a point-wise table with all four detectors' rows.
+    assert text.count("| detector | readings (anomalous) |") == 2
+    assert len(re.findall(r"^\| rolling z-score \| \d+ \(\d+\) \|", text, re.M)) == 2
     rows = [line for line in text.splitlines() if line.startswith("| streaming LSTM-AE, ret")]
-    assert len(rows) == 2  # one summary row per synthetic suite
+    assert len(rows) == 4  # a summary and a point-wise row per synthetic suite
     assert text.count("retrain rounds") == 2
     # Rounds really trained and were gated (not only skipped): a table row says so.
     gated = re.findall(r"^\s+\d+\s+\d+\s+\S+\s+(promoted|rejected)\s", text, re.M)

@@ -15,6 +15,7 @@ from streamlstm.evaluation.metrics import (
     report_to_dict,
 )
 from streamlstm.evaluation.nab import NabSeries, nab_report
+from streamlstm.evaluation.pointwise import format_pointwise, pointwise_metrics, pointwise_to_dict
 from streamlstm.evaluation.replay import score_file
 from streamlstm.evaluation.retrain_replay import format_rounds, score_file_retraining
 from streamlstm.evaluation.summary import (
@@ -29,10 +30,13 @@ from streamlstm.evaluation.summary import (
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "evaluate",
-        help="event-wise precision/recall/F1, time to detect and NAB score on labelled data",
+        help="event-wise and point-wise precision/recall/F1, coverage, time to detect and NAB "
+        "score on labelled data",
         description="Score a labelled file through the same streaming path as the live worker "
         "and report event-wise detection quality (no point adjustment), per-kind recall, time "
-        "to detect, false alarms per stream-day and, with --windows, the NAB score.",
+        "to detect, false alarms per stream-day, point-wise precision/recall/F1, false- and "
+        "missed-alarm rates, the coverage of each labelled episode by open alerts and, with "
+        "--windows, the NAB score.",
         epilog="example: streamlstm evaluate -c configs/univariate.yaml --input series.csv "
         "--windows combined_windows.json --plot out/series.png",
     )
@@ -103,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
     windows = windows_for(args.windows, args.input) if args.windows else None
     per_stream = stream_evals(rows, data, windows)
     report = event_metrics(per_stream, args.tolerance)
+    points = pointwise_metrics(per_stream)  # the same alert flags, seen reading by reading
     nab = None
     if windows is not None:
         nab = nab_report([NabSeries(s.ts, s.alert_open, windows, s.stream_id) for s in per_stream])
@@ -110,11 +115,13 @@ def run(args: argparse.Namespace) -> int:
         extra = {} if rounds is None else {"retrain_rounds": [r.to_dict() for r in rounds]}
         if through is not None:
             extra["through_kafka"] = through.summary
-        print(json.dumps({**report_to_dict(report), "nab": nab, **extra}))
+        pointwise = pointwise_to_dict(points)
+        print(json.dumps({**report_to_dict(report), "pointwise": pointwise, "nab": nab, **extra}))
     else:
         if through is not None:
             print(through.describe())
         print(format_report(report, nab))
+        print(format_pointwise(points))
         if rounds is not None:
             print(format_rounds(rounds))
     if args.plot:

@@ -67,14 +67,16 @@ def score_suite(
     device: torch.device | None = None,
     baselines: bool = True,
     retrain_every: int = 0,
+    train_readings: int | None = None,
 ) -> SuiteRun:
     """All three detectors over ``data`` (only the first without ``baselines``);
     ``events_for`` builds a stream's labelled events. With ``retrain_every`` the streaming
     detector also runs as deployed: the same first model, then a retrain round (data
-    selection, gate, shadow warm-up) every ``retrain_every`` readings (``retrain_replay``)."""
+    selection, gate, shadow warm-up) every ``retrain_every`` readings (``retrain_replay``).
+    ``train_readings`` (per stream) replaces ``train_fraction`` when a protocol fixes it."""
 
     device = device or torch.device("cpu")
-    models, _ = train_models(config, data, train_fraction, device, quiet=True)
+    models, _ = train_models(config, data, train_fraction, device, quiet=True, first=train_readings)
     engine = Engine.build(config, models, device)
     rows, _ = replay(engine, data.readings)
     run = SuiteRun(models)
@@ -86,9 +88,21 @@ def score_suite(
             engine, data.readings, config, retrain_every, train
         )
         run.by_detector[RETRAINED] = _streaming(rows, data, events_for)
+    split = _TrainSplit(train_fraction, train_readings)
     for name in DETECTORS[1:] if baselines else ():
-        run.by_detector[name] = _baseline(name, config, models, data, train_fraction, events_for)
+        run.by_detector[name] = _baseline(name, config, models, data, split, events_for)
     return run
+
+
+@dataclass(frozen=True)
+class _TrainSplit:
+    """The readings of a stream its baseline calibration starts from (as its model trained)."""
+
+    fraction: float
+    readings: int | None = None
+
+    def of(self, n: int) -> int:
+        return self.readings if self.readings is not None else max(2, int(n * self.fraction))
 
 
 def _streaming(rows: list[ReplayRow], data: FileData, events_for: EventsFor) -> list[Traced]:
@@ -112,7 +126,7 @@ def _baseline(
     config: Config,
     models: dict[str, ScoringModel],
     data: FileData,
-    train_fraction: float,
+    split: _TrainSplit,
     events_for: EventsFor,
 ) -> list[Traced]:
     """Each stream on its own (a lane of one): no padding work, same results as batched."""
@@ -121,7 +135,7 @@ def _baseline(
     for stream, offsets in data.by_stream().items():
         (s,) = to_series(data, {stream: offsets})
         stats, seen, horizon = _baseline_stats(name, config, model, s)
-        n_train = max(2, int(len(s.ts) * train_fraction))
+        n_train = split.of(len(s.ts))
         skip = min(config.detector.burn_in_readings, n_train - 1)
         prior = typical_error(stats[:n_train], seen[:n_train], skip)
         trace: AlertTrace = calibrated_alerts(

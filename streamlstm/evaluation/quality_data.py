@@ -1,4 +1,5 @@
-"""The data sets ``streamlstm quality`` measures on: the synthetic suites and NAB series.
+"""The data sets ``streamlstm quality`` measures on: the synthetic suites and NAB series
+(the pump runs are in ``quality_pump``).
 
 Each loader returns a ``FileData`` (readings in the order a worker would see them) and an
 ``EventsFor`` that builds a stream's labelled events after scoring.
@@ -55,16 +56,27 @@ def nab_series(
     replay advances all series in one batched step; each stream still sees only its own
     readings in time order, which is all the streaming detector depends on.
     """
-    per_file = [(f.stem, read_file(f, config).readings) for f in files]
-    longest = max(len(rs) for _, rs in per_file)
-    merged: list[Reading] = []
-    for k in range(longest):
-        for name, rs in per_file:
-            if k < len(rs):
-                r = rs[k]
-                merged.append(Reading(name, r.ts, r.values, r.group, r.topic, 0, len(merged)))
+    data = interleave([(f.stem, read_file(f, config)) for f in files])
 
     def events_for(stream: str, ts: np.ndarray, _offsets: list[int]):
         return events_from_windows(ts, windows.get(stream, []))
 
-    return FileData(merged), events_for
+    return FileData(data.readings), events_for
+
+
+def interleave(per_file: list[tuple[str, FileData]]) -> FileData:
+    """Files as one stream each (named by the given name), the k-th reading of every file
+    together; labels and kinds follow their readings (-1 / "" where a file has none)."""
+    longest = max(len(d.readings) for _, d in per_file)
+    merged: list[Reading] = []
+    labels: list[int] = []
+    kinds: list[str] = []
+    for k in range(longest):
+        for name, d in per_file:
+            if k < len(d.readings):
+                r = d.readings[k]
+                merged.append(Reading(name, r.ts, r.values, r.group, r.topic, 0, len(merged)))
+                labels.append(d.labels[k] if d.labels else -1)
+                kinds.append(d.kinds[k] if d.kinds else "")
+    labelled = any(lbl >= 0 for lbl in labels)
+    return FileData(merged, labels if labelled else [], kinds if labelled else [])

@@ -17,18 +17,22 @@ import yaml
 from streamlstm import config as config_mod
 from streamlstm.evaluation.metrics import event_metrics
 from streamlstm.evaluation.nab import NabSeries, nab_report
-from streamlstm.evaluation.plots import PlotStream, plot_streams
 from streamlstm.evaluation.quality import DETECTORS, RETRAINED, SuiteRun, score_suite
 from streamlstm.evaluation.quality_data import nab_series, nab_windows, synthetic
+from streamlstm.evaluation.quality_plots import plot_one, plot_suite
+from streamlstm.evaluation.quality_pump import pump_runs, pump_section, run_pump
 from streamlstm.evaluation.quality_report import (
     NAB_HEADER,
     SUMMARY_HEADER,
     per_kind_rows,
     per_series_rows,
+    pointwise_tables,
     summary_rows,
     table,
 )
 from streamlstm.evaluation.retrain_replay import format_rounds
+
+SUITES = ("vitals", "sensors", "nab", "pump")  # report order; ``--suites`` picks a subset
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,8 @@ class QualityOptions:
     seed: int = 7
     tolerance: int = 10
     retrain_every_per_stream: int = 500
+    pump: Path = Path("../shared/datasets/pump-dev")
+    suites: tuple[str, ...] = SUITES
 
 
 def load_changes(path: Path) -> dict[str, list[tuple[str, dict]]]:
@@ -55,35 +61,53 @@ def load_changes(path: Path) -> dict[str, list[tuple[str, dict]]]:
 
 
 def write_report(opts: QualityOptions, say: Callable[[str], None]) -> None:
-    """Score every suite, write the markdown report and its plots; ``say`` gets progress."""
+    """Score the chosen suites, write the markdown report and its plots; ``say`` gets
+    progress. A suite whose data folder holds nothing is skipped with a message."""
     changes_by_suite = load_changes(opts.changes)
     started = time.perf_counter()
     out = Path(opts.out)
     plots = out.parent / out.stem
     sections, changes = [], []
-    for kind in ("vitals", "sensors"):
+    for kind in [k for k in ("vitals", "sensors") if k in opts.suites]:
         suite, config, _ = _suite(opts, kind, {})
         names = list(config.groups[0].features)
-        png = _plot_suite(suite, plots / f"{kind}.png", config.alerts.enter, kind, names)
+        png = plot_suite(suite, plots / f"{kind}.png", config.alerts.enter, kind, names)
         sections.append(_synthetic_section(kind, opts, suite, png, out.parent))
         changes += _changes(opts, kind, suite, changes_by_suite)
         say(f"{kind}: done at {time.perf_counter() - started:.0f} s")
-    if sorted(Path(opts.nab).glob("data/*/*.csv")):
+    if "nab" in opts.suites and not sorted(Path(opts.nab).glob("data/*/*.csv")):
+        say(f"nab: no series under {opts.nab}/data, section skipped")
+    elif "nab" in opts.suites:
         suite, config, windows = _suite(opts, "nab", {})
         pngs = [
-            _plot_one(t, plots / f"nab_{t.eval.stream_id}.png", config.alerts.enter)
+            plot_one(t, plots / f"nab_{t.eval.stream_id}.png", config.alerts.enter)
             for t in suite.by_detector[DETECTORS[0]]
         ]
         sections.append(_nab_section(opts, suite, windows, pngs, out.parent))
         changes += _changes(opts, "nab", suite, changes_by_suite, windows)
         say(f"nab: done at {time.perf_counter() - started:.0f} s")
-    else:
-        say(f"nab: no series under {opts.nab}/data, section skipped")
+    if "pump" in opts.suites and not pump_runs(Path(opts.pump)):
+        say(f"pump: no runs under {opts.pump}/other, section skipped")
+    elif "pump" in opts.suites:
+        sections.append(_pump(opts, plots, out.parent))  # no config changes to undo here
+        say(f"pump: done at {time.perf_counter() - started:.0f} s")
     if changes:
         sections.append(_changes_section(changes))
     seconds = time.perf_counter() - started
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(_document(opts, sections, seconds))
     say(f"wrote {out} and {plots}/ in {seconds:.0f} s")
+
+
+def _pump(opts: QualityOptions, plots: Path, root: Path) -> str:
+    run = run_pump(Path(opts.pump), Path(opts.configs), opts.seed)
+    names = list(run.config.groups[0].features)
+    pngs = [
+        plot_one(t, plots / f"{t.eval.stream_id}.png", run.config.alerts.enter, names)
+        for t in run.suite.by_detector[DETECTORS[0]]
+    ]
+    images = " ".join(f"[{p.stem}]({p.relative_to(root)})" for p in pngs)
+    return pump_section(run, Path(opts.pump), opts.tolerance, images)
 
 
 def _suite(opts, kind: str, overrides: dict, baselines: bool = True):
@@ -159,6 +183,7 @@ def _synthetic_section(kind: str, opts, suite: SuiteRun, png: Path, root: Path) 
             table(SUMMARY_HEADER, summary_rows(reports, {})),
             "Recall per anomaly kind:",
             table(kind_header, kind_rows),
+            *pointwise_tables({d: suite.evals(d) for d in suite.by_detector}),
             *_rounds_text(opts, suite),
             f"![{kind}]({png.relative_to(root)})",
         ]
@@ -186,7 +211,9 @@ def _nab_section(opts, suite: SuiteRun, windows, pngs: list[Path], root: Path) -
         reports[d] = event_metrics(evals, opts.tolerance)
         series = [NabSeries(s.ts, s.alert_open, windows[s.stream_id], s.stream_id) for s in evals]
         nab[d] = nab_report(series)
-        per_series[d] = {s.name: nab_report([s])["standard"] for s in series}
+        # A series without windows has no per-series NAB normalisation (its perfect
+        # detector scores 0 too); it still counts in the pooled score and the FP column.
+        per_series[d] = {s.name: nab_report([s])["standard"] if s.windows else None for s in series}
     evals = {d: suite.evals(d) for d in suite.by_detector}
     series_header, series_rows = per_series_rows(evals, per_series, opts.tolerance)
     images = " ".join(f"[{p.stem}]({p.relative_to(root)})" for p in pngs)
@@ -204,6 +231,7 @@ def _nab_section(opts, suite: SuiteRun, windows, pngs: list[Path], root: Path) -
             "and `detector.split_scale`, so readings below the forecast are measured in their "
             "own std (a two-piece scale).",
             table(SUMMARY_HEADER + NAB_HEADER, summary_rows(reports, nab)),
+            *pointwise_tables(evals),
             "Per series (NAB standard score normalised on that series alone):",
             table(series_header, series_rows),
             *_rounds_text(opts, suite),
@@ -219,11 +247,18 @@ def _document(opts, sections: list[str], seconds: float) -> str:
         "below comes from that run. Do not edit by hand.",
         f"Run: {seconds:.0f} s on {platform.machine()} ({torch.get_num_threads()} torch "
         f"threads), seed {opts.seed}, tolerance {opts.tolerance} readings.",
+        *_subset_note(opts),
         "**How it is measured** (`evaluation/metrics.py`): an event is a labelled segment or "
         "NAB window; it is detected when an alert *opens* inside it or up to the tolerance "
         "after it; every alert opening outside all events is one false alarm. No point "
         "adjustment in precision/recall/F1; the point-adjusted F1 is shown only for comparison "
         "(it flatters long alerts). TTD = first matching opening minus event start.",
+        "**Point-wise** (`evaluation/pointwise.py`), from the same alert flags: every reading "
+        "is a prediction (an alert is open on it or not). False-alarm rate = normal readings "
+        "inside an alert / normal readings; missed-alarm rate = anomalous readings outside "
+        "every alert / anomalous readings. *Coverage* of an episode = the share of its "
+        "readings inside an open alert; median and p10 over episodes. The event-wise table "
+        "rewards an alert that opens; these reward one that stays open while the fault lasts.",
         "**Detectors**: *streaming LSTM-AE* is `streamlstm`'s live scoring path (carried "
         "`(h, c)`, O(1) per reading) with its first model. *" + RETRAINED + "* is the same, "
         "with the live retraining schedule simulated in the replay (below each table). "
@@ -238,34 +273,7 @@ def _document(opts, sections: list[str], seconds: float) -> str:
     return "\n\n".join(head + sections) + "\n"
 
 
-SMALL = (9.0, 60)  # width (inches), dpi: light images for the repository
-
-
-def _plot_one(traced, path: Path, threshold: float) -> Path:
-
-    s = traced.eval
-    panel = PlotStream(
-        s.stream_id, s.ts, traced.score, threshold, s.in_alert, traced.values, None, s.events
-    )
-    return plot_streams(path, [panel], f"{s.stream_id}: alerts red, labelled green", *SMALL)
-
-
-def _plot_suite(
-    suite: SuiteRun, path: Path, threshold: float, kind: str, feature_names: list[str]
-) -> Path:
-
-    traced = sorted(suite.by_detector[DETECTORS[0]], key=lambda t: -len(t.eval.events))[:2]
-    panels = [
-        PlotStream(
-            t.eval.stream_id,
-            t.eval.ts,
-            t.score,
-            threshold,
-            t.eval.in_alert,
-            t.values,
-            feature_names,
-            t.eval.events,
-        )
-        for t in traced
-    ]
-    return plot_streams(path, panels, f"synthetic {kind}: alerts red, labelled green", *SMALL)
+def _subset_note(opts: QualityOptions) -> list[str]:
+    if tuple(opts.suites) == SUITES:
+        return []
+    return [f"Suites: {', '.join(opts.suites)} only (`--suites`); not the full report."]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from streamlstm.evaluation.metrics import EventReport, StreamEval, event_metrics
+from streamlstm.evaluation.metrics import UNKNOWN_KIND, EventReport, StreamEval, event_metrics
+from streamlstm.evaluation.pointwise import Coverage, PointReport, pointwise_metrics
 
 Row = Sequence[str]
 
@@ -83,7 +84,9 @@ def per_kind_rows(reports: dict[str, EventReport]) -> tuple[Row, list[Row]]:
 
 
 def per_series_rows(
-    evals: dict[str, list[StreamEval]], nab_per_series: dict[str, dict[str, float]], tolerance: int
+    evals: dict[str, list[StreamEval]],
+    nab_per_series: dict[str, dict[str, float | None]],
+    tolerance: int,
 ) -> tuple[Row, list[Row]]:
     """Per stream: windows, then for each detector detected/windows, false alarms, NAB std."""
     names = list(evals)
@@ -103,3 +106,69 @@ def per_series_rows(
             ]
         rows.append(cells)
     return tuple(header), rows
+
+
+POINT_HEADER = (
+    "detector",
+    "readings (anomalous)",
+    "precision",
+    "recall",
+    "F1",
+    "false-alarm rate",
+    "missed-alarm rate",
+    "episodes with any alert",
+    "coverage median / p10",
+)
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.1f} %"
+
+
+def _coverage(c: Coverage) -> str:
+    return f"{_pct(c.median)} / {_pct(c.p10)}"
+
+
+def pointwise_rows(reports: dict[str, PointReport]) -> list[Row]:
+    """One row per detector: point-wise P/R/F1, FAR, MAR and episode coverage."""
+    return [
+        [
+            name,
+            f"{r.readings} ({r.anomalous})",
+            _num(r.precision),
+            _num(r.recall),
+            f"**{r.f1:.3f}**",
+            _pct(r.far),
+            _pct(r.mar),
+            f"{r.coverage.alerted}/{r.coverage.episodes}",
+            _coverage(r.coverage),
+        ]
+        for name, r in reports.items()
+    ]
+
+
+def coverage_kind_rows(reports: dict[str, PointReport]) -> tuple[Row, list[Row]]:
+    """Coverage median / p10 per anomaly kind (rows) and detector (columns)."""
+    kinds = sorted({k for r in reports.values() for k in r.per_kind})
+    rows = []
+    for kind in kinds:
+        cells = [kind]
+        for r in reports.values():
+            c = r.per_kind.get(kind)
+            cells.append("–" if c is None else _coverage(c))
+        rows.append(cells)
+    return ("anomaly kind", *reports), rows
+
+
+def pointwise_tables(evals: dict[str, list[StreamEval]]) -> list[str]:
+    """The point-wise table and, when episodes have kinds, coverage per kind (markdown)."""
+    reports = {d: pointwise_metrics(e) for d, e in evals.items()}
+    out = [
+        "Point-wise (each reading: is an alert open?) and coverage (the share of each "
+        "labelled episode's readings inside an open alert; median and p10 over episodes):",
+        table(POINT_HEADER, pointwise_rows(reports)),
+    ]
+    header, rows = coverage_kind_rows(reports)
+    if rows and [r[0] for r in rows] != [UNKNOWN_KIND]:
+        out += ["Coverage median / p10 per anomaly kind:", table(header, rows)]
+    return out

@@ -17,6 +17,7 @@ from streamlstm.evaluation.metrics import (
     format_report,
 )
 from streamlstm.evaluation.plots import PlotStream, plot_streams
+from streamlstm.evaluation.pointwise import format_pointwise, pointwise_metrics
 from streamlstm.evaluation.replay import ReplayRow, rows_by_stream
 from streamlstm.records import parse_ts
 
@@ -60,6 +61,7 @@ def summarise(
 ) -> str:
     per_stream = stream_evals(rows, data)
     text = format_report(event_metrics(per_stream, tolerance))
+    text += "\n" + format_pointwise(pointwise_metrics(per_stream))
     if plot:
         plot_rows(plot, rows, data, features, per_stream)
         text += f"\nplot: {plot}"

@@ -29,15 +29,21 @@ def model_version(group: str, model_net: torch.nn.Module) -> str:
 
 
 def train_models(
-    config: Config, data: FileData, fraction: float, device: torch.device, quiet: bool = False
+    config: Config,
+    data: FileData,
+    fraction: float,
+    device: torch.device,
+    quiet: bool = False,
+    first: int | None = None,
 ) -> tuple[dict[str, ScoringModel], dict[str, dict]]:
-    """Train each group on the first ``fraction`` of each of its streams."""
+    """Train each group on the first ``fraction`` of each of its streams, or on the first
+    ``first`` readings of each when given (a benchmark protocol's fixed training part)."""
     from tqdm import tqdm
 
     models, metrics = {}, {}
     for group in config.groups:
         idx = {
-            s: rows[: max(1, int(len(rows) * fraction))]
+            s: rows[: first if first is not None else max(1, int(len(rows) * fraction))]
             for s, rows in data.by_stream().items()
             if data.readings[rows[0]].group == group.name
         }

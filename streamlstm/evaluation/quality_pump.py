@@ -1,0 +1,148 @@
+"""The pump testbed suite of ``streamlstm quality``: SKAB's ``other`` runs, read in place.
+
+The benchmark's protocol: one stream per run; the first ``PUMP_TRAIN`` readings of each run
+are fault-free and train the model (and warm the calibration up); only the readings after
+them are scored. The config is ``configs/sensors.yaml`` with only the feature list replaced
+by the runs' columns: what a user deploys is what is scored, nothing tuned to these data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from streamlstm import config as config_mod
+from streamlstm.config import Config
+from streamlstm.datafiles import FileData, csv_columns, read_file
+from streamlstm.evaluation.metrics import StreamEval, event_metrics, events_from_labels
+from streamlstm.evaluation.pointwise import episode_coverage, scored_part
+from streamlstm.evaluation.quality import EventsFor, SuiteRun, score_suite
+from streamlstm.evaluation.quality_data import interleave
+from streamlstm.evaluation.quality_report import (
+    SUMMARY_HEADER,
+    Row,
+    pointwise_tables,
+    summary_rows,
+    table,
+)
+
+PUMP_TRAIN = 400  # readings per run before scoring starts (the benchmark's fault-free part)
+NOT_FEATURES = ("datetime", "anomaly", "changepoint")  # time and label columns
+CONFIG = "sensors.yaml"
+
+
+@dataclass
+class PumpRun:
+    """The suite scored: all readings per detector, and the protocol's scored part of them."""
+
+    suite: SuiteRun
+    config: Config
+    files: list[Path]
+    scored: dict[str, list[StreamEval]]  # per detector, each run without its first PUMP_TRAIN
+
+
+def pump_runs(folder: Path) -> list[Path]:
+    """``other/<n>.csv`` in run order (numbered runs by number, then any other name)."""
+    files = (folder / "other").glob("*.csv")
+    return sorted(
+        files,
+        key=lambda p: (not p.stem.isdigit(), int(p.stem) if p.stem.isdigit() else 0, p.stem),
+    )
+
+
+def pump_features(files: list[Path]) -> list[str]:
+    """The runs' sensor columns; every run must have the same ones."""
+    columns = [c for c in csv_columns(files[0]) if c not in NOT_FEATURES]
+    for f in files[1:]:
+        other = [c for c in csv_columns(f) if c not in NOT_FEATURES]
+        if other != columns:
+            raise ValueError(f"{f}: columns {other} differ from {files[0].name}'s {columns}")
+    return columns
+
+
+def pump_config(configs: Path, features: list[str]) -> Config:
+    """``configs/sensors.yaml`` with only the first group's feature list replaced."""
+    return config_mod.load(configs / CONFIG, {"groups.0.features": features})
+
+
+def pump_data(config: Config, files: list[Path]) -> tuple[FileData, EventsFor]:
+    """The runs as streams ``pump-<n>``, interleaved by position (as ``nab_series``)."""
+    per_run = [(f"pump-{f.stem}", read_file(f, config)) for f in files]
+    too_short = [name for name, d in per_run if len(d.readings) <= PUMP_TRAIN]
+    if too_short:
+        raise ValueError(f"pump runs with no reading after the first {PUMP_TRAIN}: {too_short}")
+    data = interleave(per_run)
+
+    def events_for(_stream: str, _ts: np.ndarray, offsets: list[int]):
+        return events_from_labels([max(data.labels[i], 0) for i in offsets])
+
+    return data, events_for
+
+
+def run_pump(folder: Path, configs: Path, seed: int) -> PumpRun:
+    """Train on each run's first ``PUMP_TRAIN`` readings, score all three detectors."""
+    files = pump_runs(folder)
+    if not files:
+        raise ValueError(f"{folder}: no other/*.csv runs")
+    torch.manual_seed(seed)  # the same initial weights on every run of the report
+    config = pump_config(configs, pump_features(files))
+    data, events_for = pump_data(config, files)
+    suite = score_suite(config, data, events_for, train_readings=PUMP_TRAIN)
+    scored = {d: [scored_part(s, PUMP_TRAIN) for s in suite.evals(d)] for d in suite.by_detector}
+    return PumpRun(suite, config, files, scored)
+
+
+def per_run_rows(scored: dict[str, list[StreamEval]]) -> tuple[Row, list[Row]]:
+    """Per run: its fault's length, then per detector the fault's coverage and the normal
+    readings inside an alert."""
+    names = list(scored)
+    header = ["run", "scored readings (fault)"]
+    for n in names:
+        header += [f"{n}: coverage", "false-alarm readings"]
+    rows = []
+    for i, s in enumerate(scored[names[0]]):
+        fault = sum(ev.end_idx - ev.start_idx + 1 for ev in s.events)
+        cells = [s.stream_id, f"{len(s.ts)} ({fault})"]
+        for n in names:
+            run = scored[n][i]
+            shares = [c for _, c in episode_coverage(run)]
+            cover = f"{100 * float(np.mean(shares)):.0f} %" if shares else "–"
+            cells += [cover, str(_false_alarm_readings(run))]
+        rows.append(cells)
+    return tuple(header), rows
+
+
+def _false_alarm_readings(s: StreamEval) -> int:
+    normal = np.ones(len(s.ts), dtype=bool)
+    for ev in s.events:
+        normal[ev.start_idx : ev.end_idx + 1] = False
+    return int((s.in_alert & normal).sum())
+
+
+def pump_section(run: PumpRun, folder: Path, tolerance: int, images: str) -> str:
+    """The report's pump section: event-wise, point-wise and per-run tables, plot links."""
+    reports = {d: event_metrics(e, tolerance) for d, e in run.scored.items()}
+    run_header, run_rows = per_run_rows(run.scored)
+    features = ", ".join(f"`{f}`" for f in run.config.groups[0].features)
+    return "\n\n".join(
+        [
+            f"## Pump testbed ({len(run.files)} runs)",
+            f"SKAB's `other` runs from `{folder}` (GPL-3.0; read in place, never copied into "
+            "this repository): one stream per run, one labelled fault episode each. Config "
+            f"`configs/{CONFIG}` with only the feature list replaced by the runs' columns "
+            f"({features}); nothing else tuned to these data. The benchmark's protocol: the "
+            f"first {PUMP_TRAIN} readings of every run (fault-free) train one model group "
+            "(shared weights) and warm the per-run calibration up; only the readings after "
+            "them are scored, event-wise and point-wise. The protocol scores point-wise: an "
+            "alert must stay open while the fault lasts.",
+            table(SUMMARY_HEADER, summary_rows(reports, {})),
+            *pointwise_tables(run.scored),
+            "Per run (coverage of its fault; normal readings inside an alert):",
+            table(run_header, run_rows),
+            f"Plots (streaming LSTM-AE; the whole run, its first {PUMP_TRAIN} readings "
+            f"unscored): {images}",
+        ]
+    )
