@@ -143,6 +143,7 @@ def pump_section(run: PumpRun, folder: Path, tolerance: int, images: str) -> str
             "Per run (coverage of its fault; normal readings inside an alert):",
             table(run_header, run_rows),
             f"Plots (streaming LSTM-AE; the whole run, its first {PUMP_TRAIN} readings "
-            f"unscored): {images}",
+            "unscored; drawn by `make quality` on your machine and not committed, since "
+            f"they render the GPL-3.0 data): {images}",
         ]
     )
