@@ -174,6 +174,9 @@ def test_anomaly_alerts_are_not_delayed():
         assert rule.get("for", "0s") in {"0s", "0m", "0"}, name
         assert rule["labels"]["severity"] == severity
         assert f'streamlstm_open_alerts{{severity="{severity}"}}' in rule["expr"]
+        # an episode that opens and closes between two scrapes pages too (issue 18)
+        opened = f'streamlstm_alert_events_total{{event=~"open|update", severity="{severity}"}}'
+        assert opened in rule["expr"], name
         assert "streamlstm.alerts" in rule["annotations"]["description"]
 
 
