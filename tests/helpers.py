@@ -113,3 +113,20 @@ def assert_same_state(got: dict, want: dict, atol: float = 1e-4) -> None:
                 np.testing.assert_allclose(other, value, rtol=1e-4, atol=atol, err_msg=name)
             else:
                 np.testing.assert_array_equal(other, value, err_msg=f"{stream} {name}")
+
+
+def normalise(x, m, s, det, phase=None, share=None):
+    """One reading through the normaliser as training runs it: forecast, then learn."""
+    from streamlstm.detect.normalise import forecast, learn
+
+    z, seen = forecast(x, m, s, det, phase)
+    learn(x, m, s, det, seen, share)
+    return z
+
+
+def calibrate(stats, seen, state, learn, horizon):
+    """Score then learn, as serving does outside alerts: (score, z, new state)."""
+    from streamlstm.detect.calibration import calibrated_score, learn_calibration
+
+    score, z = calibrated_score(stats, seen, state)
+    return score, z, learn_calibration(stats, seen, state, learn, horizon)

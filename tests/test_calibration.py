@@ -12,13 +12,13 @@ from streamlstm.config import DetectorConfig
 from streamlstm.detect.calibration import (
     INPUT_PRIOR,
     GroupPrior,
-    calibrate,
     calibration_horizons,
     feature_z,
     score_statistics,
 )
-from streamlstm.detect.normalise import NORM_START, normalise
+from streamlstm.detect.normalise import NORM_START
 from streamlstm.detect.seasons import season_phase, season_share
+from tests.helpers import calibrate, normalise
 
 
 def _run(

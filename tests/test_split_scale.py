@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from streamlstm.config import DetectorConfig
-from streamlstm.detect.normalise import normalise
+from tests.helpers import normalise
 
 
 def _state(split: bool) -> dict[str, torch.Tensor]:

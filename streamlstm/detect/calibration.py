@@ -58,19 +58,6 @@ class GroupPrior:
         }
 
 
-def calibrate(
-    stats: Tensor,
-    seen: Tensor,
-    state: dict[str, Tensor],
-    learn: Tensor,
-    horizon: float | Tensor,
-) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
-    """``calibrated_score`` then ``learn_calibration``: returns score (B,), z (B, K) and the
-    new state."""
-    score, z = calibrated_score(stats, seen, state)
-    return score, z, learn_calibration(stats, seen, state, learn, horizon)
-
-
 def calibrated_score(
     stats: Tensor, seen: Tensor, state: dict[str, Tensor]
 ) -> tuple[Tensor, Tensor]:
@@ -129,7 +116,7 @@ def rms_errors(feat_err: Tensor, win_m: Tensor) -> tuple[Tensor, Tensor]:
 def score_statistics(
     feat_err: Tensor, win_m: Tensor, z: Tensor, m: Tensor, with_inputs: bool
 ) -> tuple[Tensor, Tensor]:
-    """What ``calibrate`` scores: stats, seen (..., K), the one definition for serving,
+    """What ``calibrated_score`` scores: stats, seen (..., K), the one definition for serving,
     training's prior and the sliding-window baseline.
 
     feat_err (..., F) window error, win_m (..., W, F) window mask; z, m (..., F) the
@@ -151,7 +138,7 @@ def n_calibrated(det: DetectorConfig, n_features: int) -> int:
 
 
 def calibration_horizons(det: DetectorConfig, n_features: int) -> float | Tensor:
-    """Per-column horizons for ``calibrate``: the errors follow ``calibration_horizon``;
+    """Per-column horizons for ``learn_calibration``: the errors follow ``calibration_horizon``;
     input deviations follow the inputs' own scale horizon (they are measured in it)."""
     if not det.score_inputs:
         return float(det.calibration_horizon)
@@ -171,7 +158,7 @@ def feature_z(z: Tensor, n_features: int) -> Tensor:
 
 
 def calibration_state(s: dict[str, Tensor]) -> dict[str, Tensor]:
-    """A detector table's calibration columns as ``calibrate`` takes them: (B, K), the input
+    """A detector table's calibration columns as ``calibrated_score`` takes them: (B, K), the input
     deviations' (``in_mu``, ``in_dev``, present with ``score_inputs``) after the errors'."""
     view = {k: s[k] for k in (Col.CAL_MU, Col.CAL_DEV, Col.CAL_N)}
     if Col.IN_MU in s:

@@ -43,22 +43,6 @@ class Forecast:
     profiles: Tensor | None  # (B, F, P) those bins' profiles
 
 
-def normalise(
-    x: Tensor,
-    m: Tensor,
-    s: dict[str, Tensor],
-    det: DetectorConfig,
-    phase: Tensor | None = None,
-    share: Tensor | None = None,
-) -> Tensor:
-    """Normalise one reading per stream with the stats seen so far, then learn from it:
-    ``forecast`` then ``learn`` for every reading (training's path; serving runs the two
-    phases itself, so that it can hold back readings inside an alert)."""
-    z, seen = forecast(x, m, s, det, phase)
-    learn(x, m, s, det, seen, share)
-    return z
-
-
 def forecast(
     x: Tensor,
     m: Tensor,

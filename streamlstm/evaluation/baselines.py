@@ -9,8 +9,8 @@ Both end in the detector's own score path, so only the error statistic differs:
   the way a windowed LSTM-AE is usually deployed.
 
 ``calibrated_alerts`` then turns either statistic (T, B, K) into a score with the detector's
-``calibrate`` (robust z against the stream's own EMA, frozen inside alerts, warm-up) and
-runs the live ``AlertMachine`` with the config's thresholds.
+``calibrated_score`` and ``learn_calibration`` (robust z against the stream's own EMA, held
+inside alerts, warm-up) and runs the live ``AlertMachine`` with the config's thresholds.
 """
 
 from __future__ import annotations
