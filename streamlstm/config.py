@@ -88,6 +88,11 @@ class DetectorConfig(_Section):
         return [math.ceil(p / self.season_bin_s) for p in self.season_periods_s]
 
     calibration_horizon: int = Field(300, gt=1)  # error statistics behind the score
+    # Own readings over which the group's calibration prior fades out of a new stream's
+    # score (detect/calibration.py prior_weight): past burn-in + this many readings, a
+    # stream's score does not depend on which other streams share its group. Shorter makes
+    # the first scored readings lean on too few of the stream's own errors.
+    calibration_fade: int = Field(120, ge=0)
     # Also score each reading's distance from the normaliser's forecast (level, plus slope
     # with trend_horizon), per feature, calibrated like the errors but over the inputs' own
     # scale horizon. For univariate series: the autoencoder has no cross-feature structure
@@ -97,6 +102,12 @@ class DetectorConfig(_Section):
     # alone. For skewed series (CPU, latency, counts spike up, seldom drop): one shared
     # std, inflated by the spikes, hides a drop the series never makes (docs/quality.md).
     split_scale: bool = False
+    # Score as "how rare": -log10 of the tail probability of the calibrated score against
+    # the stream's own distribution of it over this many readings (detect/likelihood.py);
+    # the alert thresholds are then in those units (5: once in 100,000 readings). None:
+    # the calibrated score itself (a robust z).
+    score_tail_horizon: int | None = Field(None, gt=1)
+    score_tail_short: int = Field(1, ge=1)  # readings in the score's short-window mean
     stuck_readings: int = Field(15, gt=1)  # a feature unchanged or missing this long = stuck
     clip_sigma: float = Field(20.0, gt=0)  # normalised inputs are clipped to ±clip_sigma
 

@@ -4,11 +4,14 @@ Each function takes the rows of a batch (B streams) and returns new values; noth
 knows about tables, Kafka or clocks. Training runs the very same ``normalise`` over its
 sequences, so the model is trained on inputs normalised exactly as in serving.
 
-All updates are robust EMAs with a count-based start: ``alpha = max(1/(n + prior + 1),
-1/horizon)``, and deviations are clipped so one wild reading cannot wreck the statistics.
-The calibration starts from the group's prior (errors are in normalised units, so they
-compare across streams); the input normalisation starts from the stream's own first
-readings (raw units do not compare across streams).
+All updates are robust EMAs with a count-based start: ``alpha = max(1/(n + 1), 1/horizon)``,
+and deviations are clipped so one wild reading cannot wreck the statistics.
+
+The calibration columns hold the stream's *own* error statistics only. The group's prior
+(errors are in normalised units, so they compare across streams) only seeds the score of a
+new stream: ``calibrated_score`` blends it in with a weight that falls to exactly zero once
+the stream has calibrated from ``fade`` readings of its own (``prior_weight``). So after
+its warm-up a stream's score no longer depends on which other streams share its group.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from streamlstm.config import DetectorConfig
 from streamlstm.detect.columns import Col
 
 CAL_PRIOR = 30.0  # pseudo-readings of the group prior in a new stream's calibration
+CLIP_AFTER = 10  # own readings before deviations are clipped at 4 own sigmas
 ERR_EPS = 1e-3  # added to the squared error: errors below ~0.03 sigma are all 'perfect'
 MAD_TO_SIGMA = 1.2533  # mean absolute deviation -> standard deviation for a normal
 # Median and mean absolute deviation of sqrt(z^2 + ERR_EPS) for a standard normal z: where
@@ -58,21 +62,43 @@ class GroupPrior:
         }
 
 
+def prior_weight(n: Tensor, fade: int) -> Tensor:
+    """(B,) readings a stream has calibrated from -> (B, 1) weight of the group prior.
+
+    ``CAL_PRIOR / (CAL_PRIOR + n)`` (the prior counts as that many readings), ramped down to
+    exactly 0 at ``n = fade``: past it only the stream's own readings score it.
+    """
+    if fade <= 0:
+        return torch.zeros_like(n).unsqueeze(-1)
+    ramp = (1.0 - n / fade).clamp_min(0.0)
+    return (CAL_PRIOR / (CAL_PRIOR + n) * ramp).unsqueeze(-1)
+
+
 def calibrated_score(
-    stats: Tensor, seen: Tensor, state: dict[str, Tensor]
+    stats: Tensor,
+    seen: Tensor,
+    state: dict[str, Tensor],
+    prior: tuple[Tensor, Tensor] | None = None,
+    fade: int = 0,
 ) -> tuple[Tensor, Tensor]:
     """Robust z-scores of RMS errors against the stream's own history.
 
     stats, seen (B, K): RMS error of each feature plus the all-feature total in column F
     (K = F + 1), then with ``score_inputs`` each feature's input deviation (K = 2F + 1;
     ``score_statistics``), and whether each could be judged (observed in the window).
-    state: cal_mu, cal_dev (B, K), cal_n (B,).
+    state: cal_mu, cal_dev (B, K), cal_n (B,): the stream's own statistics.
+    prior: the group's (cal_mu, cal_dev) (K,), blended in by ``prior_weight(cal_n, fade)``.
     The score is the largest z: one badly reconstructed feature is enough, and the total
     catches anomalies spread thinly over many features (a broken correlation).
     returns score (B,), z (B, K).
     """
-    sigma = MAD_TO_SIGMA * state[Col.CAL_DEV] + 1e-3
-    z = ((stats - state[Col.CAL_MU]) / sigma).clamp_min(0.0) * seen
+    mu, dev = state[Col.CAL_MU], state[Col.CAL_DEV]
+    if prior is not None:
+        w = prior_weight(state[Col.CAL_N], fade)  # (B, 1)
+        mu = w * prior[0] + (1.0 - w) * mu
+        dev = w * prior[1] + (1.0 - w) * dev
+    sigma = MAD_TO_SIGMA * dev + 1e-3
+    z = ((stats - mu) / sigma).clamp_min(0.0) * seen
     return z.max(dim=-1).values, z
 
 
@@ -83,18 +109,31 @@ def learn_calibration(
     learn: Tensor,
     horizon: float | Tensor,
 ) -> dict[str, Tensor]:
-    """The calibration state after the readings with ``learn`` (B,) bool: serving passes
-    only rows outside alerts and past burn-in; the others keep their state exactly.
-    horizon: readings behind the statistics, one for all columns or (K,) per column."""
+    """The stream's own calibration after the readings with ``learn`` (B,) bool: serving
+    passes only rows outside alerts and past burn-in; the others keep their state exactly.
+    horizon: readings behind the statistics, one for all columns or (K,) per column.
+
+    The first learnt reading sets the mean (alpha 1), the second the deviation, so the values
+    a row starts with (the prior, in a new row) leave no trace. Deviations are clipped at 4
+    of the stream's own sigmas once it has ``CLIP_AFTER`` readings: never the prior's, which
+    would let the group decide what the stream learns.
+    """
     mu, dev, n = state[Col.CAL_MU], state[Col.CAL_DEV], state[Col.CAL_N]
-    sigma = MAD_TO_SIGMA * dev + 1e-3
-    start = (1.0 / (n + (CAL_PRIOR + 1.0))).unsqueeze(-1)  # (B, 1)
-    alpha = torch.maximum(start, torch.as_tensor(1.0 / horizon, device=start.device))
-    alpha = alpha * learn.unsqueeze(-1) * seen
-    step = torch.maximum(torch.minimum(stats - mu, 4.0 * sigma), -4.0 * sigma)
+    n1 = n.unsqueeze(-1)  # (B, 1)
+    floor = torch.as_tensor(1.0 / horizon, device=n.device)
+    alpha_mu = torch.maximum(1.0 / (n1 + 1.0), floor) * learn.unsqueeze(-1) * seen
+    alpha_dev = torch.where(n1 > 0, torch.maximum(1.0 / n1.clamp_min(1.0), floor), 0.0)
+    alpha_dev = alpha_dev * learn.unsqueeze(-1) * seen
+    step = stats - mu
+    bound = 4.0 * (MAD_TO_SIGMA * dev + 1e-3)
+    clip = n1 >= CLIP_AFTER
+    step = torch.where(clip, torch.maximum(torch.minimum(step, bound), -bound), step)
+    # lerp, not mu + alpha * step: at alpha 1 it gives the target exactly, so the start
+    # values are gone bit for bit after the first readings
+    target = torch.where(clip, mu + step, stats)
     return {
-        Col.CAL_MU: mu + alpha * step,
-        Col.CAL_DEV: dev + alpha * (step.abs() - dev),
+        Col.CAL_MU: torch.lerp(mu, target, alpha_mu),
+        Col.CAL_DEV: torch.lerp(dev, step.abs(), alpha_dev),
         Col.CAL_N: n + learn.float(),
     }
 
@@ -129,6 +168,19 @@ def score_statistics(
         return stats, seen
     deviation = torch.sqrt(z * z + ERR_EPS)
     return torch.cat([stats, deviation], dim=-1), torch.cat([seen, m], dim=-1)
+
+
+def calibration_fade(det: DetectorConfig) -> int:
+    """Own readings after which the group prior no longer scores a stream (``prior_weight``)."""
+    return det.calibration_fade
+
+
+def learning_own(state: dict[str, Tensor], det: DetectorConfig) -> Tensor:
+    """(B,) bool: rows whose score still leans on the group prior (fewer than
+    ``calibration_fade`` own readings). Nothing is held back from their normal or their
+    calibration, as during the warm-up: what is held is decided by the score, so holding
+    there would let the group shape the stream's own statistics."""
+    return state[Col.CAL_N] < calibration_fade(det)
 
 
 def n_calibrated(det: DetectorConfig, n_features: int) -> int:

@@ -31,6 +31,10 @@ class Col:
     CAL_N = "cal_n"  # () readings calibration has learnt from
     IN_MU = "in_mu"  # (F,) input-deviation calibration (with score_inputs)
     IN_DEV = "in_dev"  # (F,)
+    TAIL_MU = "tail_mu"  # () long-run mean of the calibrated score (score_tail_horizon)
+    TAIL_DEV = "tail_dev"  # () its mean absolute deviation
+    TAIL_N = "tail_n"  # () readings it has learnt from
+    TAIL_SHORT = "tail_short"  # () short-window mean of the calibrated score
     SINCE_RESET = "since_reset"  # () readings since the last reset (warm-up, burn-in)
     # host columns: order checks and the alert state machine
     LAST_TS = "last_ts"

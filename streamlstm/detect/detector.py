@@ -82,7 +82,11 @@ class Detector:
         self.prior = model.prior.tensors(self.device, n_calibrated(cfg, n_features))
         horizons = calibration_horizons(cfg, n_features)
         self.step_rows = TensorStep(
-            cfg, self.net, torch.as_tensor(horizons, device=self.device), alert_cfg
+            cfg,
+            self.net,
+            torch.as_tensor(horizons, device=self.device),
+            alert_cfg,
+            (self.prior[Col.CAL_MU], self.prior[Col.CAL_DEV]),
         )
         # A GPU wants the whole batch at once; a CPU wants cache-sized chunks (see below).
         self.rows_per_chunk = CPU_ROWS_PER_CHUNK if self.device.type == "cpu" else 1 << 30

@@ -17,13 +17,16 @@ from streamlstm.config import AlertConfig, DetectorConfig
 from streamlstm.detect import alerts
 from streamlstm.detect.calibration import (
     calibrated_score,
+    calibration_fade,
     calibration_state,
     feature_z,
     learn_calibration,
+    learning_own,
     score_statistics,
     store_calibration_state,
 )
 from streamlstm.detect.columns import Col
+from streamlstm.detect.likelihood import learn_tail, tail_score
 from streamlstm.detect.model import LSTMAutoencoder, window_error
 from streamlstm.detect.normalise import forecast, learn, stuck_features
 
@@ -34,6 +37,7 @@ class TensorStep:
     net: LSTMAutoencoder
     cal_horizons: Tensor  # (K,) the calibration's horizon per statistic
     alert_cfg: AlertConfig  # enter and hold_normal: which readings may teach the normal
+    cal_prior: tuple[Tensor, Tensor]  # the group's (cal_mu, cal_dev) (K,): seeds new streams
 
     def __call__(
         self,
@@ -73,20 +77,30 @@ class TensorStep:
             # (B, K): errors per feature and in total, then input deviations if scored
             stats, seen = score_statistics(feat_err, win_m, z, m, cfg.score_inputs)
             cal = calibration_state(s)
-            score, cal_z = calibrated_score(stats, seen, cal)
+            score, cal_z = calibrated_score(stats, seen, cal, self.cal_prior, calibration_fade(cfg))
+            raw_score = score
+            if cfg.score_tail_horizon:
+                score, s[Col.TAIL_SHORT] = tail_score(raw_score, s, cfg.score_tail_short)
             warming = s[Col.SINCE_RESET] + 1.0 <= cfg.warmup_readings
+            # Nothing is held back while the group prior still scores the stream: what is held
+            # is decided by the score, so holding would let the group shape the stream's own
+            # normal and calibration (calibration.learning_own).
             held, cal_held = alerts.holding(
                 self.alert_cfg.hold_normal,
                 alert_phase,
                 score,
                 stuck.any(dim=1),
-                warming,
+                warming | learning_own(cal, cfg),
                 self.alert_cfg.enter,
             )
             learn(x, m * ~held.unsqueeze(1), s, cfg, seen_norm, share)
             burnt_in = s[Col.SINCE_RESET] >= cfg.burn_in_readings
             new = learn_calibration(stats, seen, cal, burnt_in & ~cal_held, self.cal_horizons)
             store_calibration_state(s, new)
+            if cfg.score_tail_horizon:
+                # as the calibration: from the burn-in on, so the distribution is the stream's
+                # own by the end of the warm-up, when the first alert may open
+                s.update(learn_tail(raw_score, s, burnt_in & ~cal_held, cfg.score_tail_horizon))
             s[Col.SINCE_RESET] = s[Col.SINCE_RESET] + 1.0
         return {
             "score": score,

@@ -12,6 +12,7 @@ from streamlstm.config import DetectorConfig
 from streamlstm.detect import alerts
 from streamlstm.detect.calibration import INPUT_PRIOR
 from streamlstm.detect.columns import Col
+from streamlstm.detect.likelihood import TAIL_PRIOR
 from streamlstm.detect.state import Column
 
 
@@ -51,6 +52,11 @@ def table_columns(
         # without them restores (they start from a Gaussian input's statistics)
         device_cols[Col.IN_MU] = Column((F,), "float32", INPUT_PRIOR[0])
         device_cols[Col.IN_DEV] = Column((F,), "float32", INPUT_PRIOR[1])
+    if det.score_tail_horizon:  # the score's own distribution (likelihood.tail_score)
+        device_cols[Col.TAIL_MU] = Column((), "float32", TAIL_PRIOR[0])
+        device_cols[Col.TAIL_DEV] = Column((), "float32", TAIL_PRIOR[1])
+        device_cols[Col.TAIL_N] = Column((), "float32")
+        device_cols[Col.TAIL_SHORT] = Column((), "float32", TAIL_PRIOR[0])
     host_cols = {
         Col.LAST_TS: Column((), "float64", float("-inf")),
         Col.LAST_OFFSET: Column((), "int64", -1),

@@ -24,7 +24,13 @@ from torch import Tensor
 
 from streamlstm.config import AlertConfig, DetectorConfig
 from streamlstm.detect import alerts
-from streamlstm.detect.calibration import calibrated_score, learn_calibration, score_statistics
+from streamlstm.detect.calibration import (
+    calibrated_score,
+    calibration_fade,
+    learn_calibration,
+    learning_own,
+    score_statistics,
+)
 from streamlstm.detect.columns import Col
 from streamlstm.detect.model import LSTMAutoencoder, window_error
 from streamlstm.detect.state import Column
@@ -139,15 +145,17 @@ def calibrated_alerts(
         alert_cfg.model_copy(update={"rebaseline_after_s": None}), "baseline"
     )
     since = np.zeros(B)
+    fade = calibration_fade(det)
     out = AlertTrace(*(np.zeros((T, B), dtype) for dtype in (float, bool, bool, bool)))
     streams = [f"s{b}" for b in range(B)]
     for t in range(T):
         ok = valid[t]
-        score, _ = calibrated_score(stats[t], seen[t], state)
-        warming = since + 1 <= det.warmup_readings
+        score, _ = calibrated_score(stats[t], seen[t], state, prior, fade)
+        # as TensorStep: nothing held while warming or while the prior still scores a row
+        leaning = (since + 1 <= det.warmup_readings) | learning_own(state, det).numpy()
         phase = alerts.alert_phase(host, np.arange(B))
         _, held = alerts.holding(
-            alert_cfg.hold_normal, phase, score.numpy(), np.zeros(B, bool), warming, alert_cfg.enter
+            alert_cfg.hold_normal, phase, score.numpy(), np.zeros(B, bool), leaning, alert_cfg.enter
         )
         out.held[t] = held & ok
         learn = torch.as_tensor((since >= det.burn_in_readings) & ~held & ok)
