@@ -53,6 +53,14 @@ class LocalFiles:
             (tmp / name).write_bytes(data)
         os.replace(tmp, final)
 
+    def remove(self, rel: str) -> None:
+        """A file or a folder with everything in it; nothing when it is not there."""
+        path = self.root / rel
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.exists():
+            path.unlink()
+
     def sweep(self, rel: str) -> None:
         """Remove what writers that died mid-way left behind."""
         for leftover in (self.root / rel).glob(".incoming-*"):
@@ -99,6 +107,14 @@ class ArrowFiles:
     def put_dir(self, files: dict[str, bytes], rel: str) -> None:
         for name, data in sorted(files.items(), key=lambda kv: kv[0] == COMMIT_FILE):
             self.write(f"{rel}/{name}", data)  # COMMIT_FILE last
+
+    def remove(self, rel: str) -> None:
+        """A file or a folder with everything in it; nothing when it is not there."""
+        kind = self.fs.get_file_info(self._path(rel)).type
+        if kind == self._pafs.FileType.Directory:
+            self.fs.delete_dir(self._path(rel))
+        elif kind == self._pafs.FileType.File:
+            self.fs.delete_file(self._path(rel))
 
     def sweep(self, rel: str) -> None:
         """Versions without their commit file are half-written: remove them."""
