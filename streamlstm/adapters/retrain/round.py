@@ -70,7 +70,7 @@ def retrain_group(
         log.warning("retrain %s: skipped, %s", group, reason)
         return {"outcome": "skipped", "reasons": [reason], "training_readings": n_train}
     series = to_series(data, train_idx)
-    digest = training_digest(series, _settings(config, group))
+    digest = training_digest(series, training_settings(config, group))
     unchanged = skip_before_training(digest, registry.entries(group))
     if unchanged is not None:
         log.warning("retrain %s: skipped, %s", group, "; ".join(unchanged.reasons))
@@ -101,7 +101,7 @@ def retrain_group(
     return result | {"train_wall_s": trainer["wall_s"]}
 
 
-def _settings(config: Config, group: str) -> dict:
+def training_settings(config: Config, group: str) -> dict:
     """Every setting that shapes a group's trained weights (for ``training_digest``)."""
     return {
         "group": config.group(group).model_dump(mode="json"),
