@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 from streamlstm.adapters.ray.retrain_schedule import RetrainSchedule
+from streamlstm.adapters.ray.serving_report import serving_record
 from streamlstm.adapters.retrain.registry import ModelRegistry
 from streamlstm.adapters.retrain.round import record_candidate
 from streamlstm.config import Config
@@ -82,3 +83,20 @@ def test_pause_stops_scheduled_rounds_until_resume(tmp_path: Path) -> None:
     assert "resumed" in _models(root, "resume").stdout
     assert ModelRegistry(root).control.paused() is None
     assert "not paused" in _models(root, "resume").stdout
+
+
+def test_list_shows_what_each_worker_serves_and_warms_in_shadow(tmp_path: Path) -> None:
+    record = serving_record(
+        [{"g": "g-aaaa"}, {"g": "g-bbbb"}, None], targets={"g": "g-bbbb", "h": None}
+    )
+    assert [w["staged"] for w in record["workers"]] == [{"g": "g-bbbb"}, {}, {}]
+    assert record["workers"][2]["serves"] is None
+    root = tmp_path / "models"
+    registry = ModelRegistry(root)
+    registry.add(tiny_model(0, "g-aaaa"), {}, {})
+    registry.control.report_serving("icu-scoring", record)
+    listing = _models(root, "list").stdout
+    assert "served by icu-scoring (supervisor pid" in listing, listing
+    assert "worker 0: g g-aaaa; warming g g-bbbb in shadow" in listing
+    assert "worker 1: g g-bbbb\n" in listing
+    assert "worker 2: did not answer" in listing

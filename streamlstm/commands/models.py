@@ -143,6 +143,28 @@ def _list(registry) -> None:
         pin = registry.control.pinned(group)
         if pin:
             print(f"{group}: pinned to {pin['version']} {_who_when(pin)}")
+    for name, report in sorted(registry.control.serving().items()):
+        print(_serving_lines(name, report))
+
+
+def _serving_lines(name: str, report: dict[str, Any]) -> str:
+    """What a supervisor reported its workers serve (and warm in shadow)."""
+    head = (
+        f"served by {name} (supervisor pid {report.get('pid')} on {report.get('host')}, "
+        f"reported {format_ts(float(report['at']))}):"
+    )
+    lines = [head]
+    for w in report.get("workers", []):
+        if w.get("serves") is None:
+            lines.append(f"  worker {w['worker']}: did not answer")
+            continue
+        serves = ", ".join(f"{g} {v}" for g, v in sorted(w["serves"].items())) or "no model"
+        staged = ", ".join(f"{g} {v}" for g, v in sorted(w.get("staged", {}).items()))
+        lines.append(
+            f"  worker {w['worker']}: {serves}"
+            + (f"; warming {staged} in shadow" if staged else "")
+        )
+    return "\n".join(lines)
 
 
 def _who_when(record: dict[str, Any]) -> str:

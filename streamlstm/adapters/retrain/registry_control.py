@@ -3,7 +3,7 @@ rounds paused. Both live in the registry beside the versions, so every superviso
 it, and every ``streamlstm models`` call, sees the same state.
 
 Files: ``<group>/pin.json`` and ``schedule.json``, each ``{"by", "at", ...}``; no file means
-not pinned, not paused.
+not pinned, not paused. ``.serving/<name>.json``: what a supervisor's workers serve.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 SCHEDULE_FILE = "schedule.json"
+SERVING_DIR = ".serving"  # what running supervisors report their workers serve
 
 
 class RegistryControl:
@@ -53,6 +54,20 @@ class RegistryControl:
         if was is not None:
             self.files.remove(SCHEDULE_FILE)
         return was
+
+    # --- what running workers serve (written by supervisors) -----------------------------
+    def report_serving(self, name: str, record: dict[str, Any]) -> None:
+        self.files.write(f"{SERVING_DIR}/{name}.json", _dumps(record))
+
+    def serving(self) -> dict[str, dict[str, Any]]:
+        """Every supervisor's latest report, by deployment name (``kafka.group_id``)."""
+        if not self.files.exists(SERVING_DIR):
+            return {}
+        found = {}
+        for path in self.files.list_files(SERVING_DIR):
+            if path.endswith(".json") and not path.startswith("."):
+                found[path.removesuffix(".json")] = self._read(f"{SERVING_DIR}/{path}")
+        return found
 
     def _read(self, rel: str) -> dict[str, Any] | None:
         return json.loads(self.files.read(rel)) if self.files.exists(rel) else None

@@ -32,6 +32,10 @@ class LocalFiles:
         folder = self.root / rel
         return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.exists() else []
 
+    def list_files(self, rel: str) -> list[str]:
+        folder = self.root / rel
+        return sorted(p.name for p in folder.iterdir() if p.is_file()) if folder.exists() else []
+
     def read(self, rel: str) -> bytes:
         return (self.root / rel).read_bytes()
 
@@ -89,6 +93,12 @@ class ArrowFiles:
             return []
         infos = self.fs.get_file_info(self._pafs.FileSelector(self._path(rel)))
         return sorted(i.base_name for i in infos if i.type == self._pafs.FileType.Directory)
+
+    def list_files(self, rel: str) -> list[str]:
+        if not self.exists(rel):
+            return []
+        infos = self.fs.get_file_info(self._pafs.FileSelector(self._path(rel)))
+        return sorted(i.base_name for i in infos if i.type == self._pafs.FileType.File)
 
     def read(self, rel: str) -> bytes:
         with self.fs.open_input_stream(self._path(rel)) as stream:
