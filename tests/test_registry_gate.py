@@ -150,6 +150,17 @@ def test_a_rollback_pins_a_forced_promotion_is_recorded_and_no_stale_retirement_
     assert registry.current("g") == "g-cccc"
     assert registry.control.pinned("g") is None  # an explicit promotion releases the pin
     assert registry.control.unpin("g") is None
+    registry.rollback("g", "dave")
+    again = registry.promote("g", "g-cccc", "erin")  # no longer rejected: no force needed
+    assert "forced" not in again and "retired_at" not in again
+    assert again["promoted_by"] == "erin"
+    steps = [(t["status"], t.get("forced", False)) for t in again["transitions"]]
+    assert steps == [
+        ("rejected", False),
+        ("promoted", True),
+        ("retired", False),
+        ("promoted", False),
+    ]
 
     assert registry.control.paused() is None
     registry.control.pause("carol", "maintenance")

@@ -128,10 +128,13 @@ class ModelRegistry:
         if status not in STATUSES:
             raise RegistryError(f"status must be one of {', '.join(STATUSES)}")
         entry = self.entry(group, version) | fields | {"status": status}
-        if status == "promoted":  # a promoted entry carries no trace of an earlier retirement
-            for stale in ("retired_at", "rolled_back"):
-                entry.pop(stale, None)
+        if status == "promoted":  # the top level describes this promotion only
+            for stale in ("retired_at", "rolled_back", "forced", "forced_over"):
+                if stale not in fields:
+                    entry.pop(stale, None)
         step = {"status": status, "at": time.time()} | ({"by": by} if by else {})
+        if fields.get("forced"):
+            step["forced"] = True  # kept in the history after a later, ordinary promotion
         entry["transitions"] = [*entry.get("transitions", []), step]
         self.files.write(f"{group}/{version}/{COMMIT_FILE}", _dumps(entry))
         return entry
@@ -172,7 +175,9 @@ class ModelRegistry:
         current, previous = history[-1], history[-2]
         self.set_status(group, current, "retired", by, retired_at=time.time(), rolled_back=True)
         self._write_history(group, history[:-1])
-        entry = self.set_status(group, previous, "promoted", by, promoted_at=time.time())
+        entry = self.set_status(
+            group, previous, "promoted", by, promoted_at=time.time(), promoted_by=by
+        )
         self.control.pin(group, previous, by, f"rollback from {current}")
         return entry
 
