@@ -22,6 +22,7 @@ from streamlstm.train.gate import GateDecision, GateStats
 from streamlstm.train.rounds import (
     carry_out,
     skip_before_training,
+    skip_nothing_newer,
     skip_reproduced,
     stale_runs,
     training_digest,
@@ -61,6 +62,16 @@ def test_a_round_on_data_already_trained_on_is_skipped_before_training() -> None
     assert "g-2" in skipped.reasons[0]
     assert skip_before_training(digest, entries[:1]) is None
     assert skip_before_training(digest, [{"version": "g-0"}]) is None  # entries from before
+
+
+def test_a_scheduled_round_with_nothing_newer_than_the_current_version_is_skipped() -> None:
+    current = {"version": "g-1", "newest_reading_at": 1000.0}
+    same = skip_nothing_newer(1000.0, current)
+    assert same is not None and same.outcome == "skipped" and "g-1" in same.reasons[0]
+    assert skip_nothing_newer(990.0, current) is not None  # old readings only: still nothing
+    assert skip_nothing_newer(1000.5, current) is None
+    assert skip_nothing_newer(1000.0, {"version": "g-0"}) is None  # an entry from before
+    assert skip_nothing_newer(1000.0, None) is None
 
 
 def test_a_candidate_the_registry_already_holds_is_skipped_not_promoted() -> None:
@@ -175,6 +186,22 @@ def test_a_round_with_no_new_data_is_skipped_without_training(tmp_path: Path) ->
     # One more reading per stream, or another setting: new data, so the round would train.
     assert _digest(cfg, FileData(_readings(61))) != _digest(cfg, data)
     assert _digest(_config(min_readings=10, workers=2), data) != _digest(cfg, data)
+
+
+def test_a_scheduled_round_skips_when_the_window_only_lost_old_readings(tmp_path: Path) -> None:
+    """The look-back window moved on and no reading arrived: the data differs (fewer old
+    readings) but nothing is newer than what the current version saw."""
+    cfg = _config(min_readings=10)
+    data = FileData(_readings(60))
+    registry = ModelRegistry(tmp_path)
+    newest = max(r.ts for r in data.readings)
+    registry.add(tiny_model(0, "g-aaaa"), {}, {"newest_reading_at": newest})
+    registry.promote("g", "g-aaaa")
+    shrunk = FileData([r for r in data.readings if r.ts > data.readings[0].ts])
+    inputs = RetrainData(shrunk, "kafka", only_newer=True)
+    skipped = retrain_group(cfg, "g", inputs, registry, progress=False)
+    assert skipped["outcome"] == "skipped", skipped
+    assert "no newer than what g-aaaa" in skipped["reasons"][0]
 
 
 def _held() -> list[Series]:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from streamlstm.datafiles import Series
+from streamlstm.records import format_ts
 from streamlstm.train.gate import GateDecision
 
 # Outcomes of one group's round. ``held``: the gate passed but an operator pinned the group.
@@ -59,6 +60,23 @@ def skip_before_training(digest: str, entries: list[Mapping[str, Any]]) -> Round
     if known is None:
         return None
     return RoundOutcome("skipped", [f"no new data: {known} was trained on the same readings"])
+
+
+def skip_nothing_newer(newest: float, current: Mapping[str, Any] | None) -> RoundOutcome | None:
+    """Skip a scheduled round whose newest reading is no newer than the newest one the
+    current version's round saw (``newest_reading_at``): nothing arrived since, and the
+    look-back window only lost old readings."""
+    if current is None or current.get("newest_reading_at") is None:
+        return None
+    if newest > float(current["newest_reading_at"]):
+        return None
+    return RoundOutcome(
+        "skipped",
+        [
+            f"no new data: the newest reading ({format_ts(newest)}) is no newer than what "
+            f"{current['version']} was trained and gated on"
+        ],
+    )
 
 
 def skip_reproduced(

@@ -236,7 +236,9 @@ def main(folder: Path) -> None:
     if swept:
         log.warning("retrain: removed the Train run folders of killed rounds: %s", swept)
     data, source = from_topics(config, bootstrap)
-    inputs = RetrainData(data, source, by="retrain schedule", run_prefix=RUN_PREFIX)
+    inputs = RetrainData(
+        data, source, by="retrain schedule", run_prefix=RUN_PREFIX, only_newer=True
+    )
     results = retrain_all(config, inputs, registry, progress=False)
     (folder / "results.tmp").write_text(json.dumps(results, default=str))
     os.replace(folder / "results.tmp", folder / "results.json")
