@@ -8,8 +8,10 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 from streamlstm.adapters.ray.retrain_schedule import RetrainSchedule
-from streamlstm.adapters.ray.serving_report import serving_record
+from streamlstm.adapters.ray.serving_report import serving_record, worker_models
 from streamlstm.adapters.retrain.registry import ModelRegistry
 from streamlstm.adapters.retrain.round import record_candidate
 from streamlstm.config import Config
@@ -100,3 +102,34 @@ def test_list_shows_what_each_worker_serves_and_warms_in_shadow(tmp_path: Path) 
     assert "worker 0: g g-aaaa; warming g g-bbbb in shadow" in listing
     assert "worker 1: g g-bbbb\n" in listing
     assert "worker 2: did not answer" in listing
+
+
+class _Answers:
+    """A Ray actor in a worker's place: ``models`` answers, fails, or never returns."""
+
+    def __init__(self, how: str) -> None:
+        self.how = how
+
+    def models(self) -> dict[str, str]:
+        if self.how == "fails":
+            raise RuntimeError("no worker loop yet")
+        if self.how == "hangs":
+            import time
+
+            time.sleep(60)
+        return {"g": "g-aaaa"}
+
+
+@pytest.mark.ray
+def test_worker_models_waits_once_and_a_silent_or_failing_worker_is_none(ray_local) -> None:
+    import ray
+
+    actor = ray.remote(num_cpus=0)(_Answers)
+    actors = [actor.remote(how) for how in ("answers", "fails", "hangs")]
+    try:
+        # Started first (a process each), so the one wait below measures answers only.
+        ray.wait([a.models.remote() for a in actors[:2]], num_returns=2, timeout=120)
+        assert worker_models(actors, timeout_s=5.0) == [{"g": "g-aaaa"}, None, None]
+    finally:
+        for a in actors:
+            ray.kill(a)

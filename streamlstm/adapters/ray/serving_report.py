@@ -22,13 +22,16 @@ REPORT_S = 15.0  # how often the supervisor rewrites the report
 
 
 def worker_models(actors: list[Any], timeout_s: float = 2.0) -> list[dict[str, str] | None]:
-    """The version each worker scores each group with; None for one that did not answer."""
+    """The version each worker scores each group with; None for one that did not answer.
+    One wait for all of them: hung workers cost the supervisor loop ``timeout_s`` once."""
     refs = [actor.models.remote() for actor in actors]
+    ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout_s) if refs else ([], [])
+    answered = set(ready)
     out: list[dict[str, str] | None] = []
     for ref in refs:
         try:
-            out.append(ray.get(ref, timeout=timeout_s))
-        except ray.exceptions.RayError:  # dead, restarting, not started, or too slow
+            out.append(ray.get(ref) if ref in answered else None)
+        except ray.exceptions.RayError:  # dead, restarting or not started
             out.append(None)
     return out
 
