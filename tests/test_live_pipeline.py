@@ -244,6 +244,11 @@ def test_run_command_drains_on_sigterm_and_exits_0(
         assert "warming in shadow" in out
         final = json.loads(next(line for line in out.splitlines() if line.startswith('{"final"')))
         assert sum(w.get("swaps", 0) for w in final["final"]) == 1, out[-3000:]
+        # What the worker serves reached the registry for `models list` (reported every
+        # REPORT_S, so it is the version before or after the swap).
+        report = registry.control.serving()[cfg.kafka.group_id]
+        assert [w["worker"] for w in report["workers"]] == [0]
+        assert report["workers"][0]["serves"]["vitals"] in {served.version, newer.version}
 
 
 def _write_files(files: dict, folder: Path) -> Path:

@@ -120,3 +120,67 @@ def test_on_a_pyarrow_filesystem_a_version_without_its_entry_is_not_there(tmp_pa
     registry.add(tiny_model(0, "g-aaaa"), {}, {})
     assert not half.exists()
     assert [e["version"] for e in registry.entries("g")] == ["g-aaaa"]
+
+
+@pytest.mark.parametrize("kind", ["local", "pyarrow-uri"])
+def test_a_rollback_pins_a_forced_promotion_is_recorded_and_no_stale_retirement_stays(
+    tmp_path: Path, kind
+) -> None:
+    registry = ModelRegistry(registry_root(tmp_path / "models", kind))
+    for seed, version in enumerate(("g-aaaa", "g-bbbb", "g-cccc")):
+        registry.add(tiny_model(seed, version), {}, {})
+    registry.promote("g", "g-aaaa", "ops")
+    registry.promote("g", "g-bbbb", "ops")
+    back = registry.rollback("g", "alice")
+    assert back["version"] == "g-aaaa" and back["status"] == "promoted"
+    assert "retired_at" not in back and "rolled_back" not in back  # it was retired before
+    assert [t["status"] for t in back["transitions"]] == ["promoted", "retired", "promoted"]
+    assert back["transitions"][-1]["by"] == "alice"
+    pin = registry.control.pinned("g")
+    assert pin is not None and pin["version"] == "g-aaaa" and pin["by"] == "alice"
+    assert "g-bbbb" in pin["reason"]
+
+    registry.set_status("g", "g-cccc", "rejected", validation={"reasons": ["worse"]})
+    with pytest.raises(RegistryError, match="--force"):
+        registry.promote("g", "g-cccc", "bob")
+    assert registry.current("g") == "g-aaaa" and registry.control.pinned("g") is not None
+    forced = registry.promote("g", "g-cccc", "bob", force=True)
+    assert forced["forced"] is True and forced["forced_over"] == ["worse"]
+    assert forced["promoted_by"] == "bob" and forced["promoted_at"] > 0
+    assert registry.current("g") == "g-cccc"
+    assert registry.control.pinned("g") is None  # an explicit promotion releases the pin
+    assert registry.control.unpin("g") is None
+    registry.rollback("g", "dave")
+    again = registry.promote("g", "g-cccc", "erin")  # no longer rejected: no force needed
+    assert "forced" not in again and "retired_at" not in again
+    assert again["promoted_by"] == "erin"
+    steps = [(t["status"], t.get("forced", False)) for t in again["transitions"]]
+    assert steps == [
+        ("rejected", False),
+        ("promoted", True),
+        ("retired", False),
+        ("promoted", False),
+    ]
+
+    assert registry.control.paused() is None
+    registry.control.pause("carol", "maintenance")
+    assert registry.control.paused()["by"] == "carol"
+    assert registry.groups() == ["g"]  # the schedule's file is not a group
+    assert registry.control.resume()["reason"] == "maintenance"
+    assert registry.control.paused() is None
+
+
+def test_train_run_folders_of_killed_scheduled_rounds_are_swept(tmp_path: Path) -> None:
+    import time
+
+    registry = ModelRegistry(tmp_path)
+    runs = Path(registry.train_storage())
+    old, young = int(time.time()) - 4000, int(time.time())
+    for name in (f"scheduled-g-{old}-aaaa", f"scheduled-g-{young}-bbbb", f"train-g-{old}-cccc"):
+        (runs / name / "checkpoint").mkdir(parents=True)
+        (runs / name / "checkpoint" / "weights").write_bytes(b"x")
+    assert registry.sweep_train_runs("scheduled", 1800.0) == [f"scheduled-g-{old}-aaaa"]
+    assert sorted(p.name for p in runs.iterdir()) == [
+        f"scheduled-g-{young}-bbbb",
+        f"train-g-{old}-cccc",
+    ]

@@ -105,6 +105,9 @@ def test_a_hung_round_is_stopped_with_its_train_run_and_the_next_round_completes
     versions = registry.root / "vitals"
     assert not versions.exists() or all(p.name.startswith(".") for p in versions.iterdir())
     assert not folder.exists()
+    runs = Path(registry.train_storage())
+    killed = sorted(p.name for p in runs.iterdir()) if runs.exists() else []
+    assert [name.split("-")[0] for name in killed] == ["scheduled"], killed  # the killed run's
 
     # The same schedule runs its next round on time; this one is short enough to finish.
     schedule.config = _config(cfg, registry.root, epochs=2)
@@ -116,6 +119,9 @@ def test_a_hung_round_is_stopped_with_its_train_run_and_the_next_round_completes
     took = _until(lambda: not schedule.running, 120, "the next round finishing", poll)
     print(f"the next round took {took:.1f} s; slowest poll {slowest[0] * 1000:.0f} ms")
     assert schedule.outcomes == {"timeout": 1, "promoted": 1}, schedule.outcomes
+    # The next round swept the killed run's folder (older than retrain.timeout_s) and
+    # removed its own run's after copying the model out.
+    assert sorted(p.name for p in runs.iterdir()) == [], list(runs.iterdir())
     assert schedule.last_success_at is not None
     assert [e["status"] for e in registry.entries("vitals")] == ["promoted"]
     assert registry.current("vitals") == registry.entries("vitals")[0]["version"]

@@ -24,8 +24,10 @@ def add_parser(sub) -> None:
         "through the candidate and the current version, and promote the candidate only if "
         "its reconstruction error and its alert rate on that normal data are no worse by "
         "retrain.gate_margin. Every candidate is kept in the registry with its numbers; a "
-        "rejected one is marked rejected. Joins ray.address / $RAY_ADDRESS or starts a "
-        "local Ray.",
+        "rejected one is marked rejected. A group pinned by `models rollback` or `models pin` "
+        "keeps its version: a passing candidate is held (outcome held). Data and settings "
+        "already trained on give outcome skipped, without training. Joins ray.address / "
+        "$RAY_ADDRESS or starts a local Ray.",
         epilog="example: streamlstm retrain -c configs/vitals.yaml --input vitals.csv; "
         "then streamlstm models list -c configs/vitals.yaml",
     )

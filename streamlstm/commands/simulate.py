@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from streamlstm.records import format_ts
 from streamlstm.simulate.generate import (
     KINDS,
     SUSTAINED_KINDS,
@@ -50,7 +51,8 @@ examples:
 
 The CSV has columns stream,timestamp,<features...>,label,anomaly_kind, rows sorted by
 timestamp then stream, RFC 3339 UTC timestamps and empty cells for missing values. The same
---seed always gives the same file.
+--seed always gives the same file. In Kafka mode the streams start one interval after the
+newest reading already in the topic, so a rerun continues them in order.
 """
 
 
@@ -140,14 +142,25 @@ def _to_kafka(args: argparse.Namespace) -> int:
 
     # lazy: Ray and Kafka load only when this command runs, not for --help
     from streamlstm.adapters.dev.sim_producer import produce
+    from streamlstm.adapters.dev.topic_tail import newest_reading_ts
     from streamlstm.adapters.kafka.client import ensure_topics
 
     steps = int(args.duration * args.rate / args.streams) + 1
+    ensure_topics(args.bootstrap, {args.topic: 4})
+    # A rerun continues after the topic's newest reading: restarting at the same timestamps
+    # would make every reading of a stream seen before out of order (all to the DLQ).
+    newest = newest_reading_ts(args.bootstrap, args.topic)
+    start = {} if newest is None else {"start_ts": newest + args.interval_s}
     # Kafka mode sizes the data to what will be sent, so episodes fall inside the run.
     data = generate(
-        args.kind, args.streams, steps, args.seed, args.interval_s, sustained=args.sustained
+        args.kind,
+        args.streams,
+        steps,
+        args.seed,
+        args.interval_s,
+        sustained=args.sustained,
+        **start,
     )
-    ensure_topics(args.bootstrap, {args.topic: 4})
     producer = KafkaProducer(bootstrap_servers=args.bootstrap, linger_ms=20, acks="all")
     stats = produce(
         producer, args.topic, data, args.rate, args.duration, args.bad_fraction, args.seed
@@ -158,7 +171,8 @@ def _to_kafka(args: argparse.Namespace) -> int:
         data.events[:] = produced
         write_truth_json(data, _parent_made(args.truth))
     print(
-        f"produced {stats.sent} readings ({stats.steps} per stream) and {stats.bad} bad "
+        f"produced {stats.sent} readings ({stats.steps} per stream, from "
+        f"{format_ts(float(data.ts.min()))}) and {stats.bad} bad "
         f"records to {args.topic} at {args.bootstrap}"
         + (f"; truth: {args.truth}" if args.truth else "")
     )

@@ -29,7 +29,7 @@ from streamlstm.records import REASONS, parse_ts
 from streamlstm.stream.metric_counts import BUCKETS, Histogram
 
 P = "streamlstm_"
-RETRAIN_OUTCOMES = ("promoted", "rejected", "skipped", "failed", "timeout")
+RETRAIN_OUTCOMES = ("promoted", "rejected", "held", "skipped", "failed", "timeout")
 
 # name in MetricCounts -> (exported name, help, label names, label values to show at zero)
 COUNTERS: dict[str, tuple[str, str, tuple[str, ...], list[tuple[str, ...]]]] = {

@@ -31,8 +31,10 @@ from streamlstm.adapters.ray.supervisor import init_ray
 from streamlstm.adapters.retrain.registry import ModelRegistry
 from streamlstm.adapters.retrain.round import RetrainData, from_topics, retrain_all
 from streamlstm.config import Config, from_dict
+from streamlstm.records import format_ts
 
 log = logging.getLogger("streamlstm.retrain")
+RUN_PREFIX = "scheduled"  # Ray Train run names of scheduled rounds (swept when stale)
 
 
 class RetrainSchedule:
@@ -40,7 +42,8 @@ class RetrainSchedule:
 
     ``poll`` never blocks, so scoring never waits for a round. Failed and timed-out rounds are
     logged and counted, and the next round runs on schedule; per-group outcomes are counted as
-    the round reports them.
+    the round reports them. While the registry says paused (``models pause``) no round
+    starts; a pinned group's rounds run but do not promote (``round``, outcome ``held``).
     """
 
     def __init__(
@@ -53,7 +56,8 @@ class RetrainSchedule:
         self.config, self.bootstrap, self.registry = config, bootstrap, registry
         self.clock = clock or time.monotonic
         self.outcomes: dict[str, int] = {}
-        self.last_success_at: float | None = None  # epoch seconds
+        self.last_success_at: float | None = None  # epoch seconds of the newest promotion
+        self.paused = False  # by ``streamlstm models pause``, as last read from the registry
         self._next = self.clock() + config.retrain.interval_s
         self._round: _Round | None = None
         self._started = 0.0
@@ -69,11 +73,34 @@ class RetrainSchedule:
             self._check(now)
         if self._round is None and now >= self._next:
             self._started, self._next = now, now + self.config.retrain.interval_s
+            if self._paused():
+                return
             try:
                 self._round = _Round(self.config, self.bootstrap, self.registry)
             except OSError as exc:  # no disk space, no process: not a reason to stop scoring
                 log.error("retrain: could not start a round: %s", exc)
                 self._count("failed")
+
+    def _paused(self) -> bool:
+        """An operator's ``models pause`` (state in the registry): no round starts; logged
+        when it begins and ends, not at every interval."""
+        try:
+            pause = self.registry.control.paused()
+        except OSError as exc:  # an unreachable registry: the round would say more
+            log.error("retrain: could not read the schedule's state: %s", exc)
+            return False
+        if (pause is not None) != self.paused:
+            if pause is None:
+                log.warning("retrain: scheduled rounds resumed")
+            else:
+                log.warning(
+                    "retrain: scheduled rounds paused by %s at %s%s (streamlstm models resume)",
+                    pause.get("by") or "an operator",
+                    format_ts(float(pause["at"])),
+                    f": {pause['reason']}" if pause.get("reason") else "",
+                )
+        self.paused = pause is not None
+        return self.paused
 
     def _check(self, now: float) -> None:
         round_ = self._round
@@ -100,14 +127,31 @@ class RetrainSchedule:
             log.error("retrain: round failed (%s); scoring continues on the current model", exc)
             self._count("failed")
             return
+        self.record(results)
+
+    def record(self, results: dict[str, dict[str, Any]]) -> None:
+        """Log and count a finished round's per-group results."""
         for group, result in results.items():
-            log.warning("retrain %s: %s", group, result["outcome"])
+            log.warning("retrain %s: %s", group, describe(result))
             self._count(result["outcome"])
+        # Only a promotion is a success for freshness: a skipped round (nothing new), a held
+        # one (pinned) or a rejected one leaves the served model as old as it was.
         if any(r["outcome"] == "promoted" for r in results.values()):
             self.last_success_at = time.time()
 
     def _count(self, outcome: str) -> None:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+
+
+def describe(result: dict[str, Any]) -> str:
+    """One log line for a group's round: outcome, version, and the gate's reasons."""
+    text = result["outcome"]
+    if result.get("version"):
+        text += f" {result['version']}"
+        if result.get("previous") and result["previous"] != result["version"]:
+            text += f" (current {result['previous']})"
+    reasons = result.get("reasons") or ([result["error"]] if result.get("error") else [])
+    return text + (f": {'; '.join(reasons)}" if reasons else "")
 
 
 class _Round:
@@ -186,8 +230,16 @@ def main(folder: Path) -> None:
     _exit_with_parent(os.getppid(), folder)
     init_ray(config)  # joins $RAY_ADDRESS: the supervisor's cluster
     tempfile.tempdir = str(folder)  # scratch where the schedule sweeps, even after a kill
+    # A round killed at retrain.timeout_s leaves its Train run's folder in the registry's
+    # run storage; no scheduled round lives longer than that, so older ones are dead.
+    swept = registry.sweep_train_runs(RUN_PREFIX, config.retrain.timeout_s)
+    if swept:
+        log.warning("retrain: removed the Train run folders of killed rounds: %s", swept)
     data, source = from_topics(config, bootstrap)
-    results = retrain_all(config, RetrainData(data, source), registry, progress=False)
+    inputs = RetrainData(
+        data, source, by="retrain schedule", run_prefix=RUN_PREFIX, only_newer=True
+    )
+    results = retrain_all(config, inputs, registry, progress=False)
     (folder / "results.tmp").write_text(json.dumps(results, default=str))
     os.replace(folder / "results.tmp", folder / "results.json")
 

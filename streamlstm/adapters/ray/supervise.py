@@ -13,6 +13,7 @@ from typing import Any
 from streamlstm.adapters.kafka.topics import input_partitions
 from streamlstm.adapters.ops.prometheus import MetricsFeed
 from streamlstm.adapters.ray.retrain_schedule import RetrainSchedule
+from streamlstm.adapters.ray.serving_report import REPORT_S, report_serving
 from streamlstm.adapters.ray.supervisor import Supervisor, init_ray
 from streamlstm.config import Config
 
@@ -76,6 +77,7 @@ def supervise(
     started_at = time.monotonic()
     _start(sup)
     last_status = last_check = last_registry = started_at
+    last_report = started_at - REPORT_S  # the first report goes out at once
     groups = [g.name for g in config.groups]
     served = {g: registry.current(g) for g in groups} if registry else {}
     schedule = _schedule(config, bootstrap, registry)
@@ -107,6 +109,9 @@ def supervise(
         if registry is not None and now - last_registry >= REGISTRY_CHECK_S:
             last_registry = now
             files, served = _swap_if_promoted(sup, registry, groups, served, files)
+        if registry is not None and now - last_report >= REPORT_S:
+            last_report = now  # for `models list`: what each worker serves, what it warms
+            report_serving(registry, config.kafka.group_id, sup.actors, served)
         if feed is not None:
             feed.tick(sup, now, files, schedule)
         if on_status and now - last_status >= status_every_s:

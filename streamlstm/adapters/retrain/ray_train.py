@@ -41,11 +41,14 @@ def train_group(
     out_dir: Path,
     storage: Path | str,
     on_epoch: Callable[[int, float], None] | None = None,
+    run_prefix: str = "train",
 ) -> TrainOutcome:
     """Train one group with Ray Train (Ray must be initialised); the model lands in out_dir.
 
     ``storage`` is Ray Train's run storage: a local directory or a pyarrow.fs URI. On a
-    cluster with workers on other nodes it must be storage they all reach.
+    cluster with workers on other nodes it must be storage they all reach. The run's folder
+    there is ``<run_prefix>-<group>-<start epoch s>-<id>``: the start time lets the next round
+    sweep a killed run's folder (``registry.sweep_train_runs``).
     """
     import ray
     from ray.train import RunConfig, ScalingConfig
@@ -66,7 +69,7 @@ def train_group(
             num_workers=config.retrain.workers, use_gpu=config.retrain.use_gpu
         ),
         run_config=RunConfig(
-            name=f"train-{group_name}-{uuid.uuid4().hex[:8]}",
+            name=f"{run_prefix}-{group_name}-{int(time.time())}-{uuid.uuid4().hex[:8]}",
             storage_path=storage if isinstance(storage, str) else str(storage.resolve()),
         ),
     )

@@ -4,9 +4,12 @@ Layout (a local directory or any ``pyarrow.fs`` URI, see ``registry_files``)::
 
     <root>/<group>/<version>/      a model directory (checkpoint.save_model) plus entry.json
     <root>/<group>/history.json    promoted versions, oldest first (rollback walks it back)
+    <root>/<group>/pin.json        the version an operator pinned (rollback, ``models pin``)
+    <root>/schedule.json           the scheduled rounds' pause (``models pause|resume``)
 
 ``entry.json`` holds status (candidate | promoted | rejected | retired), parent version,
-creation time, the data range trained on, train metrics and the gate's validation numbers.
+creation time, the data range trained on, train metrics, the gate's validation numbers and
+every status change with who made it (``transitions``).
 A version appears only complete (``registry_files``: renamed into place locally, its
 ``entry.json`` put last elsewhere), so a training run killed mid-way leaves no half-written
 version; what it left is swept on the next add.
@@ -20,9 +23,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from streamlstm.adapters.retrain.registry_control import RegistryControl
 from streamlstm.adapters.retrain.registry_files import COMMIT_FILE, open_files
 from streamlstm.detect.detector import ScoringModel
 from streamlstm.train.checkpoint import load_model, save_model
+from streamlstm.train.rounds import stale_runs
 
 STATUSES = ("candidate", "promoted", "rejected", "retired")
 TRAIN_RUNS = ".train-runs"  # Ray Train's run storage, swept of finished runs
@@ -37,6 +42,7 @@ class ModelRegistry:
         self.files = open_files(root)
         # A Path for a local registry, the URI as given otherwise.
         self.root: Path | str = getattr(self.files, "root", self.files.where)
+        self.control = RegistryControl(self.files)  # pins and the schedule's pause
 
     # --- reading ------------------------------------------------------------------------
     def groups(self) -> list[str]:
@@ -56,6 +62,11 @@ class ModelRegistry:
         if not self.files.exists(rel):
             raise RegistryError(f"no version {version!r} of group {group!r} in {self.root}")
         return self._json(rel)
+
+    def status_of(self, group: str, version: str) -> str | None:
+        """The status of ``version``, or None when the registry does not hold it."""
+        rel = f"{group}/{version}/{COMMIT_FILE}"
+        return self._json(rel)["status"] if self.files.exists(rel) else None
 
     def version_json(self, group: str, version: str, name: str) -> Any:
         """One JSON file of a version (``metrics.json``, ``model.json``), or None."""
@@ -110,33 +121,72 @@ class ModelRegistry:
         self.files.put_dir(files, f"{model.group}/{model.version}")
         return full
 
-    def set_status(self, group: str, version: str, status: str, **fields: Any) -> dict:
+    def set_status(
+        self, group: str, version: str, status: str, by: str | None = None, **fields: Any
+    ) -> dict:
+        """Record a status change, with who made it and when in the entry's ``transitions``."""
         if status not in STATUSES:
             raise RegistryError(f"status must be one of {', '.join(STATUSES)}")
         entry = self.entry(group, version) | fields | {"status": status}
+        if status == "promoted":  # the top level describes this promotion only
+            for stale in ("retired_at", "rolled_back", "forced", "forced_over"):
+                if stale not in fields:
+                    entry.pop(stale, None)
+        step = {"status": status, "at": time.time()} | ({"by": by} if by else {})
+        if fields.get("forced"):
+            step["forced"] = True  # kept in the history after a later, ordinary promotion
+        entry["transitions"] = [*entry.get("transitions", []), step]
         self.files.write(f"{group}/{version}/{COMMIT_FILE}", _dumps(entry))
         return entry
 
-    def promote(self, group: str, version: str) -> dict:
-        """Make ``version`` current; the version it replaces is retired."""
-        self.entry(group, version)  # exists?
+    def promote(self, group: str, version: str, by: str | None = None, force: bool = False) -> dict:
+        """Make ``version`` current; the version it replaces is retired; a pin is released.
+
+        A version the gate rejected is promoted only with ``force``, and the entry records
+        that it was forced, by whom, and the gate's reasons it overrode."""
+        entry = self.entry(group, version)
+        forced: dict[str, Any] = {}
+        if entry["status"] == "rejected":
+            reasons = (entry.get("validation") or {}).get("reasons") or []
+            if not force:
+                raise RegistryError(
+                    f"{version} was rejected by the validation gate ({'; '.join(reasons)}); "
+                    "promote it anyway with --force"
+                )
+            forced = {"forced": True, "forced_over": reasons}
+        self.control.unpin(group)
         previous = self.current(group)
         if previous == version:
-            return self.entry(group, version)
+            return entry
         if previous is not None:
-            self.set_status(group, previous, "retired", retired_at=time.time())
+            self.set_status(group, previous, "retired", by, retired_at=time.time())
         self._write_history(group, [*self._history(group), version])
-        return self.set_status(group, version, "promoted", promoted_at=time.time())
+        fields = {"promoted_at": time.time(), "promoted_by": by, **forced}
+        return self.set_status(group, version, "promoted", by, **fields)
 
-    def rollback(self, group: str) -> dict:
-        """Back to the version promoted before the current one; the current one is retired."""
+    def rollback(self, group: str, by: str | None = None) -> dict:
+        """Back to the version promoted before the current one; the current one is retired.
+
+        The group is then pinned to that version: scheduled rounds keep training but do not
+        promote until ``unpin`` (or an explicit ``promote``)."""
         history = self._history(group)
         if len(history) < 2:
             raise RegistryError(f"group {group!r} has no earlier promoted version to roll back to")
         current, previous = history[-1], history[-2]
-        self.set_status(group, current, "retired", retired_at=time.time(), rolled_back=True)
+        self.set_status(group, current, "retired", by, retired_at=time.time(), rolled_back=True)
         self._write_history(group, history[:-1])
-        return self.set_status(group, previous, "promoted", promoted_at=time.time())
+        entry = self.set_status(
+            group, previous, "promoted", by, promoted_at=time.time(), promoted_by=by
+        )
+        self.control.pin(group, previous, by, f"rollback from {current}")
+        return entry
+
+    def sweep_train_runs(self, prefix: str, max_age_s: float) -> list[str]:
+        """Remove Ray Train run folders of killed rounds (``stale_runs``); returns them."""
+        stale = stale_runs(self.files.list_dirs(TRAIN_RUNS), prefix, time.time(), max_age_s)
+        for name in stale:
+            self.files.remove(f"{TRAIN_RUNS}/{name}")
+        return stale
 
     # --- internals ----------------------------------------------------------------------
     def _json(self, rel: str) -> Any:

@@ -32,6 +32,10 @@ class LocalFiles:
         folder = self.root / rel
         return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.exists() else []
 
+    def list_files(self, rel: str) -> list[str]:
+        folder = self.root / rel
+        return sorted(p.name for p in folder.iterdir() if p.is_file()) if folder.exists() else []
+
     def read(self, rel: str) -> bytes:
         return (self.root / rel).read_bytes()
 
@@ -52,6 +56,14 @@ class LocalFiles:
         for name, data in files.items():
             (tmp / name).write_bytes(data)
         os.replace(tmp, final)
+
+    def remove(self, rel: str) -> None:
+        """A file or a folder with everything in it; nothing when it is not there."""
+        path = self.root / rel
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.exists():
+            path.unlink()
 
     def sweep(self, rel: str) -> None:
         """Remove what writers that died mid-way left behind."""
@@ -82,6 +94,12 @@ class ArrowFiles:
         infos = self.fs.get_file_info(self._pafs.FileSelector(self._path(rel)))
         return sorted(i.base_name for i in infos if i.type == self._pafs.FileType.Directory)
 
+    def list_files(self, rel: str) -> list[str]:
+        if not self.exists(rel):
+            return []
+        infos = self.fs.get_file_info(self._pafs.FileSelector(self._path(rel)))
+        return sorted(i.base_name for i in infos if i.type == self._pafs.FileType.File)
+
     def read(self, rel: str) -> bytes:
         with self.fs.open_input_stream(self._path(rel)) as stream:
             return stream.read()
@@ -99,6 +117,14 @@ class ArrowFiles:
     def put_dir(self, files: dict[str, bytes], rel: str) -> None:
         for name, data in sorted(files.items(), key=lambda kv: kv[0] == COMMIT_FILE):
             self.write(f"{rel}/{name}", data)  # COMMIT_FILE last
+
+    def remove(self, rel: str) -> None:
+        """A file or a folder with everything in it; nothing when it is not there."""
+        kind = self.fs.get_file_info(self._path(rel)).type
+        if kind == self._pafs.FileType.Directory:
+            self.fs.delete_dir(self._path(rel))
+        elif kind == self._pafs.FileType.File:
+            self.fs.delete_file(self._path(rel))
 
     def sweep(self, rel: str) -> None:
         """Versions without their commit file are half-written: remove them."""

@@ -23,6 +23,13 @@ from streamlstm.datafiles import FileData, to_series
 from streamlstm.records import format_ts
 from streamlstm.train.checkpoint import load_model
 from streamlstm.train.gate import decide, gate_stats
+from streamlstm.train.rounds import (
+    carry_out,
+    skip_before_training,
+    skip_nothing_newer,
+    skip_reproduced,
+    training_digest,
+)
 from streamlstm.train.select import HOLDOUT, split_held_out
 
 log = logging.getLogger("streamlstm.retrain")
@@ -34,6 +41,11 @@ class RetrainData:
     source: str  # where they came from, recorded in the registry
     validation: FileData | None = None  # recent normal readings for the gate; None: the tail
     holdout: float = HOLDOUT  # share of each stream's end held out when ``validation`` is None
+    by: str = "streamlstm retrain"  # who promotes, recorded in the registry
+    run_prefix: str = "train"  # Ray Train run names: <prefix>-<group>-<epoch s>-<id>
+    # Skip when no reading is newer than the current version's newest (scheduled rounds on
+    # the topics; a file given by hand may hold other data over the same times).
+    only_newer: bool = False
 
 
 def retrain_all(
@@ -58,16 +70,22 @@ def retrain_group(
         held = to_series(validation, split_held_out(validation, group, 1.0)[1])
     n_train = sum(len(v) for v in train_idx.values())
     if n_train < config.retrain.min_readings:
-        log.warning(
-            "retrain %s: skipped, %d training readings < retrain.min_readings %d",
-            group,
-            n_train,
-            config.retrain.min_readings,
-        )
-        return {"outcome": "skipped", "training_readings": n_train}
+        reason = f"{n_train} training readings < retrain.min_readings {config.retrain.min_readings}"
+        log.warning("retrain %s: skipped, %s", group, reason)
+        return {"outcome": "skipped", "reasons": [reason], "training_readings": n_train}
+    series = to_series(data, train_idx)
+    digest = training_digest(series, training_settings(config, group))
+    streams = data.by_stream()
+    newest = max(data.readings[streams[name][-1]].ts for name in train_idx)
+    unchanged = skip_before_training(digest, registry.entries(group))
+    if unchanged is None and inputs.only_newer and registry.current(group):
+        unchanged = skip_nothing_newer(newest, registry.entry(group, registry.current(group)))
+    if unchanged is not None:
+        log.warning("retrain %s: skipped, %s", group, "; ".join(unchanged.reasons))
+        return {"outcome": "skipped", "reasons": unchanged.reasons, "training_readings": n_train}
     try:
         candidate, metrics, outcome = _train_candidate(
-            config, group, to_series(data, train_idx), progress, registry.train_storage()
+            config, group, series, progress, registry.train_storage(), inputs.run_prefix
         )
     except Exception as exc:  # a failed run is reported; the current version stays
         log.error("retrain %s: training failed: %s", group, exc)
@@ -83,15 +101,28 @@ def retrain_group(
     entry = {
         "source": inputs.source,
         "data_range": [format_ts(min(used)), format_ts(max(used))],
+        "data_digest": digest,
+        "newest_reading_at": newest,
         "training_readings": n_train,
         "trainer": trainer,
     }
-    return _gate_and_record(config, candidate, metrics, entry, held, registry) | {
-        "train_wall_s": trainer["wall_s"]
+    result = record_candidate(config, candidate, metrics, entry, held, registry, inputs.by)
+    return result | {"train_wall_s": trainer["wall_s"]}
+
+
+def training_settings(config: Config, group: str) -> dict:
+    """Every setting that shapes a group's trained weights (for ``training_digest``)."""
+    return {
+        "group": config.group(group).model_dump(mode="json"),
+        "training": config.training.model_dump(mode="json"),
+        "detector": config.detector.model_dump(mode="json"),
+        "workers": config.retrain.workers,
     }
 
 
-def _train_candidate(config: Config, group: str, series, progress: bool, storage: Path | str):
+def _train_candidate(
+    config: Config, group: str, series, progress: bool, storage: Path | str, run_prefix: str
+):
     """Ray Train with a progress bar; returns (model, metrics, TrainOutcome).
 
     Ray Train's run storage is beside the registry (``storage``): where the registry is
@@ -112,7 +143,7 @@ def _train_candidate(config: Config, group: str, series, progress: bool, storage
 
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            outcome = train_group(config, group, series, Path(tmp), storage, on_epoch)
+            outcome = train_group(config, group, series, Path(tmp), storage, on_epoch, run_prefix)
             candidate = load_model(outcome.model_dir)
             metrics = json.loads((outcome.model_dir / "metrics.json").read_text())
     finally:
@@ -120,26 +151,35 @@ def _train_candidate(config: Config, group: str, series, progress: bool, storage
     return candidate, metrics, outcome
 
 
-def _gate_and_record(config: Config, candidate, metrics, entry, held, registry) -> dict:
+def record_candidate(config: Config, candidate, metrics, entry, held, registry, by: str) -> dict:
     """The gate's decision on held-out normal data, recorded and carried out."""
 
-    group = candidate.group
+    group, version = candidate.group, candidate.version
     current = registry.current(group)
+    known = registry.status_of(group, version)
+    reproduced = skip_reproduced(version, known, current)
+    if reproduced is not None:
+        log.warning("retrain %s: skipped, %s", group, "; ".join(reproduced.reasons))
+        return {"outcome": "skipped", "version": version, "reasons": reproduced.reasons}
     cand_stats = gate_stats(candidate, held, config.detector, config.alerts)
     cur_stats = (
         gate_stats(registry.load(group), held, config.detector, config.alerts) if current else None
     )
     decision = decide(cand_stats, cur_stats, config.retrain.gate_margin)
     registry.add(candidate, metrics, {**entry, "validation": decision.to_dict()})
-    if decision.promote:
-        registry.promote(group, candidate.version)
+    pin = registry.control.pinned(group)  # read last: a rollback during the gate counts
+    result = carry_out(decision, pin and pin["version"])
+    if result.outcome == "promoted":
+        registry.promote(group, version, by)
+    elif result.outcome == "held":
+        registry.set_status(group, version, "candidate", by, held_by_pin=pin)
     else:
-        registry.set_status(group, candidate.version, "rejected")
+        registry.set_status(group, version, "rejected", by)
     return {
-        "outcome": "promoted" if decision.promote else "rejected",
-        "version": candidate.version,
+        "outcome": result.outcome,
+        "version": version,
         "previous": current,
-        "reasons": decision.reasons,
+        "reasons": result.reasons,
         "validation": decision.to_dict(),
     }
 
