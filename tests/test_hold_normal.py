@@ -30,6 +30,7 @@ def _full_detector(hold: str) -> Detector:
         season_periods_s=[86400],
         score_inputs=True,
         norm_scale_horizon=100,
+        calibration_fade=20,  # the 40 warm readings end it: holds apply from then on
     )
     alert_cfg = tiny_config(hold_normal=hold).alerts
     return Detector(tiny_model(), det_cfg, alert_cfg)
@@ -101,7 +102,9 @@ def test_policy_open_lets_a_pending_reading_teach_and_off_keeps_only_calibration
 
 
 def _shifted(n_before: int, n_after: int) -> list[Reading]:
-    """A stream whose third feature jumps by 40 and stays there (a sustained fault)."""
+    """A stream whose third feature jumps by 40 and stays there (a sustained fault). The
+    callers jump after the stream's calibration fade (122 readings): before it, nothing is
+    held back (calibration.learning_own)."""
     readings = series("a", n_before + n_after, seed=5)
     return [
         r
@@ -113,7 +116,7 @@ def _shifted(n_before: int, n_after: int) -> list[Reading]:
 
 def test_a_sustained_shift_stays_in_one_alert_while_the_normal_is_held() -> None:
     det = tiny_detector()
-    res = det.score(det.new_table(), _shifted(60, 300))
+    res = det.score(det.new_table(), _shifted(150, 300))
     kinds = [e.event for e in res.events]
     assert kinds.count("open") == 1 and "resolve" not in kinds
     assert all(res.in_alert[-250:])
@@ -122,7 +125,7 @@ def test_a_sustained_shift_stays_in_one_alert_while_the_normal_is_held() -> None
 def test_rebaseline_ends_a_long_alert_visibly_and_the_stream_relearns() -> None:
     det = tiny_detector(rebaseline_after_s=3600.0)  # readings are 60 s apart
     table = det.new_table()
-    res = det.score(table, _shifted(60, 300))
+    res = det.score(table, _shifted(150, 300))
     events = [e for e in res.events if e.event in ("open", "rebaseline")]
     assert [e.event for e in events[:2]] == ["open", "rebaseline"]
     opened, rebased = events[0], events[1]
