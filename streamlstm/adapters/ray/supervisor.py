@@ -126,8 +126,10 @@ class Supervisor:
             if ref not in ready:
                 continue
             try:
-                ray.get(ref)
-                notes.append(f"worker {i} stopped")
+                final = ray.get(ref)
+                fenced = final.get("fenced") if isinstance(final, dict) else None
+                # A fenced worker is not restarted: its partitions belong to a newer one.
+                notes.append(f"worker {i} fenced ({fenced})" if fenced else f"worker {i} stopped")
                 del self.runs[i]
             except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as exc:
                 note = self._restart(i, exc)
