@@ -62,7 +62,7 @@ def test_the_demo_stops_only_once_every_partition_reached_its_end_offset(
         "in_topic": 30,
         "drained_to_end_offsets": True,
         "records_behind": 0,
-        "drain_seconds_after_simulator": 7.5,
+        "drain_seconds": 7.5,
     }
     running.join()
     producer.close()
@@ -104,7 +104,7 @@ def test_the_summary_line_names_every_count_and_whether_they_reconcile() -> None
         "warming": 18,
         "dlq": 2,
         "drained_to_end_offsets": True,
-        "drain_seconds_after_simulator": 3.2,
+        "drain_seconds": 3.2,
         "records_behind": 0,
         "training_seconds": 20.0,
         "worker_seconds": 140.0,
@@ -114,7 +114,7 @@ def test_the_summary_line_names_every_count_and_whether_they_reconcile() -> None
     line = reconciliation(summary)
     assert line.startswith("every record accounted for: produced 120, in the topic 120")
     assert "processed 120 = scored 100 + warming 18 + DLQ 2" in line
-    assert "3.2 s after the simulator stopped" in line
+    assert "end offsets 3.2 s after the simulator had stopped" in line
     short = reconciliation(
         summary | {"reconciled": False, "drained_to_end_offsets": False, "records_behind": 7}
     )

@@ -70,8 +70,8 @@ def reconciliation(s: dict) -> str:
     """One line: every record produced is accounted for, and how long scoring took."""
     verdict = "every record accounted for" if s["reconciled"] else "NOT reconciled"
     drain = (
-        f"the workers reached the end offsets {s['drain_seconds_after_simulator']} s after "
-        "the simulator stopped"
+        f"the workers reached the end offsets {s['drain_seconds']} s after the simulator "
+        "had stopped and they had started"
         if s["drained_to_end_offsets"]
         else f"drain timed out with {s['records_behind']} records not taken"
     )

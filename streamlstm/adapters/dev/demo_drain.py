@@ -3,7 +3,8 @@ long a busy machine makes that take, so the summary covers every record produced
 
 ``DrainWatch.check`` is the supervisor loop's status callback: once the simulator has
 stopped it reads the end offsets (after flushing the producer), then stops the supervisor
-when every partition's next offset has reached them (or the drain timeout passed).
+when every partition's next offset has reached them (or the drain timeout passed). The drain
+time runs from that first read: the later of the simulator's end and the workers' start.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ class DrainWatch:
         self.simulator, self.producer, self.stop = simulator, producer, stop
         self.timeout_s, self.clock = timeout_s, clock
         self.ends: dict[str, int] | None = None  # "topic:partition" -> end offset
-        self.simulator_done_at: float | None = None
+        self.ends_read_at: float | None = None
         self.drained_at: float | None = None
         self.behind = 0  # records not yet taken by a worker, at the last check
         self._last_progress = 0.0
@@ -46,7 +47,7 @@ class DrainWatch:
         now = self.clock()
         if self.ends is None:
             self.producer.flush()
-            self.simulator_done_at = self._last_progress = now
+            self.ends_read_at = self._last_progress = now
             self.ends = self._end_offsets()
             print(
                 f"simulator done: {sum(self.ends.values())} records in the input topic; "
@@ -60,7 +61,7 @@ class DrainWatch:
         if self.behind == 0:
             self.drained_at = now
             self.stop.set()
-        elif now - self.simulator_done_at >= self.timeout_s:
+        elif now - self.ends_read_at >= self.timeout_s:
             print(f"drain timeout: {self.behind} records not scored", flush=True)
             self.stop.set()
         elif now - self._last_progress >= PROGRESS_EVERY_S:
@@ -80,13 +81,13 @@ class DrainWatch:
     def report(self) -> dict:
         """For the summary: whether every record was taken, and how long the drain took."""
         drain_s = None
-        if self.drained_at is not None and self.simulator_done_at is not None:
-            drain_s = round(self.drained_at - self.simulator_done_at, 1)
+        if self.drained_at is not None and self.ends_read_at is not None:
+            drain_s = round(self.drained_at - self.ends_read_at, 1)
         return {
             "in_topic": sum(self.ends.values()) if self.ends else None,
             "drained_to_end_offsets": self.drained_at is not None,
             "records_behind": self.behind,
-            "drain_seconds_after_simulator": drain_s,
+            "drain_seconds": drain_s,
         }
 
 

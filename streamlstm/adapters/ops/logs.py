@@ -23,6 +23,10 @@ QUIET = {
     "kafka.net.selector": logging.ERROR,
     # "Matplotlib is building the font cache": a one-time cache on first use.
     "matplotlib.font_manager": logging.ERROR,
+    # "Token authentication is enabled for this Ray cluster", on every local ray.init: Ray
+    # turns it on by default, and it stays on (README "Security"). Setting RAY_AUTH_MODE in
+    # the process instead would not do: Ray caches its config before ray.init reads it.
+    "ray._private.authentication.authentication_token_setup": logging.ERROR,
 }
 
 

@@ -46,9 +46,6 @@ def init_ray(config: Config) -> dict[str, Any]:
     if address:
         ray.init(address=address, **common)
     else:
-        # A local Ray turns token authentication on by itself, and says so on every start.
-        # Asking for it explicitly keeps it on without the notice (see README "Security").
-        os.environ.setdefault("RAY_AUTH_MODE", "token")
         # Scoring workers, Ray Train workers for retraining, and one spare (the trainer's
         # controller and small actors).
         cpus = max(2, int(config.ray.workers * config.ray.num_cpus) + config.retrain.workers + 1)
