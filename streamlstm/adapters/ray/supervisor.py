@@ -114,11 +114,16 @@ class Supervisor:
                 num_gpus=gpus,
                 get_if_exists=False,
                 **self.actor_options,
-            ).remote(plain, self.files, self.bootstrap, i)
+            ).remote(plain, {}, self.bootstrap, i)
             for i in range(n)
         ]
         self.plan = plan_assignment(self.partitions, n)
-        started = ray.get([a.start.remote(self.plan[i]) for i, a in enumerate(self.actors)])
+        # The model files go with start(), as on every restart, not with the constructor:
+        # constructor arguments that large live in the object store, and a restart whose
+        # arguments were lost there would fail (Ray warns about it at every start).
+        started = ray.get(
+            [a.start.remote(self.plan[i], self.files) for i, a in enumerate(self.actors)]
+        )
         self.runs = {i: a.run.remote() for i, a in enumerate(self.actors)}
         self.started_at = dict.fromkeys(self.runs, time.monotonic())
         return started
