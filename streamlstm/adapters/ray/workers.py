@@ -10,10 +10,8 @@ newest snapshot and seeks past it. Each start claims the partitions' next fencin
 from __future__ import annotations
 
 import logging
-import tempfile
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,6 +22,8 @@ from streamlstm.adapters.kafka.options import client_options, producer_options
 from streamlstm.adapters.kafka.topics import topic_record_limit
 from streamlstm.adapters.ops.fencing import Fence, FencedSource, FencedStore, StaleGeneration
 from streamlstm.adapters.ops.storage import SnapshotStore
+from streamlstm.adapters.ray.model_bytes import load_models as _load_models
+from streamlstm.adapters.ray.model_bytes import model_files
 from streamlstm.adapters.ray.restart_models import pick_models
 from streamlstm.config import Config, from_dict
 from streamlstm.detect.alerts import OPEN, SEVERITY
@@ -35,7 +35,9 @@ from streamlstm.stream.engine import Engine
 from streamlstm.stream.loop import CrashPoints, StreamWorker
 from streamlstm.stream.metric_counts import MetricCounts
 from streamlstm.stream.ports import Counters
-from streamlstm.train.checkpoint import load_model, load_model_set
+
+# model_files (from model_bytes.py) stays importable from here, where callers found it.
+__all__ = ["PartitionWorker", "PartitionWorkerImpl", "loop_alive", "model_files", "plan_assignment"]
 
 log = logging.getLogger(__name__)
 
@@ -48,31 +50,6 @@ def plan_assignment(partitions: list[TP], n_workers: int) -> list[list[TP]]:
     for i, tp in enumerate(sorted(partitions)):
         plan[i % n_workers].append(tp)
     return plan
-
-
-def model_files(model_dir: str | Path) -> dict[str, dict[str, bytes]]:
-    """A model set as bytes, so actors on other nodes need no shared filesystem."""
-
-    root = Path(model_dir)
-    groups = load_model_set(root)  # validates before shipping
-    out: dict[str, dict[str, bytes]] = {}
-    for group in groups:
-        folder = root / group if (root / group / "model.json").exists() else root
-        out[group] = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
-    return out
-
-
-def _load_models(files: dict[str, dict[str, bytes]]) -> dict:
-
-    models = {}
-    with tempfile.TemporaryDirectory(prefix="streamlstm-model-") as tmp:
-        for group, blobs in files.items():
-            folder = Path(tmp) / group
-            folder.mkdir()
-            for name, data in blobs.items():
-                (folder / name).write_bytes(data)
-            models[group] = load_model(folder)
-    return models
 
 
 def loop_alive(running: bool, heartbeat: float, now: float, timeout_s: float) -> bool:
