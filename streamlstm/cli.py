@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from streamlstm.adapters.kafka.login import KafkaAuthFailed
+from streamlstm.adapters.ops.logs import VERBOSE_ENV, quiet_third_party
 from streamlstm.config import ConfigError
 from streamlstm.datafiles import InputFileError
 
@@ -56,8 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    # kafka-python logs every connection at INFO; its warnings and errors still show.
-    logging.getLogger("kafka").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
+    if args.verbose:
+        os.environ[VERBOSE_ENV] = "1"  # Ray's worker processes read it (adapters/ops/logs.py)
+    quiet_third_party(args.verbose)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -122,6 +122,60 @@ def test_duplicate_delivery_and_offsets_reset_backwards(
     )
 
 
+def test_stale_worker_beside_its_replacement_is_fenced(
+    request, kafka_bootstrap, ray_local, scenario, model, reference, tmp_path: Path
+) -> None:
+    """A partitioned node: its workers keep running, unseen, while a second supervisor takes
+    every partition over on the same snapshots and broker. The old workers must stop at their
+    next fence check and write no snapshot after the takeover (every snapshot of their
+    generation is at or below the offset the replacement restored); the replacement ends
+    like the reference. Recovery counts from the takeover."""
+    from streamlstm.adapters.kafka.topics import input_partitions
+    from streamlstm.adapters.ops.storage import SnapshotStore, name_order
+    from streamlstm.adapters.ray.supervisor import Supervisor
+
+    records = scenario[0].records
+    half = len(records) // 2
+    cfg = co.fresh_config(kafka_bootstrap, tmp_path, **{"checkpoint.keep": 1000})
+    stale = start_half(cfg, records, model)
+    with cs.stop_on_failure(stale):
+        co.wait_caught_up(stale, cfg)
+        time.sleep(cfg.checkpoint.interval_s * 2)  # its half checkpointed
+        fresh = Supervisor(
+            cfg, cfg.kafka.bootstrap, model, input_partitions(cfg, cfg.kafka.bootstrap), 1
+        )
+        restored = {}
+        for info in fresh.start():
+            restored.update(co.by_partition(info["starts"]))
+        taken_at = time.time()
+        with cs.stop_on_failure(fresh):
+            co.produce(cfg, records[half:], first=half)
+            notes = fenced_notes(stale)
+            fenced = co.counter(stale, "fenced")
+            stale.stop()
+            run = co.finish(fresh, cfg, taken_at)
+    store = SnapshotStore(cfg.checkpoint.dir)
+    for topic, part in co.input_tps(cfg):
+        written = [name_order(n) for n in store._listing((topic, part)) if name_order(n)]
+        old = [offset for generation, offset in written if generation == 1]
+        assert old and max(old) <= restored[part], (part, restored, written)
+    assert fenced == 2, (fenced, notes)
+    run.notes.append(f"{len(notes)} stale worker(s) fenced, no write after the takeover")
+    check(request, reference, run, scenario[0].n_bad)
+
+
+def fenced_notes(sup, timeout_s: float = 60.0) -> list[str]:
+    """Watch the stale supervisor until each of its workers' loops has ended fenced."""
+    deadline = time.monotonic() + timeout_s
+    notes: list[str] = []
+    while sup.runs:
+        assert time.monotonic() < deadline, f"still running: {sorted(sup.runs)}; saw {notes}"
+        notes += sup.watch()
+        time.sleep(0.2)
+    assert all("fenced" in n for n in notes), notes
+    return notes
+
+
 # --- slow: make chaos ---------------------------------------------------------------------
 def two_halves(cfg, sup, records) -> None:
     """The first half consumed and checkpointed; then the second half produced."""

@@ -60,6 +60,24 @@ def run(args: argparse.Namespace) -> int:
         device=str(pick_device("auto")),
     )
     summary = run_demo(config, opts)
-    print("\nsummary:")
+    print(f"\n{reconciliation(summary)}")
+    print("summary:")
     print(json.dumps(summary, indent=2))
-    return 0
+    return 0 if summary["reconciled"] else 1
+
+
+def reconciliation(s: dict) -> str:
+    """One line: every record produced is accounted for, and how long scoring took."""
+    verdict = "every record accounted for" if s["reconciled"] else "NOT reconciled"
+    drain = (
+        f"the workers reached the end offsets {s['drain_seconds']} s after the simulator "
+        "had stopped and they had started"
+        if s["drained_to_end_offsets"]
+        else f"drain timed out with {s['records_behind']} records not taken"
+    )
+    return (
+        f"{verdict}: produced {s['produced']}, in the topic {s['in_topic']}, processed "
+        f"{s['readings_processed']} = scored {s['scored']} + warming {s['warming']} + DLQ "
+        f"{s['dlq']}; {drain} (training {s['training_seconds']} s, workers "
+        f"{s['worker_seconds']} s, {s['total_seconds']} s in all)"
+    )

@@ -117,6 +117,11 @@ class MetricCounts:
         with self._lock:
             self._inc("evicted_streams", (), count)
 
+    def fenced(self) -> None:
+        """The actor's loop stopped on a stale generation (not a loop hook: ops/fencing.py)."""
+        with self._lock:
+            self._inc("fenced", ())
+
     # --- shipping -----------------------------------------------------------------------
     def drain(self) -> dict[str, Any]:
         """Counts since the previous drain, as plain lists and numbers (cheap to send)."""

@@ -1,5 +1,7 @@
 """``streamlstm demo``: a local Kafka, a local Ray, the vitals simulator and the live workers,
-with alerts printed as they happen and a summary against the injected truth at the end."""
+with alerts printed as they happen and a summary against the injected truth at the end. The
+workers score until they reach the end of the input topic (``demo_drain.py``), so the summary
+covers every record produced, on a busy machine too."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 
+from streamlstm.adapters.dev.demo_drain import DrainWatch, reconciled
 from streamlstm.adapters.dev.sim_producer import ProduceStats, produce
 from streamlstm.adapters.devkafka.shared import kafka_bootstrap
 from streamlstm.adapters.kafka.topics import ensure_worker_topics, read_topic_readings
@@ -42,6 +45,7 @@ class DemoOptions:
     bad_fraction: float = 0.002
     max_printed: int = 40
     device: str = "cpu"
+    drain_timeout_s: float = 600.0  # after the simulator stopped, to reach the end offsets
 
 
 @dataclass
@@ -103,7 +107,9 @@ def run_demo(config: Config, opts: DemoOptions) -> dict:
     try:
         ensure_worker_topics(config, bootstrap)
         topic = config.kafka.input_topics[0]
-        producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, acks=1)
+        # acks=all keeps kafka-python's default idempotence (acks=1 turns it off, with a
+        # warning): a retried send cannot duplicate a reading.
+        producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, acks="all")
         stats, stop_sim = ProduceStats(), threading.Event()
         rate = opts.streams * opts.per_stream_rate
         sim = threading.Thread(
@@ -134,7 +140,9 @@ def run_demo(config: Config, opts: DemoOptions) -> dict:
             f"(the first {len(readings) // max(opts.streams, 1)} per patient)...",
             flush=True,
         )
+        trained_at = time.monotonic()
         model_dir = train_first_model(config, readings, opts.out / "models", opts.device)
+        training_s = time.monotonic() - trained_at
         alerts, stop_alerts = AlertLog(), threading.Event()
         watcher = threading.Thread(
             target=_watch_alerts,
@@ -143,14 +151,20 @@ def run_demo(config: Config, opts: DemoOptions) -> dict:
         )
         watcher.start()
         stop = StopFlag()
-        remaining = max(10.0, opts.duration_s - (time.monotonic() - t0))
+        drain = DrainWatch(config, bootstrap, sim, producer, stop.event, opts.drain_timeout_s)
         print(
-            f"workers: {opts.workers} Ray actors scoring for {remaining:.0f} s"
-            f"{_metrics_note(config)}; alerts:",
+            f"workers: {opts.workers} Ray actors scoring until they reach the end of the "
+            f"topic{_metrics_note(config)}; alerts:",
             flush=True,
         )
         result = supervise(
-            config, bootstrap, model_files(model_dir), stop, duration_s=remaining + 10.0
+            config,
+            bootstrap,
+            model_files(model_dir),
+            stop,
+            duration_s=opts.duration_s + opts.drain_timeout_s + 60.0,  # a backstop only
+            on_status=drain.check,
+            status_every_s=1.0,
         )
         stop_sim.set()
         sim.join(timeout=10)
@@ -158,7 +172,11 @@ def run_demo(config: Config, opts: DemoOptions) -> dict:
         time.sleep(2.0)
         stop_alerts.set()
         watcher.join(timeout=10)
-        return _summary(config, data, stats, alerts, result, model_dir, opts)
+        timing = {"training_seconds": round(training_s, 1)}
+        summary = _summary(config, data, stats, alerts, result, model_dir, opts)
+        timing["total_seconds"] = round(time.monotonic() - t0, 1)
+        out = summary | drain.report() | timing
+        return out | {"reconciled": reconciled(out)}
     finally:
         if broker is not None:
             broker.stop()

@@ -101,14 +101,16 @@ class KafkaSource:
             for r in records
         ]
 
-    def commit(self, offsets: dict[TP, int]) -> None:
-        """Commit ``offsets`` (the NEXT offset to read per partition) synchronously."""
+    def commit(self, offsets: dict[TP, int], metadata: dict[TP, str] | None = None) -> None:
+        """Commit ``offsets`` (the NEXT offset to read per partition) synchronously, each
+        with its ``metadata`` string (the worker's fencing generation)."""
         if not offsets:
             return
+        metadata = metadata or {}
         # kafka-python 3 expects OffsetAndMetadata(offset, metadata, leader_epoch); -1 = unknown
         self._consumer.commit(
             {
-                TopicPartition(t, p): OffsetAndMetadata(off, "", -1)
+                TopicPartition(t, p): OffsetAndMetadata(off, metadata.get((t, p), ""), -1)
                 for (t, p), off in offsets.items()
             }
         )

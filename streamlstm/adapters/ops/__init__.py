@@ -1,2 +1,2 @@
-"""Operations: the Prometheus endpoint fed from the workers, and snapshot storage (local or
-pyarrow.fs URIs). Imports: core, kafka."""
+"""Operations: the Prometheus endpoint, snapshot storage (local or pyarrow.fs URIs) with its
+fencing generations, third-party log levels. Imports: core, kafka."""

@@ -69,6 +69,12 @@ COUNTERS: dict[str, tuple[str, str, tuple[str, ...], list[tuple[str, ...]]]] = {
         (),
         [()],
     ),
+    "fenced": (
+        "fenced_workers",
+        "Worker loops stopped because another worker claimed their partition (stale generation)",
+        (),
+        [()],
+    ),
     "dlq_failures": (
         "dlq_write_failures",
         "Rejected records the producer refused to write to the DLQ (skipped, logged)",

@@ -1,12 +1,18 @@
-"""Snapshot storage: one file per (partition, next offset), written atomically, checksummed.
+"""Snapshot storage: one file per (partition, generation, next offset), written atomically,
+checksummed, and the partition's generation markers (``claim``; see ``fencing.py``).
 
 A local directory gets write-to-temp + fsync + rename + fsync(dir): a reader sees either the
 whole new snapshot or none of it. Any ``pyarrow.fs`` URI (s3://, gs://, hdfs://) is written
 with a single object put, which those stores make atomic.
 
-File layout: ``MAGIC``, an 8-byte big-endian header length, a JSON header (next offset, and
-per model group its size and sha256), then the group blobs. A truncated or corrupted file
-fails its checksum and the previous snapshot is used instead.
+File layout: ``MAGIC``, an 8-byte big-endian header length, a JSON header (next offset,
+generation, and per model group its size and sha256), then the group blobs. A truncated or
+corrupted file fails its checksum and the previous snapshot is used instead.
+
+Names: ``snap-g<generation>-<next offset>.bin`` (``snap-<next offset>.bin`` from before
+fencing reads as generation 0). The newest snapshot is the one of the highest generation,
+then the highest offset: whatever a stale worker might still write under an older
+generation never wins over its replacement's snapshots.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import struct
 from pathlib import Path
 
@@ -22,14 +29,29 @@ log = logging.getLogger(__name__)
 
 MAGIC = b"SLSTMSNAP1\n"
 TP = tuple[str, int]
+SNAPSHOT_NAME = re.compile(r"^snap-(?:g(\d+)-)?(\d+)\.bin$")
+MARKER_PREFIX = "generation-"
 
 
-def encode_snapshot(blobs: dict[str, bytes], next_offset: int) -> bytes:
+def snapshot_name(generation: int, next_offset: int) -> str:
+    return f"snap-g{generation:010d}-{next_offset:020d}.bin"
+
+
+def name_order(name: str) -> tuple[int, int] | None:
+    """(generation, next offset) of a snapshot file name; None for any other file."""
+    match = SNAPSHOT_NAME.match(name)
+    if match is None:
+        return None
+    return int(match.group(1) or 0), int(match.group(2))
+
+
+def encode_snapshot(blobs: dict[str, bytes], next_offset: int, generation: int = 0) -> bytes:
     groups = [
         {"name": g, "size": len(b), "sha256": hashlib.sha256(b).hexdigest()}
         for g, b in blobs.items()
     ]
-    header = json.dumps({"next_offset": next_offset, "groups": groups}).encode()
+    header = {"next_offset": next_offset, "generation": generation, "groups": groups}
+    header = json.dumps(header).encode()
     return MAGIC + struct.pack(">Q", len(header)) + header + b"".join(blobs.values())
 
 
@@ -76,9 +98,9 @@ class SnapshotStore:
         safe_topic = tp[0].replace("/", "_")
         return f"{self._base}/{safe_topic}/{tp[1]}"
 
-    def save(self, tp: TP, blobs: dict[str, bytes], next_offset: int) -> None:
-        data = encode_snapshot(blobs, next_offset)
-        name = f"snap-{next_offset:020d}.bin"
+    def save(self, tp: TP, blobs: dict[str, bytes], next_offset: int, generation: int = 0) -> None:
+        data = encode_snapshot(blobs, next_offset, generation)
+        name = snapshot_name(generation, next_offset)
         if self._fs is None:
             self._save_local(Path(self._dir(tp)), name, data)
         else:
@@ -104,25 +126,65 @@ class SnapshotStore:
             tmp.unlink(missing_ok=True)  # a partial temp file would keep a full disk full
             raise
         os.replace(tmp, folder / name)
-        dir_fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        _fsync_dir(folder)
 
-    def _names(self, tp: TP) -> list[str]:
-        """Snapshot file names of a partition, newest first."""
+    # --- generations (fencing.py) -------------------------------------------------------
+    def generation(self, tp: TP) -> int:
+        """The partition's newest claimed generation (0: never claimed)."""
+        return max(self._markers(tp), default=0)
+
+    def claim(self, tp: TP) -> int:
+        """Take the partition's next generation and return it: every worker holding an older
+        one is fenced from now on. On a local (or NFS) directory the marker is created with
+        O_EXCL, so two claims at once get different generations; an object store has no
+        exclusive create, and the later of two simultaneous claims wins."""
+        folder = self._dir(tp)
+        generation = self.generation(tp) + 1
+        while not self._create_marker(folder, generation):
+            generation += 1  # claimed by someone else just now: take the next one
+        for older in self._markers(tp):
+            if older < generation:
+                self._delete(f"{folder}/{MARKER_PREFIX}{older:010d}")
+        return generation
+
+    def _create_marker(self, folder: str, generation: int) -> bool:
+        """False when that generation's marker exists already (local directories only)."""
+        marker = f"{folder}/{MARKER_PREFIX}{generation:010d}"
+        if self._fs is not None:
+            self._fs.create_dir(folder, recursive=True)
+            with self._fs.open_output_stream(marker) as out:
+                out.write(b"")
+            return True
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        try:
+            os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        except FileExistsError:
+            return False
+        _fsync_dir(Path(folder))
+        return True
+
+    def _markers(self, tp: TP) -> list[int]:
+        return [
+            int(n[len(MARKER_PREFIX) :])
+            for n in self._listing(tp)
+            if n.startswith(MARKER_PREFIX) and n[len(MARKER_PREFIX) :].isdigit()
+        ]
+
+    def _listing(self, tp: TP) -> list[str]:
         folder = self._dir(tp)
         if self._fs is None:
-            names = os.listdir(folder) if os.path.isdir(folder) else []
-        else:
-            import pyarrow.fs as pafs
+            return os.listdir(folder) if os.path.isdir(folder) else []
+        import pyarrow.fs as pafs
 
-            infos = self._fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
-            names = [info.base_name for info in infos]
-        return sorted(
-            (n for n in names if n.startswith("snap-") and n.endswith(".bin")), reverse=True
+        infos = self._fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
+        return [info.base_name for info in infos]
+
+    def _names(self, tp: TP) -> list[str]:
+        """Snapshot file names of a partition, newest (generation, then offset) first."""
+        ordered = sorted(
+            (order, name) for name in self._listing(tp) if (order := name_order(name)) is not None
         )
+        return [name for _, name in reversed(ordered)]
 
     def _read(self, path: str) -> bytes:
         if self._fs is None:
@@ -148,11 +210,22 @@ class SnapshotStore:
 
     def _prune(self, tp: TP) -> None:
         for name in self._names(tp)[self.keep :]:
-            path = f"{self._dir(tp)}/{name}"
-            try:
-                if self._fs is None:
-                    os.remove(path)
-                else:
-                    self._fs.delete_file(path)
-            except OSError:
-                log.debug("could not prune %s", path)
+            self._delete(f"{self._dir(tp)}/{name}")
+
+    def _delete(self, path: str) -> None:
+        try:
+            if self._fs is None:
+                os.remove(path)
+            else:
+                self._fs.delete_file(path)
+        except OSError:
+            log.debug("could not delete %s", path)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename or a new file in ``folder`` durable."""
+    dir_fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

@@ -10,6 +10,7 @@ from typing import Any
 
 import ray
 
+from streamlstm.adapters.ops.logs import VERBOSE_ENV
 from streamlstm.adapters.ray.workers import PartitionWorker, plan_assignment
 from streamlstm.config import Config
 
@@ -22,6 +23,8 @@ TP = tuple[str, int]
 # worker's report blocks until it is taken: every ray.train.report cost ~2 s, so epochs of a
 # small model took 2 s instead of 0.1 s. Measured: 5 reports 8.1 s at 2 s, 0.8 s at 0.2 s.
 RAY_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2"}
+# Run in every Ray worker process: the actors' third-party loggers as quiet as the driver's.
+QUIET_HOOK = "streamlstm.adapters.ops.logs.quiet_third_party"
 
 
 def init_ray(config: Config) -> dict[str, Any]:
@@ -31,11 +34,14 @@ def init_ray(config: Config) -> dict[str, Any]:
     if ray.is_initialized():
         return ray.cluster_resources()
     address = config.ray.address or os.environ.get("RAY_ADDRESS")
+    env_vars = dict(RAY_ENV)
+    if os.environ.get(VERBOSE_ENV):
+        env_vars[VERBOSE_ENV] = os.environ[VERBOSE_ENV]
     common = {
         "namespace": "streamlstm",
         "log_to_driver": True,
         "logging_level": logging.WARNING,
-        "runtime_env": {"env_vars": dict(RAY_ENV)},
+        "runtime_env": {"env_vars": env_vars, "worker_process_setup_hook": QUIET_HOOK},
     }
     if address:
         ray.init(address=address, **common)
@@ -108,11 +114,16 @@ class Supervisor:
                 num_gpus=gpus,
                 get_if_exists=False,
                 **self.actor_options,
-            ).remote(plain, self.files, self.bootstrap, i)
+            ).remote(plain, {}, self.bootstrap, i)
             for i in range(n)
         ]
         self.plan = plan_assignment(self.partitions, n)
-        started = ray.get([a.start.remote(self.plan[i]) for i, a in enumerate(self.actors)])
+        # The model files go with start(), as on every restart, not with the constructor:
+        # constructor arguments that large live in the object store, and a restart whose
+        # arguments were lost there would fail (Ray warns about it at every start).
+        started = ray.get(
+            [a.start.remote(self.plan[i], self.files) for i, a in enumerate(self.actors)]
+        )
         self.runs = {i: a.run.remote() for i, a in enumerate(self.actors)}
         self.started_at = dict.fromkeys(self.runs, time.monotonic())
         return started
@@ -126,8 +137,10 @@ class Supervisor:
             if ref not in ready:
                 continue
             try:
-                ray.get(ref)
-                notes.append(f"worker {i} stopped")
+                final = ray.get(ref)
+                fenced = final.get("fenced") if isinstance(final, dict) else None
+                # A fenced worker is not restarted: its partitions belong to a newer one.
+                notes.append(f"worker {i} fenced ({fenced})" if fenced else f"worker {i} stopped")
                 del self.runs[i]
             except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as exc:
                 note = self._restart(i, exc)

@@ -3,16 +3,15 @@ its own Kafka consumer and producer (records never pass through the supervisor).
 
 Actors are named (``streamlstm-worker-<generation>-<i>``) and restartable: when one dies Ray
 starts it again and the supervisor re-issues its assignment, so it restores each partition's
-newest snapshot and seeks past it.
+newest snapshot and seeks past it. Each start claims the partitions' next fencing generation
+(``ops/fencing.py``): a worker that finds its generation stale stops and writes nothing.
 """
 
 from __future__ import annotations
 
 import logging
-import tempfile
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,7 +20,10 @@ import ray
 from streamlstm.adapters.kafka.client import KafkaSink, KafkaSource
 from streamlstm.adapters.kafka.options import client_options, producer_options
 from streamlstm.adapters.kafka.topics import topic_record_limit
+from streamlstm.adapters.ops.fencing import Fence, FencedSource, FencedStore, StaleGeneration
 from streamlstm.adapters.ops.storage import SnapshotStore
+from streamlstm.adapters.ray.model_bytes import load_models as _load_models
+from streamlstm.adapters.ray.model_bytes import model_files
 from streamlstm.adapters.ray.restart_models import pick_models
 from streamlstm.config import Config, from_dict
 from streamlstm.detect.alerts import OPEN, SEVERITY
@@ -33,7 +35,9 @@ from streamlstm.stream.engine import Engine
 from streamlstm.stream.loop import CrashPoints, StreamWorker
 from streamlstm.stream.metric_counts import MetricCounts
 from streamlstm.stream.ports import Counters
-from streamlstm.train.checkpoint import load_model, load_model_set
+
+# model_files (from model_bytes.py) stays importable from here, where callers found it.
+__all__ = ["PartitionWorker", "PartitionWorkerImpl", "loop_alive", "model_files", "plan_assignment"]
 
 log = logging.getLogger(__name__)
 
@@ -46,31 +50,6 @@ def plan_assignment(partitions: list[TP], n_workers: int) -> list[list[TP]]:
     for i, tp in enumerate(sorted(partitions)):
         plan[i % n_workers].append(tp)
     return plan
-
-
-def model_files(model_dir: str | Path) -> dict[str, dict[str, bytes]]:
-    """A model set as bytes, so actors on other nodes need no shared filesystem."""
-
-    root = Path(model_dir)
-    groups = load_model_set(root)  # validates before shipping
-    out: dict[str, dict[str, bytes]] = {}
-    for group in groups:
-        folder = root / group if (root / group / "model.json").exists() else root
-        out[group] = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
-    return out
-
-
-def _load_models(files: dict[str, dict[str, bytes]]) -> dict:
-
-    models = {}
-    with tempfile.TemporaryDirectory(prefix="streamlstm-model-") as tmp:
-        for group, blobs in files.items():
-            folder = Path(tmp) / group
-            folder.mkdir()
-            for name, data in blobs.items():
-                (folder / name).write_bytes(data)
-            models[group] = load_model(folder)
-    return models
 
 
 def loop_alive(running: bool, heartbeat: float, now: float, timeout_s: float) -> bool:
@@ -105,6 +84,7 @@ class PartitionWorkerImpl:
         self.worker = None
         self.source = None
         self.sink = None
+        self.fence: Fence | None = None
         self.partitions: list[TP] = []
         self._stop = threading.Event()
         self._running = threading.Lock()
@@ -135,7 +115,11 @@ class PartitionWorkerImpl:
         gpu = bool(ray.get_gpu_ids()) if ray.is_initialized() else False
         device = torch.device("cuda" if gpu and torch.cuda.is_available() else "cpu")
         crash = CrashPoints.from_env()
-        store = wrap_store(SnapshotStore(cfg.checkpoint.dir, cfg.checkpoint.keep, crash.hit))
+        snapshots = SnapshotStore(cfg.checkpoint.dir, cfg.checkpoint.keep, crash.hit)
+        # Claimed before anything is restored: from here on, whoever held these partitions
+        # before this start writes nothing more.
+        self.fence = Fence.claim(snapshots, [tuple(tp) for tp in partitions])
+        store = wrap_store(FencedStore(snapshots, self.fence))
         serve, staged = pick_models(self.files, previous or {}, store, partitions)
         engine = Engine.build(cfg, _load_models(serve), device)
         options = client_options(cfg.kafka)
@@ -155,7 +139,7 @@ class PartitionWorkerImpl:
         self.worker = StreamWorker(
             engine,
             RecordParser(cfg.input, cfg.groups),
-            self.source,
+            FencedSource(self.source, self.fence),
             self.sink,
             store,
             time.monotonic,
@@ -180,19 +164,37 @@ class PartitionWorkerImpl:
         }
 
     def run(self) -> dict[str, Any]:
-        """Poll until ``stop``; then drain: a final checkpoint (flush, snapshot, commit)."""
-        kcfg, scfg = self.config.kafka, self.config.state
-        last_evict = self.heartbeat = time.monotonic()
-        with self._running:
-            while not self._stop.is_set():
-                self.worker.run_once(kcfg.poll_timeout_s, kcfg.max_poll_records)
-                self.heartbeat = time.monotonic()
-                if scfg.evict_idle_s and time.monotonic() - last_evict >= scfg.evict_check_s:
-                    last_evict = time.monotonic()
-                    self.worker.evict_idle(scfg.evict_idle_s)
-            self.worker.crash.hit("before_drain")
-            self.worker.checkpoint()
+        """Poll until ``stop``; then drain: a final checkpoint (flush, snapshot, commit).
+        A stale fencing generation ends the loop at once, with nothing written."""
+        try:
+            with self._running:
+                self._loop()
+                self.worker.crash.hit("before_drain")
+                self.worker.checkpoint()
+        except StaleGeneration as exc:
+            log.error(
+                "worker %d fenced: %s. Another worker owns the partition now: this one stops "
+                "without writing a snapshot or a commit",
+                self.index,
+                exc,
+            )
+            self.counts.fenced()
+            return self.stats() | {"fenced": str(exc)}
         return self.stats()
+
+    def _loop(self) -> None:
+        kcfg, scfg = self.config.kafka, self.config.state
+        last_evict = last_fence = self.heartbeat = time.monotonic()
+        while not self._stop.is_set():
+            self.worker.run_once(kcfg.poll_timeout_s, kcfg.max_poll_records)
+            self.heartbeat = time.monotonic()
+            if scfg.evict_idle_s and time.monotonic() - last_evict >= scfg.evict_check_s:
+                last_evict = time.monotonic()
+                self.worker.evict_idle(scfg.evict_idle_s)
+            if time.monotonic() - last_fence >= self.config.checkpoint.interval_s:
+                # Also when there is nothing to checkpoint: an idle stale worker stops too.
+                last_fence = time.monotonic()
+                self.fence.check()
 
     def stop(self) -> None:
         self._stop.set()
