@@ -156,3 +156,75 @@ def test_snapshot_checksum_detects_a_torn_file_and_falls_back(tmp_path: Path) ->
     assert store.load(("t", 0)) == ({"g": b"older"}, 10)
     blob = encode_snapshot({"g": b"x" * 10, "h": b""}, 7)
     assert decode_snapshot(blob) == ({"g": b"x" * 10, "h": b""}, 7)
+
+
+def _batched(records: list[RawRecord], per_record: int) -> list[RawRecord]:
+    """The same readings, ``per_record`` of a stream per batched record (columnar)."""
+    by_stream: dict[str, list[dict]] = {}
+    for rec in records:
+        value = orjson.loads(rec.value) if rec.value.startswith(b'{"') else None
+        if value is not None:
+            by_stream.setdefault(value["stream"], []).append(value)
+    out = []
+    chunks = {
+        s: [rs[k : k + per_record] for k in range(0, len(rs), per_record)]
+        for s, rs in by_stream.items()
+    }
+    for k in range(max(len(c) for c in chunks.values())):
+        for stream, parts in chunks.items():
+            if k < len(parts):
+                part = parts[k]
+                value = {
+                    "stream": stream,
+                    "ts": [r["ts"] for r in part],
+                    "values": {f: [r["values"][f] for r in part] for f in ("hr", "spo2", "rr")},
+                }
+                out.append(RawRecord("icu", 0, len(out), stream.encode(), orjson.dumps(value)))
+    return out
+
+
+def test_batched_records_score_as_their_readings_one_by_one(tmp_path: Path) -> None:
+    singles = [r for r in _records() if r.value != b"{broken"]
+    ref = _worker(tmp_path / "ref", singles, [])
+    ref.assign([("icu", 0)])
+    _run(ref, 30, 16)
+    batched = _batched(singles, 7)
+    w = _worker(tmp_path / "batched", batched, [])
+    w.assign([("icu", 0)])
+    _run(w, 30, 3)  # a stream's batches span polls, and a poll holds several of its batches
+    assert w.counters.records == len(batched) and w.counters.dlq == 0
+    assert w.counters.scored + w.counters.warming == len(singles)
+    # the same state, but for where each reading came from (its record and index)
+    where = {"last_offset", "a_open_offset", "a_id_hi", "a_id_lo"}
+    assert_same_state(*(_without(table_rows(x.engine.tables["g"]), where) for x in (w, ref)))
+    opened = [a for a in w.sink.alerts if a["event"] == "open"]
+    assert opened and len(opened) == len([a for a in ref.sink.alerts if a["event"] == "open"])
+    assert all(a["source"]["offset"] < len(batched) and "index" in a["source"] for a in opened)
+
+
+def test_a_bad_reading_in_a_batch_goes_to_the_dlq_alone_and_a_restart_replays_none(
+    tmp_path: Path,
+) -> None:
+    batched = _batched([r for r in _records() if r.value != b"{broken"], 5)
+    value = orjson.loads(batched[3].value)
+    value["values"]["hr"][2] = "seventy"  # not a number: this reading only
+    batched[3] = RawRecord("icu", 0, 3, batched[3].key, orjson.dumps(value))
+    w = _worker(tmp_path / "run", batched, [])
+    w.assign([("icu", 0)])
+    _run(w, 3, 2)
+    w.checkpoint()
+    _run(w, 1, 2)  # scored after the checkpoint: replayed by the next loop
+    assert w.sink.dlq == [(3, "schema", "bad_value", batched[3].value)]
+    assert w.counters.scored + w.counters.warming == 5 * 8 - 1
+    again = _worker(tmp_path / "run", batched, [])
+    again.assign([("icu", 0)])
+    _run(again, 30, 2)
+    ref = _worker(tmp_path / "ref", batched, [])
+    ref.assign([("icu", 0)])
+    _run(ref, 30, 2)
+    assert_same_state(table_rows(again.engine.tables["g"]), table_rows(ref.engine.tables["g"]))
+    assert again.counters.replayed == 0 and again.sink.dlq == []
+
+
+def _without(rows: dict, names: set[str]) -> dict:
+    return {s: {k: v for k, v in cols.items() if k not in names} for s, cols in rows.items()}
