@@ -41,6 +41,27 @@ def step_records(data, step: int) -> Iterator[tuple[bytes, bytes]]:
         yield stream.encode(), orjson.dumps(payload)
 
 
+def batch_value(stream: str, ts_s: list[float], rows: np.ndarray, features: list[str]) -> bytes:
+    """One batched input record: ``rows`` (n, F) readings of ``stream``, columnar, times in
+    epoch milliseconds, missing values null (the README's batched record)."""
+    values = {
+        f: [None if v != v else round(float(v), 3) for v in rows[:, j]]
+        for j, f in enumerate(features)
+    }
+    ts_ms = [round(t * 1000) for t in ts_s]
+    return orjson.dumps({"stream": stream, "ts": ts_ms, "values": values})
+
+
+def batched_steps(data, first: int, count: int) -> Iterator[tuple[bytes, bytes]]:
+    """Steps ``first`` .. ``first + count - 1`` of every stream, one batched record each."""
+    for s, stream in enumerate(data.streams):
+        ts = data.ts[s][first : first + count].tolist()
+        yield (
+            stream.encode(),
+            batch_value(stream, ts, data.values[s][first : first + count], data.features),
+        )
+
+
 def produce(
     producer,
     topic: str,
