@@ -106,3 +106,32 @@ def test_a_good_single_record_decodes_to_the_parsers_reading() -> None:
         assert isinstance(single, Reading)
         assert cols.ts.tolist() == [single.ts] and cols.streams == [single.stream]
         np.testing.assert_array_equal(cols.values[0], np.array(single.values))
+
+
+def test_the_simulators_batched_records_hold_the_same_readings_as_its_single_ones() -> None:
+    from streamlstm import config as config_mod
+    from streamlstm.adapters.dev.sim_producer import batched_steps, step_records
+    from streamlstm.records import RecordParser
+    from streamlstm.simulate.generate import generate
+
+    data = generate("vitals", 3, 12, seed=4)
+    cfg = config_mod.load(None)
+    parser = RecordParser(cfg.input, cfg.groups)
+    singles = [rec for t in range(12) for rec in step_records(data, t)]
+    batched = [
+        rec for first in (0, 5, 10) for rec in batched_steps(data, first, min(5, 12 - first))
+    ]
+    assert len(batched) == 9
+
+    def columns(recs):
+        raws = [RawRecord("", 0, i, k, v) for i, (k, v) in enumerate(recs)]
+        got = decode_poll(parser, raws)
+        assert got.rejected == []
+        (cols,) = got.groups.values()
+        order = np.lexsort((cols.ts, np.array(cols.streams)))
+        return np.array(cols.streams)[order], cols.ts[order], cols.values[order]
+
+    (s1, t1, v1), (s2, t2, v2) = columns(singles), columns(batched)
+    assert (s1 == s2).all() and len(s1) == 36
+    np.testing.assert_allclose(t1, t2, atol=1e-3)  # RFC 3339 vs epoch ms: both to the ms
+    np.testing.assert_array_equal(v1, v2)

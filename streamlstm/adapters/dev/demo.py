@@ -42,6 +42,7 @@ class DemoOptions:
     bad_fraction: float = 0.002
     max_printed: int = 40
     device: str = "cpu"
+    per_record: int = 1  # readings per input record: > 1 sends batched records
 
 
 @dataclass
@@ -119,6 +120,7 @@ def run_demo(config: Config, opts: DemoOptions) -> dict:
                 opts.seed,
                 stop_sim,
                 stats,
+                opts.per_record,
             ),
         )
         sim.start()

@@ -72,8 +72,10 @@ def produce(
     seed: int = 0,
     stop: threading.Event | None = None,
     stats: ProduceStats | None = None,
+    per_record: int = 1,
 ) -> ProduceStats:
-    """Send steps in order at ``records_per_s`` until ``duration_s`` or the data run out.
+    """Send steps in order at ``records_per_s`` readings/s until ``duration_s`` or the data
+    run out; with ``per_record`` > 1, ``per_record`` steps of a stream per batched record.
 
     ``producer`` is a kafka-python ``KafkaProducer``; bad records (for DLQ demos and tests)
     are interleaved with the given probability, keyed like real ones.
@@ -83,18 +85,22 @@ def produce(
     rng = np.random.default_rng(seed)
     started = time.monotonic()
     length = min(len(t) for t in data.ts)
-    for step in range(length):
-        for key, value in step_records(data, step):
+    for first in range(0, length, per_record):
+        count = min(per_record, length - first)
+        records = (
+            step_records(data, first) if per_record == 1 else batched_steps(data, first, count)
+        )
+        for key, value in records:
             if stop is not None and stop.is_set():
                 return stats
-            if bad_fraction and rng.random() < bad_fraction:
+            if bad_fraction and rng.random() < bad_fraction * count:
                 bad_key, bad_value, _ = bad_records(rng, 1, kind=data.domain)[0]
                 producer.send(topic, key=bad_key if bad_key is not None else key, value=bad_value)
                 stats.bad += 1
             producer.send(topic, key=key, value=value)
-            stats.sent += 1
+            stats.sent += count
             _pace(started, stats.sent + stats.bad, records_per_s)
-        stats.steps = step + 1
+        stats.steps = first + count
         if time.monotonic() - started >= duration_s:
             break
     producer.flush()
