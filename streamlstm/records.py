@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -78,13 +79,14 @@ class RawRecord:
 # unsafe_hash keeps it usable as a key, as it was; nothing mutates a Reading.
 @dataclass(slots=True, unsafe_hash=True)
 class Reading:
-    """A usable reading. ``values`` follow the group's feature order; NaN = missing.
+    """A usable reading. ``values`` follow the group's feature order; NaN = missing: a
+    tuple, or in the live loop a row of the poll's float32 values array.
     ``offset``: the Kafka offset for a reading from ``RecordParser.parse``; the live loop
     sets its ``position`` (see above) so each reading of a batched record is ordered."""
 
     stream: str
     ts: float  # epoch seconds
-    values: tuple[float, ...]
+    values: Sequence[float]
     group: str = ""
     topic: str = ""
     partition: int = 0

@@ -125,9 +125,7 @@ def test_a_bad_reading_in_a_batched_record_goes_to_the_dlq_alone(
     lh.setup_topics(cfg)
     per_record = 10
     records = [
-        rec
-        for first in range(0, 100, per_record)
-        for rec in batched_steps(data, first, per_record)
+        rec for first in range(0, 100, per_record) for rec in batched_steps(data, first, per_record)
     ]
     bad_at = 13  # the fourth reading of one record is not a number; the other nine are fine
     key, value = records[bad_at]

@@ -1,10 +1,13 @@
 """A poll's decoded columns -> the per-group reading lists ``Engine.process_groups`` scores,
 with what the loop needs to trace each reading back to its record.
 
-The detector takes ``Reading`` objects; building them from the columns costs about 0.3 us a
-reading (``bench e2e --profile`` stage ``group``), beside the 1-10 us of decoding and
-scoring it. A stream is read from one partition only (``home``): the records of a stream
-seen on another partition are rejected whole (``other_partition``).
+The detector takes ``Reading`` objects; building them from the columns is the stage
+``group`` of ``bench e2e --profile``. Their ``values`` are rows of the poll's float32 array,
+not tuples: a tuple costs six Python floats per reading to make and to read back, a row
+view one small object (and the detector reads them as float32 anyway).
+
+A stream is read from one partition only (``home``): the records of a stream seen on
+another partition are rejected whole (``other_partition``).
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ def group_readings(
             Reading,
             streams,
             ts.tolist(),
-            map(tuple, values.tolist()),
+            list(values.astype(np.float32)),  # row views: no Python float per value
             repeat(group),
             [records[i].topic for i in rec_list],
             [records[i].partition for i in rec_list],
