@@ -191,7 +191,7 @@ def test_batched_records_score_as_their_readings_one_by_one(tmp_path: Path) -> N
     batched = _batched(singles, 7)
     w = _worker(tmp_path / "batched", batched, [])
     w.assign([("icu", 0)])
-    _run(w, 40, 30)  # 30 readings a poll: 4 records of 7, a stream's batches in several polls
+    _run(w, 30, 3)  # a stream's batches span polls, and a poll holds several of its batches
     assert w.counters.records == len(batched) and w.counters.dlq == 0
     assert w.counters.scored + w.counters.warming == len(singles)
     # the same state, but for where each reading came from (its record and index)
@@ -211,29 +211,20 @@ def test_a_bad_reading_in_a_batch_goes_to_the_dlq_alone_and_a_restart_replays_no
     batched[3] = RawRecord("icu", 0, 3, batched[3].key, orjson.dumps(value))
     w = _worker(tmp_path / "run", batched, [])
     w.assign([("icu", 0)])
-    _run(w, 1, 2)  # 2 records; from now on polls are sized in readings: 10 = 2 records
-    _run(w, 2, 10)
+    _run(w, 3, 2)
     w.checkpoint()
-    _run(w, 1, 10)  # scored after the checkpoint: replayed by the next loop
+    _run(w, 1, 2)  # scored after the checkpoint: replayed by the next loop
     assert w.sink.dlq == [(3, "schema", "bad_value", batched[3].value)]
     assert w.counters.scored + w.counters.warming == 5 * 8 - 1
     again = _worker(tmp_path / "run", batched, [])
     again.assign([("icu", 0)])
-    _run(again, 30, 10)
+    _run(again, 30, 2)
     ref = _worker(tmp_path / "ref", batched, [])
     ref.assign([("icu", 0)])
-    _run(ref, 30, 10)
+    _run(ref, 30, 2)
     assert_same_state(table_rows(again.engine.tables["g"]), table_rows(ref.engine.tables["g"]))
     assert again.counters.replayed == 0 and again.sink.dlq == []
 
 
 def _without(rows: dict, names: set[str]) -> dict:
     return {s: {k: v for k, v in cols.items() if k not in names} for s, cols in rows.items()}
-
-
-def test_a_poll_is_sized_in_readings_whatever_the_records_shape(tmp_path: Path) -> None:
-    batched = _batched([r for r in _records() if r.value != b"{broken"], 5)
-    w = _worker(tmp_path, batched, [])
-    w.assign([("icu", 0)])
-    handled = [w.run_once(0.0, 10) for _ in range(4)]
-    assert handled == [10, 2, 2, 2]  # the first poll knows no shape yet: 10 records

@@ -73,16 +73,13 @@ class Decoded:
     # (record index in the poll, index in a batched record or None for the whole record, why)
     rejected: list[tuple[int, int | None, Rejection]]  # the index: None for a single record
     batched: set[int]  # indices of the poll's batched records
-    readings: int  # readings the poll held (a record rejected whole counts as one)
 
 
 def decode_poll(parser: RecordParser, records: list[RawRecord]) -> Decoded:
     pending: dict[str, _Pending] = {}
     rejected: list[tuple[int, int | None, Rejection]] = []
     batched: set[int] = set()
-    readings = 0
     for i, rec in enumerate(records):
-        readings += 1
         opened = parser.open(rec)
         if isinstance(opened, Rejection):
             rejected.append((i, None, opened))
@@ -93,7 +90,6 @@ def decode_poll(parser: RecordParser, records: list[RawRecord]) -> Decoded:
             rejected.append((i, None, got))
             continue
         n, ts, columns, is_batch = got
-        readings += n - 1
         if is_batch:
             batched.add(i)
         into = pending.get(group.name)
@@ -111,7 +107,7 @@ def decode_poll(parser: RecordParser, records: list[RawRecord]) -> Decoded:
         for name, into in pending.items()
     }
     rejected = [(i, index if i in batched else None, why) for i, index, why in rejected]
-    return Decoded(groups, rejected, batched, readings)
+    return Decoded(groups, rejected, batched)
 
 
 def _columns(

@@ -80,7 +80,6 @@ class StreamWorker:
         self.stages = StageTimes(self.counters, timer)  # seconds per stage, with a timer
         self._last_checkpoint = clock()
         self._dirty = False
-        self._per_record = 1.0  # readings per record in the last poll
         self._staged: deque = deque()  # (model, shadow_readings) from other threads
 
     def request_stage(self, model, shadow_readings: int) -> None:
@@ -127,16 +126,17 @@ class StreamWorker:
         return dict(self.next_offset)
 
     # --- the loop -----------------------------------------------------------------------
-    def run_once(self, timeout_s: float, max_readings: int) -> int:
-        """One poll of about ``max_readings`` readings (``kafka.max_poll_records``): as many
-        records as that makes at the last poll's readings per record, so a poll's work, and
-        the wait of the records behind it, stays bounded whatever the records' shape.
-        Returns the number of records handled."""
+    def run_once(self, timeout_s: float, max_records: int) -> int:
+        """One poll; returns the number of records handled.
+
+        Bounded in records, not readings: a batched record's readings run as consecutive
+        sub-steps of the detector, one row per record each, so the records per poll are the
+        rows per tensor step, and fewer of them make every step slower per reading."""
         while self._staged:
             model, shadow_readings = self._staged.popleft()
             self.engine.stage(model, shadow_readings)
         self.stages.start()
-        records = self.source.poll(timeout_s, max(1, int(max_readings / self._per_record)))
+        records = self.source.poll(timeout_s, max_records)
         if records:
             self.stages.lap("fetch")
             self.counters.polls += 1
@@ -159,7 +159,6 @@ class StreamWorker:
             (self._fresh(r.topic, r.partition, r.offset) for r in records), bool, len(records)
         )
         decoded = decode_poll(self.parser, records)
-        self._per_record = decoded.readings / len(records)
         for i, index, rej in decoded.rejected:
             self._dlq(records[i], rej, index)
         stages.lap("decode")
