@@ -39,6 +39,7 @@ class ListSource:
 class ListSink:
     def __init__(self, log: list):
         self.log, self.alerts, self.dlq, self.pending = log, [], [], 0
+        self.batch_index: list[int | None] = []  # of each dead letter
 
     def send_alert(self, key, value):
         self.alerts.append(orjson.loads(value))
@@ -46,6 +47,7 @@ class ListSink:
 
     def send_dlq(self, record, stage, reason):
         self.dlq.append((record.offset, stage, reason, record.value))
+        self.batch_index.append(record.batch_index)
         self.pending += 1
 
     def flush(self, timeout_s):
@@ -215,6 +217,7 @@ def test_a_bad_reading_in_a_batch_goes_to_the_dlq_alone_and_a_restart_replays_no
     w.checkpoint()
     _run(w, 1, 2)  # scored after the checkpoint: replayed by the next loop
     assert w.sink.dlq == [(3, "schema", "bad_value", batched[3].value)]
+    assert w.sink.batch_index == [2]
     assert w.counters.scored + w.counters.warming == 5 * 8 - 1
     again = _worker(tmp_path / "run", batched, [])
     again.assign([("icu", 0)])
@@ -228,3 +231,22 @@ def test_a_bad_reading_in_a_batch_goes_to_the_dlq_alone_and_a_restart_replays_no
 
 def _without(rows: dict, names: set[str]) -> dict:
     return {s: {k: v for k, v in cols.items() if k not in names} for s, cols in rows.items()}
+
+
+def test_order_and_duplicates_are_judged_per_reading_inside_a_batch(tmp_path: Path) -> None:
+    t0 = 1_767_225_600_000
+    value = {
+        "stream": "a",
+        "ts": [t0, t0 + 60_000, t0 + 60_000, t0 + 30_000, t0 + 120_000],
+        "values": {"hr": [70, 71, 72, 73, 74], "spo2": [97] * 5, "rr": [16] * 5},
+    }
+    records = [RawRecord("icu", 0, 0, b"a", orjson.dumps(value))]
+    w = _worker(tmp_path, records, [])
+    w.assign([("icu", 0)])
+    _run(w, 1, 10)
+    assert [(off, reason) for off, _, reason, _ in w.sink.dlq] == [
+        (0, "duplicate"),
+        (0, "out_of_order"),
+    ]
+    assert w.sink.batch_index == [2, 3]
+    assert w.counters.scored + w.counters.warming == 3
