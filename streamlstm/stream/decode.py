@@ -6,7 +6,7 @@ record: many readings of one stream, columnar,
 A single record is decoded as a batch of one, so both shapes pass the same checks:
 
 - per record (JSON, stream id, key, model group, batch shape): ``RecordParser.open`` and
-  ``_columns``; a failure rejects the whole record;
+  ``_batch_columns``; a failure rejects the whole record;
 - per reading (timestamp, values, ranges): vectorised over the whole poll in ``_validate``;
   a failure rejects that reading alone, with its index in the record.
 
@@ -79,25 +79,29 @@ def decode_poll(parser: RecordParser, records: list[RawRecord]) -> Decoded:
     pending: dict[str, _Pending] = {}
     rejected: list[tuple[int, int | None, Rejection]] = []
     batched: set[int] = set()
+    ts_field, values_field = parser.cfg.ts_field, parser.cfg.values_field
     for i, rec in enumerate(records):
         opened = parser.open(rec)
         if isinstance(opened, Rejection):
             rejected.append((i, None, opened))
             continue
         stream, group, obj = opened
-        got = _columns(parser, obj, group)
-        if isinstance(got, Rejection):
-            rejected.append((i, None, got))
-            continue
-        n, ts, columns, is_batch = got
-        if is_batch:
-            batched.add(i)
         into = pending.get(group.name)
         if into is None:
             into = pending[group.name] = _Pending(columns=[[] for _ in group.features])
+        raw_ts, raw = obj.get(ts_field), obj.get(values_field)
+        if not isinstance(raw_ts, list):  # one reading: appended, not made a batch of one
+            _append_single(into, group, stream, raw_ts, raw, i)
+            continue
+        got = _batch_columns(raw_ts, raw, group)
+        if isinstance(got, Rejection):
+            rejected.append((i, None, got))
+            continue
+        batched.add(i)
+        n = len(raw_ts)
         into.streams.extend([stream] * n)
-        into.ts.extend(ts)
-        for column, values in zip(into.columns, columns, strict=True):
+        into.ts.extend(raw_ts)
+        for column, values in zip(into.columns, got, strict=True):
             column.extend(values)
         into.record.extend([i] * n)
         into.index.extend(range(n))
@@ -105,26 +109,37 @@ def decode_poll(parser: RecordParser, records: list[RawRecord]) -> Decoded:
     groups = {
         name: _validate(parser, by_name[name], into, records, rejected)
         for name, into in pending.items()
+        if into.streams
     }
     rejected = [(i, index if i in batched else None, why) for i, index, why in rejected]
     return Decoded(groups, rejected, batched)
 
 
-def _columns(
-    parser: RecordParser, obj: dict, group: GroupConfig
-) -> tuple[int, list, list[list], bool] | Rejection:
-    """(readings, timestamps, a list per feature, batched?) of one record, or why not."""
-    raw_ts = obj.get(parser.cfg.ts_field)
-    raw = obj.get(parser.cfg.values_field)
-    n_features = len(group.features)
-    if not isinstance(raw_ts, list):  # one reading: a batch of one. No usable shape reads
-        # as no values at all, so its timestamp is judged first, as ``RecordParser.build`` does
-        if isinstance(raw, dict):
-            return 1, [raw_ts], [[raw.get(f)] for f in group.features], False
-        if isinstance(raw, list) and len(raw) == n_features:
-            return 1, [raw_ts], [[v] for v in raw], False
-        return 1, [raw_ts], [[None]] * n_features, False
-    n = len(raw_ts)
+def _append_single(
+    into: _Pending, group: GroupConfig, stream: str, raw_ts: object, raw: object, i: int
+) -> None:
+    """A single reading's fields onto the group's lists. A ``values`` of no usable shape
+    reads as no values at all, so its timestamp is judged first, as ``RecordParser.build``
+    does."""
+    into.streams.append(stream)
+    into.ts.append(raw_ts)
+    into.record.append(i)
+    into.index.append(0)
+    if isinstance(raw, dict):
+        get = raw.get
+        for column, name in zip(into.columns, group.features, strict=True):
+            column.append(get(name))
+    elif isinstance(raw, list) and len(raw) == len(group.features):
+        for column, value in zip(into.columns, raw, strict=True):
+            column.append(value)
+    else:
+        for column in into.columns:
+            column.append(None)
+
+
+def _batch_columns(raw_ts: list, raw: object, group: GroupConfig) -> list | Rejection:
+    """A batched record's values as one list per feature, each as long as ``raw_ts``."""
+    n, n_features = len(raw_ts), len(group.features)
     if n == 0:
         return Rejection.of("bad_batch")
     if n > MAX_BATCH_READINGS:
@@ -140,7 +155,7 @@ def _columns(
         return Rejection.of("no_features")
     if any(not isinstance(c, list) or len(c) != n for c in columns):
         return Rejection.of("bad_batch")  # every feature an array as long as "ts"
-    return n, raw_ts, columns, True
+    return columns
 
 
 def _validate(
