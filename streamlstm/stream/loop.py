@@ -23,12 +23,12 @@ import numpy as np
 
 from streamlstm.detect.detector import Scored
 from streamlstm.detect.state import read_meta
-from streamlstm.records import AlertEvent, RawRecord, RecordParser, Rejection, offset_of
+from streamlstm.records import RawRecord, RecordParser, Rejection, offset_of
 from streamlstm.stream.crashpoints import CrashPoints
 from streamlstm.stream.decode import decode_poll
 from streamlstm.stream.engine import Engine
 from streamlstm.stream.eviction import idle_streams
-from streamlstm.stream.polled import group_readings
+from streamlstm.stream.polled import at_record, group_readings, where
 from streamlstm.stream.ports import (
     TP,
     Counters,
@@ -174,7 +174,7 @@ class StreamWorker:
             {g: p.readings for g, p in polled.items() if p.readings}
         )
         stages.lap("step")
-        batched = {_where(records[i]) for i in decoded.batched}
+        batched = {where(records[i]) for i in decoded.batched}
         fresh = [r for r, new in zip(records, fresh_record, strict=True) if new]
         if self.wall_clock is not None and fresh:
             now = self.wall_clock()
@@ -190,7 +190,7 @@ class StreamWorker:
                 self._dlq(records[i_rec], rej, index if i_rec in decoded.batched else None)
             self._count_scored(got.fresh, res.scored)
             for event in res.scored.events:
-                event = _at_record(event, batched)
+                event = at_record(event, batched)
                 self.sink.send_alert(event.stream.encode(), event.to_json())
                 if self._fresh(*event.source):
                     self.metrics.alert(event.event, event.severity)
@@ -329,18 +329,3 @@ class StreamWorker:
             )
             for group, streams in by_group.items()
         }
-
-
-def _where(record: RawRecord) -> tuple[str, int, int]:
-    return (record.topic, record.partition, record.offset)
-
-
-def _at_record(event: AlertEvent, batched: set[tuple[str, int, int]]) -> AlertEvent:
-    """The detector names a reading by its position; the event names its record's offset,
-    and, for a batched record, the reading's index in it."""
-    topic, partition, pos = event.source
-    offset, index = offset_of(pos)
-    extra = event.extra
-    if (topic, partition, offset) in batched:
-        extra = {**extra, "batch_index": index}
-    return dataclasses.replace(event, source=(topic, partition, offset), extra=extra)

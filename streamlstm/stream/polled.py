@@ -12,13 +12,14 @@ another partition are rejected whole (``other_partition``).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import repeat
 
 import numpy as np
 
-from streamlstm.records import RawRecord, Reading
+from streamlstm.records import AlertEvent, RawRecord, Reading, offset_of
 from streamlstm.stream.decode import GroupColumns
 
 
@@ -70,3 +71,18 @@ def group_readings(
 
 def _tp(record: RawRecord) -> tuple[str, int]:
     return (record.topic, record.partition)
+
+
+def where(record: RawRecord) -> tuple[str, int, int]:
+    return (record.topic, record.partition, record.offset)
+
+
+def at_record(event: AlertEvent, batched: set[tuple[str, int, int]]) -> AlertEvent:
+    """The detector names a reading by its position; the event names its record's offset,
+    and, for a batched record, the reading's index in it."""
+    topic, partition, pos = event.source
+    offset, index = offset_of(pos)
+    extra = event.extra
+    if (topic, partition, offset) in batched:
+        extra = {**extra, "batch_index": index}
+    return dataclasses.replace(event, source=(topic, partition, offset), extra=extra)
