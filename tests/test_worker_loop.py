@@ -250,3 +250,39 @@ def test_order_and_duplicates_are_judged_per_reading_inside_a_batch(tmp_path: Pa
     ]
     assert w.sink.batch_index == [2, 3]
     assert w.counters.scored + w.counters.warming == 3
+
+
+def test_each_loop_stage_is_timed_with_an_injected_timer(tmp_path: Path) -> None:
+    cfg = tiny_config()
+    ticks = iter(range(10**6))
+    clock = iter(range(10**6))
+    w = StreamWorker(
+        Engine.build(cfg, {"g": tiny_model()}),
+        RecordParser(cfg.input, cfg.groups),
+        ListSource(_records(), []),
+        ListSink([]),
+        LoggingStore(tmp_path, []),
+        lambda: float(next(clock)),
+        5.0,
+        timer=lambda: float(next(ticks)),  # one "second" per reading of the timer
+    )
+    w.assign([("icu", 0)])
+    w.run_once(0.0, 16)
+    w.checkpoint()
+    stages = ["fetch", "decode", "group", "step", "alerts", "produce", "snapshot", "commit"]
+    assert list(w.counters.stage_s) == stages
+    assert all(w.counters.stage_s[s] == 1.0 for s in stages)
+    assert w.counters.polls == 1
+
+
+def test_the_bench_profile_is_the_difference_between_two_stats() -> None:
+    from streamlstm.adapters.dev.bench_profile import stage_profile
+
+    before = [{"polls": 1, "records": 10, "stage_s": {"step": 1.0}, "stage_max_s": {"step": 1.0}}]
+    after = [{"polls": 3, "records": 30, "stage_s": {"step": 3.0}, "stage_max_s": {"step": 1.5}}]
+    got = stage_profile(before, after, per_record=10.0)
+    assert got["polls"] == 2 and got["records_per_poll"] == 10.0
+    assert got["stage_s"] == {"step": 2.0}
+    assert got["stage_us_per_reading"] == {"step": 1e4}  # 2 s over 200 readings
+    assert got["stage_ms_per_poll"] == {"step": 1000.0}
+    assert got["stage_max_ms_whole_run"] == {"step": 1500.0}
