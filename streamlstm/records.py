@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -30,6 +31,7 @@ REASONS: dict[str, str] = {
     "bad_timestamp": "schema",
     "no_group": "schema",
     "no_features": "schema",
+    "bad_batch": "schema",
     "bad_value": "schema",
     "non_finite": "range",
     "absurd_timestamp": "range",
@@ -41,9 +43,27 @@ REASONS: dict[str, str] = {
 }
 
 
+# A reading's position in its partition: (record offset, index in the record) as one int64,
+# ``offset << POSITION_BITS | index``, so "applied before" stays one comparison per stream for
+# single records (index 0) and batched ones alike. 16 bits: 65 536 readings per record, and
+# offsets up to 2**47.
+POSITION_BITS = 16
+MAX_BATCH_READINGS = 1 << POSITION_BITS
+
+
+def position(offset: int, index: int = 0) -> int:
+    return offset << POSITION_BITS | index
+
+
+def offset_of(position: int) -> tuple[int, int]:
+    """(record offset, index in the record) of a reading's ``position``."""
+    return position >> POSITION_BITS, position & (MAX_BATCH_READINGS - 1)
+
+
 @dataclass(frozen=True, slots=True)
 class RawRecord:
-    """One record as a source delivered it; ``offset`` is its position in the partition."""
+    """One record as a source delivered it; ``offset`` is its position in the partition.
+    ``batch_index``: set on a dead letter for one reading of a batched record."""
 
     topic: str
     partition: int
@@ -51,15 +71,22 @@ class RawRecord:
     key: bytes | None
     value: bytes | None
     timestamp_ms: int = 0
+    batch_index: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: the live worker builds one per reading, and a frozen dataclass's __init__ costs
+# 1.7 us against 0.3 us (7 fields, measured): at 250k readings/s that is 40 % of a core.
+# unsafe_hash keeps it usable as a key, as it was; nothing mutates a Reading.
+@dataclass(slots=True, unsafe_hash=True)
 class Reading:
-    """A usable reading. ``values`` follow the group's feature order; NaN = missing."""
+    """A usable reading. ``values`` follow the group's feature order; NaN = missing: a
+    tuple, or in the live loop a row of the poll's float32 values array.
+    ``offset``: the Kafka offset for a reading from ``RecordParser.parse``; the live loop
+    sets its ``position`` (see above) so each reading of a batched record is ordered."""
 
     stream: str
     ts: float  # epoch seconds
-    values: tuple[float, ...]
+    values: Sequence[float]
     group: str = ""
     topic: str = ""
     partition: int = 0
@@ -107,7 +134,8 @@ class AlertEvent:
             "top_features": [{"name": n, "share": round(s, 4)} for n, s in self.top_features],
             "opened_ts": format_ts(self.opened_ts),
             "open_s": round(self.ts - self.opened_ts, 3),  # how long the alert has been open
-            "source": {"topic": topic, "partition": partition, "offset": offset},
+            "source": {"topic": topic, "partition": partition, "offset": offset}
+            | ({"index": self.extra["batch_index"]} if "batch_index" in self.extra else {}),
         }
 
     def to_json(self) -> bytes:
@@ -149,10 +177,21 @@ class RecordParser:
         self.ts_min = parse_ts(input_config.ts_min)
         self.ts_max = parse_ts(input_config.ts_max)
         self._route_cache: dict[tuple[str, str], GroupConfig | None] = {}
-        self._feature_index = {g.name: {f: i for i, f in enumerate(g.features)} for g in groups}
-        self._ranges = {g.name: _range_vectors(g) for g in groups}
+        self.feature_index = {g.name: {f: i for i, f in enumerate(g.features)} for g in groups}
+        self.ranges = {g.name: _range_vectors(g) for g in groups}
 
     def parse(self, record: RawRecord) -> Reading | Rejection:
+        """A single-reading record (a batched one is ``stream.decode``'s)."""
+        opened = self.open(record)
+        if isinstance(opened, Rejection):
+            return opened
+        stream, group, obj = opened
+        return self.build(
+            stream, obj.get(self.cfg.ts_field), obj.get(self.cfg.values_field), group, record
+        )
+
+    def open(self, record: RawRecord) -> tuple[str, GroupConfig, dict] | Rejection:
+        """The checks of the whole record: size, JSON, stream id, key, model group."""
         value = record.value
         if value is None:  # a tombstone: nothing to read
             return Rejection.of("null_value")
@@ -174,9 +213,7 @@ class RecordParser:
         group = self.route(record.topic, stream)
         if group is None:
             return Rejection.of("no_group")
-        return self.build(
-            stream, obj.get(self.cfg.ts_field), obj.get(self.cfg.values_field), group, record
-        )
+        return stream, group, obj
 
     def route(self, topic: str, stream: str) -> GroupConfig | None:
         """First group whose topics (or any topic when empty) and stream pattern match."""
@@ -232,7 +269,7 @@ class RecordParser:
         n_features = len(group.features)
         out = [math.nan] * n_features
         if isinstance(raw, dict):
-            index = self._feature_index[group.name]
+            index = self.feature_index[group.name]
             pairs = [(index[k], v) for k, v in raw.items() if k in index]
         elif isinstance(raw, list) and len(raw) == n_features:
             pairs = list(enumerate(raw))
@@ -251,7 +288,7 @@ class RecordParser:
             usable += 1
         if usable == 0:
             return Rejection.of("no_features")
-        lows, highs = self._ranges[group.name]
+        lows, highs = self.ranges[group.name]
         for i in range(n_features):
             if out[i] < lows[i] or out[i] > highs[i]:  # NaN compares False: missing is fine
                 return Rejection.of("out_of_range")

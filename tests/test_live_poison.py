@@ -6,9 +6,11 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import orjson
 import pytest
 from kafka import KafkaProducer
 
+from streamlstm.adapters.dev.sim_producer import batched_steps
 from streamlstm.adapters.kafka.client import ensure_topics
 from tests import live_helpers as lh
 
@@ -113,3 +115,34 @@ def test_a_worker_that_keeps_dying_is_restarted_with_growing_delays(
     delays = [n.split("restarting it in ")[1] for n in notes if "restarting it in" in n]
     assert delays[:4] == ["0.5 s", "1.0 s", "2.0 s", "4.0 s"], notes
     assert restarts == 3  # one per delay that has passed, not one per check
+
+
+def test_a_bad_reading_in_a_batched_record_goes_to_the_dlq_alone(
+    kafka_bootstrap, ray_local, data, model, tmp_path: Path
+) -> None:
+    cfg = lh.live_config(kafka_bootstrap, tmp_path, workers=1, partitions=1)
+    topic = cfg.kafka.input_topics[0]
+    lh.setup_topics(cfg)
+    per_record = 10
+    records = [
+        rec for first in range(0, 100, per_record) for rec in batched_steps(data, first, per_record)
+    ]
+    bad_at = 13  # the fourth reading of one record is not a number; the other nine are fine
+    key, value = records[bad_at]
+    batch = orjson.loads(value)
+    feature = next(iter(batch["values"]))
+    batch["values"][feature][3] = "n/a"
+    records[bad_at] = (key, orjson.dumps(batch))
+    lh.produce(kafka_bootstrap, topic, records)
+
+    final = _run_to_end(cfg, model)
+
+    (dead,) = _dlq(cfg)
+    headers = dict(dead.headers)
+    assert headers["error.reason"] == b"bad_value" and headers["source.offset"] == b"13"
+    assert headers["streamlstm.batch_index"] == b"3"
+    assert dead.value == records[bad_at][1]  # the record's bytes, unchanged
+    totals = {k: sum(w[k] for w in final) for k in ("records", "scored", "warming", "dlq")}
+    assert totals["records"] == len(records) and totals["dlq"] == 1
+    assert totals["scored"] + totals["warming"] == len(records) * per_record - 1
+    assert totals["scored"] > 0

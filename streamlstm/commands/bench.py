@@ -49,6 +49,20 @@ def add_parser(sub) -> None:
     e2e.add_argument("--per-stream", type=int, default=100)
     e2e.add_argument("--workers", type=int, default=2)
     e2e.add_argument("--latency-seconds", type=float, default=15.0)
+    e2e.add_argument(
+        "--readings-per-record",
+        type=int,
+        default=1,
+        metavar="N",
+        help="readings per input record: 1 = single-reading records, N > 1 = batched "
+        "records of N readings of one stream (default 1)",
+    )
+    e2e.add_argument(
+        "--profile",
+        action="store_true",
+        help="add the seconds each worker loop stage took (fetch, decode, group, step, "
+        "alerts, produce, snapshot, commit) per reading and per poll, per phase",
+    )
     e2e.add_argument("--out", default="runs/bench")
     e2e.add_argument("--json", action="store_true", help="print JSON only")
     e2e.set_defaults(func=run_e2e)
@@ -83,6 +97,8 @@ def run_e2e(args: argparse.Namespace) -> int:
         args.workers,
         args.latency_seconds,
         Path(args.out),
+        args.readings_per_record,
+        args.profile,
     )
     return _print(result, args.json)
 

@@ -33,6 +33,13 @@ def add_parser(sub) -> None:
     p.add_argument("--workers", type=int, default=2, help="Ray worker actors (default 2)")
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument(
+        "--readings-per-record",
+        type=int,
+        default=1,
+        metavar="N",
+        help="readings of a patient per Kafka record: 1 = one each, N > 1 = batched records",
+    )
     p.set_defaults(func=run)
 
 
@@ -58,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         args.workers,
         args.seed,
         device=str(pick_device("auto")),
+        per_record=args.readings_per_record,
     )
     summary = run_demo(config, opts)
     print(f"\n{reconciliation(summary)}")

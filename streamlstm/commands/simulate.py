@@ -48,6 +48,8 @@ examples:
   streamlstm simulate --streams 200 --interval-s 1 --out data/fast.csv
   streamlstm simulate --bootstrap 127.0.0.1:9092 --topic icu.vitals --streams 200 \
       --rate 800 --duration 300 --truth truth.json --bad-fraction 0.001
+  streamlstm simulate --bootstrap 127.0.0.1:9092 --topic icu.vitals --streams 200 \
+      --rate 8000 --duration 60 --readings-per-record 10
 
 The CSV has columns stream,timestamp,<features...>,label,anomaly_kind, rows sorted by
 timestamp then stream, RFC 3339 UTC timestamps and empty cells for missing values. The same
@@ -73,7 +75,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--rate",
         type=float,
         default=200.0,
-        help="records per second over all streams (default 200)",
+        help="readings per second over all streams (default 200)",
     )
     kafka.add_argument(
         "--duration", type=float, default=60.0, help="seconds to produce for (default 60)"
@@ -83,6 +85,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         type=float,
         default=0.0,
         help="share of extra malformed records (they go to the DLQ)",
+    )
+    kafka.add_argument(
+        "--readings-per-record",
+        type=int,
+        default=1,
+        metavar="N",
+        help="readings of a stream per Kafka record: 1 = one each (default), N > 1 = "
+        "batched records (columnar arrays, epoch-millisecond times)",
     )
     p.add_argument(
         "--kind",
@@ -163,7 +173,14 @@ def _to_kafka(args: argparse.Namespace) -> int:
     )
     producer = KafkaProducer(bootstrap_servers=args.bootstrap, linger_ms=20, acks="all")
     stats = produce(
-        producer, args.topic, data, args.rate, args.duration, args.bad_fraction, args.seed
+        producer,
+        args.topic,
+        data,
+        args.rate,
+        args.duration,
+        args.bad_fraction,
+        args.seed,
+        per_record=args.readings_per_record,
     )
     producer.close()
     if args.truth:

@@ -51,6 +51,10 @@ class Engine:
         by_group: dict[str, list[Reading]] = {}
         for r in readings:
             by_group.setdefault(r.group, []).append(r)
+        return self.process_groups(by_group)
+
+    def process_groups(self, by_group: dict[str, list[Reading]]) -> dict[str, GroupResult]:
+        """``process`` for readings already split by model group (the live loop's)."""
         out = {}
         for group, batch in by_group.items():
             out[group] = GroupResult(batch, self.detectors[group].score(self.tables[group], batch))

@@ -14,6 +14,7 @@ is applied twice or skipped, and re-scored readings re-open alerts with the same
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -22,10 +23,12 @@ import numpy as np
 
 from streamlstm.detect.detector import Scored
 from streamlstm.detect.state import read_meta
-from streamlstm.records import RawRecord, Reading, RecordParser, Rejection
+from streamlstm.records import RawRecord, RecordParser, Rejection, offset_of
 from streamlstm.stream.crashpoints import CrashPoints
+from streamlstm.stream.decode import decode_poll
 from streamlstm.stream.engine import Engine
 from streamlstm.stream.eviction import idle_streams
+from streamlstm.stream.polled import at_record, group_readings, where
 from streamlstm.stream.ports import (
     TP,
     Counters,
@@ -35,6 +38,7 @@ from streamlstm.stream.ports import (
     Sink,
     SnapshotStore,
     Source,
+    StageTimes,
     UndeliverableRecord,
 )
 
@@ -59,6 +63,7 @@ class StreamWorker:
         crash: CrashPoints | None = None,
         wall_clock: Callable[[], float] | None = None,
         counters: Counters | None = None,
+        timer: Callable[[], float] | None = None,
     ):
         self.engine, self.parser = engine, parser
         self.source, self.sink, self.store = source, sink, store
@@ -72,6 +77,7 @@ class StreamWorker:
         self.home_of: dict[tuple[str, str], TP] = {}  # the one partition a stream is read from
         self.newest_ms: dict[TP, int] = {}  # newest Kafka record timestamp per partition
         self.counters = counters or Counters()  # the caller's survive a restart of the loop
+        self.stages = StageTimes(self.counters, timer)  # seconds per stage, with a timer
         self._last_checkpoint = clock()
         self._dirty = False
         self._staged: deque = deque()  # (model, shadow_readings) from other threads
@@ -121,12 +127,19 @@ class StreamWorker:
 
     # --- the loop -----------------------------------------------------------------------
     def run_once(self, timeout_s: float, max_records: int) -> int:
-        """One poll; returns the number of records handled."""
+        """One poll; returns the number of records handled.
+
+        Bounded in records, not readings: a batched record's readings run as consecutive
+        sub-steps of the detector, one row per record each, so the records per poll are the
+        rows per tensor step, and fewer of them make every step slower per reading."""
         while self._staged:
             model, shadow_readings = self._staged.popleft()
             self.engine.stage(model, shadow_readings)
+        self.stages.start()
         records = self.source.poll(timeout_s, max_records)
         if records:
+            self.stages.lap("fetch")
+            self.counters.polls += 1
             self.crash.hit("after_poll")  # only where records were taken: a crash loses them
             self._handle(records)
         if self.clock() - self._last_checkpoint >= self.interval_s:
@@ -134,9 +147,7 @@ class StreamWorker:
         return len(records)
 
     def _handle(self, records: list[RawRecord]) -> None:
-        c = self.counters
-        readings: list[Reading] = []
-        raw_of: dict[tuple[str, int, int], RawRecord] = {}
+        c, stages = self.counters, self.stages
         next_offset = dict(self.next_offset)
         for rec in records:
             tp = (rec.topic, rec.partition)
@@ -144,28 +155,42 @@ class StreamWorker:
                 next_offset[tp] = rec.offset + 1
             if rec.timestamp_ms > self.newest_ms.get(tp, 0):
                 self.newest_ms[tp] = rec.timestamp_ms
-            got = self.parser.parse(rec)
-            if isinstance(got, Reading):
-                got = self._at_home(got, tp)
-            if isinstance(got, Rejection):
-                self._dlq(rec, got)
-            else:
-                readings.append(got)
-                raw_of[(rec.topic, rec.partition, rec.offset)] = rec
-        results = self.engine.process(readings)
-        fresh = [r for r in records if self._fresh(r.topic, r.partition, r.offset)]
+        fresh_record = np.fromiter(
+            (self._fresh(r.topic, r.partition, r.offset) for r in records), bool, len(records)
+        )
+        decoded = decode_poll(self.parser, records)
+        for i, index, rej in decoded.rejected:
+            self._dlq(records[i], rej, index)
+        stages.lap("decode")
+        not_home: list[int] = []
+        polled = {
+            group: group_readings(group, cols, records, fresh_record, self._at_home, not_home)
+            for group, cols in decoded.groups.items()
+        }
+        for i in not_home:
+            self._dlq(records[i], Rejection.of("other_partition"))
+        stages.lap("group")
+        results = self.engine.process_groups(
+            {g: p.readings for g, p in polled.items() if p.readings}
+        )
+        stages.lap("step")
+        batched = {where(records[i]) for i in decoded.batched}
+        fresh = [r for r, new in zip(records, fresh_record, strict=True) if new]
         if self.wall_clock is not None and fresh:
             now = self.wall_clock()
             lat = now - np.fromiter((r.timestamp_ms for r in fresh), float, len(fresh)) / 1e3
             self.latency.add(lat)
             self.metrics.latencies(lat)
         self.crash.hit("after_score")
-        for res in results.values():
+        for group, res in results.items():
+            got = polled[group]
             for i, rej in res.scored.rejected:
-                r = res.readings[i]
-                self._dlq(raw_of[(r.topic, r.partition, r.offset)], rej)
-            self._count_scored(res.readings, res.scored)
+                i_rec = int(got.record[i])
+                index = offset_of(res.readings[i].offset)[1]
+                self._dlq(records[i_rec], rej, index if i_rec in decoded.batched else None)
+            self._count_scored(got.fresh, res.scored)
             for event in res.scored.events:
+                event = at_record(event, batched)
                 self.sink.send_alert(event.stream.encode(), event.to_json())
                 if self._fresh(*event.source):
                     self.metrics.alert(event.event, event.severity)
@@ -181,6 +206,7 @@ class StreamWorker:
             log.warning("%s: model %s took over from %s after its shadow warm-up", group, new, old)
             c.swaps += 1
         self._dirty = True
+        stages.lap("alerts")
 
     def _fresh(self, topic: str, partition: int, offset: int) -> bool:
         """Not counted before. After a restart of the loop in the same process (its
@@ -188,8 +214,8 @@ class StreamWorker:
         re-sent (same ids), but counted once."""
         return offset >= self.counters.counted_to.get((topic, partition), 0)
 
-    def _count_scored(self, readings: list[Reading], sc: Scored) -> None:
-        new = np.array([self._fresh(r.topic, r.partition, r.offset) for r in readings], bool)
+    def _count_scored(self, new: np.ndarray, sc: Scored) -> None:
+        """``new`` (N,) bool per reading passed to the detector: its record is fresh."""
         fresh = new[np.asarray(sc.index, dtype=np.int64)]  # per scored reading
         warming = np.asarray(sc.warming, dtype=bool)
         n_warming = int((fresh & warming).sum())
@@ -202,17 +228,17 @@ class StreamWorker:
         self.metrics.readings("scored", n_scored)
         self.metrics.scores(np.asarray(sc.score)[fresh & ~warming])
 
-    def _at_home(self, reading: Reading, tp: TP) -> Reading | Rejection:
+    def _at_home(self, group: str, stream: str, tp: TP) -> bool:
         """A stream is read from the partition it was first seen on (restored from its
         snapshot after a restart). Offsets order a stream only within one partition, and its
         state is snapshotted with one partition: keyless records of the stream on another
         partition go to the DLQ (``other_partition``) rather than being mis-ordered."""
-        key = (reading.group, reading.stream)
+        key = (group, stream)
         home = self.home_of.setdefault(key, tp)
         if home != tp:
-            return Rejection.of("other_partition")
+            return False
         self.streams_of.setdefault(tp, set()).add(key)
-        return reading
+        return True
 
     def evict_idle(self, idle_s: float) -> int:
         """Drop the streams whose last reading is ``idle_s`` older than their partition's
@@ -237,8 +263,11 @@ class StreamWorker:
             self._dirty = True
         return evicted
 
-    def _dlq(self, rec: RawRecord, rej: Rejection) -> None:
-        """Send to the DLQ (again, in a replay: at least once), count it once."""
+    def _dlq(self, rec: RawRecord, rej: Rejection, batch_index: int | None = None) -> None:
+        """Send to the DLQ (again, in a replay: at least once), count it once. A reading of
+        a batched record goes alone: the record's bytes, its index in a header."""
+        if batch_index is not None:
+            rec = dataclasses.replace(rec, batch_index=batch_index)
         where = f"{rec.topic}:{rec.partition}@{rec.offset}"
         try:
             self.sink.send_dlq(rec, rej.stage, rej.reason)
@@ -266,7 +295,9 @@ class StreamWorker:
         self._last_checkpoint = started
         if not self._dirty:
             return
+        self.stages.start()
         self.sink.flush(30.0)
+        self.stages.lap("produce")
         self.crash.hit("after_flush")
         try:
             for tp, offset in self.next_offset.items():
@@ -279,9 +310,11 @@ class StreamWorker:
             log.error("snapshot failed, offsets not committed; retrying next checkpoint: %s", exc)
             self.metrics.snapshot_failed()
             return
+        self.stages.lap("snapshot")
         self.crash.hit("after_snapshot")
         committed = dict(self.next_offset)
         self.source.commit(committed)
+        self.stages.lap("commit")
         self._dirty = False
         self.counters.checkpoints += 1
         self.metrics.checkpointed(self.clock() - started, committed)

@@ -4,6 +4,7 @@ edge, the counters it keeps, and the one error a sink may raise to say "never de
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -107,6 +108,30 @@ class LatencyWindow:
         self.count = 0
 
 
+class StageTimes:
+    """Seconds the loop spends in each stage (``bench e2e --profile``): the total and the
+    longest single lap, into ``Counters.stage_s`` / ``stage_max_s``. Without a ``timer``
+    (seconds, e.g. ``time.perf_counter``, injected like every clock) it measures nothing."""
+
+    def __init__(self, counters: Counters, timer: Callable[[], float] | None = None):
+        self.counters, self.timer = counters, timer
+        self._last = 0.0
+
+    def start(self) -> None:
+        if self.timer is not None:
+            self._last = self.timer()
+
+    def lap(self, stage: str) -> None:
+        """The time since the last lap (or ``start``) was spent in ``stage``."""
+        if self.timer is None:
+            return
+        now = self.timer()
+        spent, self._last = now - self._last, now
+        total, longest = self.counters.stage_s, self.counters.stage_max_s
+        total[stage] = total.get(stage, 0.0) + spent
+        longest[stage] = max(longest.get(stage, 0.0), spent)
+
+
 @dataclass
 class Counters:
     records: int = 0
@@ -118,7 +143,10 @@ class Counters:
     checkpoints: int = 0
     swaps: int = 0  # models that took over after their shadow warm-up
     evicted: int = 0  # idle streams dropped from the tables
+    polls: int = 0  # polls that returned records
     by_reason: dict[str, int] = field(default_factory=dict)
+    stage_s: dict[str, float] = field(default_factory=dict)  # see StageTimes
+    stage_max_s: dict[str, float] = field(default_factory=dict)
     # Per partition, the first offset not counted yet: what a restarted loop replays below
     # it is not counted twice (nor sent to the metrics twice).
     counted_to: dict[tuple[str, int], int] = field(default_factory=dict)

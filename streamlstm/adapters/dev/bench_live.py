@@ -20,7 +20,9 @@ from pathlib import Path
 import numpy as np
 import orjson
 
+from streamlstm.adapters.dev.bench_profile import stage_profile
 from streamlstm.adapters.dev.loadgen import offer
+from streamlstm.adapters.dev.sim_producer import batched_steps
 from streamlstm.adapters.devkafka.broker import DevKafka, resolve_bootstrap
 from streamlstm.adapters.kafka.client import KafkaSource, ensure_topics
 from streamlstm.adapters.kafka.topics import ensure_worker_topics
@@ -33,9 +35,17 @@ from streamlstm.simulate.generate import generate
 from streamlstm.train.models import train_first_model
 
 
-def _records(n_streams: int, per_stream: int, seed: int) -> list[tuple[bytes, bytes]]:
-
+def _records(
+    n_streams: int, per_stream: int, seed: int, per_record: int = 1
+) -> list[tuple[bytes, bytes]]:
+    """Input records in time order: one reading each, or ``per_record`` of a stream each."""
     data = generate("vitals", n_streams, per_stream, seed)
+    if per_record > 1:
+        return [
+            rec
+            for first in range(0, per_stream, per_record)
+            for rec in batched_steps(data, first, min(per_record, per_stream - first))
+        ]
     out = []
     for t in range(per_stream):
         for i, stream in enumerate(data.streams):
@@ -64,7 +74,8 @@ def _preload(bootstrap: str, topic: str, records, partitions: int) -> None:
 
 
 def bare_consume_decode(bootstrap: str, topic: str, expected: int) -> float:
-    """Records/s of one consumer that only polls and decodes JSON: the ingest ceiling."""
+    """Records/s of one consumer that only polls and decodes JSON: the ingest ceiling (in
+    readings/s: times the readings per record)."""
 
     source = KafkaSource(bootstrap, f"bare-{uuid.uuid4().hex[:6]}")
     tps = [(topic, p) for p in source.partitions_for(topic)]
@@ -90,8 +101,11 @@ def bench_e2e(
     workers: int,
     latency_s: float,
     out: Path,
+    per_record: int = 1,
+    profile: bool = False,
 ) -> dict:
-
+    """See the module's docstring; ``per_record`` readings per input record (batched records
+    when > 1); ``profile`` adds the seconds per reading each loop stage took in each phase."""
     tag = uuid.uuid4().hex[:6]
     topic = f"bench-{tag}"
     partitions = max(2, workers * 2)
@@ -108,27 +122,44 @@ def bench_e2e(
     tree["checkpoint"]["dir"] = str(out / f"snapshots-{tag}")
     tree["ray"]["workers"] = workers
     cfg = from_dict(tree)
-    records = _records(n_streams, per_stream, seed=1)
+    records = _records(n_streams, per_stream, seed=1, per_record=per_record)
+    readings = n_streams * per_stream
     _preload(bootstrap, topic, records, partitions)
     ensure_worker_topics(cfg, bootstrap)
-    ceiling = bare_consume_decode(bootstrap, topic, len(records))
+    ceiling = bare_consume_decode(bootstrap, topic, len(records)) * readings / len(records)
 
     init_ray(cfg)
     sup = Supervisor(
         cfg, bootstrap, model_files(model_dir), [(topic, p) for p in range(partitions)]
     )
     sup.start()
+    before = sup.stats()
     started = time.perf_counter()
     while sum(s.get("records", 0) for s in sup.stats()) < len(records):
         time.sleep(0.05)
-    e2e_rate = len(records) / (time.perf_counter() - started)
-    latency = _latency_at(sup, bootstrap, topic, records, 0.5 * e2e_rate, latency_s, 1)
-    quarter = _latency_at(sup, bootstrap, topic, records, 0.25 * e2e_rate, latency_s, 100)
+    e2e_rate = readings / (time.perf_counter() - started)
+    after_e2e = sup.stats()
+    per_record_s = len(records) / readings  # records per reading
+    latency = _latency_at(
+        sup, bootstrap, topic, records, 0.5 * e2e_rate * per_record_s, latency_s, 1
+    )
+    after_half = sup.stats()
+    quarter = _latency_at(
+        sup, bootstrap, topic, records, 0.25 * e2e_rate * per_record_s, latency_s, 100
+    )
     final = sup.stop()
+    profiles = {}
+    if profile:
+        profiles["profile"] = {
+            "end_to_end": stage_profile(before, after_e2e, readings / len(records)),
+            "half_load": stage_profile(after_e2e, after_half, readings / len(records)),
+        }
     return {
         "bench": "e2e",
         "streams": n_streams,
         "records": len(records),
+        "readings": readings,
+        "readings_per_record": per_record,
         "workers": workers,
         "partitions": partitions,
         "cpus": os.cpu_count(),
@@ -138,9 +169,11 @@ def bench_e2e(
         "e2e_over_ceiling": round(e2e_rate / ceiling, 3),
         **latency,
         "quarter_load": quarter,
+        **profiles,
         "alerts": sum(w.get("alerts", 0) for w in final),
         "notes": "one machine: the broker, the producer, the bare consumer and the Ray "
-        "workers share its cores; latency = broker append time -> score computed.",
+        "workers share its cores; latency = broker append time -> score computed; rates and "
+        "the ceiling in readings/s (bare_consume_decode_per_s: records/s x readings per record).",
     }
 
 
@@ -159,7 +192,10 @@ def _latency_at(
     for k in range(total):
         key, value = records[k % len(records)]
         rec = orjson.loads(value)
-        rec["ts"] += 10**9 * (epoch + k // len(records))  # later than all earlier readings
+        later = 10**9 * (epoch + k // len(records))  # later than all earlier readings
+        rec["ts"] = (
+            [t + later for t in rec["ts"]] if isinstance(rec["ts"], list) else rec["ts"] + later
+        )
         payloads.append((key, orjson.dumps(rec)))
 
     def start_measuring() -> None:
@@ -227,7 +263,14 @@ def _rss() -> int:
 
 
 def run_e2e_command(
-    config: Config, n_streams: int, per_stream: int, workers: int, latency_s: float, out: Path
+    config: Config,
+    n_streams: int,
+    per_stream: int,
+    workers: int,
+    latency_s: float,
+    out: Path,
+    per_record: int = 1,
+    profile: bool = False,
 ) -> dict:
     """Start a local broker (unless one is configured), train a model, run ``bench_e2e``."""
 
@@ -247,7 +290,16 @@ def run_e2e_command(
         ]
         model_dir = train_first_model(config, readings, out / "model", "cpu")
         return bench_e2e(
-            config, bootstrap, model_dir, n_streams, per_stream, workers, latency_s, out
+            config,
+            bootstrap,
+            model_dir,
+            n_streams,
+            per_stream,
+            workers,
+            latency_s,
+            out,
+            per_record,
+            profile,
         )
     finally:
         if broker is not None:

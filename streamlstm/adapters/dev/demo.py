@@ -46,6 +46,7 @@ class DemoOptions:
     max_printed: int = 40
     device: str = "cpu"
     drain_timeout_s: float = 600.0  # after the simulator stopped, to reach the end offsets
+    per_record: int = 1  # readings per input record: > 1 sends batched records
 
 
 @dataclass
@@ -125,6 +126,7 @@ def run_demo(config: Config, opts: DemoOptions) -> dict:
                 opts.seed,
                 stop_sim,
                 stats,
+                opts.per_record,
             ),
         )
         sim.start()

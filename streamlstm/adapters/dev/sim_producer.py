@@ -41,6 +41,27 @@ def step_records(data, step: int) -> Iterator[tuple[bytes, bytes]]:
         yield stream.encode(), orjson.dumps(payload)
 
 
+def batch_value(stream: str, ts_s: list[float], rows: np.ndarray, features: list[str]) -> bytes:
+    """One batched input record: ``rows`` (n, F) readings of ``stream``, columnar, times in
+    epoch milliseconds, missing values null (the README's batched record)."""
+    values = {
+        f: [None if v != v else round(float(v), 3) for v in rows[:, j]]
+        for j, f in enumerate(features)
+    }
+    ts_ms = [round(t * 1000) for t in ts_s]
+    return orjson.dumps({"stream": stream, "ts": ts_ms, "values": values})
+
+
+def batched_steps(data, first: int, count: int) -> Iterator[tuple[bytes, bytes]]:
+    """Steps ``first`` .. ``first + count - 1`` of every stream, one batched record each."""
+    for s, stream in enumerate(data.streams):
+        ts = data.ts[s][first : first + count].tolist()
+        yield (
+            stream.encode(),
+            batch_value(stream, ts, data.values[s][first : first + count], data.features),
+        )
+
+
 def produce(
     producer,
     topic: str,
@@ -51,8 +72,10 @@ def produce(
     seed: int = 0,
     stop: threading.Event | None = None,
     stats: ProduceStats | None = None,
+    per_record: int = 1,
 ) -> ProduceStats:
-    """Send steps in order at ``records_per_s`` until ``duration_s`` or the data run out.
+    """Send steps in order at ``records_per_s`` readings/s until ``duration_s`` or the data
+    run out; with ``per_record`` > 1, ``per_record`` steps of a stream per batched record.
 
     ``producer`` is a kafka-python ``KafkaProducer``; bad records (for DLQ demos and tests)
     are interleaved with the given probability, keyed like real ones.
@@ -62,18 +85,22 @@ def produce(
     rng = np.random.default_rng(seed)
     started = time.monotonic()
     length = min(len(t) for t in data.ts)
-    for step in range(length):
-        for key, value in step_records(data, step):
+    for first in range(0, length, per_record):
+        count = min(per_record, length - first)
+        records = (
+            step_records(data, first) if per_record == 1 else batched_steps(data, first, count)
+        )
+        for key, value in records:
             if stop is not None and stop.is_set():
                 return stats
-            if bad_fraction and rng.random() < bad_fraction:
+            if bad_fraction and rng.random() < bad_fraction * count:
                 bad_key, bad_value, _ = bad_records(rng, 1, kind=data.domain)[0]
                 producer.send(topic, key=bad_key if bad_key is not None else key, value=bad_value)
                 stats.bad += 1
             producer.send(topic, key=key, value=value)
-            stats.sent += 1
+            stats.sent += count
             _pace(started, stats.sent + stats.bad, records_per_s)
-        stats.steps = step + 1
+        stats.steps = first + count
         if time.monotonic() - started >= duration_s:
             break
     producer.flush()

@@ -18,14 +18,21 @@ from streamlstm.records import RawRecord
 FRAMING_BYTES = 512
 
 
+BATCH_INDEX_HEADER = "streamlstm.batch_index"
+
+
 def dlq_headers(record: RawRecord, stage: str, reason: str) -> list[tuple[str, bytes]]:
-    return [
+    """Why and where; for one reading of a batched record, also its index in the record."""
+    headers = [
         ("error.stage", stage.encode()),
         ("error.reason", reason.encode()),
         ("source.topic", record.topic.encode()),
         ("source.partition", str(record.partition).encode()),
         ("source.offset", str(record.offset).encode()),
     ]
+    if record.batch_index is not None:
+        headers.append((BATCH_INDEX_HEADER, str(record.batch_index).encode()))
+    return headers
 
 
 def fit_to_limit(

@@ -148,6 +148,7 @@ class PartitionWorkerImpl:
             crash=crash,
             wall_clock=time.time,
             counters=self.counters,
+            timer=time.perf_counter,  # seconds per loop stage (bench e2e --profile)
         )
         self.partitions = [tuple(tp) for tp in partitions]
         starts = self.worker.assign(self.partitions)
@@ -232,6 +233,9 @@ class PartitionWorkerImpl:
             "swaps": c.swaps,
             "evicted": c.evicted,
             "checkpoints": c.checkpoints,
+            "polls": c.polls,
+            "stage_s": dict(c.stage_s),
+            "stage_max_s": dict(c.stage_max_s),
             "by_reason": dict(c.by_reason),
             "partitions": [f"{t}:{p}" for t, p in self.partitions],
             "positions": {f"{t}:{p}": o for (t, p), o in self.worker.next_offset.items()},

@@ -1,0 +1,88 @@
+"""A poll's decoded columns -> the per-group reading lists ``Engine.process_groups`` scores,
+with what the loop needs to trace each reading back to its record.
+
+The detector takes ``Reading`` objects; building them from the columns is the stage
+``group`` of ``bench e2e --profile``. Their ``values`` are rows of the poll's float32 array,
+not tuples: a tuple costs six Python floats per reading to make and to read back, a row
+view one small object (and the detector reads them as float32 anyway).
+
+A stream is read from one partition only (``home``): the records of a stream seen on
+another partition are rejected whole (``other_partition``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from itertools import repeat
+
+import numpy as np
+
+from streamlstm.records import AlertEvent, RawRecord, Reading, offset_of
+from streamlstm.stream.decode import GroupColumns
+
+
+@dataclass
+class GroupReadings:
+    readings: list[Reading]  # ``offset`` = the reading's position (records.position)
+    record: np.ndarray  # (N,) index of each reading's record in the poll
+    fresh: np.ndarray  # (N,) bool: its record was not counted before
+
+
+def group_readings(
+    group: str,
+    cols: GroupColumns,
+    records: list[RawRecord],
+    fresh_record: np.ndarray,
+    at_home: Callable[[str, str, tuple[str, int]], bool],
+    not_home: list[int],
+) -> GroupReadings:
+    """``at_home(group, stream, tp)`` is asked once per record; the indices of records it
+    refuses are appended to ``not_home`` and their readings left out."""
+    record = cols.record
+    starts = np.flatnonzero(np.r_[True, record[1:] != record[:-1]]) if len(record) else record
+    away = [
+        int(record[j])
+        for j in starts
+        if not at_home(group, cols.streams[j], _tp(records[int(record[j])]))
+    ]
+    streams, ts, values, position = cols.streams, cols.ts, cols.values, cols.position
+    if away:
+        not_home.extend(away)
+        keep = ~np.isin(record, away)
+        streams = [s for s, k in zip(streams, keep, strict=True) if k]
+        ts, values, position, record = ts[keep], values[keep], position[keep], record[keep]
+    rec_list = record.tolist()
+    readings = list(
+        map(
+            Reading,
+            streams,
+            ts.tolist(),
+            list(values.astype(np.float32)),  # row views: no Python float per value
+            repeat(group),
+            [records[i].topic for i in rec_list],
+            [records[i].partition for i in rec_list],
+            position.tolist(),
+        )
+    )
+    return GroupReadings(readings, record, fresh_record[record])
+
+
+def _tp(record: RawRecord) -> tuple[str, int]:
+    return (record.topic, record.partition)
+
+
+def where(record: RawRecord) -> tuple[str, int, int]:
+    return (record.topic, record.partition, record.offset)
+
+
+def at_record(event: AlertEvent, batched: set[tuple[str, int, int]]) -> AlertEvent:
+    """The detector names a reading by its position; the event names its record's offset,
+    and, for a batched record, the reading's index in it."""
+    topic, partition, pos = event.source
+    offset, index = offset_of(pos)
+    extra = event.extra
+    if (topic, partition, offset) in batched:
+        extra = {**extra, "batch_index": index}
+    return dataclasses.replace(event, source=(topic, partition, offset), extra=extra)
