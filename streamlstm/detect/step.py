@@ -82,17 +82,19 @@ class TensorStep:
             if cfg.score_tail_horizon:
                 score, s[Col.TAIL_SHORT] = tail_score(raw_score, s, cfg.score_tail_short)
             warming = s[Col.SINCE_RESET] + 1.0 <= cfg.warmup_readings
-            # Nothing is held back while the group prior still scores the stream: what is held
-            # is decided by the score, so holding would let the group shape the stream's own
-            # normal and calibration (calibration.learning_own).
+            # Nothing is held back while the group prior still scores the stream, not even
+            # inside an alert: what is held is decided by the score, so holding would let the
+            # group shape the stream's own normal and calibration (calibration.learning_own).
+            own = learning_own(cal, cfg)
             held, cal_held = alerts.holding(
                 self.alert_cfg.hold_normal,
                 alert_phase,
                 score,
                 stuck.any(dim=1),
-                warming | learning_own(cal, cfg),
+                warming | own,
                 self.alert_cfg.enter,
             )
+            cal_held = cal_held & ~own
             learn(x, m * ~held.unsqueeze(1), s, cfg, seen_norm, share)
             burnt_in = s[Col.SINCE_RESET] >= cfg.burn_in_readings
             new = learn_calibration(stats, seen, cal, burnt_in & ~cal_held, self.cal_horizons)

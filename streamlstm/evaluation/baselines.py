@@ -152,11 +152,13 @@ def calibrated_alerts(
         ok = valid[t]
         score, _ = calibrated_score(stats[t], seen[t], state, prior, fade)
         # as TensorStep: nothing held while warming or while the prior still scores a row
-        leaning = (since + 1 <= det.warmup_readings) | learning_own(state, det).numpy()
+        own = learning_own(state, det).numpy()
+        leaning = (since + 1 <= det.warmup_readings) | own
         phase = alerts.alert_phase(host, np.arange(B))
         _, held = alerts.holding(
             alert_cfg.hold_normal, phase, score.numpy(), np.zeros(B, bool), leaning, alert_cfg.enter
         )
+        held = held & ~own
         out.held[t] = held & ok
         learn = torch.as_tensor((since >= det.burn_in_readings) & ~held & ok)
         state = learn_calibration(stats[t], seen[t], state, learn, horizon)
