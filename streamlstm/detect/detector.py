@@ -84,6 +84,13 @@ class Detector:
         # A CPU wants cache-sized chunks, a GPU device-sized ones (see the constants above).
         self.rows_per_chunk = rows_per_chunk or default_rows_per_chunk(self.device)
 
+    def compile_step(self) -> None:
+        """Run the tensor step through ``torch.compile`` (dynamic shapes: chunk sizes vary):
+        its element-wise ops fuse into a few kernels. Optional (``bench step --compile``):
+        the first call compiles for a while, and the fused kernels may round differently
+        from eager ones at float precision."""
+        self.step_rows = torch.compile(self.step_rows, dynamic=True)
+
     def new_table(self, capacity: int = 1024) -> StateTable:
         mcfg = self.net.cfg
         dev_cols, host_cols = table_columns(

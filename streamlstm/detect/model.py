@@ -36,7 +36,7 @@ class LSTMAutoencoder(nn.Module):
     def decode(self, h: Tensor) -> Tensor:
         """(..., H) -> (..., W, F): reconstruction of the last W normalised readings."""
         code = torch.tanh(self.to_code(h))  # (..., Z)
-        wide = torch.relu(self.expand(code))  # (..., H)
+        wide = torch.relu_(self.expand(code))  # (..., H); in place: one (B, H) pass less
         flat = self.to_window(wide)  # (..., W*F)
         return flat.view(*h.shape[:-1], self.cfg.window_len, self.n_features)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 
 import numpy as np
 
@@ -53,7 +54,10 @@ class ReadingColumns:
     def of(cls, readings: Sequence[Reading]) -> ReadingColumns:
         n = len(readings)
         width = len(readings[0].values) if n else 0
-        values = np.array([r.values for r in readings], dtype=np.float32).reshape(n, width)
+        # One flat pass (None -> NaN as with np.array), about twice as fast as np.array
+        # on a list of tuples.
+        flat = chain.from_iterable([r.values for r in readings])
+        values = np.fromiter(flat, np.float32, n * width).reshape(n, width)
 
         def source(i: int) -> tuple[str, int, int]:
             r = readings[i]
