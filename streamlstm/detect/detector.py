@@ -169,7 +169,9 @@ class Detector:
         parts = []
         for lo in range(0, len(rows), chunk):
             hi = lo + chunk
-            state = table.gather(rows_t[lo:hi])
+            first = _first_of_run(rows[lo:hi])
+            view = None if first is None else table.view(first, first + len(rows[lo:hi]))
+            state = table.gather(rows_t[lo:hi]) if view is None else dict(view)
             parts.append(
                 self.step_rows(
                     state,
@@ -181,7 +183,10 @@ class Detector:
                     any_gap=bool(gap[lo:hi].any()),
                 )
             )
-            table.scatter(rows_t[lo:hi], state)
+            if view is None:
+                table.scatter(rows_t[lo:hi], state)
+            else:
+                table.write_back(first, view, state)
         if len(parts) == 1:
             return parts[0]
         return {name: torch.cat([part[name] for part in parts]) for name in parts[0]}
@@ -260,6 +265,13 @@ class Detector:
         out.warming.extend(warming.tolist())
         out.held.extend(got["held"].tolist())
         out.in_alert.extend((table.host[Col.A_STATE][rows] == alerts.OPEN).tolist())
+
+
+def _first_of_run(rows: np.ndarray) -> int | None:
+    """The first row when ``rows`` are consecutive ascending (r, r + 1, ...), else None."""
+    if len(rows) and rows[-1] - rows[0] == len(rows) - 1 and (np.diff(rows) == 1).all():
+        return int(rows[0])
+    return None
 
 
 def _to_host(res: dict[str, Tensor]) -> dict[str, np.ndarray]:

@@ -132,6 +132,17 @@ class StateTable:
         for name, value in values.items():
             self.dev[name].index_copy_(0, rows, value)
 
+    def view(self, lo: int, hi: int) -> dict[str, Tensor]:
+        """``gather`` of the rows lo..hi-1 without a copy: views into the columns. A dense
+        table whose streams all report in row order (one reading each per poll) needs no
+        gather at all; ``write_back`` then copies only what the step replaced."""
+        return {n: t[lo:hi] for n, t in self.dev.items()}
+
+    def write_back(self, lo: int, view: dict[str, Tensor], values: dict[str, Tensor]) -> None:
+        for name, value in values.items():
+            if value is not view[name]:  # a column changed in place is already written
+                self.dev[name][lo : lo + len(value)].copy_(value)
+
     # --- snapshot / restore ------------------------------------------------------------
     def snapshot(self, stream_ids: Sequence[str] | None = None, meta: dict | None = None) -> bytes:
         """Bytes holding the rows of ``stream_ids`` (all streams when None) and ``meta``."""
