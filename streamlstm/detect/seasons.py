@@ -76,7 +76,6 @@ def learn_seasons(
     pass, as a stream that reports at least once a bin does, that is each bin's own count.
     """
     share = learn.unsqueeze(-1)  # (B, F, 1)
-    per_bin = torch.tensor(bins, dtype=share.dtype, device=share.device)
     visits = s[Col.SEASON_N]  # (B, F, P) whole passes before this reading
     weights = torch.where(
         share > 0, torch.clamp_min(share / (visits.floor() + share), share / horizon), 0.0
@@ -87,7 +86,9 @@ def learn_seasons(
         updated.append(profiles[..., k] + step)
         left = left - step
     _store(s, slots, torch.stack(updated, dim=-1), bins)
-    s[Col.SEASON_N] = visits + share / per_bin
+    # A pass per season: each reading adds its share over the season's bins (no host
+    # tensor of bin counts: on a GPU its upload would wait for the queue).
+    s[Col.SEASON_N] = visits + torch.cat([share / n for n in bins], dim=-1)
 
 
 def _store(s: dict[str, Tensor], slots: Tensor, values: Tensor, bins: list[int]) -> None:

@@ -69,6 +69,11 @@ class StateTable:
                     if found[i] is None:
                         found[i] = self._add(sid)
                         is_new[i] = True
+            rows = np.array(found, dtype=np.int64)
+            # One reset for all new rows: per row it was a device write per column, minutes
+            # for a million new streams on a GPU.
+            self._reset_rows(rows[is_new])
+            return rows, is_new
         return np.array(found, dtype=np.int64), is_new
 
     def row(self, stream_id: str) -> int | None:
@@ -81,8 +86,7 @@ class StateTable:
         row = self.free.pop()
         self.index[stream_id] = row
         self.ids[row] = stream_id
-        self._reset_rows(np.array([row]))
-        return row
+        return row  # the caller resets it (``rows_for``, for all new rows at once)
 
     def evict(self, stream_ids: Iterable[str]) -> int:
         count = 0
