@@ -105,6 +105,8 @@ class Detector:
         """``score`` on readings already laid out as columns (a decoder that parses records
         straight into arrays calls this; ``Scored.index`` points into the columns)."""
         out = Scored()
+        if not len(cols.streams):
+            return out
         steps = substeps(cols.streams)
         if steps is None:  # one reading per stream: no index arrays, no copies
             self._substep(table, cols, None, out)
