@@ -96,16 +96,27 @@ def _store(s: dict[str, Tensor], slots: Tensor, values: Tensor, bins: list[int])
     would not fit (the season's other bins are re-rounded to the new step)."""
     scale = s[Col.SEASON_SCALE]
     need = values.abs() > Q_MAX * scale
-    # On a CPU the check is free and a grown step rare; on a GPU asking would wait for it.
-    if values.device.type != "cpu" or bool(need.any()):
-        grown = torch.where(need, values.abs() / Q_HEADROOM, scale)
-        ratio = torch.where(grown > 0, scale / grown, 1.0)  # (B, F, P), 1 where unchanged
-        table, first = s[Col.SEASON], 0
-        for k, n in enumerate(bins):
-            part = table[..., first : first + n]
-            part.copy_(torch.round(part.float() * ratio[..., k : k + 1]))
-            first += n
-        scale = s[Col.SEASON_SCALE] = grown
-    steps = torch.where(scale > 0, torch.round(values / scale.clamp_min(1e-30)), 0.0)
+    grown = torch.where(need, values.abs() / Q_HEADROOM, scale)
+    if values.device.type == "cpu":  # re-round only the rows whose step grew (rare)
+        rows = need.flatten(1).any(1).nonzero().squeeze(1)
+        if len(rows):
+            part = s[Col.SEASON].index_select(0, rows)
+            _rescale(part, scale[rows], grown[rows], bins)
+            s[Col.SEASON].index_copy_(0, rows, part)
+    else:  # every row, no question asked: on a GPU asking would wait for the queue
+        _rescale(s[Col.SEASON], scale, grown, bins)
+    s[Col.SEASON_SCALE] = grown
+    steps = torch.where(grown > 0, torch.round(values / grown.clamp_min(1e-30)), 0.0)
     # In place: the tables are (B, F, all bins), far larger than what changes (B, F, P).
     s[Col.SEASON].scatter_(-1, slots, steps.clamp(-Q_MAX, Q_MAX).to(torch.int8))
+
+
+def _rescale(table: Tensor, old: Tensor, new: Tensor, bins: list[int]) -> None:
+    """Re-round int8 bins (B, F, all bins) in place from steps ``old`` to ``new`` (B, F, P);
+    a season whose step did not change keeps its bins exactly (a ratio of 1)."""
+    ratio = torch.where(new > 0, old / new, 1.0)
+    first = 0
+    for k, n in enumerate(bins):
+        part = table[..., first : first + n]
+        part.copy_(torch.round(part.float() * ratio[..., k : k + 1]))
+        first += n
