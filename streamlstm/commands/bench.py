@@ -46,7 +46,8 @@ def add_parser(sub) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="rows per tensor step (default: 2048 on a CPU, 262144 on a GPU)",
+        help="rows per tensor step (default: 2048 on a CPU; on a GPU 32 KiB of its memory "
+        "per row, 65536 to 1048576)",
     )
     step.add_argument(
         "--compile",

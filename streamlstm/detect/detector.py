@@ -51,14 +51,22 @@ class ScoringModel:
 # Rows per tensor step on a CPU: the (rows, 4H) gates at H=128 are 4 MiB, about a core's L2.
 # Measured at 10k streams (2 cores): 512 rows 39 ms, 1024 31, 2048 27, 4096 29, unchunked 40.
 CPU_ROWS_PER_CHUNK = 2048
-# On a GPU the batch should fill the device, but not without bound: at 2^18 rows the step's
-# temporaries (gates, window, seasons) stay well under a gigabyte at H=128, and a chunk
-# is still thousands of blocks wide, enough to keep every SM busy.
-GPU_ROWS_PER_CHUNK = 1 << 18
+# On a GPU the batch should fill the device and pay the ~400 kernel launches of a step once
+# per many rows, but not grow without bound: a row's step needs a few KiB of temporaries
+# (gates, window, gathered state), so a chunk gets a 32 KiB share of device memory per
+# row, between 2^16 and 2^20 rows (2^20 on an 80 GB or larger GPU).
+GPU_ROWS_PER_CHUNK = (1 << 16, 1 << 20)
+GPU_BYTES_PER_ROW = 32 * 1024
 
 
 def default_rows_per_chunk(device: torch.device) -> int:
-    return CPU_ROWS_PER_CHUNK if device.type == "cpu" else GPU_ROWS_PER_CHUNK
+    if device.type == "cpu":
+        return CPU_ROWS_PER_CHUNK
+    low, high = GPU_ROWS_PER_CHUNK
+    if device.type != "cuda":
+        return low
+    total = torch.cuda.get_device_properties(device).total_memory
+    return int(min(high, max(low, total // GPU_BYTES_PER_ROW)))
 
 
 class Detector:
