@@ -115,6 +115,15 @@ def alert_phase(host: dict[str, np.ndarray], rows: np.ndarray) -> np.ndarray:
     return np.where(host[Col.A_STATE][rows] == OPEN, PHASE_OPEN, phase).astype(np.int8)
 
 
+def _busy(host: dict[str, np.ndarray], rows: np.ndarray) -> np.ndarray:
+    """(B,) bool: an open alert, a pending one, or a cooldown."""
+    return (
+        (host[Col.A_STATE][rows] == OPEN)
+        | (host[Col.A_PENDING][rows] > 0)
+        | (host[Col.A_COOLDOWN][rows] > 0)
+    )
+
+
 class AlertMachine:
     def __init__(self, cfg: AlertConfig, model_version: str):
         self.cfg = cfg
@@ -130,6 +139,8 @@ class AlertMachine:
         (an incident) then cost a few array operations, not a Python call each.
         """
         above = ((inp.score >= self.cfg.enter) | inp.quality) & ~inp.warming
+        if not above.any() and not _busy(host, rows).any():
+            return []  # the common poll: every stream idle and quiet, nothing to do
         eventful = self._quiet_transitions(host, rows, above, inp)
         events: list[AlertEvent] = []
         for i in np.flatnonzero(eventful):
