@@ -105,3 +105,30 @@ def test_a_large_spike_opens_an_alert_naming_the_feature() -> None:
         sum(share for _, share in opens[0].top_features) == pytest.approx(1.0, abs=0.05)
         or opens[0].top_features[0][1] > 0.3
     )
+
+
+def test_rows_in_table_order_and_out_of_it_step_the_same() -> None:
+    """A chunk of consecutive rows is stepped on views of the table, any other through a
+    gather and a scatter: both must leave the same state and give the same scores."""
+    from streamlstm.detect.scored import ReadingColumns
+    from streamlstm.detect.state import table_rows
+    from tests.helpers import assert_same_state
+
+    names = [f"s{i}" for i in range(6)]
+    streams = [series(n, 12, seed=i, start_offset=100 * i) for i, n in enumerate(names)]
+    results = []
+    for order in (list(range(6)), [5, 3, 1, 0, 2, 4]):  # in row order; shuffled
+        det = tiny_detector()
+        det.rows_per_chunk = 4  # two chunks: a run of rows, then a shorter one
+        table = det.new_table()
+        det.score(table, [s[0] for s in streams])  # rows 0..5 in name order
+        scores = {}
+        for k in range(1, 12):
+            batch = [streams[i][k] for i in order]
+            got = det.score_columns(table, ReadingColumns.of(batch))
+            scores.update({(batch[j].stream, k): got.score[n] for n, j in enumerate(got.index)})
+        results.append((scores, table_rows(table)))
+    (scores_a, rows_a), (scores_b, rows_b) = results
+    assert scores_a.keys() == scores_b.keys()
+    assert max(abs(scores_a[k] - scores_b[k]) for k in scores_a) <= 1e-5
+    assert_same_state(rows_b, rows_a, atol=1e-5)

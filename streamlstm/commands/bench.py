@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 
-from streamlstm.commands.common import add_config_args, add_device_arg, load_config, pick_device
+from streamlstm.commands.common import (
+    add_config_args,
+    add_device_arg,
+    add_threads_arg,
+    load_config,
+    pick_device,
+    set_threads,
+)
 from streamlstm.evaluation.bench import bench_step
 
 
@@ -34,6 +41,20 @@ def add_parser(sub) -> None:
         help="streams stepped one by one for the naive rate (default 300)",
     )
     step.add_argument("--seconds", type=float, default=2.0, help="minimum timing per variant")
+    step.add_argument(
+        "--rows-per-chunk",
+        type=int,
+        default=None,
+        metavar="N",
+        help="rows per tensor step (default: 2048 on a CPU; on a GPU 32 KiB of its memory "
+        "per row, 65536 to 1048576)",
+    )
+    step.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the tensor step first (compiling takes a while; not timed)",
+    )
+    add_threads_arg(step)
     step.add_argument("--json", action="store_true", help="print JSON only")
     step.set_defaults(func=run_step)
     e2e = kinds.add_parser(
@@ -74,6 +95,7 @@ def add_parser(sub) -> None:
     )
     add_config_args(mem)
     mem.add_argument("--streams", type=int, default=100_000)
+    add_threads_arg(mem)
     mem.add_argument("--json", action="store_true", help="print JSON only")
     mem.set_defaults(func=run_memory)
     p.set_defaults(func=lambda args: p.print_help() or 2)
@@ -104,6 +126,7 @@ def run_e2e(args: argparse.Namespace) -> int:
 
 
 def run_memory(args: argparse.Namespace) -> int:
+    set_threads(args.threads)
     # lazy: Ray and Kafka load only when this command runs, not for --help
     from streamlstm.adapters.dev.bench_live import bench_memory
 
@@ -111,9 +134,15 @@ def run_memory(args: argparse.Namespace) -> int:
 
 
 def run_step(args: argparse.Namespace) -> int:
-
+    set_threads(args.threads)
     config = load_config(args)
     result = bench_step(
-        config, args.streams, pick_device(args.device), args.naive_streams, args.seconds
+        config,
+        args.streams,
+        pick_device(args.device),
+        args.naive_streams,
+        args.seconds,
+        args.rows_per_chunk,
+        args.compile,
     )
     return _print(result, args.json)

@@ -9,6 +9,9 @@ import yaml
 
 from streamlstm import config as config_mod
 from streamlstm.config import Config, ConfigError
+from streamlstm.threads import set_threads
+
+__all__ = ["set_threads"]  # with add_threads_arg: what a command needs for --threads
 
 
 def add_config_args(parser: argparse.ArgumentParser, required: bool = False) -> None:
@@ -50,3 +53,13 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def add_threads_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="torch intra-op threads (default: the CPUs this process may use, see README)",
+    )

@@ -8,7 +8,14 @@ from __future__ import annotations
 import argparse
 import json
 
-from streamlstm.commands.common import add_config_args, add_device_arg, load_config, pick_device
+from streamlstm.commands.common import (
+    add_config_args,
+    add_device_arg,
+    add_threads_arg,
+    load_config,
+    pick_device,
+    set_threads,
+)
 from streamlstm.evaluation.metrics import (
     event_metrics,
     format_report,
@@ -74,11 +81,13 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--bootstrap", metavar="HOST:PORT", help="with --through-kafka: the Kafka")
     add_device_arg(p)
+    add_threads_arg(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
 
+    set_threads(args.threads)
     config = load_config(args)
     rounds = through = None
     if args.retrain_every < 0:

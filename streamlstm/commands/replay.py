@@ -8,8 +8,10 @@ import time
 from streamlstm.commands.common import (
     add_config_args,
     add_device_arg,
+    add_threads_arg,
     load_config,
     pick_device,
+    set_threads,
 )
 from streamlstm.evaluation.replay import score_file, write_scores
 from streamlstm.evaluation.summary import feature_names, plot_rows, summarise
@@ -45,11 +47,13 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_device_arg(p)
+    add_threads_arg(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
 
+    set_threads(args.threads)
     config = load_config(args)
     started = time.perf_counter()
     data, rows = score_file(

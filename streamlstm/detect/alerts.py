@@ -115,23 +115,69 @@ def alert_phase(host: dict[str, np.ndarray], rows: np.ndarray) -> np.ndarray:
     return np.where(host[Col.A_STATE][rows] == OPEN, PHASE_OPEN, phase).astype(np.int8)
 
 
+def _busy(host: dict[str, np.ndarray], rows: np.ndarray) -> np.ndarray:
+    """(B,) bool: an open alert, a pending one, or a cooldown."""
+    return (
+        (host[Col.A_STATE][rows] == OPEN)
+        | (host[Col.A_PENDING][rows] > 0)
+        | (host[Col.A_COOLDOWN][rows] > 0)
+    )
+
+
 class AlertMachine:
     def __init__(self, cfg: AlertConfig, model_version: str):
         self.cfg = cfg
         self.model_version = model_version
 
     def step(self, host: dict[str, np.ndarray], rows: np.ndarray, inp: AlertInputs) -> list:
-        """Advance every row by one reading; returns the ``AlertEvent``s this produced."""
-        cfg = self.cfg
-        above = ((inp.score >= cfg.enter) | inp.quality) & ~inp.warming
-        state = host[Col.A_STATE][rows]
-        busy = (state == OPEN) | (host[Col.A_PENDING][rows] > 0) | (host[Col.A_COOLDOWN][rows] > 0)
+        """Advance every row by one reading; returns the ``AlertEvent``s this produced.
+
+        Transitions that raise no event (a pending count, a cooldown, a count of readings
+        below exit, an open alert that neither grew nor ended) are applied to all rows at
+        once in numpy; only the rows that raise an event go through ``_advance``, one by
+        one, on their state from before this reading. Many streams inside alerts at once
+        (an incident) then cost a few array operations, not a Python call each.
+        """
+        above = ((inp.score >= self.cfg.enter) | inp.quality) & ~inp.warming
+        if not above.any() and not _busy(host, rows).any():
+            return []  # the common poll: every stream idle and quiet, nothing to do
+        eventful = self._quiet_transitions(host, rows, above, inp)
         events: list[AlertEvent] = []
-        for i in np.flatnonzero(above | busy):
+        for i in np.flatnonzero(eventful):
             event = self._advance(host, int(rows[i]), i, bool(above[i]), inp)
             if event is not None:
                 events.append(event)
         return events
+
+    def _quiet_transitions(self, host, rows: np.ndarray, above: np.ndarray, inp: AlertInputs):
+        """Apply the event-free transitions of ``_advance`` to their rows; returns (B,) bool:
+        the rows left for ``_advance`` (an open, a rebaseline, a resolve or an update)."""
+        cfg = self.cfg
+        is_open = host[Col.A_STATE][rows] == OPEN
+        cooling = ~is_open & (host[Col.A_COOLDOWN][rows] > 0)
+        idle = ~is_open & ~cooling
+        pending = np.where(above, host[Col.A_PENDING][rows] + 1, 0)
+        opens = idle & (pending >= cfg.min_duration)
+        ended = np.zeros_like(is_open)
+        if cfg.rebaseline_after_s is not None:
+            ended = is_open & (inp.ts - host[Col.A_OPEN_TS][rows] >= cfg.rebaseline_after_s)
+        low = is_open & ~ended & (inp.score < cfg.exit) & ~inp.quality
+        below = host[Col.A_BELOW][rows] + 1
+        resolves = low & (below >= cfg.exit_duration)
+        high = is_open & ~ended & ~low
+        severity = np.where(inp.score >= cfg.critical, CRITICAL, WARNING)
+        grew = inp.score >= host[Col.A_PEAK][rows] * cfg.update_ratio
+        updates = high & ((severity > host[Col.A_SEVERITY][rows]) | grew)
+        # The quiet ones, in place (rows are distinct within a sub-step).
+        r = rows[cooling]
+        host[Col.A_COOLDOWN][r] -= 1
+        host[Col.A_PENDING][r] = 0
+        waiting = idle & ~opens
+        host[Col.A_PENDING][rows[waiting]] = pending[waiting]
+        counting = low & ~resolves
+        host[Col.A_BELOW][rows[counting]] = below[counting]
+        host[Col.A_BELOW][rows[high & ~updates]] = 0
+        return opens | ended | resolves | updates
 
     def _advance(self, host, row: int, i: int, above: bool, inp: AlertInputs):
         cfg = self.cfg

@@ -21,8 +21,11 @@ class Col:
     VAR_DN = "var_dn"  # (F,) downside variance (with split_scale)
     VAR_REF = "var_ref"  # (F,) long-run variance behind the std floor
     N_OBS = "n_obs"  # (F,) readings the normaliser has seen
-    SEASON = "season"  # (F, bins) seasonal profiles
-    SEASON_N = "season_n"  # (F, bins) visits each bin has learnt from
+    # Seasons (seasons.py): new names, as the layout changed (an older snapshot's float
+    # profiles are left out on restore and re-learnt)
+    SEASON = "season_q8"  # (F, bins) int8 seasonal profiles, in steps of season_scale
+    SEASON_SCALE = "season_scale"  # (F, seasons) each season's step, raw units
+    SEASON_N = "season_visits"  # (F, seasons) passes over each season learnt from
     LAST_X = "last_x"  # (F,) last raw value (stuck-sensor detection)
     STILL = "still"  # (F,) readings unchanged or missing so far
     MAX_RUN = "max_run"  # (F,) longest normal such run

@@ -36,7 +36,7 @@ class LSTMAutoencoder(nn.Module):
     def decode(self, h: Tensor) -> Tensor:
         """(..., H) -> (..., W, F): reconstruction of the last W normalised readings."""
         code = torch.tanh(self.to_code(h))  # (..., Z)
-        wide = torch.relu(self.expand(code))  # (..., H)
+        wide = torch.relu_(self.expand(code))  # (..., H); in place: one (B, H) pass less
         flat = self.to_window(wide)  # (..., W*F)
         return flat.view(*h.shape[:-1], self.cfg.window_len, self.n_features)
 
@@ -58,10 +58,10 @@ class LSTMAutoencoder(nn.Module):
         # Two matmuls, not one: each output is contiguous, and element-wise kernels on
         # column slices of a (B, 4H) tensor ran up to 10x slower (tanh) on CPU.
         sig = torch.addmm(b_sig, inputs, w_sig).sigmoid_()  # (B, 3H): input, forget, output
-        cell = torch.addmm(b_cell, inputs, w_cell).tanh_()  # (B, H)
+        cell = _tanh_(torch.addmm(b_cell, inputs, w_cell))  # (B, H)
         i, f, o = sig.chunk(3, dim=1)
         c1 = torch.addcmul(f * c, i, cell)
-        h1 = o * torch.tanh(c1)
+        h1 = _tanh_(c1 * 1.0).mul_(o)
         return self.decode(h1), h1, c1
 
     def _serving_weights(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -85,6 +85,13 @@ class LSTMAutoencoder(nn.Module):
     def zero_state(self, batch: int, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
         shape = (batch, self.cfg.hidden_size)
         return torch.zeros(shape, device=device), torch.zeros(shape, device=device)
+
+
+def _tanh_(x: Tensor) -> Tensor:
+    """tanh in place, as 2 sigmoid(2x) - 1: on CPU torch's tanh kernel ran 3-5x slower than
+    its sigmoid (measured at (2048, 128) floats on AVX-512 and AVX2); the two agree to
+    2e-7, far inside the 1e-5 the serving step is held to against the fused LSTM."""
+    return x.mul_(2.0).sigmoid_().mul_(2.0).sub_(1.0)
 
 
 def window_error(recon: Tensor, win_x: Tensor, win_m: Tensor) -> Tensor:

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from streamlstm.config import DetectorConfig
 from streamlstm.detect.columns import Col
-from streamlstm.detect.seasons import learn_seasons
+from streamlstm.detect.seasons import learn_seasons, season_profiles
 
 NORM_START = 10  # a stream's first readings of a feature: plain running mean and variance
 
@@ -72,16 +72,16 @@ def forecast(
 
     x (B, F) raw values with 0 where missing; m (B, F) 1.0 = observed.
     s: mean, var, var_ref, n_obs (B, F); var_dn (B, F) with a split scale (NaN: take var);
-    trend (B, F) with a trend horizon; season and season_n (B, F, all bins) with seasons.
+    trend (B, F) with a trend horizon; the season columns with seasons (``seasons.py``).
     phase (B, P) long: the reading's bin in each of the P seasons (``season_phase``).
     returns z (B, F), normalised and masked, and what ``learn`` needs.
     """
     trend = s.get(Col.TREND)
     level = s[Col.MEAN] if trend is None else s[Col.MEAN] + trend
-    season, slots, profiles = s.get(Col.SEASON), None, None
-    if season is not None:
+    slots, profiles = None, None
+    if Col.SEASON in s:
         slots = phase.unsqueeze(1).expand(-1, x.shape[1], -1)  # (B, F, P)
-        profiles = season.gather(-1, slots)  # (B, F, P)
+        profiles = season_profiles(s, slots)  # (B, F, P)
         level = level + profiles.sum(-1)
     floor = FLOOR_SHARE * s[Col.VAR_REF].sqrt() + FLOOR_EPS
     var, var_dn, above = s[Col.VAR], s.get(Col.VAR_DN), None
@@ -138,7 +138,9 @@ def learn(
     if seen.slots is not None:
         share = torch.ones_like(x[:, 0]) if share is None else share
         weight = m * ~early * share[:, None]
-        learn_seasons(s, seen.slots, seen.profiles, dev, weight, det.season_horizon)
+        learn_seasons(
+            s, seen.slots, seen.profiles, dev, weight, det.season_horizon, det.season_bins()
+        )
     if seen.var_dn is None:
         s[Col.VAR] = (1.0 - beta) * (s[Col.VAR] + beta * dev * dev)
     else:  # each side learns from its own readings; both from a stream's first ones

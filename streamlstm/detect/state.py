@@ -69,6 +69,11 @@ class StateTable:
                     if found[i] is None:
                         found[i] = self._add(sid)
                         is_new[i] = True
+            rows = np.array(found, dtype=np.int64)
+            # One reset for all new rows: per row it was a device write per column, minutes
+            # for a million new streams on a GPU.
+            self._reset_rows(rows[is_new])
+            return rows, is_new
         return np.array(found, dtype=np.int64), is_new
 
     def row(self, stream_id: str) -> int | None:
@@ -81,8 +86,7 @@ class StateTable:
         row = self.free.pop()
         self.index[stream_id] = row
         self.ids[row] = stream_id
-        self._reset_rows(np.array([row]))
-        return row
+        return row  # the caller resets it (``rows_for``, for all new rows at once)
 
     def evict(self, stream_ids: Iterable[str]) -> int:
         count = 0
@@ -131,6 +135,17 @@ class StateTable:
     def scatter(self, rows: Tensor, values: dict[str, Tensor]) -> None:
         for name, value in values.items():
             self.dev[name].index_copy_(0, rows, value)
+
+    def view(self, lo: int, hi: int) -> dict[str, Tensor]:
+        """``gather`` of the rows lo..hi-1 without a copy: views into the columns. A dense
+        table whose streams all report in row order (one reading each per poll) needs no
+        gather at all; ``write_back`` then copies only what the step replaced."""
+        return {n: t[lo:hi] for n, t in self.dev.items()}
+
+    def write_back(self, lo: int, view: dict[str, Tensor], values: dict[str, Tensor]) -> None:
+        for name, value in values.items():
+            if value is not view[name]:  # a column changed in place is already written
+                self.dev[name][lo : lo + len(value)].copy_(value)
 
     # --- snapshot / restore ------------------------------------------------------------
     def snapshot(self, stream_ids: Sequence[str] | None = None, meta: dict | None = None) -> bytes:

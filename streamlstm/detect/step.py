@@ -47,6 +47,7 @@ class TensorStep:
         alert_phase: Tensor,
         phase: Tensor | None = None,
         share: Tensor | None = None,
+        any_gap: bool | None = None,
     ) -> dict[str, Tensor]:
         """The batched tensor step on gathered rows; updates ``s`` in place (B rows).
 
@@ -57,11 +58,12 @@ class TensorStep:
 
         Score first, learn after: the reading is scored against the normal from before it,
         then teaches the normaliser and the calibration only if ``alerts.holding`` allows.
-        The LSTM state and the window advance on every reading.
+        The LSTM state and the window advance on every reading. ``any_gap``: whether
+        ``gap`` holds a True, when the caller knows it without asking the device.
         """
         cfg = self.cfg
         with torch.no_grad():
-            if bool(gap.any()):
+            if bool(gap.any()) if any_gap is None else any_gap:
                 restart(s, gap)
             m = torch.isfinite(x_raw).float()
             x = torch.nan_to_num(x_raw, nan=0.0)

@@ -43,9 +43,11 @@ def table_columns(
     }
     if det.trend_horizon:
         device_cols[Col.TREND] = Column((F,), "float32")
-    if season_bins:  # the seasonal profiles and how many readings each bin has learnt
-        device_cols[Col.SEASON] = Column((F, season_bins), "float32")
-        device_cols[Col.SEASON_N] = Column((F, season_bins), "float32")
+    if season_bins:  # int8 profiles, a step and a visit count per season (seasons.py)
+        seasons = len(det.season_periods_s)
+        device_cols[Col.SEASON] = Column((F, season_bins), "int8")
+        device_cols[Col.SEASON_SCALE] = Column((F, seasons), "float32")
+        device_cols[Col.SEASON_N] = Column((F, seasons), "float32")
     if det.split_scale:  # the downside variance; NaN until learnt (an older snapshot's rows)
         device_cols[Col.VAR_DN] = Column((F,), "float32", float("nan"))
     if det.score_inputs:  # calibration of the input deviations: own columns, so a snapshot taken

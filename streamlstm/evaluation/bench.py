@@ -14,7 +14,7 @@ import torch
 
 from streamlstm.config import Config
 from streamlstm.detect.calibration import GroupPrior
-from streamlstm.detect.detector import Detector, ScoringModel
+from streamlstm.detect.detector import Detector, ReadingColumns, ScoringModel
 from streamlstm.detect.model import LSTMAutoencoder
 from streamlstm.records import Reading
 
@@ -37,17 +37,37 @@ def _timeit(
     return float(np.median(times))
 
 
-def matmul_ceiling(device: torch.device, size: int = 2048) -> float:
-    """float32 GFLOP/s of a large square matrix multiply: the machine's practical ceiling."""
-    a = torch.randn(size, size, device=device)
-    b = torch.randn(size, size, device=device)
+def matmul_ceiling(
+    device: torch.device, size: int | None = None, dtype: torch.dtype = torch.float32
+) -> float:
+    """GFLOP/s of a large square matrix multiply: the device's practical ceiling. float32 by
+    default, the step's own dtype (on CUDA, TF32 as ``torch.backends.cuda.matmul`` allows).
+    A GPU needs a larger matrix than a CPU to reach its peak."""
+    size = size or (2048 if device.type == "cpu" else 8192)
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
 
     def run(_: object) -> None:
         a @ b
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        _sync(device)
 
     return 2 * size**3 / _timeit(run) / 1e9
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def device_ceilings(device: torch.device) -> dict:
+    """The float32 ceiling the step is compared with, and on CUDA what the tensor cores give
+    (bf16, and TF32 if allowed): context, not the denominator, as the step runs float32."""
+    out = {"matmul_ceiling_gflops": round(matmul_ceiling(device), 2)}
+    if device.type == "cuda":
+        out["matmul_tf32_allowed"] = bool(torch.backends.cuda.matmul.allow_tf32)
+        out["matmul_ceiling_bf16_gflops"] = round(matmul_ceiling(device, dtype=torch.bfloat16), 2)
+        out["device_name"] = torch.cuda.get_device_name(device)
+    return out
 
 
 def step_flops(net: LSTMAutoencoder, batch: int) -> int:
@@ -84,7 +104,12 @@ def _reading_source(
     return make
 
 
-def bench_detector(config: Config, device: torch.device) -> Detector:
+def bench_detector(
+    config: Config,
+    device: torch.device,
+    rows_per_chunk: int | None = None,
+    compile_step: bool = False,
+) -> Detector:
     """A detector of the config's first group with seeded random weights (speed only)."""
     group = config.groups[0]
     torch.manual_seed(0)
@@ -92,7 +117,10 @@ def bench_detector(config: Config, device: torch.device) -> Detector:
     net = LSTMAutoencoder(f, group.model)
     prior = GroupPrior((0.0,) * f, (1.0,) * f, (3.0,) * f)
     model = ScoringModel("bench", "bench-v0", group.features, net, prior)
-    return Detector(model, config.detector, config.alerts, device)
+    det = Detector(model, config.detector, config.alerts, device, rows_per_chunk)
+    if compile_step:
+        det.compile_step()
+    return det
 
 
 def bench_step(
@@ -101,9 +129,11 @@ def bench_step(
     device: torch.device,
     naive_streams: int = 300,
     min_s: float = 2.0,
+    rows_per_chunk: int | None = None,
+    compile_step: bool = False,
 ) -> dict:
     """Batched detector vs a loop stepping each stream alone; GFLOP/s vs the ceiling."""
-    det = bench_detector(config, device)
+    det = bench_detector(config, device, rows_per_chunk, compile_step)
     f = len(det.model.features)
     table = det.new_table(capacity=n_streams)
     make = _reading_source(n_streams, f, np.random.default_rng(0))
@@ -111,40 +141,53 @@ def bench_step(
     def score(batches: list[list[Reading]]) -> None:
         for batch in batches:
             det.score(table, batch)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        _sync(device)
+
+    def score_columns(cols: ReadingColumns) -> None:
+        det.score_columns(table, cols)
+        _sync(device)
 
     # Same streams, same table, same model: all of them in one call, or one call each.
     batched_s = _timeit(score, min_s, prepare=lambda: [make()])
+    columns_s = _timeit(score_columns, min_s, prepare=lambda: ReadingColumns.of(make()))
     naive_s = _timeit(score, min_s, prepare=lambda: [[r] for r in make()[:naive_streams]])
     tensor_s = _time_tensor_step(det, table, n_streams, f, device, min_s)
     flops = step_flops(det.net, n_streams)
-    ceiling = matmul_ceiling(device)
+    ceilings = device_ceilings(device)
+    ceiling = ceilings["matmul_ceiling_gflops"]
     batched_rate = n_streams / batched_s
     naive_rate = naive_streams / naive_s
     return {
         "bench": "step",
         "device": str(device),
         "torch_threads": torch.get_num_threads(),
+        "rows_per_chunk": det.rows_per_chunk,
+        "compiled": compile_step,
         "streams": n_streams,
         "features": f,
         "hidden_size": det.net.cfg.hidden_size,
         "window_len": det.net.cfg.window_len,
         "batched_stream_steps_per_s": round(batched_rate),
+        "columns_stream_steps_per_s": round(n_streams / columns_s),
+        "tensor_stream_steps_per_s": round(n_streams / tensor_s),
         "naive_stream_steps_per_s": round(naive_rate),
         "naive_streams_timed": naive_streams,
         "batched_over_naive": round(batched_rate / naive_rate, 1),
         "flops_per_step": flops,
         "step_ms": round(batched_s * 1e3, 3),
         "step_gflops": round(flops / batched_s / 1e9, 2),
+        "columns_step_ms": round(columns_s * 1e3, 3),
         "tensor_step_ms": round(tensor_s * 1e3, 3),
         "tensor_step_gflops": round(flops / tensor_s / 1e9, 2),
-        "matmul_ceiling_gflops": round(ceiling, 2),
+        **ceilings,
         "step_over_ceiling": round(flops / batched_s / 1e9 / ceiling, 3),
         "tensor_step_over_ceiling": round(flops / tensor_s / 1e9 / ceiling, 3),
-        "notes": "step = Detector.score on one reading per stream (Python batching, gather, "
-        "tensor step, scatter, alert state machine); tensor_step = the batched tensor math "
-        "only; flops count the LSTM and decoder multiply-adds.",
+        "notes": "step = Detector.score on one reading per stream (Reading objects to "
+        "columns, order checks, gather, tensor step, scatter, alert state machine); "
+        "columns_step = Detector.score_columns on readings already in arrays (what a decoder "
+        "that parses records into arrays pays); tensor_step = the chunked tensor math with "
+        "gather and scatter only; flops count the LSTM and decoder multiply-adds; the "
+        "ceiling is a float32 matmul timed in the same run on the same device.",
     }
 
 
@@ -154,11 +197,11 @@ def _time_tensor_step(
     rows = np.arange(n)
     x = np.random.default_rng(1).normal(size=(n, f)).astype(np.float32)
     no = np.zeros(n, dtype=bool)
+    phase = np.zeros(n, dtype=np.int8)
     ts, dt = np.full(n, 1.767e9), np.full(n, 60.0)  # the seasons' inputs; the same each step
 
     def run(_: object) -> None:
-        det.step_in_chunks(table, rows, x, no, no, ts, dt)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        det.step_in_chunks(table, rows, x, no, phase, ts, dt)
+        _sync(device)
 
     return _timeit(run, min_s)

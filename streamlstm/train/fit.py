@@ -23,7 +23,7 @@ from streamlstm.detect.calibration import GroupPrior, score_statistics
 from streamlstm.detect.columns import Col
 from streamlstm.detect.model import LSTMAutoencoder, sliding_windows, window_error
 from streamlstm.detect.normalise import forecast, learn
-from streamlstm.detect.seasons import season_phase, season_share
+from streamlstm.detect.seasons import season_phase, season_share, season_state
 
 
 @dataclass
@@ -111,8 +111,7 @@ def normalise_lanes(
         state[Col.TREND] = torch.zeros(L, F, device=device)
     phase = None
     if det.season_periods_s:  # (T, L, P) bins; padding steps are masked, their bin is moot
-        state[Col.SEASON] = torch.zeros(L, F, sum(det.season_bins()), device=device)
-        state[Col.SEASON_N] = torch.zeros(L, F, sum(det.season_bins()), device=device)
+        state.update(season_state(L, F, det, device))
         ts = np.zeros((T, L))
         for j, s in enumerate(lanes):
             ts[: len(s.ts), j] = s.ts

@@ -111,7 +111,12 @@ class PartitionWorkerImpl:
             self.close()
         import torch
 
+        from streamlstm.threads import set_threads
+
         cfg = self.config
+        # The actor's CPU share (ray.num_cpus, at least 1) sizes torch's thread pool: workers
+        # sharing a machine must not each spin a thread per core.
+        set_threads(share=cfg.ray.num_cpus)
         gpu = bool(ray.get_gpu_ids()) if ray.is_initialized() else False
         device = torch.device("cuda" if gpu and torch.cuda.is_available() else "cpu")
         crash = CrashPoints.from_env()
