@@ -16,8 +16,10 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader ||
 python3 -c 'import torch; print("torch", torch.__version__, torch.cuda.get_device_name(0))'
 for config in ${CONFIGS:-configs/vitals.yaml}; do
   for streams in ${STREAMS:-10000 100000 1000000}; do
-    timeout "${STEP_TIMEOUT_S:-150}" python3 -m streamlstm.cli bench step --device cuda \
-      --config "$config" --streams "$streams" --seconds "${SECONDS_PER_VARIANT:-1}" \
+    # SIGABRT on timeout: faulthandler prints where a size got stuck instead of nothing
+    timeout -s ABRT "${STEP_TIMEOUT_S:-150}" python3 -X faulthandler -m streamlstm.cli \
+      bench step --device cuda --config "$config" --streams "$streams" \
+      --naive-streams "${NAIVE_STREAMS:-100}" --seconds "${SECONDS_PER_VARIANT:-1}" \
       ${EXTRA_ARGS:-} --json | tee -a "$out_dir/gpu_step.jsonl"
   done
 done
