@@ -30,7 +30,9 @@ ALERT_FIELDS = {
 }
 
 
-def tiny_config(**alerts) -> Config:
+def tiny_config(calibration_fade: int = 120, **alerts) -> Config:
+    """``calibration_fade``: below the default, tests of holds inside alerts reach the end of
+    the fade (before it nothing is held back) within a few readings."""
     return config_mod.from_dict(
         {
             "groups": [
@@ -40,7 +42,12 @@ def tiny_config(**alerts) -> Config:
                     "model": {"hidden_size": 8, "bottleneck": 3, "window_len": 4},
                 }
             ],
-            "detector": {"warmup_readings": 5, "burn_in_readings": 2, "max_gap_s": 600},
+            "detector": {
+                "warmup_readings": 5,
+                "burn_in_readings": 2,
+                "max_gap_s": 600,
+                "calibration_fade": calibration_fade,
+            },
             "alerts": {
                 "enter": 6.0,
                 "exit": 3.0,
@@ -75,8 +82,8 @@ def torch_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def tiny_detector(seed: int = 0, **alerts) -> Detector:
-    cfg = tiny_config(**alerts)
+def tiny_detector(seed: int = 0, calibration_fade: int = 120, **alerts) -> Detector:
+    cfg = tiny_config(calibration_fade, **alerts)
     return Detector(tiny_model(seed), cfg.detector, cfg.alerts)
 
 

@@ -78,7 +78,7 @@ def test_order_and_replay_handling() -> None:
 
 
 def test_calibration_is_frozen_inside_an_open_alert() -> None:
-    det = tiny_detector(enter=0.5, exit=0.1, min_duration=1)
+    det = tiny_detector(calibration_fade=10, enter=0.5, exit=0.1, min_duration=1)
     table = det.new_table()
     readings = series("a", 40)
     det.score(table, readings[:30])
