@@ -122,7 +122,7 @@ def test_streamed_scores_equal_the_offline_calibration_with_input_deviations(
     readings = series("a", 150, seed=2)
     spike = readings[100]
     readings[100] = Reading("a", spike.ts, (130.0, *spike.values[1:]), "g", "t", 0, spike.offset)
-    model, cfg = tiny_model(), tiny_config()
+    model, cfg = tiny_model(), tiny_config(calibration_fade=60)  # holds apply at the spike
     det_cfg = cfg.detector.model_copy(
         update={"score_inputs": True, "norm_scale_horizon": 80, "split_scale": split_scale}
     )
