@@ -69,6 +69,13 @@ def test_quality_command_writes_the_report_with_the_retrained_run(tmp_path: Path
     for section in ("## Synthetic vitals", "## Synthetic sensors", "## Changes"):
         assert section in text
     assert "## Pump" not in text and "Suites:" not in text  # all suites, the pump one empty
+    # The normal-only check: both synthetic suites again, no anomaly, every opening false.
+    assert "## Normal-only check" in text
+    for kind in ("vitals", "sensors"):
+        row = re.search(
+            rf"^\| synthetic {kind} \(same streams, no anomaly\) \| 4 \| 4000 \|", text, re.M
+        )
+        assert row, kind
     # Each synthetic suite has a point-wise table with all four detectors' rows.
     assert text.count("| detector | readings (anomalous) |") == 2
     assert len(re.findall(r"^\| rolling z-score \| \d+ \(\d+\) \|", text, re.M)) == 2

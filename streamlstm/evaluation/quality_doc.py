@@ -28,6 +28,12 @@ from streamlstm.evaluation.quality_nab import (
     undo_name,
 )
 from streamlstm.evaluation.quality_nab_report import nab_section
+from streamlstm.evaluation.quality_normal import (
+    normal_row,
+    normal_section,
+    pump_fault_free,
+    synthetic_normal,
+)
 from streamlstm.evaluation.quality_plots import plot_one, plot_suite
 from streamlstm.evaluation.quality_pump import pump_runs, pump_section, run_pump
 from streamlstm.evaluation.quality_report import (
@@ -75,8 +81,10 @@ def write_report(opts: QualityOptions, say: Callable[[str], None]) -> None:
     started = time.perf_counter()
     out = Path(opts.out)
     plots = out.parent / out.stem
-    sections, changes = [], []
+    sections, changes, normal = [], [], []
     for kind in [k for k in ("vitals", "sensors") if k in opts.suites]:
+        clean = synthetic_normal(opts.configs, kind, opts.streams, opts.length, opts.seed)
+        normal.append(normal_row(f"synthetic {kind} (same streams, no anomaly)", clean))
         suite, config = _suite(opts, kind, {})
         names = list(config.groups[0].features)
         png = plot_suite(suite, plots / f"{kind}.png", config.alerts.enter, kind, names)
@@ -94,7 +102,12 @@ def write_report(opts: QualityOptions, say: Callable[[str], None]) -> None:
         say(f"pump: no runs under {opts.pump}/other, section skipped")
     elif "pump" in opts.suites:
         sections.append(_pump(opts, plots, out.parent))  # no config changes to undo here
+        fault_free = pump_fault_free(Path(opts.pump), Path(opts.configs), opts.seed)
+        if fault_free is not None:
+            normal.append(normal_row("pump testbed, fault-free run", fault_free))
         say(f"pump: done at {time.perf_counter() - started:.0f} s")
+    if normal:
+        sections.append(normal_section(normal))
     if changes:
         sections.append(_changes_section(changes))
     seconds = time.perf_counter() - started
