@@ -1,10 +1,12 @@
 """Readings from files: CSV (``timestamp``/``ts``/``datetime``, optional ``stream``, one column
 per feature, optional ``label`` or ``anomaly`` and ``anomaly_kind``) or JSONL in the record
-contract. A CSV may be comma- or semicolon-separated (the pump testbed's files use ``;``): the
-header line decides.
+contract. A CSV may be separated by ``,``, ``;`` (the pump testbed's files) or a tab: the
+header line decides (the candidate it holds most of).
 
 Every row goes through the same ``RecordParser`` checks as a Kafka record, so a file replay
-rejects exactly what the live worker would.
+rejects exactly what the live worker would. Readings keep the file's row order (a live worker
+sees a topic in the order it was written): a row older than its stream's last one is rejected
+by the detector, as live, not moved.
 """
 
 from __future__ import annotations
@@ -24,12 +26,25 @@ class InputFileError(ValueError):
     """A data file that cannot be read as readings; the message says which file and why."""
 
 
+@dataclass(frozen=True)
+class RejectedRow:
+    """A data row the parser rejected: its number, its stream ("" if unknown), the reason."""
+
+    row: int
+    stream: str
+    reason: str
+
+
 @dataclass
 class FileData:
-    readings: list[Reading]  # sorted by (ts, row); offset = position in that order
+    readings: list[Reading]  # in file order; offset = position in this list
     labels: list[int] = field(default_factory=list)  # aligned with readings ([] if none)
     kinds: list[str] = field(default_factory=list)
     rejected: dict[str, int] = field(default_factory=dict)  # reason -> count
+    # The file's data rows (0 = the first after a CSV header) a reading or rejection came
+    # from, so a replay can write one output row per input row, in input order.
+    source_rows: list[int] = field(default_factory=list)  # aligned with readings
+    rejected_rows: list[RejectedRow] = field(default_factory=list)
 
     def by_stream(self) -> dict[str, list[int]]:
         out: dict[str, list[int]] = {}
@@ -56,21 +71,25 @@ def read_file(path: str | Path, config: Config) -> FileData:
         rows = _jsonl_rows(path, parser)
     else:
         rows = _csv_rows(path, parser, config)
-    # (ts, row number) order: the order a live worker would see a time-ordered topic in.
-    rows.sort(key=lambda item: (item[0].ts if isinstance(item[0], Reading) else math.inf, item[3]))
-    readings, labels, kinds, rejected = [], [], [], {}
-    for offset, (got, label, kind, _) in enumerate(rows):
+    data = FileData([])
+    labels, kinds = [], []
+    for got, label, kind, n, stream in rows:
         if isinstance(got, Rejection):
-            rejected[got.reason] = rejected.get(got.reason, 0) + 1
+            data.rejected[got.reason] = data.rejected.get(got.reason, 0) + 1
+            data.rejected_rows.append(RejectedRow(n, stream, got.reason))
             continue
-        readings.append(Reading(got.stream, got.ts, got.values, got.group, "file", 0, offset))
+        offset = len(data.readings)
+        data.readings.append(Reading(got.stream, got.ts, got.values, got.group, "file", 0, offset))
+        data.source_rows.append(n)
         labels.append(label)
         kinds.append(kind)
-    has_labels = any(lbl >= 0 for lbl in labels)
-    return FileData(readings, labels if has_labels else [], kinds if has_labels else [], rejected)
+    if any(lbl >= 0 for lbl in labels):
+        data.labels, data.kinds = labels, kinds
+    return data
 
 
-Row = tuple[Reading | Rejection, int, str, int]  # result, label (-1 = none), kind, row number
+# result, label (-1 = none), kind, row number, stream id as written ("" if unknown)
+Row = tuple[Reading | Rejection, int, str, int, str]
 
 
 def _csv_rows(path: Path, parser: RecordParser, config: Config) -> list[Row]:
@@ -84,7 +103,8 @@ def _csv_rows(path: Path, parser: RecordParser, config: Config) -> list[Row]:
         if ts_col is None:
             raise InputFileError(
                 f"{path}: no {' or '.join(map(repr, TS_COLUMNS))} column (columns: {header}; "
-                "read as separated by " + repr(delimiter) + ": the header line decides)"
+                f"read as separated by {_delimiter_name(delimiter)}, the character the header "
+                f"line holds most of among {', '.join(map(_delimiter_name, DELIMITERS))})"
             )
         label_col = next((c for c in LABEL_COLUMNS if c in header), "")
         group = _csv_group(path, header, config)
@@ -98,6 +118,7 @@ def _csv_rows(path: Path, parser: RecordParser, config: Config) -> list[Row]:
                     label,
                     row.get("anomaly_kind") or "",
                     n,
+                    stream,
                 )
             )
     return rows
@@ -108,15 +129,22 @@ LABEL_COLUMNS = ("label", "anomaly")  # 1 on anomalous readings; the first one p
 
 
 def csv_columns(path: str | Path) -> list[str]:
-    """The header of a comma- or semicolon-separated file, as ``read_file`` splits it."""
+    """The header of a delimited file, as ``read_file`` splits it."""
     with Path(path).open(newline="", encoding="utf-8") as fh:
         line = fh.readline()
     return next(csv.reader([line], delimiter=_delimiter(line)), [])
 
 
+DELIMITERS = (",", ";", "\t")  # ties go to the first: a header with none is one column
+
+
 def _delimiter(header_line: str) -> str:
-    """';' when the header holds more semicolons than commas (a European-style CSV)."""
-    return ";" if header_line.count(";") > header_line.count(",") else ","
+    """The candidate the header line holds most of (';' in a European-style CSV)."""
+    return max(DELIMITERS, key=header_line.count)
+
+
+def _delimiter_name(delimiter: str) -> str:
+    return "a tab" if delimiter == "\t" else repr(delimiter)
 
 
 def _label(text: str | None) -> int:
@@ -141,22 +169,34 @@ def _jsonl_rows(path: Path, parser: RecordParser) -> list[Row]:
     with path.open("rb") as fh:
         for n, line in enumerate(fh):
             if line.strip():
-                rows.append(
-                    (parser.parse(RawRecord("file", 0, n, None, line.rstrip(b"\n"))), -1, "", n)
-                )
+                got = parser.parse(RawRecord("file", 0, n, None, line.rstrip(b"\n")))
+                stream = got.stream if isinstance(got, Reading) else ""
+                rows.append((got, -1, "", n, stream))
     return rows
 
 
 def to_series(data: FileData, indices: dict[str, list[int]] | None = None) -> list[Series]:
-    """Per-stream arrays for training (``indices`` restricts each stream's rows)."""
+    """Per-stream arrays for training (``indices`` restricts each stream's rows); a reading
+    not later than its stream's previous one is left out, as the detector rejects it."""
     out = []
-    for stream, idx in (indices or data.by_stream()).items():
+    for stream, given in (indices or data.by_stream()).items():
+        idx = in_time_order(data, given)
         if not idx:
             continue
         ts = np.array([data.readings[i].ts for i in idx])
         values = np.array([data.readings[i].values for i in idx], dtype=np.float64)
         out.append(Series(stream, ts, values))
     return out
+
+
+def in_time_order(data: FileData, idx: list[int]) -> list[int]:
+    """``idx`` without the readings the detector rejects as duplicate or out of order (a
+    timestamp not after the latest one kept), e.g. a repeated daylight-saving hour."""
+    kept: list[int] = []
+    for i in idx:
+        if not kept or data.readings[i].ts > data.readings[kept[-1]].ts:
+            kept.append(i)
+    return kept
 
 
 @dataclass

@@ -21,7 +21,14 @@ from streamlstm.evaluation.metrics import (
     format_report,
     report_to_dict,
 )
-from streamlstm.evaluation.nab import NAB_PROFILES, NabSeries, nab_report, nab_score
+from streamlstm.evaluation.nab import (
+    NAB_PROFILES,
+    NabSeries,
+    nab_probation,
+    nab_report,
+    nab_score,
+    nab_train_rows,
+)
 from streamlstm.evaluation.plots import PlotStream, plot_streams
 
 T0, STEP = 1_700_000_000.0, 60.0
@@ -199,6 +206,13 @@ def test_nab_earlier_detection_scores_more_and_only_the_best_counts() -> None:
 def test_nab_probationary_detections_are_ignored() -> None:
     assert nab([10, 100, 149, 300], WINDOWS[:1]) == pytest.approx(1.0)
     assert nab([150, 300], WINDOWS[:1]) == pytest.approx(1.0 - 0.11)
+
+
+def test_nab_training_stays_inside_the_probationary_period() -> None:
+    # 15 % of the series, at most 750 rows: rows i < nab_probation(n) are never scored.
+    for n, rows in [(1000, 150), (4999, 749), (5000, 750), (22695, 750), (5, 1)]:
+        assert nab_train_rows(n) == rows
+        assert n < 7 or rows <= nab_probation(n)
 
 
 def test_nab_profiles_weight_fps_and_misses_as_published() -> None:

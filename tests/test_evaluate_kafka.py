@@ -72,7 +72,7 @@ def test_through_kafka_gives_the_offline_alerts_and_report(
 ) -> None:
     config = config_mod.load(CONFIG, {}, environ={})
     csv, model = str(case["csv"]), str(case["model"])
-    data, offline = score_file(config, csv, model, 0.25, CPU, quiet=True)
+    data, offline, _ = score_file(config, csv, model, 0.25, CPU, quiet=True)
     live = score_through_kafka(config, csv, model, 0.25, CPU, quiet=True, bootstrap=kafka_bootstrap)
 
     s = live.summary

@@ -69,6 +69,13 @@ def test_quality_command_writes_the_report_with_the_retrained_run(tmp_path: Path
     for section in ("## Synthetic vitals", "## Synthetic sensors", "## Changes"):
         assert section in text
     assert "## Pump" not in text and "Suites:" not in text  # all suites, the pump one empty
+    # The normal-only check: both synthetic suites again, no anomaly, every opening false.
+    assert "## Normal-only check" in text
+    for kind in ("vitals", "sensors"):
+        row = re.search(
+            rf"^\| synthetic {kind} \(same streams, no anomaly\) \| 4 \| 4000 \|", text, re.M
+        )
+        assert row, kind
     # Each synthetic suite has a point-wise table with all four detectors' rows.
     assert text.count("| detector | readings (anomalous) |") == 2
     assert len(re.findall(r"^\| rolling z-score \| \d+ \(\d+\) \|", text, re.M)) == 2
@@ -79,3 +86,57 @@ def test_quality_command_writes_the_report_with_the_retrained_run(tmp_path: Path
     gated = re.findall(r"^\s+\d+\s+\d+\s+\S+\s+(promoted|rejected)\s", text, re.M)
     assert gated, text
     assert (tmp_path / "quality" / "vitals.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def _tiny_nab(root: Path) -> Path:
+    """Three hourly series in two categories, a window in each (generated, not NAB data)."""
+    windows = {}
+    for category, name, jump in [("catA", "a1", 300), ("catA", "a2", 250), ("catB", "b1", 280)]:
+        folder = root / "data" / category
+        folder.mkdir(parents=True, exist_ok=True)
+        rows = [
+            f"2020-01-{1 + h // 24:02d} {h % 24:02d}:00:00,{(50 if h >= jump else 10) + h % 3}"
+            for h in range(400)
+        ]
+        (folder / f"{name}.csv").write_text("timestamp,value\n" + "\n".join(rows) + "\n")
+        start, end = jump - 5, jump + 5
+        windows[f"{category}/{name}.csv"] = [
+            [f"2020-01-{1 + h // 24:02d} {h % 24:02d}:00:00" for h in (start, end)]
+        ]
+    (root / "combined_windows.json").write_text(json.dumps(windows))
+    return root
+
+
+def test_quality_nab_reports_categories_one_model_per_series_and_loco(tmp_path: Path) -> None:
+    from tests.cli_helpers import run_cli
+
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    small = config_mod.load(Path("configs/univariate.yaml"), {})
+    assert small.groups[0].features == ["value"]  # the shipped config the suite runs
+    text = Path("configs/univariate.yaml").read_text()
+    text = text.replace("epochs: 20", "epochs: 1").replace("hidden_size: 128", "hidden_size: 8")
+    (configs / "univariate.yaml").write_text(text)
+    (tmp_path / "changes.yaml").write_text(
+        "nab:\n- change: '`alerts.enter: 7.0` (before: 5)'\n  undo: {alerts.enter: 5.0}\n"
+    )
+    (tmp_path / "cands.yaml").write_text(
+        "- {name: today, overrides: {}}\n- {name: high, overrides: {alerts.enter: 9.0}}\n"
+    )
+    out = tmp_path / "q.md"
+    run_cli(
+        "quality", "--suites", "nab", "--out", str(out), "--configs", str(configs),
+        "--nab", str(_tiny_nab(tmp_path / "nab")), "--changes", str(tmp_path / "changes.yaml"),
+        "--candidates", str(tmp_path / "cands.yaml"),
+    )  # fmt: skip
+    text = out.read_text()
+    assert "## NAB development subset (3 series)" in text
+    categories = re.findall(r"^\| (catA|catB|all) \| (\d) \| (\d) \|", text, re.M)
+    assert categories == [("catA", "2", "2"), ("catB", "1", "1"), ("all", "3", "3")]
+    folds = re.findall(
+        r"^\| (catA|catB) \| (today's config|undo alerts\.enter: 7\.0|high) \|", text, re.M
+    )
+    assert [f[0] for f in folds] == ["catA", "catB"]
+    assert "*undo alerts.enter: 7.0*: `{'alerts.enter': 5.0}`" in text
+    assert re.search(r"^\| streaming LSTM-AE, one model per series \| 3 \|", text, re.M)
+    assert re.search(r"^\| nab \| `alerts.enter: 7.0`", text, re.M)

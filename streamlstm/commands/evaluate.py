@@ -16,6 +16,7 @@ from streamlstm.commands.common import (
     pick_device,
     set_threads,
 )
+from streamlstm.commands.replay import check_train_rows
 from streamlstm.evaluation.metrics import (
     event_metrics,
     format_report,
@@ -53,6 +54,12 @@ def add_parser(sub) -> None:
     p.add_argument("--windows", help="NAB-style windows JSON {file name: [[start, end], ...]}")
     p.add_argument("--model", help="model directory (default: train on --train-fraction)")
     p.add_argument("--train-fraction", type=float, default=0.15)
+    p.add_argument(
+        "--train-rows",
+        type=int,
+        metavar="N",
+        help="without --model: train on the first N readings of each stream instead",
+    )
     p.add_argument(
         "--tolerance",
         type=int,
@@ -94,6 +101,9 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("streamlstm evaluate: --retrain-every must be >= 0")
     if args.through_kafka and args.retrain_every:
         raise SystemExit("streamlstm evaluate: --through-kafka and --retrain-every are exclusive")
+    check_train_rows(args.train_rows)
+    if args.train_rows and (args.through_kafka or args.retrain_every):
+        raise SystemExit("streamlstm evaluate: --train-rows goes with a plain replay only")
     # The three ways to score the file share their inputs; each returns the replay rows.
     source = {
         "config": config,
@@ -112,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.retrain_every:
         data, rows, rounds = score_file_retraining(**source, every=args.retrain_every)
     else:
-        data, rows = score_file(**source)
+        data, rows, _ = score_file(**source, train_rows=args.train_rows)
     windows = windows_for(args.windows, args.input) if args.windows else None
     per_stream = stream_evals(rows, data, windows)
     report = event_metrics(per_stream, args.tolerance)

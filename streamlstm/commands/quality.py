@@ -1,9 +1,11 @@
 """``streamlstm quality``: regenerate docs/quality.md and its plots in one deterministic run.
 
 Synthetic vitals and sensors suites (fixed seed) with their shipped configs, every NAB
-series under ``--nab`` with configs/univariate.yaml and the pump runs under ``--pump`` with
-configs/sensors.yaml (``--suites`` picks some); each scored by the streaming LSTM-AE and
-the two baselines (``evaluation.baselines``) through one harness (``evaluation.metrics``).
+series under ``--nab`` with configs/univariate.yaml (pooled, one model per series, per
+category, and a leave-one-category-out check over ``--candidates``) and the pump runs under
+``--pump`` with configs/sensors.yaml (``--suites`` picks some); each scored by the streaming
+LSTM-AE and the two baselines (``evaluation.baselines``) through one harness
+(``evaluation.metrics``).
 """
 
 from __future__ import annotations
@@ -48,6 +50,12 @@ def add_parser(sub) -> None:
         "--changes",
         default="docs/config-changes.yaml",
         help="the config changes to re-score undone (YAML: suite -> [{change, undo}])",
+    )
+    p.add_argument(
+        "--candidates",
+        default="docs/loco-candidates.yaml",
+        help="candidate settings for the NAB leave-one-category-out check (YAML: "
+        "[{name, overrides}]); each listed NAB change undone is a candidate too",
     )
     p.add_argument("--streams", type=int, default=40, help="streams per synthetic suite")
     p.add_argument("--length", type=int, default=2000, help="readings per synthetic stream")
@@ -96,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
         retrain_every_per_stream=args.retrain_every_per_stream,
         pump=Path(args.pump),
         suites=suites,
+        candidates=Path(args.candidates),
     )
     write_report(options, say=lambda line: print(line, flush=True))
     return 0

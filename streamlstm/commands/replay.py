@@ -21,10 +21,14 @@ def add_parser(sub) -> None:
     p = sub.add_parser(
         "replay",
         help="score a file offline through the same streaming code path as the live worker",
-        description="Replay a CSV/JSONL file in timestamp order through the streaming "
+        description="Replay a CSV/JSONL file in its row order through the streaming "
         "detector (carried LSTM state per stream, calibration, alert state machine) and write "
-        "one row per reading. Without --model, trains on the first --train-fraction of each "
-        "stream first. With a label column, prints event-wise detection metrics.",
+        "one row per input row, in input order: `row` is the input's data row (0 = the first "
+        "after the header); a row that was not scored (a repeated or out-of-order timestamp, "
+        "an unusable value: what the live worker would send to the DLQ) has no score and its "
+        "reason in the `rejected` column. Without --model, trains on the first "
+        "--train-fraction (or --train-rows) of each stream first. With a label column, "
+        "prints event-wise detection metrics.",
         epilog="example: streamlstm replay -c configs/vitals.yaml --input vitals.csv "
         "--output scores.csv --plot scores.png",
     )
@@ -36,7 +40,13 @@ def add_parser(sub) -> None:
         "--train-fraction",
         type=float,
         default=0.15,
-        help="without --model: train on this first share of each stream",
+        help="without --model: train on this first share of each stream (default 0.15)",
+    )
+    p.add_argument(
+        "--train-rows",
+        type=int,
+        metavar="N",
+        help="without --model: train on the first N readings of each stream instead",
     )
     p.add_argument("--plot", help="PNG of a few streams: readings, score, threshold, alerts")
     p.add_argument(
@@ -51,21 +61,31 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
+def check_train_rows(train_rows: int | None) -> None:
+    if train_rows is not None and train_rows < 1:
+        raise SystemExit(f"streamlstm: --train-rows must be >= 1 (got {train_rows})")
+
+
 def run(args: argparse.Namespace) -> int:
 
     set_threads(args.threads)
     config = load_config(args)
+    check_train_rows(args.train_rows)
     started = time.perf_counter()
-    data, rows = score_file(
-        config, args.input, args.model, args.train_fraction, pick_device(args.device), args.quiet
+    device = pick_device(args.device)
+    data, rows, refused = score_file(
+        config, args.input, args.model, args.train_fraction, device, args.quiet, args.train_rows
     )
     seconds = time.perf_counter() - started
-    write_scores(args.output, rows, data)
+    write_scores(args.output, rows, data, refused)
     opened = sum(r.alert_event == "open" for r in rows)
+    reasons = dict(data.rejected)
+    for _, rejection in refused:
+        reasons[rejection.reason] = reasons.get(rejection.reason, 0) + 1
     print(
         f"scored {len(rows)} readings of {len(data.by_stream())} streams in {seconds:.1f} s "
         f"(training included); {opened} alerts opened; "
-        f"rejected {sum(data.rejected.values()) + len(data.readings) - len(rows)}; "
+        f"rejected {sum(reasons.values())} {reasons or ''}(rows kept, marked); "
         f"wrote {args.output}"
     )
     features = feature_names(config, data)

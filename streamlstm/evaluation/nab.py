@@ -56,6 +56,12 @@ def nab_probation(n: int) -> float:
     return min(math.floor(NAB_PROBATION * n), NAB_PROBATION * 5000)
 
 
+def nab_train_rows(n: int) -> int:
+    """The readings of an ``n``-reading series inside NAB's probationary period (15 %, at
+    most 750): what a detector may train on without seeing a scored reading."""
+    return max(1, math.ceil(nab_probation(n)))
+
+
 def _fp_unweighted(ev_prev: Event | None, i: int) -> float:
     if ev_prev is None:  # no preceding window: as if very far from any window
         return -1.0
@@ -103,6 +109,35 @@ def nab_score(
     return fp_score + sum(p for p in parts if p is not None)
 
 
+@dataclass(frozen=True)
+class NabTally:
+    """The sums NAB normalises over a set of series: detector, null and perfect raw scores.
+    Tallies add up, so a score over any union of series is the sum of theirs."""
+
+    raw: float = 0.0
+    null: float = 0.0
+    perfect: float = 0.0
+
+    def __add__(self, other: NabTally) -> NabTally:
+        return NabTally(self.raw + other.raw, self.null + other.null, self.perfect + other.perfect)
+
+    def score(self) -> float | None:
+        """100 * (raw - null) / (perfect - null); None where that is 0/0 (no window)."""
+        span = self.perfect - self.null
+        return 100.0 * (self.raw - self.null) / span if span else None
+
+
+def nab_tally(s: NabSeries, profile: str | NabProfile = "standard") -> NabTally:
+    """One series' share of a normalised NAB score (``nab_report`` sums them)."""
+    prof = NAB_PROFILES[profile] if isinstance(profile, str) else profile
+    n_windows = len(events_from_windows(s.ts, s.windows))
+    return NabTally(
+        nab_score(s.ts, s.alert_open, s.windows, prof),
+        nab_score(s.ts, np.zeros(len(s.ts), bool), s.windows, prof),
+        n_windows * prof.tp_weight,
+    )
+
+
 def nab_report(
     series: Sequence[NabSeries], profiles: dict[str, NabProfile] | None = None
 ) -> dict[str, float]:
@@ -111,14 +146,11 @@ def nab_report(
     100 * (raw - null) / (perfect - null) on sums across series: null = no detections,
     perfect = tp_weight per window (what one detection at each window start earns).
     """
-    profiles = profiles or NAB_PROFILES
-    n_windows = sum(len(events_from_windows(s.ts, s.windows)) for s in series)
-    if n_windows == 0:
-        raise ValueError("NAB normalisation needs at least one window")
     out: dict[str, float] = {}
-    for name, prof in profiles.items():
-        raw = sum(nab_score(s.ts, s.alert_open, s.windows, prof) for s in series)
-        null = sum(nab_score(s.ts, np.zeros(len(s.ts), bool), s.windows, prof) for s in series)
-        perfect = n_windows * prof.tp_weight
-        out[name] = 100.0 * (raw - null) / (perfect - null)
+    for name, prof in (profiles or NAB_PROFILES).items():
+        total = sum((nab_tally(s, prof) for s in series), NabTally())
+        score = total.score()
+        if score is None:
+            raise ValueError("NAB normalisation needs at least one window")
+        out[name] = score
     return out

@@ -1,7 +1,8 @@
 """Run the streaming detector and the two baselines over one labelled data set.
 
 ``score_suite`` trains the config's model on the first ``train_fraction`` of every stream
-(the same as ``streamlstm evaluate`` without ``--model``), replays all readings through the
+(the same as ``streamlstm evaluate`` without ``--model``; or on a protocol's fixed part of
+each stream, e.g. NAB's probationary period), replays all readings through the
 live scoring path, and scores the same readings with the baselines of ``baselines.py``. It
 returns per detector the ``StreamEval``s the metrics of ``evaluation.metrics`` take. Thresholds
 come from the config only; labels are read after scoring, to build the events.
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 
 from streamlstm.config import Config
-from streamlstm.datafiles import FileData, Series, to_series
+from streamlstm.datafiles import FileData, Series, in_time_order, to_series
 from streamlstm.detect.calibration import calibration_horizons
 from streamlstm.detect.detector import ScoringModel
 from streamlstm.evaluation.baselines import (
@@ -31,7 +32,7 @@ from streamlstm.evaluation.replay import ReplayRow, replay, rows_by_stream
 from streamlstm.evaluation.retrain_replay import in_process_trainer, replay_with_retraining
 from streamlstm.stream.engine import Engine
 from streamlstm.train.fit import normalise_lanes
-from streamlstm.train.models import train_models
+from streamlstm.train.models import fit_model
 
 DETECTORS = ("streaming LSTM-AE", "sliding-window LSTM-AE", "rolling z-score")
 RETRAINED = "streaming LSTM-AE, retrained as deployed"  # with ``retrain_every``
@@ -67,16 +68,18 @@ def score_suite(
     device: torch.device | None = None,
     baselines: bool = True,
     retrain_every: int = 0,
-    train_readings: int | None = None,
+    train_readings: int | Callable[[int], int] | None = None,
 ) -> SuiteRun:
     """All three detectors over ``data`` (only the first without ``baselines``);
     ``events_for`` builds a stream's labelled events. With ``retrain_every`` the streaming
     detector also runs as deployed: the same first model, then a retrain round (data
     selection, gate, shadow warm-up) every ``retrain_every`` readings (``retrain_replay``).
-    ``train_readings`` (per stream) replaces ``train_fraction`` when a protocol fixes it."""
+    ``train_readings`` (per stream; or a function of the stream's length) replaces
+    ``train_fraction`` when a protocol fixes it."""
 
     device = device or torch.device("cpu")
-    models, _ = train_models(config, data, train_fraction, device, quiet=True, first=train_readings)
+    split = _TrainSplit(train_fraction, train_readings)
+    models = _train(config, data, split, device)
     engine = Engine.build(config, models, device)
     rows, _ = replay(engine, data.readings)
     run = SuiteRun(models)
@@ -88,7 +91,6 @@ def score_suite(
             engine, data.readings, config, retrain_every, train
         )
         run.by_detector[RETRAINED] = _streaming(rows, data, events_for)
-    split = _TrainSplit(train_fraction, train_readings)
     for name in DETECTORS[1:] if baselines else ():
         run.by_detector[name] = _baseline(name, config, models, data, split, events_for)
     return run
@@ -96,13 +98,32 @@ def score_suite(
 
 @dataclass(frozen=True)
 class _TrainSplit:
-    """The readings of a stream its baseline calibration starts from (as its model trained)."""
+    """The first readings of a stream its model trains on (and its baselines' calibration
+    starts from)."""
 
     fraction: float
-    readings: int | None = None
+    readings: int | Callable[[int], int] | None = None
 
     def of(self, n: int) -> int:
-        return self.readings if self.readings is not None else max(2, int(n * self.fraction))
+        if self.readings is None:
+            return max(1, int(n * self.fraction))
+        return self.readings(n) if callable(self.readings) else self.readings
+
+
+def _train(
+    config: Config, data: FileData, split: _TrainSplit, device: torch.device
+) -> dict[str, ScoringModel]:
+    """Each group's model on the first ``split.of(n)`` readings of each of its streams."""
+    models = {}
+    for group in config.groups:
+        first = {
+            s: rows[: split.of(len(rows))]
+            for s, rows in data.by_stream().items()
+            if data.readings[rows[0]].group == group.name
+        }
+        if first:
+            models[group.name], _ = fit_model(config, group.name, to_series(data, first), device)
+    return models
 
 
 def _streaming(rows: list[ReplayRow], data: FileData, events_for: EventsFor) -> list[Traced]:
@@ -132,10 +153,11 @@ def _baseline(
     """Each stream on its own (a lane of one): no padding work, same results as batched."""
     model = models[_group_of(config, models)]
     out = []
-    for stream, offsets in data.by_stream().items():
+    for stream, given in data.by_stream().items():
+        offsets = in_time_order(data, given)  # what the streaming detector scored too
         (s,) = to_series(data, {stream: offsets})
         stats, seen, horizon = _baseline_stats(name, config, model, s)
-        n_train = split.of(len(s.ts))
+        n_train = max(2, split.of(len(s.ts)))
         skip = min(config.detector.burn_in_readings, n_train - 1)
         prior = typical_error(stats[:n_train], seen[:n_train], skip)
         trace: AlertTrace = calibrated_alerts(

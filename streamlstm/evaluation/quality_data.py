@@ -22,12 +22,13 @@ from streamlstm.simulate.generate import generate, write_csv
 
 
 def synthetic(
-    config: Config, kind: str, streams: int, length: int, seed: int
+    config: Config, kind: str, streams: int, length: int, seed: int, anomaly_rate: float = 1.0
 ) -> tuple[FileData, EventsFor]:
-    """``streamlstm simulate`` output, read back through the same CSV reader as the CLI."""
+    """``streamlstm simulate`` output, read back through the same CSV reader as the CLI
+    (``anomaly_rate=0``: the same normal data without any anomaly)."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"{kind}.csv"
-        write_csv(generate(kind, streams, length, seed), path)
+        write_csv(generate(kind, streams, length, seed, anomaly_rate=anomaly_rate), path)
         data = read_file(path, config)
 
     def events_for(_stream: str, _ts: np.ndarray, offsets: list[int]):

@@ -18,14 +18,27 @@ from streamlstm import config as config_mod
 from streamlstm.evaluation.metrics import event_metrics
 from streamlstm.evaluation.nab import NabSeries, nab_report
 from streamlstm.evaluation.quality import DETECTORS, RETRAINED, SuiteRun, score_suite
-from streamlstm.evaluation.quality_data import nab_series, nab_windows, synthetic
+from streamlstm.evaluation.quality_data import synthetic
+from streamlstm.evaluation.quality_nab import (
+    load_candidates,
+    load_nab,
+    nab_config,
+    nab_files,
+    score_nab,
+    undo_name,
+)
+from streamlstm.evaluation.quality_nab_report import nab_section
+from streamlstm.evaluation.quality_normal import (
+    normal_row,
+    normal_section,
+    pump_fault_free,
+    synthetic_normal,
+)
 from streamlstm.evaluation.quality_plots import plot_one, plot_suite
 from streamlstm.evaluation.quality_pump import pump_runs, pump_section, run_pump
 from streamlstm.evaluation.quality_report import (
-    NAB_HEADER,
     SUMMARY_HEADER,
     per_kind_rows,
-    per_series_rows,
     pointwise_tables,
     summary_rows,
     table,
@@ -50,6 +63,7 @@ class QualityOptions:
     retrain_every_per_stream: int = 500
     pump: Path = Path("../shared/datasets/pump-dev")
     suites: tuple[str, ...] = SUITES
+    candidates: Path = Path("docs/loco-candidates.yaml")
 
 
 def load_changes(path: Path) -> dict[str, list[tuple[str, dict]]]:
@@ -67,30 +81,33 @@ def write_report(opts: QualityOptions, say: Callable[[str], None]) -> None:
     started = time.perf_counter()
     out = Path(opts.out)
     plots = out.parent / out.stem
-    sections, changes = [], []
+    sections, changes, normal = [], [], []
     for kind in [k for k in ("vitals", "sensors") if k in opts.suites]:
-        suite, config, _ = _suite(opts, kind, {})
+        clean = synthetic_normal(opts.configs, kind, opts.streams, opts.length, opts.seed)
+        normal.append(normal_row(f"synthetic {kind} (same streams, no anomaly)", clean))
+        suite, config = _suite(opts, kind, {})
         names = list(config.groups[0].features)
         png = plot_suite(suite, plots / f"{kind}.png", config.alerts.enter, kind, names)
         sections.append(_synthetic_section(kind, opts, suite, png, out.parent))
         changes += _changes(opts, kind, suite, changes_by_suite)
         say(f"{kind}: done at {time.perf_counter() - started:.0f} s")
-    if "nab" in opts.suites and not sorted(Path(opts.nab).glob("data/*/*.csv")):
+    if "nab" in opts.suites and not nab_files(Path(opts.nab)):
         say(f"nab: no series under {opts.nab}/data, section skipped")
     elif "nab" in opts.suites:
-        suite, config, windows = _suite(opts, "nab", {})
-        pngs = [
-            plot_one(t, plots / f"nab_{t.eval.stream_id}.png", config.alerts.enter)
-            for t in suite.by_detector[DETECTORS[0]]
-        ]
-        sections.append(_nab_section(opts, suite, windows, pngs, out.parent))
-        changes += _changes(opts, "nab", suite, changes_by_suite, windows)
+        section, rows = _nab(opts, changes_by_suite.get("nab", []), plots, out.parent, say)
+        sections.append(section)
+        changes += rows
         say(f"nab: done at {time.perf_counter() - started:.0f} s")
     if "pump" in opts.suites and not pump_runs(Path(opts.pump)):
         say(f"pump: no runs under {opts.pump}/other, section skipped")
     elif "pump" in opts.suites:
         sections.append(_pump(opts, plots, out.parent))  # no config changes to undo here
+        fault_free = pump_fault_free(Path(opts.pump), Path(opts.configs), opts.seed)
+        if fault_free is not None:
+            normal.append(normal_row("pump testbed, fault-free run", fault_free))
         say(f"pump: done at {time.perf_counter() - started:.0f} s")
+    if normal:
+        sections.append(normal_section(normal))
     if changes:
         sections.append(_changes_section(changes))
     seconds = time.perf_counter() - started
@@ -110,32 +127,48 @@ def _pump(opts: QualityOptions, plots: Path, root: Path) -> str:
     return pump_section(run, Path(opts.pump), opts.tolerance, images)
 
 
+def _nab(opts, listed: list[tuple[str, dict]], plots: Path, root: Path, say):
+    """The NAB section and its change rows: each listed change undone is also a LOCO
+    candidate, so one run per change serves both tables."""
+    nab = load_nab(Path(opts.nab))
+    undo: dict[str, dict] = {}
+    for k, (what, restore) in enumerate(listed):
+        name = undo_name(what, k)
+        undo[name if name not in undo else f"{name} ({k + 1})"] = restore
+    candidates = {**undo, **load_candidates(Path(opts.candidates))}
+    scored = score_nab(Path(opts.configs), nab, opts.seed, candidates, say)
+    enter = nab_config(Path(opts.configs), {}).alerts.enter
+    pngs = [
+        plot_one(t, plots / f"nab_{t.eval.stream_id}.png", enter)
+        for t in scored.pooled.by_detector[DETECTORS[0]]
+    ]
+    images = " ".join(f"[{p.stem}]({p.relative_to(root)})" for p in pngs)
+    after = _headline(opts, scored.pooled, nab.windows)
+    rows = [
+        ["nab", what, *_headline(opts, scored.candidates[name], nab.windows), *after]
+        for (what, _), name in zip(listed, undo, strict=True)
+    ]
+    undone = {name: what for (what, _), name in zip(listed, undo, strict=True)}
+    return nab_section(scored, undone, opts.tolerance, images), rows
+
+
 def _suite(opts, kind: str, overrides: dict, baselines: bool = True):
-    """Score one suite: (SuiteRun, config, NAB windows or None). Seeded per suite, so a
-    re-run with overrides starts from the same initial weights."""
+    """Score one synthetic suite: (SuiteRun, config). Seeded per suite, so a re-run with
+    overrides starts from the same initial weights."""
 
     torch.manual_seed(opts.seed)
-    name = "univariate" if kind == "nab" else kind
-    config = config_mod.load(Path(opts.configs) / f"{name}.yaml", overrides)
-    windows = None
-    if kind == "nab":
-        windows = nab_windows(Path(opts.nab) / "combined_windows.json")
-        files = sorted(Path(opts.nab).glob("data/*/*.csv"))
-        data, events_for = nab_series(config, files, windows)
-    else:
-        data, events_for = synthetic(config, kind, opts.streams, opts.length, opts.seed)
-    # Not on NAB: its series come from different years, interleaved by position, so a
-    # look-back in time ("the last day") would hold almost none of them.
-    every = opts.retrain_every_per_stream * len(data.by_stream())
-    every = every if baselines and kind != "nab" else 0
+    config = config_mod.load(Path(opts.configs) / f"{kind}.yaml", overrides)
+    data, events_for = synthetic(config, kind, opts.streams, opts.length, opts.seed)
+    every = opts.retrain_every_per_stream * len(data.by_stream()) if baselines else 0
     suite = score_suite(config, data, events_for, baselines=baselines, retrain_every=every)
-    return suite, config, windows
+    return suite, config
 
 
 def _headline(opts, suite: SuiteRun, windows) -> list[str]:
     evals = suite.evals(DETECTORS[0])
     r = event_metrics(evals, opts.tolerance)
-    cells = [f"{r.f1:.3f}", f"{r.recall:.3f}", str(r.fp)]
+    fa = "–" if r.fa_per_stream_day is None else f"{r.fa_per_stream_day:.2f}"
+    cells = [f"{r.f1:.3f}", f"{r.recall:.3f}", str(r.fp), fa]
     if windows is None:
         worst = min(r.per_kind.items(), key=lambda kv: kv[1].recall)
         return [*cells, f"{worst[0]} {worst[1].recall:.2f}"]
@@ -143,13 +176,11 @@ def _headline(opts, suite: SuiteRun, windows) -> list[str]:
     return [*cells, f"NAB standard {nab_report(series)['standard']:.1f}"]
 
 
-def _changes(opts, kind: str, suite: SuiteRun, changes: dict, windows=None) -> list[list[str]]:
+def _changes(opts, kind: str, suite: SuiteRun, changes: dict) -> list[list[str]]:
     rows = []
     for what, restore in changes.get(kind, []):
-        before, _, _ = _suite(opts, kind, restore, baselines=False)
-        rows.append(
-            [kind, what, *_headline(opts, before, windows), *_headline(opts, suite, windows)]
-        )
+        before, _ = _suite(opts, kind, restore, baselines=False)
+        rows.append([kind, what, *_headline(opts, before, None), *_headline(opts, suite, None)])
     return rows
 
 
@@ -160,6 +191,7 @@ def _changes_section(rows: list[list[str]]) -> str:
             f"F1 {when}",
             f"recall {when}",
             f"false alarms {when}",
+            f"false alarms / stream-day {when}",
             f"NAB / worst kind {when}",
         ]
     return "\n\n".join(
@@ -202,42 +234,6 @@ def _rounds_text(opts, suite: SuiteRun) -> list[str]:
         "alert episodes; the same gate and shadow warm-up as live):",
         "```\n" + format_rounds(suite.rounds) + "\n```",
     ]
-
-
-def _nab_section(opts, suite: SuiteRun, windows, pngs: list[Path], root: Path) -> str:
-    reports, nab, per_series = {}, {}, {}
-    for d in suite.by_detector:
-        evals = suite.evals(d)
-        reports[d] = event_metrics(evals, opts.tolerance)
-        series = [NabSeries(s.ts, s.alert_open, windows[s.stream_id], s.stream_id) for s in evals]
-        nab[d] = nab_report(series)
-        # A series without windows has no per-series NAB normalisation (its perfect
-        # detector scores 0 too); it still counts in the pooled score and the FP column.
-        per_series[d] = {s.name: nab_report([s])["standard"] if s.windows else None for s in series}
-    evals = {d: suite.evals(d) for d in suite.by_detector}
-    series_header, series_rows = per_series_rows(evals, per_series, opts.tolerance)
-    images = " ".join(f"[{p.stem}]({p.relative_to(root)})" for p in pngs)
-    return "\n\n".join(
-        [
-            f"## NAB development subset ({len(pngs)} series)",
-            "Config `configs/univariate.yaml` unchanged for every series (threshold fixed by the "
-            "config, never fitted to labels). One model group: shared weights trained on the "
-            "first 15 % of every series (NAB's probationary period), per-series state, "
-            "normalisation and calibration. NAB scores are normalised over all series "
-            "(null detector 0, perfect 100); each alert opening is one NAB detection. The "
-            "config sets `detector.score_inputs`, so both LSTM-AE rows also score each "
-            "reading's distance from the normaliser's forecast, and "
-            "`detector.season_periods_s`, so that forecast holds a daily and a weekly profile, "
-            "and `detector.split_scale`, so readings below the forecast are measured in their "
-            "own std (a two-piece scale).",
-            table(SUMMARY_HEADER + NAB_HEADER, summary_rows(reports, nab)),
-            *pointwise_tables(evals),
-            "Per series (NAB standard score normalised on that series alone):",
-            table(series_header, series_rows),
-            *_rounds_text(opts, suite),
-            f"Plots (streaming LSTM-AE): {images}",
-        ]
-    )
 
 
 def _document(opts, sections: list[str], seconds: float) -> str:

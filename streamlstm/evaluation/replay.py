@@ -1,11 +1,15 @@
-"""Offline replay through the live scoring path: a file's readings, in time order, through
-the same ``Engine`` a worker runs, one output row per reading."""
+"""Offline replay through the live scoring path: a file's readings, in file order, through
+the same ``Engine`` a worker runs.
+
+The scores file has one row per input row, in input order: a row the parser or the detector
+rejected (e.g. a repeated timestamp) is kept with its reason in the ``rejected`` column and
+no score."""
 
 from __future__ import annotations
 
 import csv
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +17,7 @@ import torch
 
 from streamlstm.config import Config
 from streamlstm.datafiles import FileData, read_file
-from streamlstm.records import Reading, format_ts
+from streamlstm.records import Reading, Rejection, format_ts
 from streamlstm.stream.engine import Engine, GroupResult
 from streamlstm.train.checkpoint import load_model_set
 from streamlstm.train.models import train_models
@@ -98,6 +102,7 @@ def _fill_rows(rows: list, position: dict[int, int], res: GroupResult, threshold
 
 
 COLUMNS = [
+    "row",  # the input's data row (0 = the first after a CSV header)
     "stream",
     "ts",
     "score",
@@ -108,7 +113,10 @@ COLUMNS = [
     "top_feature",
     "warming",
     "error",
+    "rejected",  # why the row has no score ("" when it has one)
 ]
+
+NOT_SCORED = "not_scored"  # a reading the engine neither scored nor rejected (never expected)
 
 
 def score_file(
@@ -118,13 +126,15 @@ def score_file(
     train_fraction: float,
     device: torch.device,
     quiet: bool = False,
-) -> tuple[FileData, list[ReplayRow]]:
-    """Read, (train,) and replay a file through the streaming path."""
+    train_rows: int | None = None,
+) -> tuple[FileData, list[ReplayRow], list[tuple[int, Rejection]]]:
+    """Read, (train,) and replay a file through the streaming path: the data, a row per
+    scored reading and the detector's rejections (reading index, why)."""
     data = read_usable(path, config)
-    engine = engine_for(config, data, model_dir, train_fraction, device, quiet)
+    engine = engine_for(config, data, model_dir, train_fraction, device, quiet, train_rows)
     with replay_bar(len(data.readings), quiet) as bar:
-        rows, _ = replay(engine, data.readings, on_batch=bar.update)
-    return data, rows
+        rows, rejected = replay(engine, data.readings, on_batch=bar.update)
+    return data, rows, rejected
 
 
 def read_usable(path: str, config: Config) -> FileData:
@@ -142,13 +152,14 @@ def engine_for(
     train_fraction: float,
     device: torch.device,
     quiet: bool = False,
+    train_rows: int | None = None,
 ) -> Engine:
     """An engine with the models of ``model_dir``, or trained on the first
-    ``train_fraction`` of ``data``."""
+    ``train_fraction`` of each stream of ``data`` (its first ``train_rows`` when given)."""
     if model_dir:
         models = load_model_set(model_dir)
     else:
-        models = train_models(config, data, train_fraction, device, quiet)[0]
+        models = train_models(config, data, train_fraction, device, quiet, first=train_rows)[0]
     return Engine.build(config, models, device)
 
 
@@ -159,26 +170,66 @@ def replay_bar(total: int, quiet: bool):
     return tqdm(total=total, desc="replay", unit="reading", disable=quiet, file=sys.stderr)
 
 
-def write_scores(path: str, rows: list[ReplayRow], data: FileData) -> None:
+def write_scores(
+    path: str,
+    rows: list[ReplayRow],
+    data: FileData,
+    rejected: Sequence[tuple[int, Rejection]] = (),
+) -> None:
+    """One line per input row, in input order (``output_lines``)."""
     labelled = bool(data.labels)
     out_path = Path(path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with out_path.open("w", newline="") as fh:
         out = csv.writer(fh)
         out.writerow(COLUMNS + (["label", "anomaly_kind"] if labelled else []))
-        for r in rows:
-            line = [
-                r.stream,
-                format_ts(r.ts),
-                f"{r.score:.4f}",
-                r.threshold,
-                int(r.is_anomaly),
-                r.alert_event,
-                r.alert_id,
-                r.top_feature,
-                int(r.warming),
-                f"{r.rms_error:.5f}",
-            ]
-            if labelled:
-                line += [data.labels[r.offset], data.kinds[r.offset]]
-            out.writerow(line)
+        out.writerows(output_lines(rows, data, rejected))
+
+
+def output_lines(
+    rows: list[ReplayRow], data: FileData, rejected: Sequence[tuple[int, Rejection]] = ()
+) -> list[list]:
+    """The scores file's lines: every reading (scored, or rejected by the detector) and every
+    row the parser rejected, ordered by input row."""
+    labelled = bool(data.labels)
+    scored = {r.offset: r for r in rows}
+    refused = {i: rej.reason for i, rej in rejected}
+    lines: list[tuple[int, list]] = []
+    for i, reading in enumerate(data.readings):
+        row = data.source_rows[i] if data.source_rows else i
+        got = scored.get(i)
+        if got is None:
+            line = _rejected_line(row, reading.stream, refused.get(i, NOT_SCORED), reading.ts)
+        else:
+            line = _scored_line(row, got)
+        if labelled:
+            line += [data.labels[i], data.kinds[i]]
+        lines.append((row, line))
+    for rej in data.rejected_rows:
+        line = _rejected_line(rej.row, rej.stream, rej.reason, None)
+        lines.append((rej.row, line + (["", ""] if labelled else [])))
+    lines.sort(key=lambda item: item[0])  # stable: one input row never yields two lines
+    return [line for _, line in lines]
+
+
+def _scored_line(row: int, r: ReplayRow) -> list:
+    return [
+        row,
+        r.stream,
+        format_ts(r.ts),
+        f"{r.score:.4f}",
+        r.threshold,
+        int(r.is_anomaly),
+        r.alert_event,
+        r.alert_id,
+        r.top_feature,
+        int(r.warming),
+        f"{r.rms_error:.5f}",
+        "",
+    ]
+
+
+def _rejected_line(row: int, stream: str, reason: str, ts: float | None) -> list:
+    """No score: the ts only when it parsed (a parser rejection may be about the ts)."""
+    blank = [""] * (len(COLUMNS) - 4)
+    return [row, stream, "" if ts is None else format_ts(ts), *blank, reason]
