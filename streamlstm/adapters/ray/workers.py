@@ -35,6 +35,7 @@ from streamlstm.stream.engine import Engine
 from streamlstm.stream.loop import CrashPoints, StreamWorker
 from streamlstm.stream.metric_counts import MetricCounts
 from streamlstm.stream.ports import Counters
+from streamlstm.threads import set_threads
 
 # model_files (from model_bytes.py) stays importable from here, where callers found it.
 __all__ = ["PartitionWorker", "PartitionWorkerImpl", "loop_alive", "model_files", "plan_assignment"]
@@ -110,8 +111,6 @@ class PartitionWorkerImpl:
         if self.source is not None:  # a restart in this process (its run task failed)
             self.close()
         import torch
-
-        from streamlstm.threads import set_threads
 
         cfg = self.config
         # The actor's CPU share (ray.num_cpus, at least 1) sizes torch's thread pool: workers
