@@ -54,6 +54,7 @@ def test_event_f1_on_the_fixed_seed_synthetic_suite(kind: str, tmp_path: Path) -
     assert recall["drift"] >= 0.7, out
     assert min(recall.values()) >= 0.5, out
     header = (tmp_path / "scores.csv").read_text().splitlines()[0]
+    # ``row``: the input row each line answers (replay keeps every row, in input order)
     assert header.startswith(
-        "stream,ts,score,threshold,is_anomaly,alert_event,alert_id,top_feature"
+        "row,stream,ts,score,threshold,is_anomaly,alert_event,alert_id,top_feature"
     )

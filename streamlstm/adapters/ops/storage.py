@@ -139,9 +139,14 @@ class SnapshotStore:
         O_EXCL, so two claims at once get different generations; an object store has no
         exclusive create, and the later of two simultaneous claims wins."""
         folder = self._dir(tp)
-        generation = self.generation(tp) + 1
-        while not self._create_marker(folder, generation):
-            generation += 1  # claimed by someone else just now: take the next one
+        while True:
+            generation = self.generation(tp) + 1
+            while not self._create_marker(folder, generation):
+                generation += 1  # claimed by someone else just now: take the next one
+            # A newer claimant deletes older markers, so a number can be created twice; it is
+            # ours only if nobody holds a newer one now (the newest marker never goes back).
+            if self.generation(tp) == generation:
+                break
         for older in self._markers(tp):
             if older < generation:
                 self._delete(f"{folder}/{MARKER_PREFIX}{older:010d}")
