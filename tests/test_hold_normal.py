@@ -144,3 +144,29 @@ def test_rebaseline_off_by_default_and_validated() -> None:
         AlertConfig(rebaseline_after_s=0)
     with pytest.raises(ValueError):
         AlertConfig(hold_normal="sometimes")
+
+
+def test_policy_features_holds_only_the_features_that_are_off() -> None:
+    det = _full_detector("features")
+    state = _warm_state(det)
+    before = {k: v.clone() for k, v in state.items()}
+    out = _step(det, state, alerts.PHASE_OPEN, (71.0, 97.2, 90.0))  # the third is far off
+    assert bool(out["held"][0])
+    assert float(out["z"][0, 2]) != 0.0
+    moved = ~torch.isclose(state[Col.MEAN], before[Col.MEAN])[0]
+    assert moved.tolist() == [True, True, False]  # the sensor that is off keeps its normal
+    assert torch.equal(state[Col.VAR][0, 2], before[Col.VAR][0, 2])
+    assert torch.equal(state[Col.N_OBS][0, 2], before[Col.N_OBS][0, 2])
+    for name in (Col.CAL_MU, Col.CAL_DEV, Col.CAL_N, Col.IN_MU, Col.IN_DEV):
+        assert torch.equal(state[name], before[name]), name  # calibration: the whole row
+
+
+def test_held_features_is_whole_rows_except_for_policy_features() -> None:
+    held = torch.tensor([True, False])
+    z = torch.tensor([[0.5, -4.0, 1.0], [9.0, 9.0, 9.0]])
+    stuck = torch.tensor([[False, False, True], [True, True, True]])
+    per_feature = alerts.held_features("features", held, z, stuck)
+    assert per_feature.tolist() == [[False, True, True], [False, False, False]]
+    for policy in ("pending", "open", "off"):
+        whole = alerts.held_features(policy, held, z, stuck)
+        assert whole.tolist() == [[True] * 3, [False] * 3]

@@ -8,13 +8,14 @@ stream's new state is accepted as its normal, visibly, and the detector re-learn
 
 ``holding`` says which readings the stream's normal may not learn from
 (``AlertConfig.hold_normal``): by default those inside an open or pending alert, and any
-that would start one.
+that would start one; ``held_features`` narrows that to the features that are off.
 
 State lives in host columns of the group's ``StateTable`` (see ``HOST_COLUMNS``); the step is
 vectorised to pick the few streams that need attention and runs plain Python only for them,
 so a quiet poll of 10 000 streams costs a handful of numpy operations.
 
-``alert_id`` = hash(stream, offset of the opening reading, model version), minted at open and
+``alert_id`` = hash(stream, position of the opening reading (``records.position``: record
+offset and index in a batched record), model version), minted at open and
 kept in the row: a replay after a crash re-opens the same alert with the same id, so
 consumers can de-duplicate, and a model swap mid-alert does not change it.
 """
@@ -26,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from torch import Tensor
 
 from streamlstm.config import AlertConfig
 from streamlstm.detect.columns import Col
@@ -75,7 +77,7 @@ class AlertInputs:
 
     streams: list[str]
     ts: np.ndarray  # (B,) float64 epoch seconds
-    offsets: np.ndarray  # (B,) int64
+    offsets: np.ndarray  # (B,) int64 positions (records.position), not raw record offsets
     score: np.ndarray  # (B,) calibrated score
     quality: np.ndarray  # (B,) bool: a stuck / dropped-out feature
     warming: np.ndarray  # (B,) bool: no alert may open
@@ -106,6 +108,30 @@ def holding(policy: str, phase, score, quality, warming, enter: float):
     else:
         held = ((phase != PHASE_IDLE) | (score >= enter) | quality) & ~warming
     return held, held | is_open
+
+
+HOLD_SIGMA = 3.0  # a feature this many std from its forecast is part of what is off
+
+
+def held_features(policy: str, held: Tensor, z: Tensor, stuck: Tensor) -> Tensor:
+    """(B, F) bool: which features of each row must not teach the normaliser.
+
+    ``held`` (B,) from ``holding``; ``z`` (B, F) each reading's distance from its forecast
+    in its own std (``normalise.forecast``); ``stuck`` (B, F) a flat-lined feature.
+
+    ``features``: inside a held row, only the features that are off (at least
+    ``HOLD_SIGMA`` std from the forecast, or stuck) are held; the others keep learning.
+    The normaliser clips every deviation at the same 3 std, so a feature inside that band
+    teaches what it would teach outside an alert. Why: a plant's water temperature rises
+    slowly through a run; frozen for the ten minutes of a vibration fault, it sits many
+    std from its frozen level when the fault ends, and the alert stays open long after
+    (measured on the pump runs: README, "Detection quality"). A fault's own sensors stay
+    frozen for as long as they stay off. Every other policy holds whole rows.
+    """
+    rows = held.unsqueeze(1)  # (B, 1)
+    if policy != "features":
+        return rows.expand_as(z)
+    return rows & ((z.abs() >= HOLD_SIGMA) | stuck)
 
 
 def alert_phase(host: dict[str, np.ndarray], rows: np.ndarray) -> np.ndarray:

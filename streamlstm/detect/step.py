@@ -97,7 +97,9 @@ class TensorStep:
                 self.alert_cfg.enter,
             )
             cal_held = cal_held & ~own
-            learn(x, m * ~held.unsqueeze(1), s, cfg, seen_norm, share)
+            policy = self.alert_cfg.hold_normal
+            held_f = alerts.held_features(policy, held, z, stuck)  # (B, F)
+            learn(x, m * ~held_f, s, cfg, seen_norm, share)
             burnt_in = s[Col.SINCE_RESET] >= cfg.burn_in_readings
             new = learn_calibration(stats, seen, cal, burnt_in & ~cal_held, self.cal_horizons)
             store_calibration_state(s, new)
