@@ -31,6 +31,7 @@ EPISODE = (200, 215)  # readings of streams 1 and 4 that carry the injected epis
 DIGEST_COLS = ("h", "c", "cal_mu", "cal_dev", "cal_n")
 NOISE_RTOL, NOISE_ATOL = 1e-5, 3e-6  # float32 rounding noise, plus one 1e-6 rounding step
 PROBE_STREAM = "probe-000"  # not part of the scenario: excluded from every comparison
+EXTRA_PREFIX = "extra-"  # streams a case adds after the scenario: excluded too
 MAX_RESTARTS = 5  # more restarts than this in one case is a restart loop
 WATCH_NOTES: list[str] = []  # what Supervisor.watch saw in the current case
 
@@ -186,8 +187,13 @@ def digest(cols: dict[str, np.ndarray]) -> tuple[str, dict[str, np.ndarray]]:
 
 
 def capture_state(sup: Supervisor) -> dict:
-    """Per-stream digests and last offsets, per-partition next offsets (probe excluded)."""
-    rows = {s: r for s, r in sup.state_rows().items() if s != PROBE_STREAM}
+    """Per-stream digests and last offsets, per-partition next offsets (probe and a case's
+    extra streams excluded)."""
+    rows = {
+        s: r
+        for s, r in sup.state_rows().items()
+        if s != PROBE_STREAM and not s.startswith(EXTRA_PREFIX)
+    }
     digests, rounded = {}, {}
     for stream, cols in rows.items():
         digests[stream], rounded[stream] = digest(cols)
@@ -200,7 +206,8 @@ def capture_state(sup: Supervisor) -> dict:
 
 
 def capture_topics(cfg: Config) -> dict:
-    """Alert ids and dead letters, read back from the broker (after the workers drained)."""
+    """Alert ids (not of a case's extra streams) and dead letters, read back from the broker
+    (after the workers drained)."""
     dlq = lh.read_all(cfg.kafka.bootstrap, cfg.kafka.dlq_topic)
     wanted = {"error.stage", "error.reason", "source.topic", "source.partition", "source.offset"}
     sources, missing = set(), 0
@@ -209,7 +216,9 @@ def capture_topics(cfg: Config) -> dict:
         missing += not wanted <= headers.keys()
         sources.add(tuple(headers.get(k, "?") for k in wanted_order()))
     return {
-        "alert_ids": {e["alert_id"] for e in lh.alert_events(cfg)},
+        "alert_ids": {
+            e["alert_id"] for e in lh.alert_events(cfg) if not e["stream"].startswith(EXTRA_PREFIX)
+        },
         "dlq_sources": sources,
         "dlq_messages": len(dlq),
         "dlq_missing_headers": missing,

@@ -135,3 +135,34 @@ def test_the_simulators_batched_records_hold_the_same_readings_as_its_single_one
     assert (s1 == s2).all() and len(s1) == 36
     np.testing.assert_allclose(t1, t2, atol=1e-3)  # RFC 3339 vs epoch ms: both to the ms
     np.testing.assert_array_equal(v1, v2)
+
+
+def test_readings_of_expands_batched_records_to_the_single_records_readings() -> None:
+    """Cold-start and retraining data read the topic with ``readings_of``: a batched record
+    yields its readings in order, as the same readings sent one per record would."""
+    from streamlstm import config as config_mod
+    from streamlstm.adapters.dev.sim_producer import batched_steps, step_records
+    from streamlstm.records import RecordParser
+    from streamlstm.simulate.generate import generate
+    from streamlstm.stream.decode import readings_of
+
+    data = generate("vitals", 2, 7, seed=6)
+    cfg = config_mod.load(None)
+    parser = RecordParser(cfg.input, cfg.groups)
+    singles = [
+        RawRecord("", 0, i, k, v)
+        for i, (k, v) in enumerate(rec for t in range(7) for rec in step_records(data, t))
+    ]
+    batched = [RawRecord("", 0, i, k, v) for i, (k, v) in enumerate(batched_steps(data, 0, 7))]
+    broken = RawRecord("", 0, 2, b"x", b"{broken")
+    from_batches = readings_of(parser, [*batched, broken])
+    assert [r.offset for r in from_batches] == [0] * 7 + [1] * 7  # its record's offset
+    expected = [parser.parse(rec) for rec in singles]
+    for stream in data.streams:
+        got = [r for r in from_batches if r.stream == stream]
+        want = [r for r in expected if r.stream == stream]
+        assert [r.ts for r in got] == pytest.approx([r.ts for r in want], abs=1e-3)
+        np.testing.assert_array_equal(
+            np.array([r.values for r in got]), np.array([r.values for r in want])
+        )
+    assert len(readings_of(parser, singles)) == 14

@@ -1,6 +1,7 @@
 """The demo scores everything it produced (issue 18 item 12): its end waits for the workers
 to reach the input topic's end offsets, read from the real broker, and the summary line
-says whether produced = processed = scored + warming + DLQ."""
+says whether every reading is accounted for: records produced = in the topic = taken by the
+workers, readings produced = scored + warming + DLQ (a batched record holds several)."""
 
 from __future__ import annotations
 
@@ -95,13 +96,46 @@ def test_a_drain_that_times_out_says_how_many_records_were_not_taken(
     assert report["drained_to_end_offsets"] is False and report["records_behind"] == 3
 
 
+@pytest.mark.kafka
+def test_batched_demo_records_are_counted_and_read_back_as_readings(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """With --readings-per-record the topic holds records of several readings: the
+    producer's counts must say both, and the cold-start read must expand them (it read none
+    of them, and the demo could not train a first model)."""
+    from kafka import KafkaProducer
+
+    from streamlstm.adapters.dev.sim_producer import produce
+    from streamlstm.adapters.kafka.topics import read_topic_readings
+    from tests.live_helpers import live_config, setup_topics, simulated
+
+    config = live_config(kafka_bootstrap, tmp_path)
+    setup_topics(config)
+    data = simulated(4, 25, seed=5)
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    stats = produce(producer, config.kafka.input_topics[0], data, 1e6, 60.0, per_record=10)
+    watch = DrainWatch(
+        config, kafka_bootstrap, _finished_thread(), producer, threading.Event(), 60.0
+    )
+    watch.check([])
+    producer.close()
+    assert (stats.sent, stats.records, stats.bad) == (100, 12, 0)  # 10 + 10 + 5 per stream
+    assert watch.report()["in_topic"] == stats.records
+    readings = read_topic_readings(config, kafka_bootstrap, stats.sent, timeout_s=60.0)
+    assert len(readings) == stats.sent
+    first = data.streams[0]
+    got = [r.ts for r in readings if r.stream == first]
+    assert got == pytest.approx(data.ts[0][:25].tolist(), abs=1e-3)
+
+
 def test_the_summary_line_names_every_count_and_whether_they_reconcile() -> None:
     summary = {
-        "produced": 120,
-        "in_topic": 120,
-        "readings_processed": 120,
-        "scored": 100,
-        "warming": 18,
+        "produced": 1202,
+        "produced_records": 122,
+        "in_topic": 122,
+        "records_processed": 122,
+        "scored": 1000,
+        "warming": 200,
         "dlq": 2,
         "drained_to_end_offsets": True,
         "drain_seconds": 3.2,
@@ -112,8 +146,9 @@ def test_the_summary_line_names_every_count_and_whether_they_reconcile() -> None
         "reconciled": True,
     }
     line = reconciliation(summary)
-    assert line.startswith("every record accounted for: produced 120, in the topic 120")
-    assert "processed 120 = scored 100 + warming 18 + DLQ 2" in line
+    assert line.startswith("every reading accounted for: produced 1202 readings in 122 records")
+    assert "records in the topic 122, taken by the workers 122" in line
+    assert "readings scored 1000 + warming 200 + DLQ 2 = 1202" in line
     assert "end offsets 3.2 s after the simulator had stopped" in line
     short = reconciliation(
         summary | {"reconciled": False, "drained_to_end_offsets": False, "records_behind": 7}
@@ -121,9 +156,16 @@ def test_the_summary_line_names_every_count_and_whether_they_reconcile() -> None
     assert short.startswith("NOT reconciled") and "7 records not taken" in short
 
 
-def test_reconciled_needs_every_count_equal() -> None:
-    even = {"produced": 10, "in_topic": 10, "readings_processed": 10}
-    assert reconciled(even | {"scored": 6, "warming": 3, "dlq": 1})
-    assert not reconciled(even | {"scored": 6, "warming": 3, "dlq": 0})  # one unaccounted
-    assert not reconciled(even | {"in_topic": 11, "scored": 6, "warming": 3, "dlq": 1})
-    assert not reconciled(even | {"produced": 9, "scored": 6, "warming": 3, "dlq": 1})
+def test_reconciled_compares_records_with_records_and_readings_with_readings() -> None:
+    # 100 records of 10 readings and 2 bad records (one reading's worth each, rejected whole)
+    even = {"produced": 1002, "produced_records": 102, "in_topic": 102, "records_processed": 102}
+    assert reconciled(even | {"scored": 900, "warming": 100, "dlq": 2})
+    assert not reconciled(even | {"scored": 900, "warming": 100, "dlq": 1})  # one unaccounted
+    assert not reconciled(even | {"in_topic": 103, "scored": 900, "warming": 100, "dlq": 2})
+    assert not reconciled(
+        even | {"records_processed": 101, "scored": 900, "warming": 100, "dlq": 2}
+    )
+    assert not reconciled(even | {"produced": 1001, "scored": 900, "warming": 100, "dlq": 2})
+    # one reading per record: the two counts are the same numbers
+    single = {"produced": 12, "produced_records": 12, "in_topic": 12, "records_processed": 12}
+    assert reconciled(single | {"scored": 6, "warming": 5, "dlq": 1})

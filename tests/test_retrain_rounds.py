@@ -147,6 +147,47 @@ def test_a_paused_schedule_starts_no_round(tmp_path: Path) -> None:
     assert schedule.outcomes == {}
 
 
+def test_the_paused_gauge_follows_pause_and_resume_between_rounds(tmp_path: Path) -> None:
+    """``models pause`` shows on /metrics within PAUSE_READ_EVERY_S, not only once the next
+    round is due (an hour by default), and ``models resume`` clears it."""
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from streamlstm.adapters.ops.prometheus import MetricsHub
+    from streamlstm.adapters.ray.retrain_schedule import PAUSE_READ_EVERY_S
+
+    registry = ModelRegistry(tmp_path)
+    now = [0.0]
+    cfg = tiny_config()
+    schedule = RetrainSchedule(cfg, "unused:9092", registry, clock=lambda: now[0])
+    hub = MetricsHub()
+    scrape = CollectorRegistry(auto_describe=False)
+    scrape.register(hub)
+
+    def paused_series() -> dict[str, float]:
+        hub.set_retrain(True, schedule.outcomes, None, schedule.paused_groups())
+        text = generate_latest(scrape).decode()
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        return {s.labels["group"]: s.value for s in families["streamlstm_retrain_paused"].samples}
+
+    schedule.poll()
+    groups = [g.name for g in cfg.groups]
+    assert paused_series() == dict.fromkeys(groups, 0.0)
+    registry.control.pause("ops", "sensor recalibration")
+    now[0] = PAUSE_READ_EVERY_S
+    schedule.poll()
+    assert now[0] < cfg.retrain.interval_s  # no round due: read between rounds
+    assert paused_series() == dict.fromkeys(groups, 1.0)
+    registry.control.resume()
+    now[0] += PAUSE_READ_EVERY_S / 2
+    schedule.poll()
+    assert paused_series() == dict.fromkeys(groups, 1.0)  # not read again yet
+    now[0] += PAUSE_READ_EVERY_S / 2
+    schedule.poll()
+    assert paused_series() == dict.fromkeys(groups, 0.0)
+    assert not schedule.running and schedule.outcomes == {}
+
+
 def _readings(n: int, group: str = "g") -> list[Reading]:
     rng = np.random.default_rng(0)
     rows = []

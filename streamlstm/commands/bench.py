@@ -91,10 +91,35 @@ def add_parser(sub) -> None:
         "memory",
         help="resident bytes per idle stream in a worker's state table",
         description="Adds --streams streams to a detector's state table (one reading each) "
-        "and reports the process's resident-memory growth per stream.",
+        "and reports the process's resident-memory growth per stream. With --churn N: N "
+        "short-lived streams come and go (--per-stream readings 10 s apart, --arrivals-per-s "
+        "starting per second) beside --steady long-lived ones, through a real worker loop "
+        "that evicts streams idle for --ttl s of stream time every state.evict_check_s; "
+        "reports active streams, state-table, snapshot and resident bytes before, halfway, "
+        "at the end of the churn and after the TTL.",
     )
     add_config_args(mem)
     mem.add_argument("--streams", type=int, default=100_000)
+    mem.add_argument(
+        "--churn",
+        type=int,
+        metavar="N",
+        help="instead: N short-lived streams come and go through a real worker loop with "
+        "idle eviction; reports active streams and bytes before, during and after",
+    )
+    mem.add_argument("--steady", type=int, default=1_000, help="--churn: long-lived streams")
+    mem.add_argument(
+        "--per-stream", type=int, default=4, help="--churn: readings per short-lived stream"
+    )
+    mem.add_argument(
+        "--arrivals-per-s",
+        type=int,
+        default=100,
+        help="--churn: short-lived streams starting per second of stream time",
+    )
+    mem.add_argument(
+        "--ttl", type=float, default=60.0, help="--churn: state.evict_idle_s (stream time)"
+    )
     add_threads_arg(mem)
     mem.add_argument("--json", action="store_true", help="print JSON only")
     mem.set_defaults(func=run_memory)
@@ -130,6 +155,11 @@ def run_memory(args: argparse.Namespace) -> int:
     # lazy: Ray and Kafka load only when this command runs, not for --help
     from streamlstm.adapters.dev.bench_live import bench_memory
 
+    if args.churn is not None:
+        from streamlstm.adapters.dev.bench_churn import Churn, bench_churn
+
+        plan = Churn(args.churn, args.steady, args.per_stream, 10, args.arrivals_per_s, args.ttl)
+        return _print(bench_churn(load_config(args), plan), args.json)
     return _print(bench_memory(load_config(args), args.streams), args.json)
 
 

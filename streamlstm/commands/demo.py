@@ -75,17 +75,21 @@ def run(args: argparse.Namespace) -> int:
 
 
 def reconciliation(s: dict) -> str:
-    """One line: every record produced is accounted for, and how long scoring took."""
-    verdict = "every record accounted for" if s["reconciled"] else "NOT reconciled"
+    """One line: every reading produced is accounted for, and how long scoring took.
+    Records (what Kafka counts) and readings (what the workers score) are compared apart:
+    with --readings-per-record N a record holds N readings."""
+    verdict = "every reading accounted for" if s["reconciled"] else "NOT reconciled"
     drain = (
         f"the workers reached the end offsets {s['drain_seconds']} s after the simulator "
         "had stopped and they had started"
         if s["drained_to_end_offsets"]
         else f"drain timed out with {s['records_behind']} records not taken"
     )
+    outcomes = s["scored"] + s["warming"] + s["dlq"]
     return (
-        f"{verdict}: produced {s['produced']}, in the topic {s['in_topic']}, processed "
-        f"{s['readings_processed']} = scored {s['scored']} + warming {s['warming']} + DLQ "
-        f"{s['dlq']}; {drain} (training {s['training_seconds']} s, workers "
-        f"{s['worker_seconds']} s, {s['total_seconds']} s in all)"
+        f"{verdict}: produced {s['produced']} readings in {s['produced_records']} records; "
+        f"records in the topic {s['in_topic']}, taken by the workers "
+        f"{s['records_processed']}; readings scored {s['scored']} + warming {s['warming']} "
+        f"+ DLQ {s['dlq']} = {outcomes}; {drain} (training {s['training_seconds']} s, "
+        f"workers {s['worker_seconds']} s, {s['total_seconds']} s in all)"
     )

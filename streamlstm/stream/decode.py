@@ -25,8 +25,10 @@ from streamlstm.records import (
     MAX_BATCH_READINGS,
     POSITION_BITS,
     RawRecord,
+    Reading,
     RecordParser,
     Rejection,
+    offset_of,
     parse_ts,
 )
 
@@ -113,6 +115,30 @@ def decode_poll(parser: RecordParser, records: list[RawRecord]) -> Decoded:
     }
     rejected = [(i, index if i in batched else None, why) for i, index, why in rejected]
     return Decoded(groups, rejected, batched)
+
+
+def readings_of(parser: RecordParser, records: list[RawRecord]) -> list[Reading]:
+    """Every usable reading of ``records`` in record order, a batched record's expanded,
+    each with its record's Kafka offset: cold-start and retraining data, where
+    ``RecordParser.parse`` (one reading per record) would drop every batched record."""
+    found: list[tuple[int, int, Reading]] = []  # (record index, index in it, reading)
+    for group, cols in decode_poll(parser, records).groups.items():
+        rows = zip(
+            cols.streams,
+            cols.ts.tolist(),
+            cols.values.tolist(),
+            cols.record.tolist(),
+            cols.position.tolist(),
+            strict=True,
+        )
+        for stream, ts, values, i, pos in rows:
+            rec = records[i]
+            reading = Reading(
+                stream, ts, tuple(values), group, rec.topic, rec.partition, rec.offset
+            )
+            found.append((i, offset_of(pos)[1], reading))
+    found.sort(key=lambda item: item[:2])
+    return [reading for _, _, reading in found]
 
 
 def _append_single(

@@ -228,11 +228,11 @@ def bench_memory(config: Config, n_streams: int, batch: int = 10_000) -> dict:
     table = det.new_table(capacity=1024)
     make = _reading_source(batch, f, np.random.default_rng(0))
     det.score(table, make()[:10])  # warm the allocator and the kernels first
-    before = _rss()
+    before = resident_bytes()
     for k in range(n_streams // batch):
         readings = make()
         det.score(table, [r.__class__(f"{k}-{r.stream}", *_rest(r)) for r in readings])
-    after = _rss()
+    after = resident_bytes()
     return {
         "bench": "memory",
         "streams": len(table),
@@ -250,7 +250,7 @@ def _rest(r):
     return (r.ts, r.values, r.group, r.topic, r.partition, r.offset)
 
 
-def _rss() -> int:
+def resident_bytes() -> int:
     """Resident bytes after returning freed heap pages (transient batches are not state)."""
     import ctypes
     import gc

@@ -200,9 +200,11 @@ def _summary(
     quality = _truth_match(data, opens, steps, tolerance=10)
     png = _plot(config, data, model_dir, steps, opts.out / "demo.png", quality["streams"])
     return {
-        "produced": stats.sent + stats.bad,
+        "produced": stats.sent + stats.bad,  # readings; a bad record counts as one
+        "produced_records": stats.records + stats.bad,
+        "readings_per_record": opts.per_record,
         "bad_records_injected": stats.bad,
-        "readings_processed": records,
+        "records_processed": records,
         "scored": scored,
         "warming": sum(w.get("warming", 0) for w in workers),
         "dlq": sum(w.get("dlq", 0) for w in workers),

@@ -92,7 +92,9 @@ class DrainWatch:
 
 
 def reconciled(summary: dict) -> bool:
-    """produced = in the topic = processed = scored + warming + DLQ."""
+    """In records: produced = in the topic = taken by the workers. In readings: produced =
+    scored + warming + DLQ. A batched record holds several readings, so the two differ; a
+    bad record is rejected whole and counts as one reading (one DLQ record)."""
+    records = {summary["produced_records"], summary["in_topic"], summary["records_processed"]}
     outcomes = summary["scored"] + summary["warming"] + summary["dlq"]
-    counts = {summary["produced"], summary["in_topic"], summary["readings_processed"]}
-    return counts == {outcomes}
+    return len(records) == 1 and summary["produced"] == outcomes

@@ -23,8 +23,9 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class ProduceStats:
-    sent: int = 0
-    bad: int = 0
+    sent: int = 0  # readings, in good records
+    records: int = 0  # good records: ``sent`` / the readings per record
+    bad: int = 0  # bad records, one reading's worth each (a bad record is rejected whole)
     steps: int = 0  # simulated time steps fully produced
 
 
@@ -99,6 +100,7 @@ def produce(
                 stats.bad += 1
             producer.send(topic, key=key, value=value)
             stats.sent += count
+            stats.records += 1
             _pace(started, stats.sent + stats.bad, records_per_s)
         stats.steps = first + count
         if time.monotonic() - started >= duration_s:

@@ -17,6 +17,7 @@ from streamlstm.adapters.kafka.login import check_login
 from streamlstm.adapters.kafka.options import client_options
 from streamlstm.config import Config
 from streamlstm.records import Reading, RecordParser
+from streamlstm.stream.decode import readings_of
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +85,7 @@ def read_topic_readings(
             source.seek(t, p, 0)
         deadline = time.monotonic() + timeout_s
         while len(readings) < min_readings and time.monotonic() < deadline:
-            for rec in source.poll(0.5, 5000):
-                got = parser.parse(rec)
-                if isinstance(got, Reading):
-                    readings.append(got)
+            readings.extend(readings_of(parser, source.poll(0.5, 5000)))
             if progress:
                 progress(len(readings))
     finally:

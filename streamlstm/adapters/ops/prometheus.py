@@ -23,70 +23,11 @@ from prometheus_client.core import (
 
 from streamlstm.adapters.kafka.client import KafkaSource
 from streamlstm.adapters.kafka.options import client_options
+from streamlstm.adapters.ops.prometheus_names import COUNTERS, HISTOGRAMS, RETRAIN_OUTCOMES, P
 from streamlstm.config import ConfigError
 from streamlstm.detect.alerts import SEVERITY
-from streamlstm.records import REASONS, parse_ts
+from streamlstm.records import parse_ts
 from streamlstm.stream.metric_counts import BUCKETS, Histogram
-
-P = "streamlstm_"
-RETRAIN_OUTCOMES = ("promoted", "rejected", "held", "skipped", "failed", "timeout")
-
-# name in MetricCounts -> (exported name, help, label names, label values to show at zero)
-COUNTERS: dict[str, tuple[str, str, tuple[str, ...], list[tuple[str, ...]]]] = {
-    "readings": (
-        "readings",
-        "Readings consumed, by outcome",
-        ("outcome",),
-        [("scored",), ("warming",), ("dlq",)],
-    ),
-    "dlq": (
-        "dlq_records",
-        "Records sent to the DLQ, by reason",
-        ("reason",),
-        [(r,) for r in REASONS],
-    ),
-    "alert_events": (
-        "alert_events",
-        "Alert events written to the alerts topic",
-        ("event", "severity"),
-        [(e, s) for e in ("open", "update", "resolve", "rebaseline") for s in SEVERITY.values()],
-    ),
-    "restores": (
-        "state_restores",
-        "Partition state at worker start, by result",
-        ("result",),
-        [("restored",), ("cold",), ("skipped",)],
-    ),
-    "snapshot_failures": (
-        "snapshot_failures",
-        "Checkpoints whose snapshot write failed (nothing committed)",
-        (),
-        [()],
-    ),
-    "evicted_streams": (
-        "evicted_streams",
-        "Idle streams dropped from the state tables (state.evict_idle_s)",
-        (),
-        [()],
-    ),
-    "fenced": (
-        "fenced_workers",
-        "Worker loops stopped because another worker claimed their partition (stale generation)",
-        (),
-        [()],
-    ),
-    "dlq_failures": (
-        "dlq_write_failures",
-        "Rejected records the producer refused to write to the DLQ (skipped, logged)",
-        ("reason",),
-        [(r,) for r in REASONS],
-    ),
-}
-HISTOGRAMS = {
-    "score": ("score", "Calibrated anomaly score of scored readings"),
-    "latency": ("processing_latency_seconds", "Broker append time to reading scored"),
-    "snapshot": ("snapshot_duration_seconds", "One checkpoint: flush, snapshot, commit"),
-}
 
 
 class MetricsHub:
@@ -107,6 +48,7 @@ class MetricsHub:
         self.retrain_enabled = False
         self.retrain_outcomes: dict[str, int] = {}
         self.last_retrain_at = 0.0
+        self.retrain_paused: dict[str, bool] = {}  # per group: `streamlstm models pause`
 
     # --- updates (supervisor thread) ----------------------------------------------------
     def add_reports(self, reports: list[dict[str, Any] | None]) -> None:
@@ -146,10 +88,17 @@ class MetricsHub:
             created = entry.get("created_at") or parse_ts(card.get("created")) or 0.0
             self.created_at[card["version"]] = float(created)
 
-    def set_retrain(self, enabled: bool, outcomes: dict[str, int], last_success: float | None):
+    def set_retrain(
+        self,
+        enabled: bool,
+        outcomes: dict[str, int],
+        last_success: float | None,
+        paused: dict[str, bool] | None = None,
+    ) -> None:
         self.retrain_enabled = enabled
         self.retrain_outcomes = dict(outcomes)
         self.last_retrain_at = last_success or 0.0
+        self.retrain_paused = dict(paused or {})
 
     def positions(self) -> dict[tuple[str, int], int]:
         """Next offset to process per partition, as the workers last reported."""
@@ -234,6 +183,14 @@ class MetricsHub:
         yield _gauge(
             "retrain_enabled", "Scheduled retraining runs here", float(self.retrain_enabled)
         )
+        paused = GaugeMetricFamily(
+            P + "retrain_paused",
+            "1 while scheduled retrain rounds of the group are paused (streamlstm models pause)",
+            labels=["group"],
+        )
+        for group, is_paused in sorted(self.retrain_paused.items()):
+            paused.add_metric([group], float(is_paused))
+        yield paused
 
 
 def _gauge(name: str, help_text: str, value: float) -> GaugeMetricFamily:
@@ -288,7 +245,9 @@ class MetricsFeed:
             self.hub.know_models(files)
             self._known_files = files
         if schedule is not None:
-            self.hub.set_retrain(True, schedule.outcomes, schedule.last_success_at)
+            self.hub.set_retrain(
+                True, schedule.outcomes, schedule.last_success_at, schedule.paused_groups()
+            )
         self.pull(sup)
 
     def pull(self, sup) -> None:

@@ -35,6 +35,9 @@ from streamlstm.records import format_ts
 
 log = logging.getLogger("streamlstm.retrain")
 RUN_PREFIX = "scheduled"  # Ray Train run names of scheduled rounds (swept when stale)
+# The pause is read this often between rounds too, so the paused gauge follows a `models
+# pause` within a scrape or two, not only when the next round is due (an hour by default).
+PAUSE_READ_EVERY_S = 15.0
 
 
 class RetrainSchedule:
@@ -59,6 +62,7 @@ class RetrainSchedule:
         self.last_success_at: float | None = None  # epoch seconds of the newest promotion
         self.paused = False  # by ``streamlstm models pause``, as last read from the registry
         self._next = self.clock() + config.retrain.interval_s
+        self._pause_read_at = -float("inf")
         self._round: _Round | None = None
         self._started = 0.0
 
@@ -71,15 +75,26 @@ class RetrainSchedule:
         now = self.clock()
         if self._round is not None:
             self._check(now)
-        if self._round is None and now >= self._next:
+        due = self._round is None and now >= self._next
+        paused = self.paused
+        if due or now - self._pause_read_at >= PAUSE_READ_EVERY_S:
+            self._pause_read_at = now
+            paused = self._paused()
+        if due:
             self._started, self._next = now, now + self.config.retrain.interval_s
-            if self._paused():
+            if paused:
                 return
             try:
                 self._round = _Round(self.config, self.bootstrap, self.registry)
             except OSError as exc:  # no disk space, no process: not a reason to stop scoring
                 log.error("retrain: could not start a round: %s", exc)
                 self._count("failed")
+
+    def paused_groups(self) -> dict[str, bool]:
+        """Per model group, whether its scheduled rounds are paused (the gauge). The pause is
+        the registry's, for every group at once; per group so that the series match
+        ``streamlstm_model_info``'s and alerts can join on ``group``."""
+        return {group.name: self.paused for group in self.config.groups}
 
     def _paused(self) -> bool:
         """An operator's ``models pause`` (state in the registry): no round starts; logged

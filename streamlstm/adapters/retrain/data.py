@@ -17,9 +17,11 @@ from streamlstm.adapters.kafka.client import KafkaSource
 from streamlstm.adapters.kafka.options import client_options
 from streamlstm.config import Config
 from streamlstm.records import Reading, RecordParser
+from streamlstm.stream.decode import readings_of
 from streamlstm.train.select import alert_episodes, normal_readings
 
 TP = tuple[str, int]
+DECODE_CHUNK = 5000  # records decoded at once (a batched one expands to its readings)
 
 
 def topic_training_data(
@@ -34,10 +36,11 @@ def topic_training_data(
     )
     try:
         parser = RecordParser(config.input, config.groups)
+        records = _read_since(source, config.kafka.input_topics, since_ms, timeout_s)
         readings = [
-            got
-            for rec in _read_since(source, config.kafka.input_topics, since_ms, timeout_s)
-            if isinstance(got := parser.parse(rec), Reading)
+            reading
+            for first in range(0, len(records), DECODE_CHUNK)
+            for reading in readings_of(parser, records[first : first + DECODE_CHUNK])
         ]
         alerts = _read_since(source, [config.kafka.alerts_topic], since_ms, timeout_s)
         episodes = alert_episodes(orjson.loads(rec.value) for rec in alerts)
