@@ -153,3 +153,13 @@ def test_alert_event_json_has_the_contract_fields() -> None:
     assert data["top_features"][0] == {"name": "spo2", "share": 0.71}
     assert data["source"] == {"topic": "icu", "partition": 3, "offset": 18211}
     assert data["ts"].endswith(".500Z") and parse_ts(data["ts"]) == 1795000000.5
+
+
+def test_the_route_cache_stays_bounded_with_many_short_lived_streams() -> None:
+    from streamlstm.records import ROUTE_CACHE_MAX
+
+    parser = RecordParser(CFG.input, CFG.groups)
+    for k in range(ROUTE_CACHE_MAX + 10):
+        assert parser.route("", f"bed-{k}") is not None
+    assert len(parser._route_cache) <= ROUTE_CACHE_MAX
+    assert parser.route("", "bed-1").name == CFG.groups[0].name  # still routed after a reset
