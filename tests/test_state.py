@@ -32,6 +32,25 @@ def test_rows_are_stable_grow_and_are_reused_after_eviction() -> None:
     assert t.host["last_ts"][fresh[0]] == -1.0  # and reset to the fresh fill
 
 
+def test_a_table_shrinks_to_its_live_streams_and_keeps_their_state() -> None:
+    t = _table()
+    ids = [f"s{k}" for k in range(5000)]
+    rows, _ = t.rows_for(ids)
+    t.scatter(torch.as_tensor(rows), {"h": torch.arange(15000.0).view(5000, 3)})
+    t.host["last_ts"][rows] = np.arange(5000.0)
+    peak = t.capacity
+    kept = ids[::50]  # 100 streams stay, 4 900 leave
+    t.evict([sid for sid in ids if sid not in set(kept)])
+    assert len(t) == 100 and t.capacity == 1024 < peak
+    again, new = t.rows_for(kept)
+    assert not new.any()
+    k = np.arange(0, 5000, 50)
+    assert t.gather(torch.as_tensor(again))["h"][:, 0].tolist() == (3.0 * k).tolist()
+    assert t.host["last_ts"][again].tolist() == k.astype(float).tolist()
+    fresh, new = t.rows_for(["newcomer"])
+    assert new[0] and fresh[0] not in again and t.host["last_ts"][fresh[0]] == -1.0
+
+
 def test_gather_scatter_round_trip() -> None:
     t = _table()
     rows, _ = t.rows_for(["a", "b"])

@@ -29,6 +29,9 @@ class Column:
     fill: float = 0.0  # value of a fresh row
 
 
+SHRINK_BELOW = 4  # a table whose live rows fall under 1/4 of its capacity is compacted
+
+
 class StateTable:
     """Rows of per-stream state; ``device_cols`` on ``device``, ``host_cols`` in numpy."""
 
@@ -96,7 +99,35 @@ class StateTable:
                 self.ids[row] = None
                 self.free.append(row)
                 count += 1
+        if count and len(self.index) <= self._capacity // SHRINK_BELOW and self._capacity > 1024:
+            self._compact()
         return count
+
+    def _compact(self) -> None:
+        """Move the live rows to the front of a table sized to them (+1/8, at least 1024):
+        a ward that had 16 000 patients at its peak and has 1 000 now holds 1 000 rows, not
+        16 000. Rows are only ever looked up by stream id, so renumbering them is safe."""
+        streams = list(self.index)
+        keep = np.fromiter((self.index[sid] for sid in streams), np.int64, len(streams))
+        capacity = max(1024, len(streams) + len(streams) // 8)
+        idx = torch.as_tensor(keep, device=self.device)
+        for name, col in self.device_spec.items():
+            fresh = torch.full(
+                (capacity, *col.shape),
+                col.fill,
+                dtype=getattr(torch, col.dtype),
+                device=self.device,
+            )
+            fresh[: len(keep)] = self.dev[name].index_select(0, idx)
+            self.dev[name] = fresh
+        for name, col in self.host_spec.items():
+            fresh_np = np.full((capacity, *col.shape), col.fill, dtype=col.dtype)
+            fresh_np[: len(keep)] = self.host[name][keep]
+            self.host[name] = fresh_np
+        self.index = {sid: row for row, sid in enumerate(streams)}
+        self.ids = [*streams, *([None] * (capacity - len(streams)))]
+        self.free = list(range(capacity - 1, len(streams) - 1, -1))
+        self._capacity = capacity
 
     def _reset_rows(self, rows: np.ndarray) -> None:
         idx = torch.as_tensor(rows, device=self.device)
