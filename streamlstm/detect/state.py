@@ -29,7 +29,7 @@ class Column:
     fill: float = 0.0  # value of a fresh row
 
 
-SHRINK_BELOW = 4  # a table whose live rows fall under 1/4 of its capacity is compacted
+SHRINK_BELOW = 2  # a table whose live rows fall to half its capacity is compacted
 
 
 class StateTable:
