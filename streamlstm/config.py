@@ -123,10 +123,10 @@ class AlertConfig(_Section):
     # Which readings may not teach the stream's normal (normaliser and calibration):
     # pending: inside an open or pending alert and any reading at or above `enter`;
     # open: only inside an open alert; off: the normaliser learns from every reading (the
-    # calibration still skips open alerts); features: as pending, but per feature: a
-    # sensor whose reading is within HOLD_SIGMA of its forecast keeps learning inside the
-    # alert, so a slow drift of a sensor the fault does not touch is still followed. See
-    # detect/alerts.py `holding` and `held_features`.
+    # calibration still skips open alerts); features: as pending, but only the sensors that
+    # were off (3 std from their forecast) when the episode began keep their frozen normal;
+    # the others go on learning, so a slow drift of a sensor the fault does not touch is
+    # still followed. See detect/alerts.py `holding` and `held_features`.
     hold_normal: Literal["pending", "features", "open", "off"] = "pending"
     # An alert open this long ends in a `rebaseline` event and the stream re-learns its
     # normal from then on; null: never (the alert stays open while the readings stay off).

@@ -161,12 +161,37 @@ def test_policy_features_holds_only_the_features_that_are_off() -> None:
         assert torch.equal(state[name], before[name]), name  # calibration: the whole row
 
 
-def test_held_features_is_whole_rows_except_for_policy_features() -> None:
+def test_held_features_latches_the_sensors_that_were_off_when_the_episode_began() -> None:
+    z = torch.tensor([[0.5, -4.0, 1.0], [9.0, 9.0, 9.0], [0.1, 0.2, 0.3]])
+    stuck = torch.zeros(3, 3, dtype=torch.bool)
+    no_set = torch.zeros(3, 3, dtype=torch.uint8)
+    held = torch.tensor([True, False, True])
+    first, held_set = alerts.held_features("features", held, z, stuck, no_set)
+    # row 0: the second sensor is off; row 1: not held; row 2: held, nothing off: whole row
+    assert first.tolist() == [[False, True, False], [False] * 3, [True] * 3]
+    assert held_set.tolist() == [[0, 1, 0], [0, 0, 0], [0, 0, 0]]
+    # Later in the episode the set stays, whichever sensors are off now; a stuck one joins
+    # for as long as it is stuck; once the row is no longer held the set is cleared.
+    later = torch.tensor([[5.0, 0.1, 0.2], [0.0, 0.0, 0.0], [0.1, 4.0, 0.2]])
+    stuck_now = torch.tensor([[False, False, True], [False] * 3, [False] * 3])
+    second, held_set = alerts.held_features("features", held, later, stuck_now, held_set)
+    assert second.tolist() == [[False, True, True], [False] * 3, [False, True, False]]
+    assert held_set.tolist() == [[0, 1, 0], [0, 0, 0], [0, 1, 0]]
+    _, held_set = alerts.held_features(
+        "features", torch.tensor([False] * 3), later, stuck, held_set
+    )
+    assert not held_set.any()
+
+
+def test_every_other_policy_holds_whole_rows() -> None:
     held = torch.tensor([True, False])
     z = torch.tensor([[0.5, -4.0, 1.0], [9.0, 9.0, 9.0]])
     stuck = torch.tensor([[False, False, True], [True, True, True]])
-    per_feature = alerts.held_features("features", held, z, stuck)
-    assert per_feature.tolist() == [[False, True, True], [False, False, False]]
     for policy in ("pending", "open", "off"):
-        whole = alerts.held_features(policy, held, z, stuck)
-        assert whole.tolist() == [[True] * 3, [False] * 3]
+        whole, held_set = alerts.held_features(policy, held, z, stuck, None)
+        assert whole.tolist() == [[True] * 3, [False] * 3] and held_set is None
+
+
+def test_only_policy_features_adds_the_held_set_column() -> None:
+    assert Col.HOLD_SET in _full_detector("features").new_table().dev
+    assert Col.HOLD_SET not in _full_detector("pending").new_table().dev

@@ -84,13 +84,14 @@ def test_several_readings_of_one_stream_in_one_batch_run_in_order() -> None:
     assert max(abs(whole_batch[k] - singles[k]) for k in singles) <= TOL
 
 
-def test_scores_and_alerts_do_not_depend_on_batching() -> None:
+@pytest.mark.parametrize("hold", ["pending", "features"])
+def test_scores_and_alerts_do_not_depend_on_batching(hold: str) -> None:
     spiky = series("x", 80, seed=5)
     spiky[50] = Reading("x", spiky[50].ts, (200.0, 60.0, 50.0), "g", "t", 0, spiky[50].offset)
     readings = interleave(spiky, series("y", 80, seed=6, start_offset=500))
 
     def run(size: int):
-        det = tiny_detector()
+        det = tiny_detector(calibration_fade=10, hold_normal=hold)  # holds from reading ~22
         table = det.new_table()
         scores, events = {}, []
         for i in range(0, len(readings), size):

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from torch import Tensor
 
 from streamlstm.config import AlertConfig
@@ -113,25 +114,36 @@ def holding(policy: str, phase, score, quality, warming, enter: float):
 HOLD_SIGMA = 3.0  # a feature this many std from its forecast is part of what is off
 
 
-def held_features(policy: str, held: Tensor, z: Tensor, stuck: Tensor) -> Tensor:
-    """(B, F) bool: which features of each row must not teach the normaliser.
+def held_features(
+    policy: str, held: Tensor, z: Tensor, stuck: Tensor, held_set: Tensor | None = None
+) -> tuple[Tensor, Tensor | None]:
+    """Which features of each row must not teach the normaliser: ((B, F) bool, new
+    ``held_set``).
 
     ``held`` (B,) from ``holding``; ``z`` (B, F) each reading's distance from its forecast
-    in its own std (``normalise.forecast``); ``stuck`` (B, F) a flat-lined feature.
+    in its own std (``normalise.forecast``); ``stuck`` (B, F) a flat-lined feature;
+    ``held_set`` (B, F) uint8, the state column ``Col.HOLD_SET`` (policy ``features`` only).
 
-    ``features``: inside a held row, only the features that are off (at least
-    ``HOLD_SIGMA`` std from the forecast, or stuck) are held; the others keep learning.
-    The normaliser clips every deviation at the same 3 std, so a feature inside that band
-    teaches what it would teach outside an alert. Why: a plant's water temperature rises
-    slowly through a run; frozen for the ten minutes of a vibration fault, it sits many
-    std from its frozen level when the fault ends, and the alert stays open long after
-    (measured on the pump runs: README, "Detection quality"). A fault's own sensors stay
-    frozen for as long as they stay off. Every other policy holds whole rows.
+    ``features``: the sensors a held episode is about are decided once, at its first held
+    reading on which any sensor is off (``HOLD_SIGMA`` std or more from its forecast, or
+    stuck), and kept in ``held_set`` until the episode ends; only they (and any stuck
+    sensor) keep the frozen normal, the others go on learning. Until a sensor is off the
+    whole row is held. Why: a plant's water temperature rises slowly through a run;
+    frozen through a ten-minute vibration fault, it sits many std from its frozen level
+    when the fault ends, and the alert stays open long after. Why once per episode and not
+    per reading: a fault that sets in slowly moves its sensors less than 3 std a reading,
+    so a per-reading rule let the level (and its slope) learn the fault, and the alert
+    ended while it lasted (measured: README, "Detection quality"). Every other policy
+    holds whole rows.
     """
     rows = held.unsqueeze(1)  # (B, 1)
-    if policy != "features":
-        return rows.expand_as(z)
-    return rows & ((z.abs() >= HOLD_SIGMA) | stuck)
+    if policy != "features" or held_set is None:
+        return rows.expand_as(z), held_set
+    off = (z.abs() >= HOLD_SIGMA) | stuck  # (B, F)
+    before = held_set.bool()
+    latched = torch.where(before.any(1, keepdim=True), before, off) & rows
+    whole = rows & ~latched.any(1, keepdim=True)  # nothing off yet: hold the row
+    return latched | whole | (rows & stuck), latched.to(torch.uint8)
 
 
 def alert_phase(host: dict[str, np.ndarray], rows: np.ndarray) -> np.ndarray:

@@ -38,6 +38,7 @@ class Col:
     TAIL_DEV = "tail_dev"  # () its mean absolute deviation
     TAIL_N = "tail_n"  # () readings it has learnt from
     TAIL_SHORT = "tail_short"  # () short-window mean of the calibrated score
+    HOLD_SET = "hold_set"  # (F,) uint8: the sensors a held episode is about (hold "features")
     SINCE_RESET = "since_reset"  # () readings since the last reset (warm-up, burn-in)
     # host columns: order checks and the alert state machine
     LAST_TS = "last_ts"

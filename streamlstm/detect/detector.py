@@ -105,8 +105,9 @@ class Detector:
 
     def new_table(self, capacity: int = 1024) -> StateTable:
         mcfg = self.net.cfg
+        hold_set = self.alerts.cfg.hold_normal == "features"
         dev_cols, host_cols = table_columns(
-            len(self.model.features), mcfg.hidden_size, mcfg.window_len, self.cfg
+            len(self.model.features), mcfg.hidden_size, mcfg.window_len, self.cfg, hold_set
         )
         return StateTable(dev_cols, host_cols, self.device, capacity)
 

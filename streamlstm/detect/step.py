@@ -97,8 +97,10 @@ class TensorStep:
                 self.alert_cfg.enter,
             )
             cal_held = cal_held & ~own
-            policy = self.alert_cfg.hold_normal
-            held_f = alerts.held_features(policy, held, z, stuck)  # (B, F)
+            policy, held_set = self.alert_cfg.hold_normal, s.get(Col.HOLD_SET)
+            held_f, held_set = alerts.held_features(policy, held, z, stuck, held_set)  # (B, F)
+            if held_set is not None:
+                s[Col.HOLD_SET] = held_set
             learn(x, m * ~held_f, s, cfg, seen_norm, share)
             burnt_in = s[Col.SINCE_RESET] >= cfg.burn_in_readings
             new = learn_calibration(stats, seen, cal, burnt_in & ~cal_held, self.cal_horizons)

@@ -17,11 +17,12 @@ from streamlstm.detect.state import Column
 
 
 def table_columns(
-    n_features: int, hidden: int, window: int, det: DetectorConfig
+    n_features: int, hidden: int, window: int, det: DetectorConfig, hold_set: bool = False
 ) -> tuple[dict[str, Column], dict[str, Column]]:
     """(device columns, host columns) of a detector's table: what one stream's row holds.
     Optional state (a trend, seasons, a split scale, input calibration) has its own columns
-    with defaults, so a snapshot taken before an option was set still restores."""
+    with defaults, so a snapshot taken before an option was set still restores.
+    ``hold_set``: the column of ``alerts.hold_normal: features`` (``alerts.held_features``)."""
     F, H, W = n_features, hidden, window
     season_bins = sum(det.season_bins())  # all seasons' bins together
     device_cols = {
@@ -59,6 +60,8 @@ def table_columns(
         device_cols[Col.TAIL_DEV] = Column((), "float32", TAIL_PRIOR[1])
         device_cols[Col.TAIL_N] = Column((), "float32")
         device_cols[Col.TAIL_SHORT] = Column((), "float32", TAIL_PRIOR[0])
+    if hold_set:  # one byte per feature: which sensors the stream's held episode is about
+        device_cols[Col.HOLD_SET] = Column((F,), "uint8")
     host_cols = {
         Col.LAST_TS: Column((), "float64", float("-inf")),
         Col.LAST_OFFSET: Column((), "int64", -1),
