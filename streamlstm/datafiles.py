@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from streamlstm.config import Config, GroupConfig
-from streamlstm.records import RawRecord, Reading, RecordParser, Rejection
+from streamlstm.record_parser import RecordParser
+from streamlstm.records import RawRecord, Reading, Rejection
 
 
 class InputFileError(ValueError):

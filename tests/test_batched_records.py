@@ -111,7 +111,7 @@ def test_a_good_single_record_decodes_to_the_parsers_reading() -> None:
 def test_the_simulators_batched_records_hold_the_same_readings_as_its_single_ones() -> None:
     from streamlstm import config as config_mod
     from streamlstm.adapters.dev.sim_producer import batched_steps, step_records
-    from streamlstm.records import RecordParser
+    from streamlstm.record_parser import RecordParser
     from streamlstm.simulate.generate import generate
 
     data = generate("vitals", 3, 12, seed=4)
@@ -142,7 +142,7 @@ def test_readings_of_expands_batched_records_to_the_single_records_readings() ->
     yields its readings in order, as the same readings sent one per record would."""
     from streamlstm import config as config_mod
     from streamlstm.adapters.dev.sim_producer import batched_steps, step_records
-    from streamlstm.records import RecordParser
+    from streamlstm.record_parser import RecordParser
     from streamlstm.simulate.generate import generate
     from streamlstm.stream.decode import readings_of
 

@@ -8,7 +8,8 @@ import orjson
 import pytest
 
 from streamlstm import config as config_mod
-from streamlstm.records import REASONS, AlertEvent, RawRecord, Reading, RecordParser, parse_ts
+from streamlstm.record_parser import RecordParser
+from streamlstm.records import REASONS, AlertEvent, RawRecord, Reading, parse_ts
 from tests.helpers import ALERT_FIELDS
 
 CFG = config_mod.from_dict(
@@ -156,7 +157,7 @@ def test_alert_event_json_has_the_contract_fields() -> None:
 
 
 def test_the_route_cache_stays_bounded_with_many_short_lived_streams() -> None:
-    from streamlstm.records import ROUTE_CACHE_MAX
+    from streamlstm.record_parser import ROUTE_CACHE_MAX
 
     parser = RecordParser(CFG.input, CFG.groups)
     for k in range(ROUTE_CACHE_MAX + 10):

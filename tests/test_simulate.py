@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 
 from streamlstm import config as config_mod
 from streamlstm.commands import simulate as simulate_cmd
-from streamlstm.records import REASONS, RawRecord, Reading, RecordParser, format_ts
+from streamlstm.record_parser import RecordParser
+from streamlstm.records import REASONS, RawRecord, Reading, format_ts
 from streamlstm.simulate.generate import (
     FEATURES,
     KINDS,

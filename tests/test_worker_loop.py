@@ -9,7 +9,8 @@ import orjson
 
 from streamlstm.adapters.ops.storage import SnapshotStore, decode_snapshot, encode_snapshot
 from streamlstm.detect.state import table_rows
-from streamlstm.records import RawRecord, RecordParser
+from streamlstm.record_parser import RecordParser
+from streamlstm.records import RawRecord
 from streamlstm.stream.engine import Engine
 from streamlstm.stream.loop import StreamWorker
 from tests.helpers import assert_same_state, interleave, series, tiny_config, tiny_model

@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from streamlstm.config import GroupConfig
+from streamlstm.record_parser import RecordParser
 from streamlstm.records import (
     MAX_BATCH_READINGS,
     POSITION_BITS,
     RawRecord,
     Reading,
-    RecordParser,
     Rejection,
     offset_of,
     parse_ts,

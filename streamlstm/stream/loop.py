@@ -23,7 +23,8 @@ import numpy as np
 
 from streamlstm.detect.detector import Scored
 from streamlstm.detect.state import read_meta
-from streamlstm.records import RawRecord, RecordParser, Rejection, offset_of
+from streamlstm.record_parser import RecordParser
+from streamlstm.records import RawRecord, Rejection, offset_of
 from streamlstm.stream.crashpoints import CrashPoints
 from streamlstm.stream.decode import decode_poll
 from streamlstm.stream.engine import Engine

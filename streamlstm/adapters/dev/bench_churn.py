@@ -27,7 +27,8 @@ import orjson
 from streamlstm.adapters.dev.bench_live import resident_bytes
 from streamlstm.config import Config
 from streamlstm.evaluation.bench import bench_detector
-from streamlstm.records import RawRecord, RecordParser
+from streamlstm.record_parser import RecordParser
+from streamlstm.records import RawRecord
 from streamlstm.simulate.generate import generate
 from streamlstm.stream.engine import Engine
 from streamlstm.stream.loop import StreamWorker

@@ -23,7 +23,8 @@ from streamlstm.adapters.kafka.login import check_login
 from streamlstm.adapters.kafka.options import client_options
 from streamlstm.config import Config
 from streamlstm.evaluation.replay import ReplayRow
-from streamlstm.records import RawRecord, Reading, RecordParser, format_ts, parse_ts
+from streamlstm.record_parser import RecordParser
+from streamlstm.records import RawRecord, Reading, format_ts, parse_ts
 
 Source = tuple[str, int, int]  # topic, partition, offset
 

@@ -16,7 +16,8 @@ from streamlstm.adapters.kafka.client import ensure_topics as create
 from streamlstm.adapters.kafka.login import check_login
 from streamlstm.adapters.kafka.options import client_options
 from streamlstm.config import Config
-from streamlstm.records import Reading, RecordParser
+from streamlstm.record_parser import RecordParser
+from streamlstm.records import Reading
 from streamlstm.stream.decode import readings_of
 
 log = logging.getLogger(__name__)

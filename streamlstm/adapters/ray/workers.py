@@ -29,7 +29,7 @@ from streamlstm.config import Config, from_dict
 from streamlstm.detect.alerts import OPEN, SEVERITY
 from streamlstm.detect.columns import Col
 from streamlstm.detect.state import table_rows
-from streamlstm.records import RecordParser
+from streamlstm.record_parser import RecordParser
 from streamlstm.stream.crashpoints import wrap_store
 from streamlstm.stream.engine import Engine
 from streamlstm.stream.loop import CrashPoints, StreamWorker

@@ -16,7 +16,8 @@ import orjson
 from streamlstm.adapters.kafka.client import KafkaSource
 from streamlstm.adapters.kafka.options import client_options
 from streamlstm.config import Config
-from streamlstm.records import Reading, RecordParser
+from streamlstm.record_parser import RecordParser
+from streamlstm.records import Reading
 from streamlstm.stream.decode import readings_of
 from streamlstm.train.select import alert_episodes, normal_readings
 
