@@ -28,7 +28,7 @@ from streamlstm.records import RawRecord, Rejection, offset_of
 from streamlstm.stream.crashpoints import CrashPoints
 from streamlstm.stream.decode import decode_poll
 from streamlstm.stream.engine import Engine
-from streamlstm.stream.eviction import idle_streams
+from streamlstm.stream.eviction import StreamHomes
 from streamlstm.stream.polled import at_record, group_readings, where
 from streamlstm.stream.ports import (
     TP,
@@ -74,9 +74,7 @@ class StreamWorker:
         self.wall_clock = wall_clock  # epoch seconds; enables append-to-score latency
         self.latency = LatencyWindow()
         self.next_offset: dict[TP, int] = {}  # next offset to read, per assigned partition
-        self.streams_of: dict[TP, set[tuple[str, str]]] = {}  # (group, stream) per partition
-        self.home_of: dict[tuple[str, str], TP] = {}  # the one partition a stream is read from
-        self.newest_ms: dict[TP, int] = {}  # newest Kafka record timestamp per partition
+        self.homes = StreamHomes()  # each stream's partition; newest record time per partition
         self.counters = counters or Counters()  # the caller's survive a restart of the loop
         self.stages = StageTimes(self.counters, timer)  # seconds per stage, with a timer
         self._last_checkpoint = clock()
@@ -121,8 +119,7 @@ class StreamWorker:
                     self.metrics.restored("restored")
                     streams.update((group, s) for s in restored)
             self.next_offset[tp] = start
-            self.streams_of[tp] = streams
-            self.home_of.update(dict.fromkeys(streams, tp))
+            self.homes.restored(tp, streams)
             self.source.seek(tp[0], tp[1], start)
         return dict(self.next_offset)
 
@@ -154,8 +151,7 @@ class StreamWorker:
             tp = (rec.topic, rec.partition)
             if rec.offset >= next_offset.get(tp, 0):
                 next_offset[tp] = rec.offset + 1
-            if rec.timestamp_ms > self.newest_ms.get(tp, 0):
-                self.newest_ms[tp] = rec.timestamp_ms
+            self.homes.saw(tp, rec.timestamp_ms)
         fresh_record = np.fromiter(
             (self._fresh(r.topic, r.partition, r.offset) for r in records), bool, len(records)
         )
@@ -165,7 +161,7 @@ class StreamWorker:
         stages.lap("decode")
         not_home: list[int] = []
         polled = {
-            group: group_readings(group, cols, records, fresh_record, self._at_home, not_home)
+            group: group_readings(group, cols, records, fresh_record, self.homes.at_home, not_home)
             for group, cols in decoded.groups.items()
         }
         for i in not_home:
@@ -229,35 +225,10 @@ class StreamWorker:
         self.metrics.readings("scored", n_scored)
         self.metrics.scores(np.asarray(sc.score)[fresh & ~warming])
 
-    def _at_home(self, group: str, stream: str, tp: TP) -> bool:
-        """A stream is read from the partition it was first seen on (restored from its
-        snapshot after a restart). Offsets order a stream only within one partition, and its
-        state is snapshotted with one partition: keyless records of the stream on another
-        partition go to the DLQ (``other_partition``) rather than being mis-ordered."""
-        key = (group, stream)
-        home = self.home_of.setdefault(key, tp)
-        if home != tp:
-            return False
-        self.streams_of.setdefault(tp, set()).add(key)
-        return True
-
     def evict_idle(self, idle_s: float) -> int:
         """Drop the streams whose last reading is ``idle_s`` older than their partition's
         newest record; the next snapshot leaves them out, and one that returns starts cold."""
-        evicted = 0
-        for tp, streams in self.streams_of.items():
-            if tp not in self.newest_ms:
-                continue
-            before = self.newest_ms[tp] / 1000.0 - idle_s
-            for group in {g for g, _ in streams}:
-                gone = idle_streams(
-                    self.engine.tables[group], [s for g, s in streams if g == group], before
-                )
-                self.engine.tables[group].evict(gone)
-                for stream in gone:
-                    streams.discard((group, stream))
-                    self.home_of.pop((group, stream), None)
-                evicted += len(gone)
+        evicted = self.homes.evict_idle(self.engine.tables, idle_s)
         if evicted:
             self.counters.evicted += evicted
             self.metrics.evicted(evicted)
@@ -322,7 +293,7 @@ class StreamWorker:
 
     def _snapshot(self, tp: TP) -> dict[str, bytes]:
         by_group: dict[str, list[str]] = {}
-        for group, stream in self.streams_of.get(tp, ()):
+        for group, stream in self.homes.streams_of.get(tp, ()):
             by_group.setdefault(group, []).append(stream)
         return {
             group: self.engine.tables[group].snapshot(
