@@ -12,10 +12,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,11 +73,12 @@ class TwoNodes:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     node.proc.wait(timeout=20)
             kill_tree(node.proc.pid)  # stragglers still parented to it
+            shutil.rmtree(node.temp_dir, ignore_errors=True)
 
 
 def _ray_start(args: list[str], name: str, root: Path, cpus: int, ports: tuple[int, int]) -> Node:
-    temp = root / name
-    temp.mkdir(parents=True, exist_ok=True)
+    # Not under pytest's tmp_path: Ray's socket paths inside must stay under 107 bytes.
+    temp = Path(tempfile.mkdtemp(prefix=f"{name}-", dir="/tmp"))
     log = root / f"{name}.log"
     cmd = [
         sys.executable,
