@@ -121,6 +121,7 @@ def _env() -> dict[str, str]:
 def start_two_nodes(root: Path, head_cpus: int = 2, second_cpus: int = 1) -> TwoNodes:
     """Head (``node_a``) and a second node (``node_b``) joined to it; waits until the GCS
     lists both alive (raises, after stopping them, if not within 90 s)."""
+    root.mkdir(parents=True, exist_ok=True)
     port = free_port()
     cluster = TwoNodes(f"127.0.0.1:{port}")
     try:
