@@ -52,6 +52,10 @@ class RayConfig(Section):
     num_gpus: float = Field(0.0, ge=0)  # per worker; 0 = CPU
     num_cpus: float = Field(1.0, gt=0)
     dashboard: bool = False
+    # Where Ray places the workers: "default" packs them onto the driver's node first;
+    # "spread" puts them on as many nodes as it can (best effort, so a worker of a lost
+    # node is restarted on a surviving one).
+    scheduling: Literal["default", "spread"] = "default"
     # A worker that dies is restarted after this delay, doubled after each death in a row
     # (reset once it ran restart_backoff_max_s): a crash loop must not spin at full speed.
     restart_backoff_s: float = Field(1.0, gt=0)

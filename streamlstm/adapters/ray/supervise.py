@@ -38,7 +38,13 @@ def _swap_if_promoted(sup, registry, groups: list[str], served: dict, files: dic
 
 def _start(sup) -> None:
     for info in sup.start():
-        log.info("worker %s on %s starts at %s", info["worker"], info["device"], info["starts"])
+        log.info(
+            "worker %s on %s (node %s) starts at %s",
+            info["worker"],
+            info["device"],
+            info.get("node"),
+            info["starts"],
+        )
 
 
 class StopFlag:

@@ -107,12 +107,14 @@ class Supervisor:
         n = min(cfg.ray.workers, max(1, len(self.partitions)))
         gpus = self._gpus_per_worker()
         plain = cfg.model_dump()  # secrets stay SecretStr objects: pickled, never printed
+        placement = {"scheduling_strategy": "SPREAD"} if cfg.ray.scheduling == "spread" else {}
         self.actors = [
             PartitionWorker.options(
                 name=f"streamlstm-worker-{self.generation}-{i}",
                 num_cpus=cfg.ray.num_cpus,
                 num_gpus=gpus,
                 get_if_exists=False,
+                **placement,
                 **self.actor_options,
             ).remote(plain, {}, self.bootstrap, i)
             for i in range(n)

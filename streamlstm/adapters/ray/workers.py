@@ -53,6 +53,11 @@ def plan_assignment(partitions: list[TP], n_workers: int) -> list[list[TP]]:
     return plan
 
 
+def _node_id() -> str | None:
+    """The Ray node this worker runs on (None outside Ray: an in-process test)."""
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+
+
 def loop_alive(running: bool, heartbeat: float, now: float, timeout_s: float) -> bool:
     """Up = its loop runs and finished a poll within ``timeout_s`` (monotonic seconds)."""
     return running and now - heartbeat <= timeout_s
@@ -164,6 +169,7 @@ class PartitionWorkerImpl:
         self._stop.clear()
         return {
             "worker": self.index,
+            "node": _node_id(),
             "device": str(device),
             "starts": {f"{t}:{p}": o for (t, p), o in starts.items()},
         }
@@ -227,6 +233,7 @@ class PartitionWorkerImpl:
         c = self.worker.counters
         return {
             "worker": self.index,
+            "node": _node_id(),
             "started": True,
             "records": c.records,
             "scored": c.scored,
