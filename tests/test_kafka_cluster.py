@@ -96,7 +96,7 @@ def test_the_worker_topics_are_replicated_on_all_three_nodes(cluster, tmp_path: 
     } == dict.fromkeys(worker_topics(cfg), "2")
 
 
-def acknowledged_alert_ids(bootstrap: str, topic: str) -> set[str]:
+def acknowledged_alert_ids(bootstrap: str, topic: str, timeout_s: float = 30.0) -> set[str]:
     """The alert ids on ``topic`` up to each partition's high watermark now: records there
     are on every in-sync replica, i.e. acknowledged to an ``acks=all`` producer."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
@@ -106,7 +106,9 @@ def acknowledged_alert_ids(bootstrap: str, topic: str) -> set[str]:
         ends = consumer.end_offsets(tps)
         consumer.seek_to_beginning(*tps)
         ids: set[str] = set()
+        deadline = time.monotonic() + timeout_s
         while any(consumer.position(tp) < end for tp, end in ends.items()):
+            assert time.monotonic() < deadline, f"{topic} not read up to {ends} in {timeout_s} s"
             for records in consumer.poll(timeout_ms=500).values():
                 ids.update(
                     orjson.loads(r.value)["alert_id"]
