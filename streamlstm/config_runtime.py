@@ -105,6 +105,10 @@ class RetrainConfig(Section):
     interval_s: float = Field(3600.0, gt=0)
     bootstrap_readings: int = Field(20_000, gt=0)
     lookback_s: float = Field(86_400.0, gt=0)
+    # Input records a scheduled round reads at most, the newest of the lookback, split evenly
+    # over the input partitions: at 1M readings/s a day's lookback is 86 billion readings,
+    # which no round can hold in memory or train on (docs/scaling.md, "Sizing").
+    max_records: int = Field(1_000_000, gt=0)
     shadow_readings: int = Field(100, ge=0)
     min_readings: int = Field(2_000, gt=0)
     gate_margin: float = Field(0.05, ge=0)

@@ -78,3 +78,29 @@ def test_topic_data_covers_the_lookback_and_drops_alert_episodes(
     assert (s0, float(ts[0][30])) in kept
     assert (s1, float(ts[1][49])) in kept and (s1, float(ts[1][55])) not in kept
     assert [r.ts for r in readings] == sorted(r.ts for r in readings)
+
+
+def test_a_round_reads_at_most_max_records_the_newest_of_each_partition(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """At a million readings a second a day's lookback cannot be read: the round takes the
+    newest ``retrain.max_records``, split over the partitions."""
+    cfg = lh.live_config(kafka_bootstrap, tmp_path)
+    cfg = cfg.model_copy(update={"retrain": cfg.retrain.model_copy(update={"max_records": 30})})
+    lh.setup_topics(cfg)
+    data = lh.simulated(3, 40, seed=5, rate=0.0)
+    records = lh.records_of(data)  # 120, interleaved over 3 streams, one partition
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    topic = cfg.kafka.input_topics[0]
+    for key, value in records:
+        producer.send(topic, key=key, value=value, partition=0)
+    producer.flush()
+    producer.close()
+
+    readings, counts = topic_training_data(cfg, kafka_bootstrap)
+    partitions = cfg.kafka.input_partitions
+    assert counts["read"] == 30 // partitions
+    newest = {(r.stream, r.ts) for r in readings}
+    last = data.ts[0][-1]
+    assert (data.streams[0], float(last)) in newest  # the newest records, not the oldest
+    assert (data.streams[0], float(data.ts[0][0])) not in newest

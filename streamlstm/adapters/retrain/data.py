@@ -37,7 +37,9 @@ def topic_training_data(
     )
     try:
         parser = RecordParser(config.input, config.groups)
-        records = _read_since(source, config.kafka.input_topics, since_ms, timeout_s)
+        records = _read_since(
+            source, config.kafka.input_topics, since_ms, timeout_s, config.retrain.max_records
+        )
         readings = [
             reading
             for first in range(0, len(records), DECODE_CHUNK)
@@ -56,13 +58,21 @@ def topic_training_data(
     return kept, counts
 
 
-def _read_since(source, topics: list[str], since_ms: int, timeout_s: float) -> list:
-    """Every record of ``topics`` with timestamp >= since_ms, up to the current end."""
+def _read_since(
+    source, topics: list[str], since_ms: int, timeout_s: float, max_records: int | None = None
+) -> list:
+    """Every record of ``topics`` with timestamp >= since_ms, up to the current end; with
+    ``max_records``, only the newest ``max_records // partitions`` of each partition."""
     tps: list[TP] = [(t, p) for t in topics for p in source.partitions_for(t)]
     if not tps:
         return []
     ends = source.end_offsets(tps)
     starts = source.offsets_for_times(tps, since_ms)
+    if max_records is not None:
+        per_partition = max(1, max_records // len(tps))
+        starts = {
+            tp: None if s is None else max(s, ends[tp] - per_partition) for tp, s in starts.items()
+        }
     todo = {tp: ends[tp] for tp in tps if starts[tp] is not None and starts[tp] < ends[tp]}
     if not todo:
         return []
