@@ -170,9 +170,13 @@ def record_candidate(config: Config, candidate, metrics, entry, held, registry, 
     pin = registry.control.pinned(group)  # read last: a rollback during the gate counts
     result = carry_out(decision, pin and pin["version"])
     if result.outcome == "promoted":
-        registry.promote(group, version, by)
+        # A round never releases an operator's pin, and yields to one that lands while it
+        # promotes (``registry._back_to_pin``): then the candidate is held after all.
+        promoted = registry.promote(group, version, by, release_pin=False)
+        if promoted["status"] != "promoted":
+            result = carry_out(decision, promoted["held_by_pin"]["version"])
     elif result.outcome == "held":
-        registry.set_status(group, version, "candidate", by, held_by_pin=pin)
+        registry.hold(group, version, pin, by)
     else:
         registry.set_status(group, version, "rejected", by)
     return {
