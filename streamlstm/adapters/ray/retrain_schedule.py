@@ -29,7 +29,12 @@ from typing import Any
 
 from streamlstm.adapters.ray.supervisor import init_ray
 from streamlstm.adapters.retrain.registry import ModelRegistry
-from streamlstm.adapters.retrain.round import RetrainData, from_topics, retrain_all
+from streamlstm.adapters.retrain.round import (
+    RetrainData,
+    from_topics,
+    retrain_all,
+    sweep_killed_runs,
+)
 from streamlstm.config import Config, from_dict
 from streamlstm.records import format_ts
 
@@ -247,9 +252,7 @@ def main(folder: Path) -> None:
     tempfile.tempdir = str(folder)  # scratch where the schedule sweeps, even after a kill
     # A round killed at retrain.timeout_s leaves its Train run's folder in the registry's
     # run storage; no scheduled round lives longer than that, so older ones are dead.
-    swept = registry.sweep_train_runs(RUN_PREFIX, config.retrain.timeout_s)
-    if swept:
-        log.warning("retrain: removed the Train run folders of killed rounds: %s", swept)
+    sweep_killed_runs(registry, RUN_PREFIX, config.retrain.timeout_s)
     data, source = from_topics(config, bootstrap)
     inputs = RetrainData(
         data, source, by="retrain schedule", run_prefix=RUN_PREFIX, only_newer=True
