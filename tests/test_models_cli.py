@@ -70,6 +70,10 @@ def test_rollback_pins_until_unpin_and_a_rejected_version_needs_force(tmp_path: 
     assert "unpinned (was g-aaaa)" in _models(root, "unpin", "g").stdout
     promoted = record_candidate(cfg, tiny_model(4, "g-eeee"), {}, {}, _held_out(), registry, "t")
     assert promoted["outcome"] == "promoted" and registry.current("g") == "g-eeee"
+    assert "g: pinned to g-eeee" in _models(root, "pin", "g", "--reason", "audit").stdout
+    assert registry.control.pinned("g")["reason"] == "audit"
+    nothing = _models(tmp_path / "empty", "pin", "g", check=False)
+    assert nothing.returncode == 2 and "no promoted version to pin" in nothing.stdout
 
 
 def test_pause_stops_scheduled_rounds_until_resume(tmp_path: Path) -> None:

@@ -184,3 +184,28 @@ def test_train_run_folders_of_killed_scheduled_rounds_are_swept(tmp_path: Path) 
         f"scheduled-g-{young}-bbbb",
         f"train-g-{old}-cccc",
     ]
+
+
+def test_streamlstm_retrain_first_sweeps_the_folders_of_killed_retrains(tmp_path: Path) -> None:
+    """The command's own runs (``train-``) older than retrain.timeout_s go, with a log line;
+    a younger one (another retrain may be running it) and the schedule's stay. The input is
+    missing, so the command stops right after the sweep, before Ray."""
+    import time
+
+    from tests.cli_helpers import run_cli
+
+    registry = ModelRegistry(tmp_path / "models")
+    runs = Path(registry.train_storage())
+    old, young = int(time.time()) - 4000, int(time.time())
+    names = (f"train-g-{old}-aaaa", f"train-g-{young}-bbbb", f"scheduled-g-{old}-cccc")
+    for name in names:
+        (runs / name / "checkpoint").mkdir(parents=True)
+        (runs / name / "checkpoint" / "weights").write_bytes(b"x")
+    res = run_cli(
+        "retrain", "-c", "configs/test.yaml", "--registry", str(tmp_path / "models"),
+        "--input", str(tmp_path / "absent.csv"), "--set", "retrain.timeout_s=1800",
+        check=False,
+    )  # fmt: skip
+    assert res.returncode == 2 and "absent.csv: no such file" in res.stderr, res.stderr
+    assert f"removed the Train run folders of killed rounds: ['{names[0]}']" in res.stderr
+    assert sorted(p.name for p in runs.iterdir()) == sorted(names[1:])

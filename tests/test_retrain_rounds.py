@@ -188,6 +188,48 @@ def test_the_paused_gauge_follows_pause_and_resume_between_rounds(tmp_path: Path
     assert not schedule.running and schedule.outcomes == {}
 
 
+def test_the_pinned_gauge_follows_pin_rollback_unpin_and_promote(tmp_path: Path) -> None:
+    """``streamlstm_model_pinned{group}`` is fed as the paused gauge is: read from the
+    registry every PAUSE_READ_EVERY_S between rounds, one series per configured group."""
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from streamlstm.adapters.ops.prometheus import MetricsHub
+    from streamlstm.adapters.ray.retrain_schedule import PAUSE_READ_EVERY_S
+
+    tree = tiny_config().model_dump()
+    tree["groups"].append({**tree["groups"][0], "name": "h"})  # never pinned here
+    cfg = Config.model_validate(tree)
+    registry = ModelRegistry(tmp_path)
+    for seed, version in enumerate(("g-aaaa", "g-bbbb")):
+        registry.add(tiny_model(seed, version), {}, {})
+        registry.promote("g", version, "setup")
+    now = [0.0]
+    schedule = RetrainSchedule(cfg, "unused:9092", registry, clock=lambda: now[0])
+    hub = MetricsHub()
+    scrape = CollectorRegistry(auto_describe=False)
+    scrape.register(hub)
+
+    def pinned_after_a_read() -> dict[str, float]:
+        now[0] += PAUSE_READ_EVERY_S
+        schedule.poll()
+        hub.set_retrain(True, {}, None, schedule.paused_groups(), schedule.pinned_groups())
+        text = generate_latest(scrape).decode()
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        return {s.labels["group"]: s.value for s in families["streamlstm_model_pinned"].samples}
+
+    assert pinned_after_a_read() == {"g": 0.0, "h": 0.0}
+    registry.rollback("g", "ops")
+    assert pinned_after_a_read() == {"g": 1.0, "h": 0.0}
+    registry.control.unpin("g")
+    assert pinned_after_a_read() == {"g": 0.0, "h": 0.0}
+    registry.pin("g", "ops", "audit")
+    assert pinned_after_a_read() == {"g": 1.0, "h": 0.0}
+    registry.promote("g", "g-bbbb", "ops")  # an operator's promote releases the pin
+    assert pinned_after_a_read() == {"g": 0.0, "h": 0.0}
+    assert now[0] < cfg.retrain.interval_s and not schedule.running  # read between rounds
+
+
 def _readings(n: int, group: str = "g") -> list[Reading]:
     rng = np.random.default_rng(0)
     rows = []

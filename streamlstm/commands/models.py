@@ -83,8 +83,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _change(registry, args: argparse.Namespace, by: str) -> str:
     """Carry out a changing action; returns the line to print."""
-    from streamlstm.adapters.retrain.registry import RegistryError
-
     action, group = args.action, getattr(args, "group", None)
     if action == "promote":
         entry = registry.promote(group, args.version, by, force=args.force)
@@ -97,11 +95,8 @@ def _change(registry, args: argparse.Namespace, by: str) -> str:
             f"will not promote until `streamlstm models unpin {group}`"
         )
     if action == "pin":
-        current = registry.current(group)
-        if current is None:
-            raise RegistryError(f"group {group!r} has no promoted version to pin")
-        registry.control.pin(group, current, by, args.reason or "models pin")
-        return f"{group}: pinned to {current}"
+        pin = registry.pin(group, by, args.reason or "models pin")
+        return f"{group}: pinned to {pin['version']}"
     if action == "unpin":
         was = registry.control.unpin(group)
         return f"{group}: unpinned (was {was['version']})" if was else f"{group}: not pinned"

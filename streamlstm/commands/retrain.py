@@ -26,8 +26,9 @@ def add_parser(sub) -> None:
         "retrain.gate_margin. Every candidate is kept in the registry with its numbers; a "
         "rejected one is marked rejected. A group pinned by `models rollback` or `models pin` "
         "keeps its version: a passing candidate is held (outcome held). Data and settings "
-        "already trained on give outcome skipped, without training. Joins ray.address / "
-        "$RAY_ADDRESS or starts a local Ray.",
+        "already trained on give outcome skipped, without training. First removes the Ray "
+        "Train run folders that killed retrains left, older than retrain.timeout_s. Joins "
+        "ray.address / $RAY_ADDRESS or starts a local Ray.",
         epilog="example: streamlstm retrain -c configs/vitals.yaml --input vitals.csv; "
         "then streamlstm models list -c configs/vitals.yaml",
     )
@@ -56,18 +57,29 @@ def run(args: argparse.Namespace) -> int:
     # lazy: Ray and Kafka load only when this command runs, not for --help
     from streamlstm.adapters.ray.supervisor import init_ray
     from streamlstm.adapters.retrain.registry import ModelRegistry
-    from streamlstm.adapters.retrain.round import RetrainData, from_topics, retrain_all
+    from streamlstm.adapters.retrain.round import (
+        RUN_PREFIX,
+        RetrainData,
+        from_topics,
+        retrain_all,
+        sweep_killed_runs,
+    )
 
     config = load_config(args)
     if not 0.0 < args.holdout < 1.0:
         print("streamlstm retrain: --holdout must be between 0 and 1", file=sys.stderr)
         return 2
+    registry = ModelRegistry(args.registry or config.retrain.registry)
+    # A retrain killed mid-way (Ctrl-C, SIGKILL, a lost pod) leaves its Ray Train run folder
+    # in the registry's run storage. retrain.timeout_s bounds a scheduled round, not this
+    # command: a run here still going after that long when another retrain starts loses its
+    # folder and fails (its group keeps its version).
+    sweep_killed_runs(registry, RUN_PREFIX, config.retrain.timeout_s)
     if args.input:
         data, source = read_file(args.input, config), str(args.input)
     else:
         data, source = from_topics(config)
     validation = read_file(args.validate_on, config) if args.validate_on else None
-    registry = ModelRegistry(args.registry or config.retrain.registry)
     init_ray(config)
     inputs = RetrainData(data, source, validation, args.holdout)
     results = retrain_all(config, inputs, registry)

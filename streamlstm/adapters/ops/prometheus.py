@@ -49,6 +49,7 @@ class MetricsHub:
         self.retrain_outcomes: dict[str, int] = {}
         self.last_retrain_at = 0.0
         self.retrain_paused: dict[str, bool] = {}  # per group: `streamlstm models pause`
+        self.model_pinned: dict[str, bool] = {}  # per group: `streamlstm models pin|rollback`
 
     # --- updates (supervisor thread) ----------------------------------------------------
     def add_reports(self, reports: list[dict[str, Any] | None]) -> None:
@@ -94,11 +95,13 @@ class MetricsHub:
         outcomes: dict[str, int],
         last_success: float | None,
         paused: dict[str, bool] | None = None,
+        pinned: dict[str, bool] | None = None,
     ) -> None:
         self.retrain_enabled = enabled
         self.retrain_outcomes = dict(outcomes)
         self.last_retrain_at = last_success or 0.0
         self.retrain_paused = dict(paused or {})
+        self.model_pinned = dict(pinned or {})
 
     def positions(self) -> dict[tuple[str, int], int]:
         """Next offset to process per partition, as the workers last reported."""
@@ -191,6 +194,14 @@ class MetricsHub:
         for group, is_paused in sorted(self.retrain_paused.items()):
             paused.add_metric([group], float(is_paused))
         yield paused
+        pinned = GaugeMetricFamily(
+            P + "model_pinned",
+            "1 while the group is pinned to its version (streamlstm models rollback|pin)",
+            labels=["group"],
+        )
+        for group, is_pinned in sorted(self.model_pinned.items()):
+            pinned.add_metric([group], float(is_pinned))
+        yield pinned
 
 
 def _gauge(name: str, help_text: str, value: float) -> GaugeMetricFamily:
@@ -246,7 +257,11 @@ class MetricsFeed:
             self._known_files = files
         if schedule is not None:
             self.hub.set_retrain(
-                True, schedule.outcomes, schedule.last_success_at, schedule.paused_groups()
+                True,
+                schedule.outcomes,
+                schedule.last_success_at,
+                schedule.paused_groups(),
+                schedule.pinned_groups(),
             )
         self.pull(sup)
 

@@ -29,14 +29,20 @@ from typing import Any
 
 from streamlstm.adapters.ray.supervisor import init_ray
 from streamlstm.adapters.retrain.registry import ModelRegistry
-from streamlstm.adapters.retrain.round import RetrainData, from_topics, retrain_all
+from streamlstm.adapters.retrain.round import (
+    RetrainData,
+    from_topics,
+    retrain_all,
+    sweep_killed_runs,
+)
 from streamlstm.config import Config, from_dict
 from streamlstm.records import format_ts
 
 log = logging.getLogger("streamlstm.retrain")
 RUN_PREFIX = "scheduled"  # Ray Train run names of scheduled rounds (swept when stale)
-# The pause is read this often between rounds too, so the paused gauge follows a `models
-# pause` within a scrape or two, not only when the next round is due (an hour by default).
+# The pause and the pins are read this often between rounds too, so the paused and pinned
+# gauges follow a `models pause|pin` within a scrape or two, not only when the next round is
+# due (an hour by default).
 PAUSE_READ_EVERY_S = 15.0
 
 
@@ -61,6 +67,7 @@ class RetrainSchedule:
         self.outcomes: dict[str, int] = {}
         self.last_success_at: float | None = None  # epoch seconds of the newest promotion
         self.paused = False  # by ``streamlstm models pause``, as last read from the registry
+        self.pinned = {g.name: False for g in config.groups}  # `models pin|rollback`, likewise
         self._next = self.clock() + config.retrain.interval_s
         self._pause_read_at = -float("inf")
         self._round: _Round | None = None
@@ -80,6 +87,7 @@ class RetrainSchedule:
         if due or now - self._pause_read_at >= PAUSE_READ_EVERY_S:
             self._pause_read_at = now
             paused = self._paused()
+            self._read_pins()
         if due:
             self._started, self._next = now, now + self.config.retrain.interval_s
             if paused:
@@ -95,6 +103,22 @@ class RetrainSchedule:
         the registry's, for every group at once; per group so that the series match
         ``streamlstm_model_info``'s and alerts can join on ``group``."""
         return {group.name: self.paused for group in self.config.groups}
+
+    def pinned_groups(self) -> dict[str, bool]:
+        """Per model group, whether an operator pinned it (the gauge): its rounds hold."""
+        return dict(self.pinned)
+
+    def _read_pins(self) -> None:
+        for group, was in self.pinned.items():
+            try:
+                pin = self.registry.control.pinned(group)
+            except OSError as exc:  # keep the last value, as for the pause
+                log.error("retrain %s: could not read its pin: %s", group, exc)
+                continue
+            if (pin is not None) != was:
+                change = f"pinned to {pin['version']} by {pin.get('by')}" if pin else "unpinned"
+                log.warning("retrain %s: %s", group, change)  # rounds hold while pinned
+            self.pinned[group] = pin is not None
 
     def _paused(self) -> bool:
         """An operator's ``models pause`` (state in the registry): no round starts; logged
@@ -247,9 +271,7 @@ def main(folder: Path) -> None:
     tempfile.tempdir = str(folder)  # scratch where the schedule sweeps, even after a kill
     # A round killed at retrain.timeout_s leaves its Train run's folder in the registry's
     # run storage; no scheduled round lives longer than that, so older ones are dead.
-    swept = registry.sweep_train_runs(RUN_PREFIX, config.retrain.timeout_s)
-    if swept:
-        log.warning("retrain: removed the Train run folders of killed rounds: %s", swept)
+    sweep_killed_runs(registry, RUN_PREFIX, config.retrain.timeout_s)
     data, source = from_topics(config, bootstrap)
     inputs = RetrainData(
         data, source, by="retrain schedule", run_prefix=RUN_PREFIX, only_newer=True

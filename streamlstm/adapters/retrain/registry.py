@@ -139,22 +139,29 @@ class ModelRegistry:
         self.files.write(f"{group}/{version}/{COMMIT_FILE}", _dumps(entry))
         return entry
 
-    def promote(self, group: str, version: str, by: str | None = None, force: bool = False) -> dict:
+    def promote(
+        self,
+        group: str,
+        version: str,
+        by: str | None = None,
+        force: bool = False,
+        release_pin: bool = True,
+    ) -> dict:
         """Make ``version`` current; the version it replaces is retired; a pin is released.
 
         A version the gate rejected is promoted only with ``force``, and the entry records
-        that it was forced, by whom, and the gate's reasons it overrode."""
+        that it was forced, by whom, and the gate's reasons it overrode.
+
+        ``release_pin=False`` is a retrain round's promotion: only an operator releases a pin.
+        While the group is pinned, also by a pin that lands during this call, ``version`` is
+        held instead (its entry comes back a ``candidate`` with ``held_by_pin``) and the
+        pinned version stays, or is made again, the current one (see ``_back_to_pin``)."""
         entry = self.entry(group, version)
-        forced: dict[str, Any] = {}
-        if entry["status"] == "rejected":
-            reasons = (entry.get("validation") or {}).get("reasons") or []
-            if not force:
-                raise RegistryError(
-                    f"{version} was rejected by the validation gate ({'; '.join(reasons)}); "
-                    "promote it anyway with --force"
-                )
-            forced = {"forced": True, "forced_over": reasons}
-        self.control.unpin(group)
+        forced = _forced(entry, version, force)
+        if release_pin:
+            self.control.unpin(group)
+        elif (pin := self.control.pinned(group)) is not None:
+            return self.hold(group, version, pin, by)
         previous = self.current(group)
         if previous == version:
             return entry
@@ -162,24 +169,79 @@ class ModelRegistry:
             self.set_status(group, previous, "retired", by, retired_at=time.time())
         self._write_history(group, [*self._history(group), version])
         fields = {"promoted_at": time.time(), "promoted_by": by, **forced}
-        return self.set_status(group, version, "promoted", by, **fields)
+        promoted = self.set_status(group, version, "promoted", by, **fields)
+        if not release_pin:  # read the pin again after the writes: see _back_to_pin
+            pin = self.control.pinned(group)
+            if pin is not None and pin["version"] != version:
+                return self.hold(group, version, pin, by)
+        return promoted
+
+    def hold(self, group: str, version: str, pin: dict[str, Any], by: str | None = None) -> dict:
+        """Keep a passing ``version`` a candidate because ``group`` is pinned (``pin``)."""
+        self._back_to_pin(group, pin, by, spare=version)
+        return self.set_status(group, version, "candidate", by, held_by_pin=pin)
+
+    def pin(self, group: str, by: str | None, reason: str) -> dict[str, Any]:
+        """Pin ``group`` to its current version (``models pin``); returns the pin."""
+        current = self.current(group)
+        if current is None:
+            raise RegistryError(f"group {group!r} has no promoted version to pin")
+        pin = self.control.pin(group, current, by, reason)
+        self._back_to_pin(group, pin, by)  # a round that promoted since ``current`` was read
+        return pin
 
     def rollback(self, group: str, by: str | None = None) -> dict:
         """Back to the version promoted before the current one; the current one is retired.
 
         The group is then pinned to that version: scheduled rounds keep training but do not
-        promote until ``unpin`` (or an explicit ``promote``)."""
+        promote until ``unpin`` (or an explicit ``promote``). The pin is written first, the
+        history and statuses after it (see ``_back_to_pin``)."""
         history = self._history(group)
         if len(history) < 2:
             raise RegistryError(f"group {group!r} has no earlier promoted version to roll back to")
         current, previous = history[-1], history[-2]
-        self.set_status(group, current, "retired", by, retired_at=time.time(), rolled_back=True)
-        self._write_history(group, history[:-1])
-        entry = self.set_status(
-            group, previous, "promoted", by, promoted_at=time.time(), promoted_by=by
-        )
-        self.control.pin(group, previous, by, f"rollback from {current}")
-        return entry
+        pin = self.control.pin(group, previous, by, f"rollback from {current}")
+        self._back_to_pin(group, pin, by)
+        return self.entry(group, previous)
+
+    def _back_to_pin(
+        self, group: str, pin: dict[str, Any], by: str | None, spare: str | None = None
+    ) -> None:
+        """Make the pinned version current: the history is cut after it, the versions cut are
+        retired (``rolled_back``; ``spare``, a held candidate, is left to the caller), and the
+        pinned one is marked promoted. No writes when the registry already agrees with the pin.
+
+        Why it is called after every pin and after a round's promotion: the files have no
+        compare-and-swap, so a round's promotion (write the history, then read the pin) and
+        an operator's rollback or pin (write the pin, then read the history) can interleave.
+        Each side writes before it reads the other's file (and a read sees every write that
+        finished before it: so locally, and on S3 and GCS), so at least one of them sees the
+        other's write and comes here, and both bring the registry to the same end: current
+        == pinned, the pin kept, the round's candidate not promoted. What the order does not
+        close: between a round's history write and its second pin read (a few file
+        operations) the candidate is current, and a supervisor reading the registry then may
+        swap to it and back; a round killed in that instant leaves it current until the next
+        round's ``hold`` (or the operator's next pin or rollback) comes here. Two entry.json
+        writes racing on one version can lose a ``transitions`` step, not the final status;
+        two operators' rollbacks at once are not serialised."""
+        pinned = pin["version"]
+        history = self._history(group)
+        if pinned in history:
+            cut = len(history) - history[::-1].index(pinned)
+            keep, dropped = history[:cut], history[cut:]
+        else:
+            keep, dropped = [*history, pinned], []
+        if keep != history:
+            self._write_history(group, keep)
+        for version in dropped:
+            if version != spare and self.status_of(group, version) == "promoted":
+                self.set_status(
+                    group, version, "retired", by, retired_at=time.time(), rolled_back=True
+                )
+        if self.status_of(group, pinned) != "promoted":
+            self.set_status(
+                group, pinned, "promoted", by, promoted_at=time.time(), promoted_by=pin.get("by")
+            )
 
     def sweep_train_runs(self, prefix: str, max_age_s: float) -> list[str]:
         """Remove Ray Train run folders of killed rounds (``stale_runs``); returns them."""
@@ -198,6 +260,19 @@ class ModelRegistry:
 
     def _write_history(self, group: str, versions: list[str]) -> None:
         self.files.write(f"{group}/history.json", _dumps(versions))
+
+
+def _forced(entry: dict[str, Any], version: str, force: bool) -> dict[str, Any]:
+    """The fields that record a forced promotion; a rejected version needs ``force``."""
+    if entry["status"] != "rejected":
+        return {}
+    reasons = (entry.get("validation") or {}).get("reasons") or []
+    if not force:
+        raise RegistryError(
+            f"{version} was rejected by the validation gate ({'; '.join(reasons)}); "
+            "promote it anyway with --force"
+        )
+    return {"forced": True, "forced_over": reasons}
 
 
 def _dumps(value: Any) -> bytes:

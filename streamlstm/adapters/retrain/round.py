@@ -33,6 +33,7 @@ from streamlstm.train.rounds import (
 from streamlstm.train.select import HOLDOUT, split_held_out
 
 log = logging.getLogger("streamlstm.retrain")
+RUN_PREFIX = "train"  # Ray Train run names of `streamlstm retrain` (the schedule: "scheduled")
 
 
 @dataclass(frozen=True)
@@ -42,10 +43,19 @@ class RetrainData:
     validation: FileData | None = None  # recent normal readings for the gate; None: the tail
     holdout: float = HOLDOUT  # share of each stream's end held out when ``validation`` is None
     by: str = "streamlstm retrain"  # who promotes, recorded in the registry
-    run_prefix: str = "train"  # Ray Train run names: <prefix>-<group>-<epoch s>-<id>
+    run_prefix: str = RUN_PREFIX  # Ray Train run names: <prefix>-<group>-<epoch s>-<id>
     # Skip when no reading is newer than the current version's newest (scheduled rounds on
     # the topics; a file given by hand may hold other data over the same times).
     only_newer: bool = False
+
+
+def sweep_killed_runs(registry, prefix: str, max_age_s: float) -> list[str]:
+    """Remove the Ray Train run folders that rounds named ``prefix`` left when killed (a run
+    that finishes removes its own), logging what went; returns their names."""
+    swept = registry.sweep_train_runs(prefix, max_age_s)
+    if swept:
+        log.warning("retrain: removed the Train run folders of killed rounds: %s", swept)
+    return swept
 
 
 def retrain_all(
@@ -170,9 +180,13 @@ def record_candidate(config: Config, candidate, metrics, entry, held, registry, 
     pin = registry.control.pinned(group)  # read last: a rollback during the gate counts
     result = carry_out(decision, pin and pin["version"])
     if result.outcome == "promoted":
-        registry.promote(group, version, by)
+        # A round never releases an operator's pin, and yields to one that lands while it
+        # promotes (``registry._back_to_pin``): then the candidate is held after all.
+        promoted = registry.promote(group, version, by, release_pin=False)
+        if promoted["status"] != "promoted":
+            result = carry_out(decision, promoted["held_by_pin"]["version"])
     elif result.outcome == "held":
-        registry.set_status(group, version, "candidate", by, held_by_pin=pin)
+        registry.hold(group, version, pin, by)
     else:
         registry.set_status(group, version, "rejected", by)
     return {
