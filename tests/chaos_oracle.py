@@ -264,9 +264,12 @@ def fresh_config(bootstrap: str, tmp: Path, **overrides) -> Config:
     return cfg
 
 
-def reference_run(bootstrap: str, tmp: Path, scenario: Scenario, files: dict) -> Outcome:
-    """The fault-free run every chaos case is compared with."""
-    cfg = fresh_config(bootstrap, tmp)
+def reference_run(
+    bootstrap: str, tmp: Path, scenario: Scenario, files: dict, **overrides
+) -> Outcome:
+    """The fault-free run every chaos case is compared with (``overrides``: config keys a
+    module's cases share, e.g. more input partitions)."""
+    cfg = fresh_config(bootstrap, tmp, **overrides)
     produce(cfg, scenario.records)
     sup = start(cfg, files)
     try:

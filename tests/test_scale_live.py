@@ -1,0 +1,144 @@
+"""Live scale-out and scale-in (issue 20): 2 -> 3 -> 2 workers while a producer writes, on
+the real broker and a real local Ray, compared with the fault-free reference run.
+
+Each moved partition is handed off by snapshot (``adapters/ray/handoff.py``): the run must
+end like the reference (same per-stream state digests and last offsets, same partition
+offsets, same alert ids, every bad record in the DLQ), with every record counted exactly
+once over all workers, the removed one included, and no reading replayed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import ray
+from kafka import KafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
+
+from streamlstm.adapters.ops.prometheus import MetricsFeed
+from tests import chaos_oracle as co
+from tests import chaos_support as cs
+from tests import live_helpers as lh
+
+pytestmark = [pytest.mark.chaos, pytest.mark.slow, pytest.mark.kafka, pytest.mark.ray]
+
+PARTITIONS = {"kafka.input_partitions": 4}  # 2 workers hold 2 each; 3 hold 2, 1 and 1
+
+
+@pytest.fixture(scope="module")
+def scenario():
+    return co.build_scenario()
+
+
+@pytest.fixture(scope="module")
+def model(kafka_bootstrap, scenario, tmp_path_factory):
+    cfg = co.chaos_config(kafka_bootstrap, tmp_path_factory.mktemp("m"))
+    return lh.train_tiny(cfg, scenario[1], tmp_path_factory.mktemp("model"))
+
+
+@pytest.fixture(scope="module")
+def reference(kafka_bootstrap, ray_local, scenario, model, tmp_path_factory) -> co.Outcome:
+    tmp = tmp_path_factory.mktemp("ref")
+    ref = co.reference_run(kafka_bootstrap, tmp, scenario[0], model, **PARTITIONS)
+    assert ref.alert_ids, "the scenario must open alerts"
+    assert len(ref.dlq_sources) == scenario[0].n_bad
+    return ref
+
+
+def write_slowly(cfg, records, first: int, done: threading.Event) -> None:
+    """The rest of the scenario in small batches over several seconds: records arrive
+    before, during and after the hand-offs."""
+    parts = cfg.kafka.input_partitions
+    producer = KafkaProducer(bootstrap_servers=cfg.kafka.bootstrap, linger_ms=5, acks="all")
+    try:
+        for start in range(first, len(records), 40):
+            for i in range(start, min(start + 40, len(records))):
+                key, value = records[i]
+                topic = cfg.kafka.input_topics[0]
+                producer.send(topic, key=key, value=value, partition=co.partition_of(key, i, parts))
+            producer.flush()
+            time.sleep(0.25)
+    finally:
+        producer.close()
+        done.set()
+
+
+def owned(sup) -> list[str]:
+    """Every partition the running workers hold (each must appear once)."""
+    return sorted(p for s in sup.stats() for p in s.get("partitions", []))
+
+
+def scrape(feed: MetricsFeed, sup) -> dict[str, float]:
+    feed.pull(sup)
+    with urllib.request.urlopen(f"http://127.0.0.1:{feed.port}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    return {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}
+
+
+def test_scale_out_2_to_3_then_in_to_2_while_a_producer_writes(
+    request, kafka_bootstrap, ray_local, scenario, model, reference, tmp_path: Path
+) -> None:
+    records = scenario[0].records
+    cfg = co.fresh_config(kafka_bootstrap, tmp_path, **PARTITIONS)
+    all_parts = sorted(f"{t}:{p}" for t, p in co.input_tps(cfg))
+    third = len(records) // 3
+    co.produce(cfg, records[:third])
+    sup = co.start(cfg, model)
+    feed = MetricsFeed(cfg, cfg.kafka.bootstrap)
+    with cs.stop_on_failure(sup, feed.close):
+        co.wait_caught_up(sup, cfg)
+        time.sleep(cfg.checkpoint.interval_s * 2)  # a checkpoint behind the first third
+        written = threading.Event()
+        writer = threading.Thread(target=write_slowly, args=(cfg, records, third, written))
+        writer.start()
+        time.sleep(1.0)  # records in flight
+        for actor in sup.actors:
+            ray.get(actor.latency.remote(reset=True))
+        untouched_run = sup.runs[0]
+        out = sup.resize(3)
+        assert (len(sup.actors), out.add, out.remove, out.restart) == (3, [2], [], [1]), out
+        assert len(out.moved) == 1
+        assert sup.runs[0] is untouched_run  # worker 0 kept its partitions and kept running
+        assert owned(sup) == all_parts
+        metrics = scrape(feed, sup)
+        assert metrics["streamlstm_partition_handoffs_total"] == 1
+        assert metrics["streamlstm_workers"] == metrics["streamlstm_workers_requested"] == 3
+        time.sleep(1.5)  # three workers score
+        assert not written.is_set(), "the producer finished before the scale-in"
+        back = sup.resize(2)
+        assert (len(sup.actors), back.add, back.remove) == (2, [], [2]), back
+        assert owned(sup) == all_parts
+        assert scrape(feed, sup)["streamlstm_partition_handoffs_total"] == 2
+        writer.join(timeout=120)
+        co.wait_caught_up(sup, cfg)
+        latency = [ray.get(a.latency.remote()) for a in sup.actors]
+        state = co.capture_state(sup)
+        probed_at = co.probe(sup, cfg)
+        restarts = sup.restarts
+        final = sup.stop() + sup.retired
+    run = co.Outcome(
+        **state,
+        **co.capture_topics(cfg),
+        restarts=restarts,
+        recovery_s=probed_at - probed_at,
+    )
+    totals = {k: sum(w.get(k, 0) for w in final) for k in ("records", "scored", "warming", "dlq")}
+    replayed = sum(w.get("replayed", 0) for w in final)
+    p99 = max((x.get("p99", 0.0) for x in latency), default=0.0)
+    cs.NOTES[request.node.name] = [
+        f"totals {totals}",
+        f"moved {out.moved} then {back.moved}",
+        f"p99 since the scale-out {p99 * 1e3:.0f} ms (busy test machine, not a bench)",
+    ]
+    n_records = len(records) + 1  # and the probe
+    assert totals["records"] == n_records, totals
+    assert totals["scored"] + totals["warming"] + totals["dlq"] == n_records, totals
+    assert totals["dlq"] == scenario[0].n_bad
+    assert replayed == 0, f"{replayed} readings reached a detector twice"
+    assert restarts == 0
+    diffs = co.compare(reference, run, scenario[0].n_bad)
+    assert not diffs, "\n".join(diffs + run.notes)
