@@ -61,13 +61,16 @@ def resize(sup: Any, n_workers: int, drain_timeout_s: float = 60.0) -> HandOff:
         change.remove,
         change.add,
     )
+    sup.scales += 1
+    fresh = [sup.new_actor(i) for i in change.add]
+    # New workers' processes up (and their modules imported) before anyone drains: a new
+    # actor took 8 s to start on a busy 2-core machine, and the moved partitions would wait.
+    ray.get([actor.stats.remote() for actor in fresh])
     final = _drain(sup, change.restart + change.remove, drain_timeout_s)
     for i in sorted(change.remove, reverse=True):
         sup.retired.append(final.get(i, {"worker": i, "started": False}))
         _kill(sup, i)
-    sup.scales += 1
-    for i in change.add:
-        sup.actors.append(sup.new_actor(i))
+    sup.actors.extend(fresh)
     sup.plan = new_plan
     _start(sup, change.restart + change.add)
     sup.handoffs += len(change.moved)
