@@ -49,21 +49,24 @@ def reference(kafka_bootstrap, ray_local, scenario, model, tmp_path_factory) -> 
     return ref
 
 
-def write_slowly(cfg, records, first: int, last: int) -> threading.Thread:
-    """Records ``first`` to ``last`` of the scenario, in small batches from a thread started
-    just before a hand-off: records arrive while it runs."""
+def write_through(cfg, records, first: int, last: int, over: threading.Event):
+    """Records ``first`` to ``last`` of the scenario from a thread, ~100 a second until
+    ``over`` (the hand-off returned), then the rest at once: records keep arriving while
+    the old owners drain and the new ones restore, so a hand-off that started a new owner
+    before the old one's final checkpoint would score some twice."""
 
     def write() -> None:
         parts = cfg.kafka.input_partitions
         producer = KafkaProducer(bootstrap_servers=cfg.kafka.bootstrap, linger_ms=5, acks="all")
         try:
-            for start in range(first, last, 40):
-                for i in range(start, min(start + 40, last)):
+            for start in range(first, last, 10):
+                for i in range(start, min(start + 10, last)):
                     key, value = records[i]
                     tp = co.partition_of(key, i, parts)
                     producer.send(cfg.kafka.input_topics[0], key=key, value=value, partition=tp)
                 producer.flush()
-                time.sleep(0.1)
+                if not over.is_set():
+                    time.sleep(0.1)
         finally:
             producer.close()
 
@@ -90,19 +93,21 @@ def test_scale_out_2_to_3_then_in_to_2_while_a_producer_writes(
     records = scenario[0].records
     cfg = co.fresh_config(kafka_bootstrap, tmp_path, **PARTITIONS)
     all_parts = sorted(f"{t}:{p}" for t, p in co.input_tps(cfg))
-    third = len(records) // 3
-    co.produce(cfg, records[:third])
+    fifth = len(records) // 5
+    co.produce(cfg, records[:fifth])
     sup = co.start(cfg, model)
     feed = MetricsFeed(cfg, cfg.kafka.bootstrap)
     with cs.stop_on_failure(sup, feed.close):
         co.wait_caught_up(sup, cfg)
-        time.sleep(cfg.checkpoint.interval_s * 2)  # a checkpoint behind the first third
-        writer = write_slowly(cfg, records, third, 2 * third)
+        time.sleep(cfg.checkpoint.interval_s * 2)  # a checkpoint behind the first fifth
+        out_done, in_done = threading.Event(), threading.Event()
+        writer = write_through(cfg, records, fifth, 3 * fifth, out_done)
         time.sleep(0.5)  # records in flight
         for actor in sup.actors:
             ray.get(actor.latency.remote(reset=True))
         untouched_run = sup.runs[0]
         out = sup.resize(3)
+        out_done.set()
         assert (len(sup.actors), out.add, out.remove, out.restart) == (3, [2], [], [1]), out
         assert len(out.moved) == 1
         assert sup.runs[0] is untouched_run  # worker 0 kept its partitions and kept running
@@ -111,9 +116,10 @@ def test_scale_out_2_to_3_then_in_to_2_while_a_producer_writes(
         assert metrics["streamlstm_partition_handoffs_total"] == 1
         assert metrics["streamlstm_workers"] == metrics["streamlstm_workers_requested"] == 3
         writer.join(timeout=120)
-        writer = write_slowly(cfg, records, 2 * third, len(records))
+        writer = write_through(cfg, records, 3 * fifth, len(records), in_done)
         time.sleep(0.5)  # three workers score records in flight
         back = sup.resize(2)
+        in_done.set()
         scaled_in_at = time.time()
         assert (len(sup.actors), back.add, back.remove) == (2, [], [2]), back
         assert owned(sup) == all_parts
