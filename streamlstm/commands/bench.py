@@ -102,6 +102,9 @@ def add_parser(sub) -> None:
     scale.add_argument("--before", type=int, default=2, help="workers before the scale-out")
     scale.add_argument("--after", type=int, default=3, help="workers after it")
     scale.add_argument("--window-seconds", type=float, default=10.0)
+    scale.add_argument(
+        "--load", type=float, default=0.5, help="offered load, as a fraction of the e2e rate"
+    )
     scale.add_argument("--out", default="runs/bench")
     scale.add_argument("--json", action="store_true", help="print JSON only")
     scale.set_defaults(func=run_scale)
@@ -182,6 +185,7 @@ def run_scale(args: argparse.Namespace) -> int:
         args.after,
         args.window_seconds,
         Path(args.out),
+        args.load,
     )
     return _print(result, args.json)
 

@@ -3,7 +3,7 @@
 ``bench e2e``'s set-up and measurement (broker append time -> score, p50/p99 per worker,
 the larger worker's reported), with the worker count changed mid-load:
 1. pre-load M records; the end-to-end rate with ``before`` workers (as ``bench e2e``);
-2. offer half that rate for four windows of ``window_s`` each: steady on ``before``
+2. offer half that rate (``load``) for four windows of ``window_s`` each: steady on ``before``
    workers; the scale-out to ``after`` (the window starts when the hand-off starts);
    steady on ``after``; the scale-in back to ``before``;
 3. once all is consumed, reconcile: records in the topic = records the workers counted
@@ -47,6 +47,7 @@ def bench_scale(
     after: int,
     window_s: float,
     out: Path,
+    load: float = 0.5,
 ) -> dict[str, Any]:
     partitions = max(2, before * 2, after)
     cfg, topic = bench_config(config, bootstrap, partitions, before, out)
@@ -62,7 +63,7 @@ def bench_scale(
         started = time.perf_counter()
         _wait_counted(sup, len(records))
         rate = len(records) / (time.perf_counter() - started)
-        windows, sent = _windows(sup, bootstrap, topic, records, 0.5 * rate, window_s, after)
+        windows, sent = _windows(sup, bootstrap, topic, records, load * rate, window_s, after)
         _wait_counted(sup, len(records) + sent["sent"])
     finally:
         final = sup.stop() + sup.retired
@@ -74,7 +75,8 @@ def bench_scale(
         "workers": f"{before} -> {after} -> {before}",
         "cpus": os.cpu_count(),
         "e2e_readings_per_s": round(rate),
-        "offered_load_per_s": round(0.5 * rate),
+        "load_fraction": load,
+        "offered_load_per_s": round(load * rate),
         "achieved_load_per_s": round(sent["sent"] / sent["seconds"]),
         "load_client": sent["client"],
         "windows": windows,
@@ -153,6 +155,7 @@ def run_scale_command(
     after: int,
     window_s: float,
     out: Path,
+    load: float = 0.5,
 ) -> dict[str, Any]:
     """Start a local broker (unless one is configured), train a model, run ``bench_scale``."""
     out.mkdir(parents=True, exist_ok=True)
@@ -164,7 +167,7 @@ def run_scale_command(
     try:
         model = bench_model(config, out)
         return bench_scale(
-            config, bootstrap, model, n_streams, per_stream, before, after, window_s, out
+            config, bootstrap, model, n_streams, per_stream, before, after, window_s, out, load
         )
     finally:
         if broker is not None:
