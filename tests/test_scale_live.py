@@ -9,6 +9,12 @@ once over all workers, the removed one included, and no reading replayed.
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -16,10 +22,12 @@ from pathlib import Path
 
 import pytest
 import ray
+import yaml
 from kafka import KafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
 from streamlstm.adapters.ops.prometheus import MetricsFeed
+from streamlstm.cli import main
 from tests import chaos_oracle as co
 from tests import chaos_support as cs
 from tests import live_helpers as lh
@@ -35,9 +43,15 @@ def scenario():
 
 
 @pytest.fixture(scope="module")
-def model(kafka_bootstrap, scenario, tmp_path_factory):
+def trained(kafka_bootstrap, scenario, tmp_path_factory) -> tuple[dict, Path]:
     cfg = co.chaos_config(kafka_bootstrap, tmp_path_factory.mktemp("m"))
-    return lh.train_tiny(cfg, scenario[1], tmp_path_factory.mktemp("model"))
+    out = tmp_path_factory.mktemp("model")
+    return lh.train_tiny(cfg, scenario[1], out), out
+
+
+@pytest.fixture(scope="module")
+def model(trained) -> dict:
+    return trained[0]
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +96,11 @@ def owned(sup) -> list[str]:
 
 def scrape(feed: MetricsFeed, sup) -> dict[str, float]:
     feed.pull(sup)
-    with urllib.request.urlopen(f"http://127.0.0.1:{feed.port}/metrics", timeout=10) as resp:
+    return scrape_port(feed.port)
+
+
+def scrape_port(port: int) -> dict[str, float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
         text = resp.read().decode()
     return {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}
 
@@ -154,3 +172,71 @@ def test_scale_out_2_to_3_then_in_to_2_while_a_producer_writes(
     assert restarts == 0
     diffs = co.compare(reference, run, scenario[0].n_bad)
     assert not diffs, "\n".join(diffs + run.notes)
+
+
+def metrics_port(err: Path, proc, timeout_s: float = 120.0) -> int:
+    """The port ``streamlstm run`` logged it serves metrics on (``metrics.port: 0``)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, err.read_text()[-3000:]
+        found = re.search(r"metrics on http://[^:]+:(\d+)/metrics", err.read_text())
+        if found:
+            return int(found.group(1))
+        time.sleep(0.3)
+    raise AssertionError("streamlstm run did not log its metrics port")
+
+
+def wait_metrics(port: int, proc, want: dict[str, float], timeout_s: float = 90.0) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"streamlstm run exited with {proc.returncode}"
+        got = scrape_port(port)
+        if all(got.get(k) == v for k, v in want.items()):
+            return got
+        time.sleep(0.5)
+    raise AssertionError(f"metrics never showed {want}: {got}")
+
+
+def test_the_scale_command_reaches_a_running_supervisor(
+    kafka_bootstrap, scenario, trained, tmp_path: Path
+) -> None:
+    """`streamlstm scale` on the config of a running `streamlstm run` (its own local Ray):
+    the supervisor scales 2 -> 3 within seconds, `--clear` brings it back to ray.workers,
+    Prometheus shows both, and the final counts (the removed worker's included) add up."""
+    records = scenario[0].records
+    cfg = co.fresh_config(kafka_bootstrap, tmp_path, **PARTITIONS)
+    cfg_file = tmp_path / "cfg.yaml"
+    cfg_file.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
+    co.produce(cfg, records)
+    args = ["run", "-c", str(cfg_file), "--model", str(trained[1])]
+    with open(tmp_path / "run.out", "wb") as out, open(tmp_path / "run.err", "wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlstm", *args],
+            cwd=lh.ROOT,
+            stdout=out,
+            stderr=err,
+            env={**os.environ, "RAY_ADDRESS": ""},
+            start_new_session=True,
+        )
+    try:
+        port = metrics_port(tmp_path / "run.err", proc)
+        cs.wait_committed(cfg, proc)
+        assert main(["scale", "-c", str(cfg_file), "--workers", "3"]) == 0
+        want = {"streamlstm_workers_requested": 3, "streamlstm_workers": 3}
+        wait_metrics(port, proc, want | {"streamlstm_partition_handoffs_total": 1})
+        assert main(["scale", "-c", str(cfg_file), "--clear"]) == 0
+        want = {"streamlstm_workers_requested": 2, "streamlstm_workers": 2}
+        wait_metrics(port, proc, want | {"streamlstm_partition_handoffs_total": 2})
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=120) == 0, (tmp_path / "run.err").read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            cs.kill_tree(proc.pid)
+            proc.wait(timeout=30)
+    final = json.loads((tmp_path / "run.out").read_text().strip().splitlines()[-1])
+    workers = final["final"] + final["retired"]
+    assert final["handoffs"] == 2 and len(final["retired"]) == 1
+    assert sum(w["records"] for w in workers) == len(records)
+    log = (tmp_path / "run.err").read_text()
+    assert "scale request: 3 workers (by " in log
+    assert "scale request: 2 workers (request cleared: ray.workers)" in log

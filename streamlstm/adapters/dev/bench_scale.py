@@ -119,7 +119,8 @@ def _window(sup, seconds: float, change=None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if change is not None:
         moved = change()
-        out["handoff_s"] = round(time.perf_counter() - started, 2)
+        out["resize_s"] = round(time.perf_counter() - started, 2)  # new processes included
+        out["paused_s"] = round(sup.pauses[-1], 2)  # drain to restored: the moved partitions
         out["moved"] = [f"{t}:{p}" for t, p in moved.moved]
     time.sleep(max(0.0, seconds - (time.perf_counter() - started)))
     parts = [ray.get(a.latency.remote()) for a in sup.actors]

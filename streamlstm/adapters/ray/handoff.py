@@ -66,6 +66,7 @@ def resize(sup: Any, n_workers: int, drain_timeout_s: float = 60.0) -> HandOff:
     # New workers' processes up (and their modules imported) before anyone drains: a new
     # actor took 8 s to start on a busy 2-core machine, and the moved partitions would wait.
     ray.get([actor.stats.remote() for actor in fresh])
+    paused_at = time.monotonic()  # the moved partitions stop being scored
     final = _drain(sup, change.restart + change.remove, drain_timeout_s)
     for i in sorted(change.remove, reverse=True):
         sup.retired.append(final.get(i, {"worker": i, "started": False}))
@@ -74,6 +75,8 @@ def resize(sup: Any, n_workers: int, drain_timeout_s: float = 60.0) -> HandOff:
     sup.plan = new_plan
     _start(sup, change.restart + change.add)
     sup.handoffs += len(change.moved)
+    sup.pauses.append(time.monotonic() - paused_at)
+    log.warning("hand-off done: partitions paused %.2f s (drain, then restore)", sup.pauses[-1])
     return change
 
 

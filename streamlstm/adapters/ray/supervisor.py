@@ -96,6 +96,7 @@ class Supervisor:
         self.workers = config.ray.workers  # desired count; `streamlstm scale` changes it
         self.scales = 0  # scale changes done (new actors' names carry it: names stay unique)
         self.handoffs = 0  # partitions moved between workers by scale changes
+        self.pauses: list[float] = []  # seconds each scale change paused the moved partitions
         self.retired: list[dict[str, Any]] = []  # final stats of workers removed by scale-in
 
     def _gpus_per_worker(self) -> float:
