@@ -5,7 +5,9 @@ the larger worker's reported), with the worker count changed mid-load:
 1. pre-load M records; the end-to-end rate with ``before`` workers (as ``bench e2e``);
 2. offer half that rate (``load``) for four windows of ``window_s`` each: steady on ``before``
    workers; the scale-out to ``after`` (the window starts when the hand-off starts);
-   steady on ``after``; the scale-in back to ``before``;
+   steady on ``after``; the scale-in back to ``before``. ``resize_s``: the whole change,
+   starting the new workers' processes included; ``paused_s``: the moved partitions'
+   pause, from the old owners' drain to the new owners restored;
 3. once all is consumed, reconcile: records in the topic = records the workers counted
    (removed workers' final counts included), and no reading replayed.
 """
