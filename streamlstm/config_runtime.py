@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 
 class Section(BaseModel):
@@ -33,6 +33,12 @@ class KafkaConfig(Section):
     alerts_topic: str = "streamlstm.alerts"
     dlq_topic: str = "streamlstm.dlq"
     create_topics: bool = True
+    # For the topics the worker creates: copies of each partition, and how many of them must
+    # hold a record before the broker acknowledges it (the producer sends with acks=all).
+    # None: the broker's min.insync.replicas. 1 suits the single local broker; a replicated
+    # cluster wants 3 and 2, so one lost broker loses no acknowledged alert or commit.
+    replication_factor: int = Field(1, gt=0)
+    min_insync_replicas: int | None = Field(None, gt=0)
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_username: str | None = None
@@ -44,6 +50,13 @@ class KafkaConfig(Section):
     max_poll_records: int = Field(2000, gt=0)
     poll_timeout_s: float = Field(0.2, gt=0)
     producer: ProducerConfig = ProducerConfig()
+
+    @model_validator(mode="after")
+    def _replicas(self) -> KafkaConfig:
+        if (self.min_insync_replicas or 0) > self.replication_factor:
+            # the broker would accept the topic, and then refuse every acks=all write to it
+            raise ValueError("min_insync_replicas: must be <= kafka.replication_factor")
+        return self
 
 
 class RayConfig(Section):
@@ -92,6 +105,10 @@ class RetrainConfig(Section):
     interval_s: float = Field(3600.0, gt=0)
     bootstrap_readings: int = Field(20_000, gt=0)
     lookback_s: float = Field(86_400.0, gt=0)
+    # Input records a scheduled round reads at most, the newest of the lookback, split evenly
+    # over the input partitions: at 1M readings/s a day's lookback is 86 billion readings,
+    # which no round can hold in memory or train on (docs/scaling.md, "Sizing").
+    max_records: int = Field(1_000_000, gt=0)
     shadow_readings: int = Field(100, ge=0)
     min_readings: int = Field(2_000, gt=0)
     gate_margin: float = Field(0.05, ge=0)

@@ -267,8 +267,8 @@ def fresh_config(bootstrap: str, tmp: Path, **overrides) -> Config:
 def reference_run(
     bootstrap: str, tmp: Path, scenario: Scenario, files: dict, **overrides
 ) -> Outcome:
-    """The fault-free run every chaos case is compared with (``overrides``: config keys a
-    module's cases share, e.g. more input partitions)."""
+    """The fault-free run every chaos case is compared with (``overrides``: config keys, as
+    in ``chaos_config``)."""
     cfg = fresh_config(bootstrap, tmp, **overrides)
     produce(cfg, scenario.records)
     sup = start(cfg, files)

@@ -54,6 +54,20 @@ def test_cross_field_and_override_errors(tmp_path: Path) -> None:
     assert cfg.kafka.bootstrap == "h:1"
 
 
+def test_min_insync_replicas_above_the_replication_factor_is_an_error(tmp_path: Path) -> None:
+    """The broker would create such a topic and then refuse every acks=all write to it."""
+    path = tmp_path / "c.yaml"
+    path.write_text("groups: [{name: g, features: [a]}]\n")
+    wanted = r"kafka\.min_insync_replicas: must be <= kafka.replication_factor"
+    with pytest.raises(ConfigError, match=wanted):
+        config_mod.load(path, {"kafka.min_insync_replicas": 2}, environ={})
+    cfg = config_mod.load(
+        path, {"kafka.replication_factor": 3, "kafka.min_insync_replicas": 2}, environ={}
+    )
+    assert (cfg.kafka.replication_factor, cfg.kafka.min_insync_replicas) == (3, 2)
+    assert config_mod.load(path, environ={}).kafka.replication_factor == 1
+
+
 def test_secrets_are_masked_in_the_effective_config(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text("groups: [{name: g, features: [a]}]\nkafka: {sasl_password: hunter2-secret}\n")

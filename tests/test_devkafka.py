@@ -199,3 +199,28 @@ def test_format_accepts_cluster_id_starting_with_dash(
     broker._format(devkafka.ensure_jars())
     meta = (tmp_path / "b/logs/meta.properties").read_text()
     assert "cluster.id=-AAAAAAAAAAAAAAAAAAAAA" in meta
+
+
+def test_cluster_nodes_form_one_replicated_quorum(tmp_path: Path) -> None:
+    """Configs only (no JVM): one static quorum naming every node, one cluster id, the
+    replicated defaults; a cluster built again on the same directory keeps its addresses."""
+    from streamlstm.adapters.devkafka.cluster import DevKafkaCluster
+
+    cluster = DevKafkaCluster(tmp_path, nodes=3)
+    props = []
+    for node in cluster.nodes.values():
+        node._write_config()
+        props.append(node._read_props())
+    voters = {p["controller.quorum.voters"] for p in props}
+    assert len(voters) == 1 and voters.pop().count("@127.0.0.1:") == 3
+    assert [p["node.id"] for p in props] == ["1", "2", "3"]
+    assert all("controller.quorum.bootstrap.servers" not in p for p in props)
+    for key, want in [
+        ("default.replication.factor", "3"),
+        ("min.insync.replicas", "2"),
+        ("offsets.topic.replication.factor", "3"),
+        ("transaction.state.log.min.isr", "2"),
+    ]:
+        assert {p[key] for p in props} == {want}, key
+    assert len({n.cluster_id for n in cluster.nodes.values()}) == 1
+    assert DevKafkaCluster(tmp_path, nodes=3).bootstrap == cluster.bootstrap

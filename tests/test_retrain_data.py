@@ -10,7 +10,7 @@ import orjson
 import pytest
 from kafka import KafkaProducer
 
-from streamlstm.adapters.retrain.data import topic_training_data
+from streamlstm.adapters.retrain.data import RecordBudget, topic_training_data
 from streamlstm.records import format_ts
 from streamlstm.train.select import alert_episodes
 from tests import live_helpers as lh
@@ -78,3 +78,45 @@ def test_topic_data_covers_the_lookback_and_drops_alert_episodes(
     assert (s0, float(ts[0][30])) in kept
     assert (s1, float(ts[1][49])) in kept and (s1, float(ts[1][55])) not in kept
     assert [r.ts for r in readings] == sorted(r.ts for r in readings)
+
+
+def test_the_record_budget_takes_whole_partitions_newest_first_rotating_by_round() -> None:
+    tps = [("t", 0), ("t", 1), ("t", 2)]
+    ends = {("t", 0): 100, ("t", 1): 50, ("t", 2): 80}
+    starts = {("t", 0): 10, ("t", 1): 0, ("t", 2): None}  # partition 2: nothing in the lookback
+    # round 0: partition 0's 90 records, then partition 1's newest 30
+    assert RecordBudget(120, 0).starts(tps, starts, ends) == {
+        ("t", 0): 10,
+        ("t", 1): 20,
+        ("t", 2): None,
+    }
+    # round 1 starts at partition 1: all of its 50, then partition 0's newest 70
+    assert RecordBudget(120, 1).starts(tps, starts, ends) == {
+        ("t", 1): 0,
+        ("t", 2): None,
+        ("t", 0): 30,
+    }
+    assert RecordBudget(10**9, 0).starts(tps, starts, ends) == starts  # small data: all of it
+
+
+def test_a_round_reads_at_most_max_records_the_newest(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """At a million readings a second a day's lookback cannot be read: the round takes the
+    newest ``retrain.max_records``, in whole sequences."""
+    cfg = lh.live_config(kafka_bootstrap, tmp_path)
+    cfg = cfg.model_copy(update={"retrain": cfg.retrain.model_copy(update={"max_records": 30})})
+    lh.setup_topics(cfg)
+    data = lh.simulated(3, 40, seed=5, rate=0.0)
+    records = lh.records_of(data)  # 120, interleaved over 3 streams
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    topic = cfg.kafka.input_topics[0]
+    for key, value in records:
+        producer.send(topic, key=key, value=value, partition=0)
+    producer.flush()
+    producer.close()
+
+    readings, counts = topic_training_data(cfg, kafka_bootstrap)
+    assert counts["read"] == 30  # one partition holds them all: its newest 30
+    newest = {(r.stream, r.ts) for r in readings}
+    assert (data.streams[0], float(data.ts[0][-1])) in newest
+    assert (data.streams[0], float(data.ts[0][29])) not in newest
+    assert {r.stream for r in readings} == set(data.streams)

@@ -26,7 +26,9 @@ from tests import chaos_support as cs
 from tests import live_helpers as lh
 from tests import ray_nodes as rn
 
-pytestmark = [pytest.mark.chaos, pytest.mark.slow, pytest.mark.kafka, pytest.mark.ray]
+# The fault-free run on both nodes is CI's two-node smoke test (~40 s); the node kill is a
+# slow chaos case for `make chaos`.
+pytestmark = [pytest.mark.chaos, pytest.mark.kafka, pytest.mark.ray]
 
 WORKER_TITLE = b"ray::PartitionWorker"  # the process title of a worker actor
 
@@ -172,6 +174,7 @@ def test_workers_run_on_both_nodes_and_every_record_is_accounted_for(
     cs.NOTES[request.node.name] = [f"totals {totals}", f"workers on {sorted(ids)}"]
 
 
+@pytest.mark.slow
 def test_second_node_killed_mid_stream_its_partitions_move_to_the_first(
     request, cluster, kafka_bootstrap, scenario, model_dir, reference: NodeRun, tmp_path: Path
 ) -> None:

@@ -73,8 +73,9 @@ def cluster_id() -> str:
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
-def broker_answers(bootstrap: str, timeout_s: float = 3.0) -> bool:
-    """True when the broker at ``bootstrap`` serves metadata with a registered, unfenced node."""
+def broker_answers(bootstrap: str, timeout_s: float = 3.0, node_id: int | None = None) -> bool:
+    """True when the broker at ``bootstrap`` serves metadata with a registered, unfenced node
+    (node ``node_id`` itself, when given: in a cluster the others are unfenced already)."""
     from kafka import KafkaAdminClient  # lazy: keep importing this module cheap
 
     host, _, port = bootstrap.rpartition(":")
@@ -88,7 +89,9 @@ def broker_answers(bootstrap: str, timeout_s: float = 3.0) -> bool:
         return False
     try:
         brokers = admin.describe_cluster().get("brokers") or []
-        return any(not b.get("is_fenced") for b in brokers)
+        return any(
+            not b.get("is_fenced") and node_id in (None, b.get("broker_id")) for b in brokers
+        )
     except Exception:
         return False
     finally:
@@ -104,11 +107,27 @@ def _pid_alive(pid: int) -> bool:
 
 
 class DevKafka:
-    """One local broker whose logs, config and output live under ``data_dir``."""
+    """One local broker whose logs, config and output live under ``data_dir``.
 
-    def __init__(self, data_dir: Path, *, heap_mb: int = 512) -> None:
+    Alone by default (a one-voter quorum). ``DevKafkaCluster`` (``cluster.py``) makes several
+    of them one cluster: it sets ``voters`` (a static quorum, ``id@host:port,...``) and a
+    shared ``cluster_id`` before the first start, and ``settings`` override LIGHT_SETTINGS.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        heap_mb: int = 512,
+        node_id: int = 1,
+        settings: dict[str, object] | None = None,
+    ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.heap_mb = heap_mb
+        self.node_id = node_id
+        self.settings = {**LIGHT_SETTINGS, **(settings or {})}
+        self.voters: str | None = None
+        self.cluster_id: str | None = None
         self.port, self.controller_port = self._ports()
         self._proc: subprocess.Popen | None = None
         self._pid: int | None = None
@@ -143,17 +162,22 @@ class DevKafka:
     def _write_config(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         plain, ctrl = f"127.0.0.1:{self.port}", f"127.0.0.1:{self.controller_port}"
+        quorum = (
+            {"controller.quorum.voters": self.voters}
+            if self.voters
+            else {"controller.quorum.bootstrap.servers": ctrl}
+        )
         props = {
             "process.roles": "broker,controller",
-            "node.id": 1,
-            "controller.quorum.bootstrap.servers": ctrl,
+            "node.id": self.node_id,
+            **quorum,
             "listeners": f"PLAINTEXT://{plain},CONTROLLER://{ctrl}",
             "advertised.listeners": f"PLAINTEXT://{plain},CONTROLLER://{ctrl}",
             "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
             "inter.broker.listener.name": "PLAINTEXT",
             "controller.listener.names": "CONTROLLER",
             "log.dirs": str(self.data_dir / "logs"),
-            **LIGHT_SETTINGS,
+            **self.settings,
         }
         self.config_path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
         log4j = LOG4J2.format(log=self.data_dir / "broker.log")
@@ -169,8 +193,10 @@ class DevKafka:
             return  # formatted before: formatting again would fail (or wipe the cluster id)
         # "--cluster-id=ID", not "-t ID": a base64url id may start with "-" and would then
         # be parsed as an option.
-        args = [f"--cluster-id={cluster_id()}", f"--config={self.config_path}"]
-        cmd = self._java(libs, "kafka.tools.StorageTool", "format", "--standalone", *args)
+        args = [f"--cluster-id={self.cluster_id or cluster_id()}", f"--config={self.config_path}"]
+        # A static quorum (``voters``) is formatted as it is; alone, the node is its own voter.
+        alone = [] if self.voters else ["--standalone"]
+        cmd = self._java(libs, "kafka.tools.StorageTool", "format", *alone, *args)
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             tail = (done.stdout + done.stderr)[-2000:]
@@ -180,6 +206,17 @@ class DevKafka:
         """Start the broker (formatting storage on first use); return its bootstrap address."""
         if self.is_running():
             return self.bootstrap
+        self.launch()
+        try:
+            self._wait_ready(timeout_s)
+        except DevKafkaError:
+            self.kill()  # never leave a half-started broker behind
+            raise
+        return self.bootstrap
+
+    def launch(self) -> None:
+        """Start the process without waiting: a cluster's nodes can only become ready
+        together (no controller quorum before a majority of voters runs)."""
         libs = ensure_jars()
         self._write_config()
         self._format(libs)
@@ -195,19 +232,13 @@ class DevKafka:
                 start_new_session=True,
             )
         self._pid = self._proc.pid
-        try:
-            self._wait_ready(timeout_s)
-        except DevKafkaError:
-            self.kill()  # never leave a half-started broker behind
-            raise
-        return self.bootstrap
 
     def _wait_ready(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if not self.is_running():
                 raise DevKafkaError(f"Kafka broker exited during start:\n{self.output_tail()}")
-            if broker_answers(self.bootstrap, timeout_s=2.0):
+            if broker_answers(self.bootstrap, timeout_s=2.0, node_id=self.node_id):
                 return
             time.sleep(0.2)
         raise DevKafkaError(f"Kafka broker not ready after {timeout_s}s:\n{self.output_tail()}")

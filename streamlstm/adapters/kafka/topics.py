@@ -31,7 +31,10 @@ def ensure_worker_topics(config: Config, bootstrap: str) -> None:
     wanted = {t: k.input_partitions for t in k.input_topics}
     wanted[k.alerts_topic] = k.input_partitions
     wanted[k.dlq_topic] = 1
-    create(bootstrap, wanted, client_options(k))
+    configs = {}
+    if k.min_insync_replicas is not None:
+        configs["min.insync.replicas"] = str(k.min_insync_replicas)
+    create(bootstrap, wanted, client_options(k), k.replication_factor, configs)
 
 
 def topic_record_limit(bootstrap: str, topic: str, options: dict) -> int | None:

@@ -9,6 +9,7 @@ replays offline.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -37,7 +38,8 @@ def topic_training_data(
     )
     try:
         parser = RecordParser(config.input, config.groups)
-        records = _read_since(source, config.kafka.input_topics, since_ms, timeout_s)
+        budget = RecordBudget(config.retrain.max_records, int(now_s // config.retrain.interval_s))
+        records = _read_since(source, config.kafka.input_topics, since_ms, timeout_s, budget)
         readings = [
             reading
             for first in range(0, len(records), DECODE_CHUNK)
@@ -56,13 +58,47 @@ def topic_training_data(
     return kept, counts
 
 
-def _read_since(source, topics: list[str], since_ms: int, timeout_s: float) -> list:
-    """Every record of ``topics`` with timestamp >= since_ms, up to the current end."""
+@dataclass(frozen=True)
+class RecordBudget:
+    """At most ``max_records`` input records per round, in whole sequences.
+
+    The LSTM learns from each stream's consecutive readings, so the budget is not spread
+    thinly over every partition (at a million streams that would be one reading each):
+    partitions are taken whole (their lookback, newest first) one after another until the
+    budget is spent. The first partition rotates with ``round_index``, so successive rounds
+    see every partition's streams."""
+
+    max_records: int
+    round_index: int = 0
+
+    def starts(
+        self, tps: list[TP], starts: dict[TP, int | None], ends: dict[TP, int]
+    ) -> dict[TP, int | None]:
+        """Where each partition's read begins (None: not read this round)."""
+        first = self.round_index % len(tps)
+        left, out = self.max_records, {}
+        for tp in tps[first:] + tps[:first]:
+            begin = starts[tp]
+            if begin is None or left <= 0:
+                out[tp] = None
+                continue
+            out[tp] = max(begin, ends[tp] - left)
+            left -= ends[tp] - out[tp]
+        return out
+
+
+def _read_since(
+    source, topics: list[str], since_ms: int, timeout_s: float, budget: RecordBudget | None = None
+) -> list:
+    """The records of ``topics`` with timestamp >= since_ms, up to the current end (within
+    ``budget`` when given)."""
     tps: list[TP] = [(t, p) for t in topics for p in source.partitions_for(t)]
     if not tps:
         return []
     ends = source.end_offsets(tps)
     starts = source.offsets_for_times(tps, since_ms)
+    if budget is not None:
+        starts = budget.starts(tps, starts, ends)
     todo = {tp: ends[tp] for tp in tps if starts[tp] is not None and starts[tp] < ends[tp]}
     if not todo:
         return []
