@@ -24,6 +24,7 @@ COMMANDS = [
     "evaluate",
     "quality",
     "run",
+    "scale",
     "kafka",
     "validate_config",
     "bench",

@@ -87,6 +87,27 @@ def add_parser(sub) -> None:
     e2e.add_argument("--out", default="runs/bench")
     e2e.add_argument("--json", action="store_true", help="print JSON only")
     e2e.set_defaults(func=run_e2e)
+    scale = kinds.add_parser(
+        "scale",
+        help="latency and record accounting across a live scale-out and scale-in",
+        description="As e2e (real broker, Ray workers, latency from broker append time to "
+        "score at half the end-to-end rate), with the worker count changed mid-load: "
+        "--window-seconds steady on --before workers, the scale-out to --after (snapshot "
+        "hand-off), steady on --after, the scale-in back; p50/p99 per window; then records "
+        "in the topic against records the workers counted, and readings replayed.",
+    )
+    add_config_args(scale)
+    scale.add_argument("--streams", type=int, default=2000)
+    scale.add_argument("--per-stream", type=int, default=100)
+    scale.add_argument("--before", type=int, default=2, help="workers before the scale-out")
+    scale.add_argument("--after", type=int, default=3, help="workers after it")
+    scale.add_argument("--window-seconds", type=float, default=10.0)
+    scale.add_argument(
+        "--load", type=float, default=0.5, help="offered load, as a fraction of the e2e rate"
+    )
+    scale.add_argument("--out", default="runs/bench")
+    scale.add_argument("--json", action="store_true", help="print JSON only")
+    scale.set_defaults(func=run_scale)
     mem = kinds.add_parser(
         "memory",
         help="resident bytes per idle stream in a worker's state table",
@@ -146,6 +167,25 @@ def run_e2e(args: argparse.Namespace) -> int:
         Path(args.out),
         args.readings_per_record,
         args.profile,
+    )
+    return _print(result, args.json)
+
+
+def run_scale(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    # lazy: Ray and Kafka load only when this command runs, not for --help
+    from streamlstm.adapters.dev.bench_scale import run_scale_command
+
+    result = run_scale_command(
+        load_config(args),
+        args.streams,
+        args.per_stream,
+        args.before,
+        args.after,
+        args.window_seconds,
+        Path(args.out),
+        args.load,
     )
     return _print(result, args.json)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import getpass
+import os
 
 import torch
 import yaml
@@ -63,3 +65,11 @@ def add_threads_arg(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="torch intra-op threads (default: the CPUs this process may use, see README)",
     )
+
+
+def operator_name() -> str:
+    """Who ran the command, for the records it leaves (registry entries, scale requests)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (a container running as a bare uid)
+        return f"uid {os.getuid()}"

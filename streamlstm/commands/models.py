@@ -4,12 +4,10 @@ registry by hand, and an operator's hold on scheduled retraining."""
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
-import os
 from typing import Any
 
-from streamlstm.commands.common import add_config_args, load_config
+from streamlstm.commands.common import add_config_args, load_config, operator_name
 from streamlstm.records import format_ts
 
 ACTIONS = (
@@ -74,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         elif args.action == "show":
             _show(registry, args.group, args.version)
         else:
-            print(_change(registry, args, _operator()))
+            print(_change(registry, args, operator_name()))
     except RegistryError as exc:
         print(f"streamlstm models: {exc}")
         return 2
@@ -105,14 +103,6 @@ def _change(registry, args: argparse.Namespace, by: str) -> str:
         return "scheduled retrain rounds paused (streamlstm models resume)"
     was = registry.control.resume()
     return "scheduled retrain rounds resumed" if was else "scheduled retrain rounds were not paused"
-
-
-def _operator() -> str:
-    """Who ran the command, for the registry's record."""
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no passwd entry (a container running as a bare uid)
-        return f"uid {os.getuid()}"
 
 
 def _list(registry) -> None:

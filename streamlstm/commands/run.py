@@ -93,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
         json.dumps(
             {
                 "final": result["workers"],
+                "retired": result["retired"],  # workers removed by `streamlstm scale`
+                "handoffs": result["handoffs"],
                 "restarts": result["restarts"],
                 "retrains": result["retrains"],
                 "undrained": result["undrained"],

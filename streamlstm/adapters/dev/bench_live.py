@@ -21,56 +21,21 @@ import numpy as np
 import orjson
 
 from streamlstm.adapters.dev.bench_profile import stage_profile
+from streamlstm.adapters.dev.bench_setup import (
+    bench_config,
+    bench_model,
+    input_records,
+    later_copies,
+    preload,
+)
 from streamlstm.adapters.dev.loadgen import offer
-from streamlstm.adapters.dev.sim_producer import batched_steps
 from streamlstm.adapters.devkafka.broker import DevKafka, resolve_bootstrap
-from streamlstm.adapters.kafka.client import KafkaSource, ensure_topics
+from streamlstm.adapters.kafka.client import KafkaSource
 from streamlstm.adapters.kafka.topics import ensure_worker_topics
 from streamlstm.adapters.ray.supervisor import Supervisor, init_ray
 from streamlstm.adapters.ray.workers import model_files
-from streamlstm.config import Config, from_dict
+from streamlstm.config import Config
 from streamlstm.evaluation.bench import _reading_source, bench_detector
-from streamlstm.records import Reading
-from streamlstm.simulate.generate import generate
-from streamlstm.train.models import train_first_model
-
-
-def _records(
-    n_streams: int, per_stream: int, seed: int, per_record: int = 1
-) -> list[tuple[bytes, bytes]]:
-    """Input records in time order: one reading each, or ``per_record`` of a stream each."""
-    data = generate("vitals", n_streams, per_stream, seed)
-    if per_record > 1:
-        return [
-            rec
-            for first in range(0, per_stream, per_record)
-            for rec in batched_steps(data, first, min(per_record, per_stream - first))
-        ]
-    out = []
-    for t in range(per_stream):
-        for i, stream in enumerate(data.streams):
-            values = {
-                f: (None if v != v else round(float(v), 2))
-                for f, v in zip(data.features, data.values[i][t], strict=True)
-            }
-            ts_ms = int(data.ts[i][t] * 1000)
-            out.append(
-                (stream.encode(), orjson.dumps({"stream": stream, "ts": ts_ms, "values": values}))
-            )
-    return out
-
-
-def _preload(bootstrap: str, topic: str, records, partitions: int) -> None:
-    from kafka import KafkaProducer
-
-    ensure_topics(
-        bootstrap, {topic: partitions}, configs={"message.timestamp.type": "LogAppendTime"}
-    )
-    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=256_000, acks=1)
-    for key, value in records:
-        producer.send(topic, key=key, value=value)
-    producer.flush()
-    producer.close()
 
 
 def bare_consume_decode(bootstrap: str, topic: str, expected: int) -> float:
@@ -106,25 +71,11 @@ def bench_e2e(
 ) -> dict:
     """See the module's docstring; ``per_record`` readings per input record (batched records
     when > 1); ``profile`` adds the seconds per reading each loop stage took in each phase."""
-    tag = uuid.uuid4().hex[:6]
-    topic = f"bench-{tag}"
     partitions = max(2, workers * 2)
-    tree = config.model_dump()
-    tree["kafka"].update(
-        bootstrap=bootstrap,
-        input_topics=[topic],
-        group_id=f"bench-{tag}",
-        alerts_topic=f"bench-alerts-{tag}",
-        dlq_topic=f"bench-dlq-{tag}",
-        input_partitions=partitions,
-    )
-    tree["groups"][0]["topics"] = [topic]
-    tree["checkpoint"]["dir"] = str(out / f"snapshots-{tag}")
-    tree["ray"]["workers"] = workers
-    cfg = from_dict(tree)
-    records = _records(n_streams, per_stream, seed=1, per_record=per_record)
+    cfg, topic = bench_config(config, bootstrap, partitions, workers, out)
+    records = input_records(n_streams, per_stream, seed=1, per_record=per_record)
     readings = n_streams * per_stream
-    _preload(bootstrap, topic, records, partitions)
+    preload(bootstrap, topic, records, partitions)
     ensure_worker_topics(cfg, bootstrap)
     ceiling = bare_consume_decode(bootstrap, topic, len(records)) * readings / len(records)
 
@@ -187,16 +138,7 @@ def _latency_at(
     """
     import ray
 
-    total = int(rate * seconds)
-    payloads = []
-    for k in range(total):
-        key, value = records[k % len(records)]
-        rec = orjson.loads(value)
-        later = 10**9 * (epoch + k // len(records))  # later than all earlier readings
-        rec["ts"] = (
-            [t + later for t in rec["ts"]] if isinstance(rec["ts"], list) else rec["ts"] + later
-        )
-        payloads.append((key, orjson.dumps(rec)))
+    payloads = later_copies(records, int(rate * seconds), epoch)
 
     def start_measuring() -> None:
         for actor in sup.actors:
@@ -281,18 +223,10 @@ def run_e2e_command(
         broker = DevKafka(out / f"kafka-{uuid.uuid4().hex[:6]}")
         bootstrap = broker.start()
     try:
-        data = generate("vitals", 50, 300, 2)
-        group = config.groups[0].name
-        readings = [
-            Reading(s, float(data.ts[i][t]), tuple(data.values[i][t]), group)
-            for i, s in enumerate(data.streams)
-            for t in range(300)
-        ]
-        model_dir = train_first_model(config, readings, out / "model", "cpu")
         return bench_e2e(
             config,
             bootstrap,
-            model_dir,
+            bench_model(config, out),
             n_streams,
             per_stream,
             workers,

@@ -43,6 +43,7 @@ class MetricsHub:
         self.workers: dict[int, dict[str, Any]] = {}  # latest gauges per worker
         self.lag: dict[tuple[str, int], int] = {}
         self.workers_desired = self.workers_up = self.restarts = 0
+        self.workers_requested = self.handoffs = 0  # `streamlstm scale`; partitions moved
         self.last_commit_at = 0.0
         self.created_at: dict[str, float] = {}  # model version -> training time (epoch s)
         self.retrain_enabled = False
@@ -80,6 +81,9 @@ class MetricsHub:
 
     def set_restarts(self, restarts: int) -> None:
         self.restarts = restarts
+
+    def set_scale(self, requested: int, handoffs: int) -> None:
+        self.workers_requested, self.handoffs = requested, handoffs
 
     def know_models(self, files: dict[str, dict[str, bytes]]) -> None:
         """Training times of the model versions being served (from their model files)."""
@@ -126,6 +130,12 @@ class MetricsHub:
         restarts = CounterMetricFamily(P + "worker_restarts", "Worker actors restarted")
         restarts.add_metric([], self.restarts)
         yield restarts
+        handoffs = CounterMetricFamily(
+            P + "partition_handoffs",
+            "Partitions moved between workers by snapshot hand-off (streamlstm scale)",
+        )
+        handoffs.add_metric([], self.handoffs)
+        yield handoffs
         runs = CounterMetricFamily(
             P + "retrain_runs", "Retrain rounds by outcome", labels=["outcome"]
         )
@@ -158,7 +168,12 @@ class MetricsHub:
             lag.add_metric([topic, str(partition)], value)
         yield lag
         yield _gauge("last_commit_timestamp_seconds", "Newest offset commit", self.last_commit_at)
-        yield _gauge("workers", "Workers the supervisor runs", self.workers_desired)
+        yield _gauge("workers", "Worker actors the supervisor runs", self.workers_desired)
+        yield _gauge(
+            "workers_requested",
+            "Workers asked for (ray.workers or streamlstm scale; at most one per partition runs)",
+            self.workers_requested,
+        )
         yield _gauge("workers_up", "Workers whose scoring loop is running", self.workers_up)
 
     def _model_and_retrain(self) -> Iterator[Any]:
@@ -227,6 +242,7 @@ class MetricsFeed:
         self.every_s, self.last = every_s, 0.0
         self._known_files: dict | None = None
         self.restarts_before = 0  # restarts of supervisors replaced after a repartition
+        self.handoffs_before = 0  # and their hand-offs
         self.source = KafkaSource(
             bootstrap, f"{config.kafka.group_id}-metrics", client_options(config.kafka)
         )
@@ -268,6 +284,7 @@ class MetricsFeed:
     def pull(self, sup) -> None:
         self.hub.add_reports(sup.metrics())
         self.hub.set_restarts(self.restarts_before + sup.restarts)
+        self.hub.set_scale(sup.workers, self.handoffs_before + sup.handoffs)
         positions = self.hub.positions()
         if positions:
             ends = self.source.end_offsets(sorted(positions), timeout_s=5)

@@ -12,6 +12,7 @@ from typing import Any
 
 from streamlstm.adapters.kafka.topics import input_partitions
 from streamlstm.adapters.ops.prometheus import MetricsFeed
+from streamlstm.adapters.ops.scale_control import ScaleControl
 from streamlstm.adapters.ray.retrain_schedule import RetrainSchedule
 from streamlstm.adapters.ray.serving_report import REPORT_S, report_serving
 from streamlstm.adapters.ray.supervisor import Supervisor, init_ray
@@ -22,6 +23,7 @@ log = logging.getLogger(__name__)
 
 PARTITION_CHECK_S = 30.0  # how often the supervisor looks for new input partitions
 REGISTRY_CHECK_S = 5.0  # how often it looks for a newly promoted model version
+SCALE_CHECK_S = 2.0  # how often it reads the operator's worker count (`streamlstm scale`)
 
 
 def _swap_if_promoted(sup, registry, groups: list[str], served: dict, files: dict):
@@ -34,6 +36,38 @@ def _swap_if_promoted(sup, registry, groups: list[str], served: dict, files: dic
     log.warning("promoted %s: warming in shadow, then switching", [now[g] for g in changed])
     sup.stage(fresh)
     return {**files, **fresh}, now
+
+
+class ScaleWatch:
+    """The operator's worker count (``streamlstm scale``): the count to run, and whether a
+    new request arrived since the last look (a refused one is not retried every poll)."""
+
+    def __init__(self, config: Config) -> None:
+        self.control = ScaleControl(config.checkpoint.dir, config.kafka.group_id)
+        self.default = config.ray.workers
+        self.seen = self.control.requested()
+        if self.seen is not None:
+            log.warning(
+                "workers: %d, as `streamlstm scale` asked (by %s; ray.workers says %d)",
+                self.seen["workers"],
+                self.seen.get("by"),
+                self.default,
+            )
+
+    def wanted(self) -> int:
+        return self.seen["workers"] if self.seen else self.default
+
+    def changed(self) -> bool:
+        now = self.control.requested()
+        if now == self.seen:
+            return False
+        self.seen = now
+        log.warning(
+            "scale request: %d workers (%s)",
+            self.wanted(),
+            f"by {now.get('by')}" if now else "request cleared: ray.workers",
+        )
+        return True
 
 
 def _start(sup) -> None:
@@ -79,10 +113,12 @@ def supervise(
     stop.install()  # after ray.init, which installs its own SIGTERM handler
     partitions = input_partitions(config, bootstrap)
     feed = _metrics_feed(config, bootstrap)  # first: a taken port fails fast
+    scale = ScaleWatch(config)
     sup = Supervisor(config, bootstrap, files, partitions)
+    sup.workers = scale.wanted()
     started_at = time.monotonic()
     _start(sup)
-    last_status = last_check = last_registry = started_at
+    last_status = last_check = last_registry = last_scale = started_at
     last_report = started_at - REPORT_S  # the first report goes out at once
     groups = [g.name for g in config.groups]
     served = {g: registry.current(g) for g in groups} if registry else {}
@@ -107,9 +143,15 @@ def supervise(
                 undrained += sup.undrained
                 if feed is not None:
                     feed.restarts_before += sup.restarts
+                    feed.handoffs_before += sup.handoffs
                 partitions = current
                 sup = Supervisor(config, bootstrap, files, partitions, sup.generation + 1)
+                sup.workers = scale.wanted()
                 _start(sup)
+        if now - last_scale >= SCALE_CHECK_S:
+            last_scale = now
+            if scale.changed():
+                sup.resize(scale.wanted())
         if schedule is not None:
             schedule.poll()
         if registry is not None and now - last_registry >= REGISTRY_CHECK_S:
@@ -132,6 +174,8 @@ def supervise(
         "workers": final,
         "restarts": sup.restarts,
         "undrained": undrained,
+        "retired": sup.retired,  # final stats of workers removed by scale-in
+        "handoffs": sup.handoffs,
         "seconds": time.monotonic() - started_at,
         "retrains": schedule.outcomes if schedule is not None else {},
     }

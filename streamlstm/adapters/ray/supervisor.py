@@ -11,6 +11,8 @@ from typing import Any
 import ray
 
 from streamlstm.adapters.ops.logs import VERBOSE_ENV
+from streamlstm.adapters.ray.handoff import resize
+from streamlstm.adapters.ray.rebalance import HandOff
 from streamlstm.adapters.ray.workers import PartitionWorker, plan_assignment
 from streamlstm.config import Config
 
@@ -91,11 +93,16 @@ class Supervisor:
         self.undrained: list[int] = []  # workers whose last drain failed (stop())
         self.previous: dict[str, dict[str, bytes]] = {}  # files served before the last stage
         self.actor_options = actor_options or {}  # extra Ray options (chaos tests: runtime_env)
+        self.workers = config.ray.workers  # desired count; `streamlstm scale` changes it
+        self.scales = 0  # scale changes done (new actors' names carry it: names stay unique)
+        self.handoffs = 0  # partitions moved between workers by scale changes
+        self.pauses: list[float] = []  # seconds each scale change paused the moved partitions
+        self.retired: list[dict[str, Any]] = []  # final stats of workers removed by scale-in
 
     def _gpus_per_worker(self) -> float:
         wanted = self.config.ray.num_gpus
         have = ray.cluster_resources().get("GPU", 0.0)
-        if wanted and have < wanted * self.config.ray.workers:
+        if wanted and have < wanted * self.workers:
             log.warning(
                 "ray.num_gpus=%s per worker but the cluster has %s GPUs: using CPU", wanted, have
             )
@@ -103,22 +110,8 @@ class Supervisor:
         return wanted
 
     def start(self) -> list[dict[str, Any]]:
-        cfg = self.config
-        n = min(cfg.ray.workers, max(1, len(self.partitions)))
-        gpus = self._gpus_per_worker()
-        plain = cfg.model_dump()  # secrets stay SecretStr objects: pickled, never printed
-        placement = {"scheduling_strategy": "SPREAD"} if cfg.ray.scheduling == "spread" else {}
-        self.actors = [
-            PartitionWorker.options(
-                name=f"streamlstm-worker-{self.generation}-{i}",
-                num_cpus=cfg.ray.num_cpus,
-                num_gpus=gpus,
-                get_if_exists=False,
-                **placement,
-                **self.actor_options,
-            ).remote(plain, {}, self.bootstrap, i)
-            for i in range(n)
-        ]
+        n = min(self.workers, max(1, len(self.partitions)))
+        self.actors = [self.new_actor(i) for i in range(n)]
         self.plan = plan_assignment(self.partitions, n)
         # The model files go with start(), as on every restart, not with the constructor:
         # constructor arguments that large live in the object store, and a restart whose
@@ -129,6 +122,23 @@ class Supervisor:
         self.runs = {i: a.run.remote() for i, a in enumerate(self.actors)}
         self.started_at = dict.fromkeys(self.runs, time.monotonic())
         return started
+
+    def new_actor(self, i: int) -> Any:
+        """Worker actor ``i`` (not started: ``start`` gives it its partitions)."""
+        cfg = self.config
+        plain = cfg.model_dump()  # secrets stay SecretStr objects: pickled, never printed
+        placement = {"scheduling_strategy": "SPREAD"} if cfg.ray.scheduling == "spread" else {}
+        # A worker added by a later scale change may reuse an index whose killed actor's
+        # name Ray has not released yet: the scale count keeps the name unique.
+        suffix = f".{self.scales}" if self.scales else ""
+        return PartitionWorker.options(
+            name=f"streamlstm-worker-{self.generation}-{i}{suffix}",
+            num_cpus=cfg.ray.num_cpus,
+            num_gpus=self._gpus_per_worker(),
+            get_if_exists=False,
+            **placement,
+            **self.actor_options,
+        ).remote(plain, {}, self.bootstrap, i)
 
     def watch(self) -> list[str]:
         """Check the workers once; restart any that died, after their backoff delay.
@@ -176,6 +186,11 @@ class Supervisor:
         self.started_at[i] = time.monotonic()
         self.runs[i] = self.actors[i].run.remote()
         return f"worker {i} restarted (death {self.deaths[i]} in a row)"
+
+    def resize(self, n_workers: int) -> HandOff:
+        """Scale to ``n_workers`` by snapshot hand-off (``handoff.py``); untouched workers
+        keep running."""
+        return resize(self, n_workers)
 
     def stage(self, files: dict[str, dict[str, bytes]]) -> None:
         """Hot-swap: every worker warms these models in shadow, then switches by itself."""

@@ -1,0 +1,101 @@
+"""What the live benches share: their records, topics, config and model."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import orjson
+
+from streamlstm.adapters.dev.sim_producer import batched_steps
+from streamlstm.adapters.kafka.client import ensure_topics
+from streamlstm.config import Config, from_dict
+from streamlstm.records import Reading
+from streamlstm.simulate.generate import generate
+from streamlstm.train.models import train_first_model
+
+
+def input_records(
+    n_streams: int, per_stream: int, seed: int, per_record: int = 1
+) -> list[tuple[bytes, bytes]]:
+    """Input records in time order: one reading each, or ``per_record`` of a stream each."""
+    data = generate("vitals", n_streams, per_stream, seed)
+    if per_record > 1:
+        return [
+            rec
+            for first in range(0, per_stream, per_record)
+            for rec in batched_steps(data, first, min(per_record, per_stream - first))
+        ]
+    out = []
+    for t in range(per_stream):
+        for i, stream in enumerate(data.streams):
+            values = {
+                f: (None if v != v else round(float(v), 2))
+                for f, v in zip(data.features, data.values[i][t], strict=True)
+            }
+            ts_ms = int(data.ts[i][t] * 1000)
+            out.append(
+                (stream.encode(), orjson.dumps({"stream": stream, "ts": ts_ms, "values": values}))
+            )
+    return out
+
+
+def preload(bootstrap: str, topic: str, records, partitions: int) -> None:
+    from kafka import KafkaProducer
+
+    ensure_topics(
+        bootstrap, {topic: partitions}, configs={"message.timestamp.type": "LogAppendTime"}
+    )
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=256_000, acks=1)
+    for key, value in records:
+        producer.send(topic, key=key, value=value)
+    producer.flush()
+    producer.close()
+
+
+def bench_config(
+    config: Config, bootstrap: str, partitions: int, workers: int, out: Path
+) -> tuple[Config, str]:
+    """``config`` on fresh topics, group and snapshot folder of its own; and its input topic."""
+    tag = uuid.uuid4().hex[:6]
+    topic = f"bench-{tag}"
+    tree = config.model_dump()
+    tree["kafka"].update(
+        bootstrap=bootstrap,
+        input_topics=[topic],
+        group_id=f"bench-{tag}",
+        alerts_topic=f"bench-alerts-{tag}",
+        dlq_topic=f"bench-dlq-{tag}",
+        input_partitions=partitions,
+    )
+    tree["groups"][0]["topics"] = [topic]
+    tree["checkpoint"]["dir"] = str(out / f"snapshots-{tag}")
+    tree["ray"]["workers"] = workers
+    return from_dict(tree), topic
+
+
+def later_copies(records, total: int, epoch: int) -> list[tuple[bytes, bytes]]:
+    """``total`` records cycling over ``records``, each cycle stamped later than every
+    earlier reading of its stream (so none is rejected as out of order)."""
+    payloads = []
+    for k in range(total):
+        key, value = records[k % len(records)]
+        rec = orjson.loads(value)
+        later = 10**9 * (epoch + k // len(records))  # later than all earlier readings
+        rec["ts"] = (
+            [t + later for t in rec["ts"]] if isinstance(rec["ts"], list) else rec["ts"] + later
+        )
+        payloads.append((key, orjson.dumps(rec)))
+    return payloads
+
+
+def bench_model(config: Config, out: Path) -> Path:
+    """A first model trained on simulated readings (what the benches serve)."""
+    data = generate("vitals", 50, 300, 2)
+    group = config.groups[0].name
+    readings = [
+        Reading(s, float(data.ts[i][t]), tuple(data.values[i][t]), group)
+        for i, s in enumerate(data.streams)
+        for t in range(300)
+    ]
+    return train_first_model(config, readings, out / "model", "cpu")
