@@ -134,6 +134,11 @@ class Detector:
         values = cols.values if plan.order is None else cols.values[index]
         ts = cols.ts if plan.order is None else cols.ts[index]
         inputs = self._inputs(values, plan.dt > self.cfg.max_gap_s, ts, plan.dt)
+        with torch.inference_mode():  # less bookkeeping per op than no_grad
+            self._substeps(table, cols, plan, index, ts, inputs, out)
+        return out
+
+    def _substeps(self, table, cols, plan, index, ts, inputs, out: Scored) -> None:
         work = WorkingRows(table, plan.rows)
         lo = 0
         for n in plan.sizes:  # sub-step: the next reading of working rows [0, n)
@@ -144,7 +149,6 @@ class Detector:
             self._emit(table, work, cols, index[at], rows, ts[at], res, out)
             lo += n
         work.close()
-        return out
 
     def _inputs(self, values, gap, ts, dt) -> dict:
         """A poll's step inputs on the device, once: (A, ...) in plan order. ``ts`` (epoch
