@@ -23,7 +23,7 @@ consumers can de-duplicate, and a model swap mid-alert does not change it.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -76,7 +76,7 @@ def _unpack_id(hi: int, lo: int) -> str:
 class AlertInputs:
     """One reading per row of a sub-step; arrays are aligned with ``rows``."""
 
-    streams: list[str]
+    streams: Sequence[str]
     ts: np.ndarray  # (B,) float64 epoch seconds
     offsets: np.ndarray  # (B,) int64 positions (records.position), not raw record offsets
     score: np.ndarray  # (B,) calibrated score

@@ -2,15 +2,18 @@
 
 Per poll a worker hands over every reading it got. Readings are split into sub-steps (the
 k-th reading of each stream goes to sub-step k) so a stream's readings run in order with
-its carried state; each sub-step gathers the rows of its streams, runs one batched step
-(normalise -> LSTM step -> window reconstruction -> per-feature error -> calibrated score),
-scatters the rows back and advances the alert state machine.
+its carried state. Once per poll (``poll_plan``): rows looked up, order checks, inputs laid
+out and moved to the device, the rows gathered (``working.WorkingRows``). Per sub-step: one
+batched step (normalise -> LSTM step -> window reconstruction -> per-feature error ->
+calibrated score) on a prefix of the gathered rows, and the alert state machine, whose
+phase the next sub-step's step reads (``alerts.holding``). The rows are written back once.
 
 Scoring one reading is scoring a batch of one: there is no second path to drift apart.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,12 +30,14 @@ from streamlstm.detect.calibration import (
 )
 from streamlstm.detect.columns import Col
 from streamlstm.detect.model import LSTMAutoencoder
-from streamlstm.detect.scored import ReadingColumns, Scored, substeps, top_shares
+from streamlstm.detect.poll_plan import plan_poll
+from streamlstm.detect.scored import ReadingColumns, Scored, top_shares
 from streamlstm.detect.seasons import season_phase, season_share
 from streamlstm.detect.state import StateTable
-from streamlstm.detect.step import TensorStep, restart
+from streamlstm.detect.step import TensorStep
 from streamlstm.detect.table import table_columns
-from streamlstm.records import Reading, Rejection
+from streamlstm.detect.working import WorkingRows
+from streamlstm.records import Reading
 
 __all__ = ["Detector", "ReadingColumns", "Scored", "ScoringModel", "top_shares"]
 
@@ -120,91 +125,83 @@ class Detector:
         out = Scored()
         if not len(cols.streams):
             return out
-        steps = substeps(cols.streams)
-        if steps is None:  # one reading per stream: no index arrays, no copies
-            self._substep(table, cols, None, out)
-        else:
-            for idx in steps:
-                self._substep(table, cols, idx, out)
+        plan = plan_poll(table, cols, out)  # rows, order checks: once per poll
+        if len(plan.new_rows):
+            self.init_rows(table, plan.new_rows)
+        if not plan.sizes:
+            return out
+        index = plan.index()
+        values = cols.values if plan.order is None else cols.values[index]
+        ts = cols.ts if plan.order is None else cols.ts[index]
+        inputs = self._inputs(values, plan.dt > self.cfg.max_gap_s, ts, plan.dt)
+        with torch.inference_mode():  # less bookkeeping per op than no_grad
+            self._substeps(table, cols, plan, index, ts, inputs, out)
         return out
 
-    # --- one sub-step: at most one reading per stream ---------------------------------
-    def _substep(
-        self, table: StateTable, cols: ReadingColumns, idx: np.ndarray | None, out: Scored
-    ) -> None:
-        """Readings ``idx`` of ``cols`` (all of them when None), each of a different stream."""
-        whole = idx is None
-        if whole:
-            streams, ts, offsets = cols.streams, cols.ts, cols.offsets
-            idx = np.arange(len(streams))
-        else:
-            streams = [cols.streams[i] for i in idx]
-            ts, offsets = cols.ts[idx], cols.offsets[idx]
-        rows, is_new = table.rows_for(streams)
-        if is_new.any():
-            self.init_rows(table, rows[is_new])
-        keep = self._check_order(table, rows, ts, offsets, idx, out)
-        if not keep.all():
-            whole = False
-            idx, rows, ts, offsets = idx[keep], rows[keep], ts[keep], offsets[keep]
-            streams = [cols.streams[i] for i in idx]
-            if not len(idx):
-                return
-        values = cols.values if whole else cols.values[idx]
-        dt = ts - table.host[Col.LAST_TS][rows]  # inf for a new stream
-        gap = dt > self.cfg.max_gap_s
-        a_phase = alerts.alert_phase(table.host, rows)
-        res = self.step_in_chunks(table, rows, values, gap, a_phase, ts, dt)
-        table.host[Col.LAST_TS][rows] = ts
-        table.host[Col.LAST_OFFSET][rows] = offsets
-        self._emit(table, cols, streams, idx, rows, ts, offsets, res, out)
+    def _substeps(self, table, cols, plan, index, ts, inputs, out: Scored) -> None:
+        work = WorkingRows(table, plan.rows)
+        lo = 0
+        for n in plan.sizes:  # sub-step: the next reading of working rows [0, n)
+            at = slice(lo, lo + n)
+            rows = plan.rows[:n]
+            a_phase = alerts.alert_phase(table.host, rows)
+            res = self._step_rows(work, n, {k: v[at] for k, v in inputs.items()}, a_phase)
+            self._emit(table, work, cols, index[at], rows, ts[at], res, out)
+            lo += n
+        work.close()
 
-    def step_in_chunks(self, table, rows, values, gap, a_phase, ts, dt) -> dict[str, Tensor]:
-        """gather -> step_rows -> scatter, ``rows_per_chunk`` rows at a time. ``a_phase`` (B,)
-        int8: the stream's ``alerts.alert_phase``. ``ts`` (epoch seconds) and ``dt``
-        (seconds since the stream's previous reading) place each reading in the seasons
-        (``detector.season_periods_s``).
+    def _inputs(self, values, gap, ts, dt) -> dict:
+        """A poll's step inputs on the device, once: (A, ...) in plan order. ``ts`` (epoch
+        seconds) and ``dt`` (seconds since the stream's previous reading) place each
+        reading in the seasons (``detector.season_periods_s``)."""
+        dev = self.device
+        got = {"x": torch.as_tensor(values, device=dev), "gap": torch.as_tensor(gap, device=dev)}
+        got["gap_host"] = gap  # numpy: whether a chunk holds a gap, without a device wait
+        if self.cfg.season_periods_s:
+            got["season"] = season_phase(torch.as_tensor(ts, dtype=torch.float64), self.cfg).to(dev)
+            got["share"] = season_share(torch.as_tensor(dt, dtype=torch.float64), self.cfg).to(dev)
+        return got
+
+    def _step_rows(
+        self, work: WorkingRows, n: int, inputs: dict, a_phase: np.ndarray
+    ) -> dict[str, Tensor]:
+        """One reading for each of working rows [0, n): ``step_rows``, ``rows_per_chunk``
+        rows at a time. ``a_phase`` (n,) int8: the stream's ``alerts.alert_phase``.
 
         Rows are independent, so chunking changes no result. On a CPU it keeps every
         temporary of the step (the (B, 4H) gates and the rest) in the core's cache instead of
         streaming tens of megabytes through memory for every element-wise op.
-
-        Inputs go to the device once per call, not once per chunk, and nothing here waits
-        for the device: whether a chunk holds a gap is read from the host's ``gap``.
         """
-        dev, chunk = self.device, self.rows_per_chunk
-        rows_t = torch.as_tensor(rows, device=dev)
-        x_t = torch.as_tensor(values, device=dev)
-        gap_t = torch.as_tensor(gap, device=dev)
-        phase_t = torch.as_tensor(a_phase, device=dev)
-        season = share = None
-        if self.cfg.season_periods_s:
-            season = season_phase(torch.as_tensor(ts, dtype=torch.float64), self.cfg).to(dev)
-            share = season_share(torch.as_tensor(dt, dtype=torch.float64), self.cfg).to(dev)
+        phase_t = torch.as_tensor(a_phase, device=self.device)
+        season, share = inputs.get("season"), inputs.get("share")
         parts = []
-        for lo in range(0, len(rows), chunk):
-            hi = lo + chunk
-            first = _first_of_run(rows[lo:hi])
-            view = None if first is None else table.view(first, first + len(rows[lo:hi]))
-            state = table.gather(rows_t[lo:hi]) if view is None else dict(view)
+        for lo in range(0, n, self.rows_per_chunk):
+            hi = min(n, lo + self.rows_per_chunk)
+            state = work.rows(lo, hi)
+            given = dict(state)
             parts.append(
                 self.step_rows(
                     state,
-                    x_t[lo:hi],
-                    gap_t[lo:hi],
+                    inputs["x"][lo:hi],
+                    inputs["gap"][lo:hi],
                     phase_t[lo:hi],
                     None if season is None else season[lo:hi],
                     None if share is None else share[lo:hi],
-                    any_gap=bool(gap[lo:hi].any()),
+                    any_gap=bool(inputs["gap_host"][lo:hi].any()),
                 )
             )
-            if view is None:
-                table.scatter(rows_t[lo:hi], state)
-            else:
-                table.write_back(first, view, state)
+            work.put(lo, hi, given, state)
         if len(parts) == 1:
             return parts[0]
         return {name: torch.cat([part[name] for part in parts]) for name in parts[0]}
+
+    def step_in_chunks(self, table, rows, values, gap, a_phase, ts, dt) -> dict[str, Tensor]:
+        """The tensor step alone on ``rows`` (distinct), gathered and written back: what a
+        poll's sub-step computes, without order checks or alerts (``bench step``)."""
+        work = WorkingRows(table, rows)
+        res = self._step_rows(work, len(rows), self._inputs(values, gap, ts, dt), a_phase)
+        work.close()
+        return res
 
     def init_rows(self, table: StateTable, rows: np.ndarray) -> None:
         """A new stream: calibration from the group prior; its normalisation from its own first
@@ -219,32 +216,9 @@ class Detector:
             table.dev, {k: p[k].expand(n, -1) for k in (Col.CAL_MU, Col.CAL_DEV)}, idx
         )
 
-    def _rebaseline(self, table: StateTable, rows: np.ndarray) -> None:
-        """Accept the streams' current state as their normal: from their next reading on,
-        LSTM state, window and normaliser start afresh and the stream warms up again (no
-        alert opens meanwhile). The error calibration is kept: errors are in normalised
-        units, so what a normal error is does not move with the level."""
-        idx = torch.as_tensor(rows, device=self.device)
-        state = table.gather(idx)
-        restart(state, torch.ones(len(rows), dtype=torch.bool, device=self.device))
-        state[Col.N_OBS] = torch.zeros_like(state[Col.N_OBS])
-        table.scatter(idx, state)
-
-    def _check_order(self, table, rows, ts, offsets, idx, out: Scored) -> np.ndarray:
-        """Skip readings already applied (replays); reject ones older than the stream."""
-        replayed = offsets <= table.host[Col.LAST_OFFSET][rows]
-        last_ts = table.host[Col.LAST_TS][rows]
-        late = ~replayed & (ts < last_ts)
-        dup = ~replayed & (ts == last_ts)
-        if replayed.any() or late.any() or dup.any():
-            out.replayed += int(replayed.sum())
-            for j in np.flatnonzero(late | dup):
-                out.rejected.append(
-                    (int(idx[j]), Rejection.of("out_of_order" if late[j] else "duplicate"))
-                )
-        return ~(replayed | late | dup)
-
-    def _emit(self, table, cols, streams, idx, rows, ts, offsets, res, out: Scored) -> None:
+    def _emit(self, table, work, cols, idx, rows, ts, res, out: Scored) -> None:
+        """Readings ``idx`` of ``cols`` were stepped on ``rows`` (working rows [0, n)):
+        advance their alert state machines and append the results to ``out``."""
         got = _to_host(res)  # one device -> host copy for everything read per reading
         score, warming, stuck = got["score"], got["warming"], got["stuck"]
         quality = stuck.any(axis=1) & ~warming
@@ -260,9 +234,9 @@ class Detector:
             return top_shares(lazy["z"][i], feats)
 
         inputs = alerts.AlertInputs(
-            streams,
+            _Picked(cols.streams, idx),  # a stream id is read for an alert event only
             ts,
-            offsets,
+            cols.offsets[idx],
             score,
             quality,
             warming,
@@ -271,8 +245,12 @@ class Detector:
         )
         events = self.alerts.step(table.host, rows, inputs)
         if any(e.event == "rebaseline" for e in events):
-            rebased = {e.stream for e in events if e.event == "rebaseline"}
-            self._rebaseline(table, rows[[s in rebased for s in streams]])
+            # Accept the streams' current state as their normal: from their next reading
+            # on, LSTM state, window and normaliser start afresh and the stream warms up
+            # again (no alert opens meanwhile). The error calibration is kept: errors are in
+            # normalised units, so what a normal error is does not move with the level.
+            rebased = [table.index[e.stream] for e in events if e.event == "rebaseline"]
+            work.restart(np.flatnonzero(np.isin(rows, rebased)))
         out.events.extend(events)
         out.index.extend(idx.tolist())
         out.score.extend(score.tolist())
@@ -282,11 +260,17 @@ class Detector:
         out.in_alert.extend((table.host[Col.A_STATE][rows] == alerts.OPEN).tolist())
 
 
-def _first_of_run(rows: np.ndarray) -> int | None:
-    """The first row when ``rows`` are consecutive ascending (r, r + 1, ...), else None."""
-    if len(rows) and rows[-1] - rows[0] == len(rows) - 1 and (np.diff(rows) == 1).all():
-        return int(rows[0])
-    return None
+class _Picked(Sequence[str]):
+    """``streams[idx[i]]`` without building the list: read for alert events only."""
+
+    def __init__(self, streams: Sequence[str], idx: np.ndarray):
+        self.streams, self.idx = streams, idx
+
+    def __len__(self) -> int:
+        return len(self.idx)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        return self.streams[int(self.idx[i])]
 
 
 def _to_host(res: dict[str, Tensor]) -> dict[str, np.ndarray]:

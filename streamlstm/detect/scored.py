@@ -72,22 +72,6 @@ class ReadingColumns:
         )
 
 
-def substeps(streams: Sequence[str]) -> list[np.ndarray] | None:
-    """Indices grouped so sub-step k holds the k-th reading of every stream (input order);
-    None when every stream appears once (the common case: one sub-step of all readings)."""
-    if len(set(streams)) == len(streams):
-        return None
-    seen: dict[str, int] = {}
-    steps: list[list[int]] = []
-    for i, sid in enumerate(streams):
-        k = seen.get(sid, 0)
-        seen[sid] = k + 1
-        if k == len(steps):
-            steps.append([])
-        steps[k].append(i)
-    return [np.array(step, dtype=np.int64) for step in steps]
-
-
 def top_shares(z: np.ndarray, names: list[str], k: int = 3) -> tuple[tuple[str, float], ...]:
     """Share of the per-feature excess error (calibrated z), the largest ``k`` first."""
     total = float(z.sum())
