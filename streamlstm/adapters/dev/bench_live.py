@@ -22,6 +22,7 @@ import orjson
 
 from streamlstm.adapters.dev.bench_profile import stage_profile
 from streamlstm.adapters.dev.bench_setup import (
+    bench_broker,
     bench_config,
     bench_model,
     input_records,
@@ -29,7 +30,6 @@ from streamlstm.adapters.dev.bench_setup import (
     preload,
 )
 from streamlstm.adapters.dev.loadgen import offer
-from streamlstm.adapters.devkafka.broker import DevKafka, resolve_bootstrap
 from streamlstm.adapters.kafka.client import KafkaSource
 from streamlstm.adapters.kafka.topics import ensure_worker_topics
 from streamlstm.adapters.ray.supervisor import Supervisor, init_ray
@@ -216,13 +216,7 @@ def run_e2e_command(
 ) -> dict:
     """Start a local broker (unless one is configured), train a model, run ``bench_e2e``."""
 
-    out.mkdir(parents=True, exist_ok=True)
-    bootstrap = resolve_bootstrap(config.kafka.bootstrap)
-    broker = None
-    if bootstrap is None:
-        broker = DevKafka(out / f"kafka-{uuid.uuid4().hex[:6]}")
-        bootstrap = broker.start()
-    try:
+    with bench_broker(config, out) as bootstrap:
         return bench_e2e(
             config,
             bootstrap,
@@ -235,6 +229,3 @@ def run_e2e_command(
             per_record,
             profile,
         )
-    finally:
-        if broker is not None:
-            broker.stop()

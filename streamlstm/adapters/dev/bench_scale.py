@@ -25,6 +25,7 @@ from typing import Any
 import ray
 
 from streamlstm.adapters.dev.bench_setup import (
+    bench_broker,
     bench_config,
     bench_model,
     input_records,
@@ -32,7 +33,6 @@ from streamlstm.adapters.dev.bench_setup import (
     preload,
 )
 from streamlstm.adapters.dev.loadgen import offer
-from streamlstm.adapters.devkafka.broker import DevKafka, resolve_bootstrap
 from streamlstm.adapters.kafka.client import KafkaSource
 from streamlstm.adapters.kafka.topics import ensure_worker_topics
 from streamlstm.adapters.ray.supervisor import Supervisor, init_ray
@@ -165,17 +165,8 @@ def run_scale_command(
     load: float = 0.5,
 ) -> dict[str, Any]:
     """Start a local broker (unless one is configured), train a model, run ``bench_scale``."""
-    out.mkdir(parents=True, exist_ok=True)
-    bootstrap = resolve_bootstrap(config.kafka.bootstrap)
-    broker = None
-    if bootstrap is None:
-        broker = DevKafka(out / f"kafka-{uuid.uuid4().hex[:6]}")
-        bootstrap = broker.start()
-    try:
+    with bench_broker(config, out) as bootstrap:
         model = bench_model(config, out)
         return bench_scale(
             config, bootstrap, model, n_streams, per_stream, before, after, window_s, out, load
         )
-    finally:
-        if broker is not None:
-            broker.stop()

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
 
 from streamlstm.adapters.dev.sim_producer import batched_steps
+from streamlstm.adapters.devkafka.broker import DevKafka, resolve_bootstrap
 from streamlstm.adapters.kafka.client import ensure_topics
 from streamlstm.config import Config, from_dict
 from streamlstm.records import Reading
@@ -99,3 +102,18 @@ def bench_model(config: Config, out: Path) -> Path:
         for t in range(300)
     ]
     return train_first_model(config, readings, out / "model", "cpu")
+
+
+@contextmanager
+def bench_broker(config: Config, out: Path) -> Iterator[str]:
+    """The configured broker's address, or a local one started in ``out`` and stopped after."""
+    out.mkdir(parents=True, exist_ok=True)
+    bootstrap = resolve_bootstrap(config.kafka.bootstrap)
+    if bootstrap is not None:
+        yield bootstrap
+        return
+    broker = DevKafka(out / f"kafka-{uuid.uuid4().hex[:6]}")
+    try:
+        yield broker.start()
+    finally:
+        broker.stop()
