@@ -16,6 +16,7 @@ import io
 import json
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -74,8 +75,6 @@ def bad_indices(n_records: int) -> set[int]:
 
 
 def _epoch(ts: str | float) -> int:
-    from datetime import datetime
-
     if isinstance(ts, int | float):
         return int(ts)
     return int(datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp())

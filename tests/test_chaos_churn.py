@@ -32,7 +32,6 @@ from tests.test_chaos import check
 pytestmark = [pytest.mark.chaos, pytest.mark.kafka, pytest.mark.ray, pytest.mark.slow]
 
 CHURN = int(os.environ.get("STREAMLSTM_CHAOS_CHURN", "100000"))  # short-lived streams
-WARMUP = 20  # detector.warmup_readings in configs/test.yaml
 SETTINGS = {
     "state.evict_idle_s": cc.TTL_S,
     "state.evict_check_s": 0.5,  # wall time: several checks per phase of the input
@@ -159,8 +158,12 @@ def test_short_lived_streams_are_evicted_and_state_returns_to_steady(
     assert end["records"] == len(records) == end["scored"] + end["warming"] + end["dlq"], end
     assert end["dlq"] == ref["dlq"] == scenario[0].n_bad
     # The returning stream: 20 warming and 5 scored, then 5 warming again (not scored).
-    assert end["scored"] == ref["scored"] + 25 - WARMUP, (end, ref)
-    assert end["warming"] == ref["warming"] + CHURN * cc.PER_STREAM + WARMUP + 5, (end, ref)
+    warmup = cfg.detector.warmup_readings
+    first_life, second_life = cc.RETURN_FIRST[2], cc.RETURN_AGAIN[2]  # readings
+    assert first_life > warmup > second_life  # or the test would prove nothing
+    assert end["scored"] == ref["scored"] + first_life - warmup, (end, ref)
+    warming = CHURN * cc.PER_STREAM + warmup + second_life
+    assert end["warming"] == ref["warming"] + warming, (end, ref)
     for outcome in ("scored", "warming", "dlq"):
         assert counts[("readings", (outcome,))] == end[outcome], (outcome, counts)
     assert counts[("evicted_streams", ())] == end["evicted"], counts
@@ -172,8 +175,10 @@ def test_short_lived_streams_are_evicted_and_state_returns_to_steady(
         assert run.restarts >= 1
     run.notes.append(
         f"{CHURN:,} streams x{cc.PER_STREAM}, TTL {cc.TTL_S:.0f} s: at the cut "
-        f"{mid['streams']:,} active, snapshots {sum(mid_bytes.values()) // 1024:,} KiB; end "
-        f"{end['streams']} active, {sum(end_bytes.values()) // 1024} KiB (reference "
-        f"{sum(reference.snapshot_bytes.values()) // 1024} KiB), {end['evicted']:,} evicted"
+        f"{mid['streams']:,} active, snapshots {sum(mid_bytes.values()):,} B; end "
+        f"{end['streams']} active, {sum(end_bytes.values()):,} B (reference "
+        f"{sum(reference.snapshot_bytes.values()):,} B), {end['evicted']:,} evicted; records "
+        f"{end['records']:,} = scored {end['scored']:,} + warming {end['warming']:,} + "
+        f"DLQ {end['dlq']}"
     )
     check(request, reference.outcome, run, scenario[0].n_bad, same_partition_offsets=False)
