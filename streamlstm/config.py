@@ -131,6 +131,10 @@ class AlertConfig(_Section):
     # An alert open this long ends in a `rebaseline` event and the stream re-learns its
     # normal from then on; null: never (the alert stays open while the readings stay off).
     rebaseline_after_s: float | None = Field(None, gt=0)
+    # An open alert also resolves once its score stays below this share of the episode's
+    # typical score (detect/alerts.py `exit_limit`): the readings came most of the way back.
+    # null: only `exit` ends an alert.
+    exit_share: float | None = Field(None, gt=0, lt=1)
 
     @model_validator(mode="after")
     def _ordered(self) -> AlertConfig:

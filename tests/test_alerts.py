@@ -12,12 +12,16 @@ CFG = AlertConfig(enter=5, exit=2, critical=10, min_duration=2, exit_duration=2,
 
 
 def run(
-    scores: list[float], quality: list[bool] | None = None, warming: int = 0, version: str = "v1"
+    scores: list[float],
+    quality: list[bool] | None = None,
+    warming: int = 0,
+    version: str = "v1",
+    cfg: AlertConfig = CFG,
 ) -> list[tuple[int, str, str]]:
     """Feed one stream's scores; return (index, event, severity) per event."""
     table = StateTable({}, HOST_COLUMNS)
     rows, _ = table.rows_for(["s"])
-    machine = AlertMachine(CFG, version)
+    machine = AlertMachine(cfg, version)
     out = []
     for i, score in enumerate(scores):
         inp = AlertInputs(
@@ -46,6 +50,27 @@ def test_single_reading_above_enter_does_not_open() -> None:
 def test_hysteresis_scores_between_exit_and_enter_keep_it_open() -> None:
     events = run([6, 6, 3, 3, 3, 1, 1])
     assert [e[1] for e in events] == ["open", "resolve"] and events[1][0] == 6
+
+
+def test_exit_share_ends_an_alert_whose_score_fell_most_of_the_way_back() -> None:
+    """A fault put right scores 5 where it scored 40: above ``exit`` (2), so without
+    ``exit_share`` the alert stays open; with 0.25 (limit 0.25 x ~40 = 10) it resolves after
+    ``exit_duration`` (2) readings. A fault that keeps scoring 40 stays open either way."""
+    fell = [0, 40, 40] + [40] * 10 + [5] * 6
+    shared = CFG.model_copy(update={"exit_share": 0.25})
+    assert [e for _, e, _ in run(fell)] == ["open"]
+    assert [(i, e) for i, e, _ in run(fell, cfg=shared)] == [(2, "open"), (14, "resolve")]
+    assert [e for _, e, _ in run([0, 40, 40] + [40] * 30, cfg=shared)] == ["open"]
+
+
+def test_exit_share_follows_a_slow_recovery_down() -> None:
+    """The typical score is an EMA of the open alert's scores, so a score that declines
+    slowly (a recovery) lowers the limit with it: the alert resolves only once the score
+    drops fast or below ``exit``, not on every step of a slow decline."""
+    shared = CFG.model_copy(update={"exit_share": 0.5})
+    slow = [0, 40, 40] + [40 * 0.98**k for k in range(60)]
+    events = run(slow, cfg=shared)
+    assert [e for _, e, _ in events] == ["open"]
 
 
 def test_cooldown_blocks_reopening() -> None:
@@ -144,7 +169,7 @@ def _one_by_one(machine: AlertMachine, host, rows, inp: AlertInputs) -> list:
 def test_many_rows_at_once_step_exactly_as_one_row_at_a_time() -> None:
     """The quiet transitions run in numpy for all rows, the eventful ones row by row: the
     same events and the same state as the plain loop, over random scores of 40 streams."""
-    cfg = CFG.model_copy(update={"rebaseline_after_s": 15.0})
+    cfg = CFG.model_copy(update={"rebaseline_after_s": 15.0, "exit_share": 0.3})
     rng = np.random.default_rng(7)
     streams = [f"s{k}" for k in range(40)]
     tables = [StateTable({}, HOST_COLUMNS), StateTable({}, HOST_COLUMNS)]

@@ -47,6 +47,7 @@ HOST_COLUMNS: dict[str, Column] = {
     Col.A_BELOW: Column((), "int32", 0),  # consecutive readings below exit while open
     Col.A_COOLDOWN: Column((), "int32", 0),  # readings left before a new alert may open
     Col.A_PEAK: Column((), "float32", 0.0),  # highest score announced for the open alert
+    Col.A_LEVEL: Column((), "float32", 0.0),  # the open alert's typical score (exit_share)
     Col.A_SEVERITY: Column((), "int8", 0),
     Col.A_KIND: Column((), "int8", 0),
     Col.A_OPEN_OFFSET: Column((), "int64", -1),
@@ -153,6 +154,27 @@ def alert_phase(host: dict[str, np.ndarray], rows: np.ndarray) -> np.ndarray:
     return np.where(host[Col.A_STATE][rows] == OPEN, PHASE_OPEN, phase).astype(np.int8)
 
 
+EPISODE_HORIZON = 30.0  # readings behind an open alert's typical score (its EMA)
+
+
+def exit_limit(cfg: AlertConfig, level):
+    """The score below which an open alert counts towards resolving: ``exit``, or with
+    ``exit_share`` that share of the episode's typical score ``level`` if higher.
+
+    Why: with the normal frozen through a fault, a plant that is put right rarely comes
+    back to exactly the state it left (a reassembled rotor vibrates a little differently,
+    the water is warmer): its score falls from ~70 to ~5, not below ``exit``, and the alert
+    stayed open for the rest of the run (pump-dev runs 5 and 6, ~170 readings each). A fall
+    to a small share of what the episode typically scored says the fault has gone; a fault
+    that stays keeps its score near its typical one. ``level`` follows the score while the
+    alert is open over ``EPISODE_HORIZON`` readings, so a slow recovery lowers it with the
+    score and a short dip does not end the alert.
+    """
+    if cfg.exit_share is None:
+        return cfg.exit
+    return np.maximum(cfg.exit, cfg.exit_share * level)
+
+
 def _busy(host: dict[str, np.ndarray], rows: np.ndarray) -> np.ndarray:
     """(B,) bool: an open alert, a pending one, or a cooldown."""
     return (
@@ -160,6 +182,11 @@ def _busy(host: dict[str, np.ndarray], rows: np.ndarray) -> np.ndarray:
         | (host[Col.A_PENDING][rows] > 0)
         | (host[Col.A_COOLDOWN][rows] > 0)
     )
+
+
+def _follow(level, score):
+    """One step of the open alert's typical score (an EMA over ``EPISODE_HORIZON``)."""
+    return level + (score - level) / EPISODE_HORIZON
 
 
 class AlertMachine:
@@ -199,7 +226,8 @@ class AlertMachine:
         ended = np.zeros_like(is_open)
         if cfg.rebaseline_after_s is not None:
             ended = is_open & (inp.ts - host[Col.A_OPEN_TS][rows] >= cfg.rebaseline_after_s)
-        low = is_open & ~ended & (inp.score < cfg.exit) & ~inp.quality
+        level = host[Col.A_LEVEL][rows]
+        low = is_open & ~ended & (inp.score < exit_limit(cfg, level)) & ~inp.quality
         below = host[Col.A_BELOW][rows] + 1
         resolves = low & (below >= cfg.exit_duration)
         high = is_open & ~ended & ~low
@@ -215,6 +243,9 @@ class AlertMachine:
         counting = low & ~resolves
         host[Col.A_BELOW][rows[counting]] = below[counting]
         host[Col.A_BELOW][rows[high & ~updates]] = 0
+        stays = is_open & ~ended & ~resolves  # (their level moves in _while_open if eventful)
+        quiet = stays & ~updates
+        host[Col.A_LEVEL][rows[quiet]] = _follow(level[quiet], inp.score[quiet])
         return opens | ended | resolves | updates
 
     def _advance(self, host, row: int, i: int, above: bool, inp: AlertInputs):
@@ -233,6 +264,7 @@ class AlertMachine:
         host[Col.A_PENDING][row] = 0
         host[Col.A_BELOW][row] = 0
         host[Col.A_PEAK][row] = score
+        host[Col.A_LEVEL][row] = score
         host[Col.A_SEVERITY][row] = CRITICAL if score >= cfg.critical else WARNING
         host[Col.A_KIND][row] = 0 if score >= cfg.enter else 1
         host[Col.A_OPEN_OFFSET][row] = inp.offsets[i]
@@ -251,15 +283,18 @@ class AlertMachine:
             host[Col.A_STATE][row] = IDLE
             host[Col.A_BELOW][row] = 0
             return event
-        if score < cfg.exit and not inp.quality[i]:
+        level = host[Col.A_LEVEL][row]
+        if score < exit_limit(cfg, level) and not inp.quality[i]:
             host[Col.A_BELOW][row] += 1
             if host[Col.A_BELOW][row] < cfg.exit_duration:
+                host[Col.A_LEVEL][row] = _follow(level, score)
                 return None
             event = self._event("resolve", host, row, i, inp)
             host[Col.A_STATE][row] = IDLE
             host[Col.A_BELOW][row] = 0
             host[Col.A_COOLDOWN][row] = cfg.cooldown
             return event
+        host[Col.A_LEVEL][row] = _follow(level, score)
         host[Col.A_BELOW][row] = 0
         severity = CRITICAL if score >= cfg.critical else WARNING
         grew = score >= host[Col.A_PEAK][row] * cfg.update_ratio

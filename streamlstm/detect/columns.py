@@ -48,6 +48,7 @@ class Col:
     A_BELOW = "a_below"
     A_COOLDOWN = "a_cooldown"
     A_PEAK = "a_peak"
+    A_LEVEL = "a_level"
     A_SEVERITY = "a_severity"
     A_KIND = "a_kind"
     A_OPEN_OFFSET = "a_open_offset"
