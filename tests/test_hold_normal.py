@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from streamlstm.config import AlertConfig, DetectorConfig
-from streamlstm.detect import alerts
+from streamlstm.detect import alerts, holding
 from streamlstm.detect.columns import Col
 from streamlstm.detect.detector import Detector
 from streamlstm.records import Reading
@@ -166,7 +166,7 @@ def test_held_features_latches_the_sensors_that_were_off_when_the_episode_began(
     stuck = torch.zeros(3, 3, dtype=torch.bool)
     no_set = torch.zeros(3, 3, dtype=torch.uint8)
     held = torch.tensor([True, False, True])
-    first, held_set = alerts.held_features("features", held, z, stuck, no_set)
+    first, held_set = holding.held_features("features", held, z, stuck, no_set)
     # row 0: the second sensor is off; row 1: not held; row 2: held, nothing off: whole row
     assert first.tolist() == [[False, True, False], [False] * 3, [True] * 3]
     assert held_set.tolist() == [[0, 1, 0], [0, 0, 0], [0, 0, 0]]
@@ -174,10 +174,10 @@ def test_held_features_latches_the_sensors_that_were_off_when_the_episode_began(
     # for as long as it is stuck; once the row is no longer held the set is cleared.
     later = torch.tensor([[5.0, 0.1, 0.2], [0.0, 0.0, 0.0], [0.1, 4.0, 0.2]])
     stuck_now = torch.tensor([[False, False, True], [False] * 3, [False] * 3])
-    second, held_set = alerts.held_features("features", held, later, stuck_now, held_set)
+    second, held_set = holding.held_features("features", held, later, stuck_now, held_set)
     assert second.tolist() == [[False, True, True], [False] * 3, [False, True, False]]
     assert held_set.tolist() == [[0, 1, 0], [0, 0, 0], [0, 1, 0]]
-    _, held_set = alerts.held_features(
+    _, held_set = holding.held_features(
         "features", torch.tensor([False] * 3), later, stuck, held_set
     )
     assert not held_set.any()
@@ -188,7 +188,7 @@ def test_every_other_policy_holds_whole_rows() -> None:
     z = torch.tensor([[0.5, -4.0, 1.0], [9.0, 9.0, 9.0]])
     stuck = torch.tensor([[False, False, True], [True, True, True]])
     for policy in ("pending", "open", "off"):
-        whole, held_set = alerts.held_features(policy, held, z, stuck, None)
+        whole, held_set = holding.held_features(policy, held, z, stuck, None)
         assert whole.tolist() == [[True] * 3, [False] * 3] and held_set is None
 
 

@@ -6,7 +6,7 @@ its carried state. Once per poll (``poll_plan``): rows looked up, order checks, 
 out and moved to the device, the rows gathered (``working.WorkingRows``). Per sub-step: one
 batched step (normalise -> LSTM step -> window reconstruction -> per-feature error ->
 calibrated score) on a prefix of the gathered rows, and the alert state machine, whose
-phase the next sub-step's step reads (``alerts.holding``). The rows are written back once.
+phase the next sub-step's step reads (``holding.holding``). The rows are written back once.
 
 Scoring one reading is scoring a batch of one: there is no second path to drift apart.
 """

@@ -2,7 +2,7 @@
 
 Normalise -> LSTM step -> window reconstruction -> per-feature error -> calibrated score,
 then learn: the reading is scored against the stream's normal from before it and teaches
-that normal (normaliser, calibration) only where ``alerts.holding`` allows. Pure tensors in,
+that normal (normaliser, calibration) only where ``holding.holding`` allows. Pure tensors in,
 tensors out; ``Detector`` gathers and scatters the rows around it.
 """
 
@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from streamlstm.config import AlertConfig, DetectorConfig
-from streamlstm.detect import alerts
+from streamlstm.detect import holding
 from streamlstm.detect.calibration import (
     calibrated_score,
     calibration_fade,
@@ -57,7 +57,7 @@ class TensorStep:
         returns score, rms_err, warming, held (B,), z, feat_err, stuck (B, F).
 
         Score first, learn after: the reading is scored against the normal from before it,
-        then teaches the normaliser and the calibration only if ``alerts.holding`` allows.
+        then teaches the normaliser and the calibration only if ``holding.holding`` allows.
         The LSTM state and the window advance on every reading. ``any_gap``: whether
         ``gap`` holds a True, when the caller knows it without asking the device.
         """
@@ -88,7 +88,7 @@ class TensorStep:
             # inside an alert: what is held is decided by the score, so holding would let the
             # group shape the stream's own normal and calibration (calibration.learning_own).
             own = learning_own(cal, cfg)
-            held, cal_held = alerts.holding(
+            held, cal_held = holding.holding(
                 self.alert_cfg.hold_normal,
                 alert_phase,
                 score,
@@ -98,7 +98,7 @@ class TensorStep:
             )
             cal_held = cal_held & ~own
             policy, held_set = self.alert_cfg.hold_normal, s.get(Col.HOLD_SET)
-            held_f, held_set = alerts.held_features(policy, held, z, stuck, held_set)  # (B, F)
+            held_f, held_set = holding.held_features(policy, held, z, stuck, held_set)  # (B, F)
             if held_set is not None:
                 s[Col.HOLD_SET] = held_set
             learn(x, m * ~held_f, s, cfg, seen_norm, share)

@@ -22,7 +22,7 @@ def table_columns(
     """(device columns, host columns) of a detector's table: what one stream's row holds.
     Optional state (a trend, seasons, a split scale, input calibration) has its own columns
     with defaults, so a snapshot taken before an option was set still restores.
-    ``hold_set``: the column of ``alerts.hold_normal: features`` (``alerts.held_features``)."""
+    ``hold_set``: the column of ``alerts.hold_normal: features`` (``holding.held_features``)."""
     F, H, W = n_features, hidden, window
     season_bins = sum(det.season_bins())  # all seasons' bins together
     device_cols = {

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from streamlstm.config import AlertConfig, DetectorConfig
-from streamlstm.detect import alerts
+from streamlstm.detect import alerts, holding
 from streamlstm.detect.calibration import (
     calibrated_score,
     calibration_fade,
@@ -39,7 +39,7 @@ from streamlstm.detect.state import Column
 @dataclass
 class AlertTrace:
     """Per reading of each stream: score, inside an open alert, alert opened here, and held
-    back from the calibration (``alerts.holding``)."""
+    back from the calibration (``holding.holding``)."""
 
     score: np.ndarray  # (T, B)
     in_alert: np.ndarray  # (T, B) bool
@@ -155,7 +155,7 @@ def calibrated_alerts(
         own = learning_own(state, det).numpy()
         leaning = (since + 1 <= det.warmup_readings) | own
         phase = alerts.alert_phase(host, np.arange(B))
-        _, held = alerts.holding(
+        _, held = holding.holding(
             alert_cfg.hold_normal, phase, score.numpy(), np.zeros(B, bool), leaning, alert_cfg.enter
         )
         held = held & ~own

@@ -88,7 +88,7 @@ def normalise_lanes(
     """Run the serving normaliser over padded lanes: z, m (T, L, F) and valid (T, L).
 
     ``held`` (T, L) bool: readings that must not teach it, as serving holds them back inside
-    alerts (``alerts.holding``); default none (training data is taken as normal)."""
+    alerts (``holding.holding``); default none (training data is taken as normal)."""
     T, L, F = max(len(s.ts) for s in lanes), len(lanes), len(prior.mean)
     raw = np.full((T, L, F), np.nan, dtype=np.float32)
     valid = np.zeros((T, L), dtype=np.float32)
