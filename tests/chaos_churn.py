@@ -3,11 +3,11 @@ oracle's scenario, in data time.
 
 Every record carries a Kafka timestamp equal to its reading's time, and records are
 produced in time order: idle eviction judges a stream against its partition's newest
-record timestamp, so data time then advances with the records and which streams are idle
-at any point of the input is known exactly (``idle_streams``), whatever the wall clock
-does. The scenario's records keep their order and partitions, but churn records sit
-between them, so their offsets differ from a run without churn: ``Origins`` maps a
-partition's offsets back to scenario indices for the comparisons.
+applied reading, so data time advances with the records and which streams are idle at any
+point of the input is known exactly (``idle_streams``), whatever the wall clock does.
+The scenario's records keep their order and partitions, but churn records sit between them,
+so their offsets differ from a run without churn: ``Origins`` maps a partition's offsets
+back to scenario indices for the comparisons.
 """
 
 from __future__ import annotations
@@ -161,12 +161,13 @@ class Origins:
 
 def idle_streams(records: list[Timed], parts: int, ttl_s: float) -> dict[int, set[str]]:
     """Per partition, the streams idle once ``records`` are consumed: last reading more
-    than ``ttl_s`` before the partition's newest record (as ``stream.eviction`` judges)."""
+    than ``ttl_s`` before the partition's newest reading (as ``stream.eviction`` judges; a
+    bad record has no reading)."""
     newest = dict.fromkeys(range(parts), 0)
     last: dict[str, tuple[int, int]] = {}
     for t in records:
-        newest[t.partition] = max(newest[t.partition], t.ts)
         if t.stream is not None:
+            newest[t.partition] = max(newest[t.partition], t.ts)
             last[t.stream] = (t.partition, t.ts)
     out: dict[int, set[str]] = {p: set() for p in range(parts)}
     for stream, (p, ts) in last.items():

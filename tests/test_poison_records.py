@@ -180,8 +180,9 @@ def test_a_restart_of_the_loop_in_the_same_process_counts_each_record_once(
     assert counted["alert_events"] == counters.alerts == len(again.sink.alerts) > 0
 
 
-def _stamped(readings) -> list[RawRecord]:
-    """Records whose Kafka timestamps are the readings' own (a live producer)."""
+def _stamped(readings, kafka_ms: int | None = None) -> list[RawRecord]:
+    """Records whose Kafka timestamps are the readings' own (a live producer), or all
+    ``kafka_ms`` (a backfill, or ``simulate --bootstrap``: produced now, stamped long ago)."""
     out = []
     for offset, r in enumerate(readings):
         ts_ms = int(r.ts * 1000)
@@ -190,7 +191,8 @@ def _stamped(readings) -> list[RawRecord]:
             "ts": ts_ms,
             "values": dict(zip(FEATURES, r.values, strict=True)),
         }
-        out.append(RawRecord("icu", 0, offset, r.stream.encode(), orjson.dumps(value), ts_ms))
+        key, kafka_ts = r.stream.encode(), ts_ms if kafka_ms is None else kafka_ms
+        out.append(RawRecord("icu", 0, offset, key, orjson.dumps(value), kafka_ts))
     return out
 
 
@@ -221,3 +223,27 @@ def table_rows_of(blob: bytes) -> list[str]:
     engine = Engine.build(tiny_config(), {"g": tiny_model()})
     streams, _ = engine.tables["g"].restore(blob)
     return streams
+
+
+def test_idle_is_judged_in_reading_time_not_kafka_time(tmp_path: Path) -> None:
+    # Readings from 2026-01-01 in records stamped ~340 days later (the wall clock of a
+    # bootstrap run): against Kafka time every stream would be idle under a 7-day TTL.
+    early = interleave(series("a", 20, seed=1), series("b", 20, seed=2))
+    later = series("a", 100, seed=1)[20:]
+    produced_ms = int((later[-1].ts + 340 * 86_400) * 1000)
+    records = _stamped(early + later, kafka_ms=produced_ms)
+    w = _worker(tmp_path, records, [])
+    w.assign([("icu", 0)])
+    _run(w, 20, 16)
+    w.checkpoint()  # both streams in the snapshot
+    table = w.engine.tables["g"]
+    assert w.evict_idle(idle_s=604_800.0) == 0 and len(table) == 2
+    assert w.evict_idle(idle_s=3600.0) == 1 and table.row("b") is None  # 80 min behind "a"
+
+    # A restarted worker judges from its snapshot's readings, before it reads any record.
+    restarted = _worker(tmp_path, [], [])
+    restarted.store = w.store
+    restarted.assign([("icu", 0)])
+    assert len(restarted.engine.tables["g"]) == 2
+    assert restarted.evict_idle(idle_s=3600.0) == 1
+    assert restarted.engine.tables["g"].row("b") is None

@@ -2,8 +2,12 @@
 
 A stream id that never comes back (a discharged patient, a decommissioned pump, a producer
 that put a timestamp in the id) would otherwise keep its row, and its place in every
-snapshot, forever. Idle is judged in data time, against the newest Kafka record timestamp of
-the stream's partition, so a replay of old data evicts exactly what the live run did.
+snapshot, forever. Idle is judged in the data's own time: a stream is idle when its last
+applied reading is ``idle_s`` older than the newest reading applied on its partition. Kafka
+record timestamps are not used: a backfill, or ``simulate --bootstrap`` (readings from
+2026-01-01 in records the producer stamps with the wall clock), would make every stream idle
+at once. A replay of the same data therefore evicts exactly what the live run did, and a
+restored partition judges from its snapshot's own readings.
 """
 
 from __future__ import annotations
@@ -19,18 +23,19 @@ TP = tuple[str, int]  # (topic, partition), as ``ports.TP``
 StreamKey = tuple[str, str]  # (group, stream)
 
 
-def idle_streams(table: StateTable, streams: Iterable[str], before_ts: float) -> list[str]:
-    """The ``streams`` of ``table`` whose last applied reading is older than ``before_ts``."""
+def last_reading_ts(table: StateTable, streams: Iterable[str]) -> dict[str, float]:
+    """Each of ``streams`` held by ``table`` with its last applied reading's time (epoch
+    seconds); a stream with nothing applied yet (-inf) is left out."""
     ids = [s for s in streams if table.row(s) is not None]
     if not ids:
-        return []
+        return {}
     rows = np.fromiter((table.row(s) for s in ids), np.int64, len(ids))
-    last_ts = table.host[Col.LAST_TS][rows]  # -inf: nothing applied yet
-    return [s for s, idle in zip(ids, last_ts < before_ts, strict=True) if idle]
+    last_ts = table.host[Col.LAST_TS][rows]
+    return {s: float(t) for s, t in zip(ids, last_ts, strict=True) if np.isfinite(t)}
 
 
 class StreamHomes:
-    """Which partition each stream is read from, and the newest record time per partition.
+    """Which partition each stream is read from, and which streams each partition holds.
 
     A stream is read from the partition it was first seen on (or restored from): offsets
     order a stream only within one partition, and its state is snapshotted with one
@@ -40,16 +45,11 @@ class StreamHomes:
     def __init__(self) -> None:
         self.streams_of: dict[TP, set[StreamKey]] = {}  # (group, stream) per partition
         self.home_of: dict[StreamKey, TP] = {}  # the one partition a stream is read from
-        self.newest_ms: dict[TP, int] = {}  # newest Kafka record timestamp per partition
 
     def restored(self, tp: TP, streams: set[StreamKey]) -> None:
         """``tp`` was (re)assigned with these streams from its snapshot."""
         self.streams_of[tp] = streams
         self.home_of.update(dict.fromkeys(streams, tp))
-
-    def saw(self, tp: TP, timestamp_ms: int) -> None:
-        if timestamp_ms > self.newest_ms.get(tp, 0):
-            self.newest_ms[tp] = timestamp_ms
 
     def at_home(self, group: str, stream: str, tp: TP) -> bool:
         """A reading of ``stream`` on ``tp`` belongs to it: ``tp`` is (or now becomes) its home."""
@@ -60,15 +60,19 @@ class StreamHomes:
         return True
 
     def evict_idle(self, tables: Mapping[str, StateTable], idle_s: float) -> int:
-        """Drop the streams whose last reading is ``idle_s`` older than their partition's
-        newest record, from ``tables`` and from here; returns how many."""
+        """Drop the streams whose last reading is ``idle_s`` older than the newest reading
+        of their partition, from ``tables`` and from here; returns how many."""
         evicted = 0
-        for tp, streams in self.streams_of.items():
-            if tp not in self.newest_ms:
+        for streams in self.streams_of.values():
+            last = {
+                group: last_reading_ts(tables[group], [s for g, s in streams if g == group])
+                for group in {g for g, _ in streams}
+            }
+            newest = max((ts for by in last.values() for ts in by.values()), default=None)
+            if newest is None:
                 continue
-            before = self.newest_ms[tp] / 1000.0 - idle_s
-            for group in {g for g, _ in streams}:
-                gone = idle_streams(tables[group], [s for g, s in streams if g == group], before)
+            for group, by_stream in last.items():
+                gone = [s for s, ts in by_stream.items() if ts < newest - idle_s]
                 tables[group].evict(gone)
                 for stream in gone:
                     streams.discard((group, stream))

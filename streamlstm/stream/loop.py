@@ -74,7 +74,7 @@ class StreamWorker:
         self.wall_clock = wall_clock  # epoch seconds; enables append-to-score latency
         self.latency = LatencyWindow()
         self.next_offset: dict[TP, int] = {}  # next offset to read, per assigned partition
-        self.homes = StreamHomes()  # each stream's partition; newest record time per partition
+        self.homes = StreamHomes()  # each stream's partition, each partition's streams
         self.counters = counters or Counters()  # the caller's survive a restart of the loop
         self.stages = StageTimes(self.counters, timer)  # seconds per stage, with a timer
         self._last_checkpoint = clock()
@@ -151,7 +151,6 @@ class StreamWorker:
             tp = (rec.topic, rec.partition)
             if rec.offset >= next_offset.get(tp, 0):
                 next_offset[tp] = rec.offset + 1
-            self.homes.saw(tp, rec.timestamp_ms)
         fresh_record = np.fromiter(
             (self._fresh(r.topic, r.partition, r.offset) for r in records), bool, len(records)
         )
@@ -227,7 +226,7 @@ class StreamWorker:
 
     def evict_idle(self, idle_s: float) -> int:
         """Drop the streams whose last reading is ``idle_s`` older than their partition's
-        newest record; the next snapshot leaves them out, and one that returns starts cold."""
+        newest reading; the next snapshot leaves them out, and one that returns starts cold."""
         evicted = self.homes.evict_idle(self.engine.tables, idle_s)
         if evicted:
             self.counters.evicted += evicted
