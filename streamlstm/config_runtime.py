@@ -82,13 +82,17 @@ class CheckpointConfig(Section):
     dir: str = "runs/snapshots"  # local path or a pyarrow.fs URI
     interval_s: float = Field(5.0, gt=0)
     keep: int = Field(3, gt=0)
+    # /readyz fails while a partition holds records read but not committed for longer than
+    # this (checkpoints failing, a stuck flush); an idle partition has nothing to commit.
+    max_uncommitted_s: float = Field(60.0, gt=0)
 
 
 class StateConfig(Section):
     """Bounds on the per-stream state a worker holds."""
 
-    # A stream whose last reading is this much older than its partition's newest record
-    # (data time) is dropped, and left out of snapshots; if it returns it starts cold.
+    # A stream whose last reading is this much older than its partition's newest reading
+    # (data time, not Kafka time) is dropped, and left out of snapshots; if it returns it
+    # starts cold.
     # None: never. One week by default: a bed or pump silent that long has new data anyway.
     evict_idle_s: float | None = Field(604_800.0, gt=0)
     evict_check_s: float = Field(60.0, gt=0)  # how often a worker looks for idle streams

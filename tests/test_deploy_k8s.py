@@ -168,9 +168,11 @@ def test_supervisor_deployment():
     port = cfg.MetricsConfig().port
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports["metrics"] == port
-    for probe in ("readinessProbe", "livenessProbe"):
+    # Liveness on the process, readiness on the partitions' progress (ops/health.py).
+    paths = {"startupProbe": "/healthz", "livenessProbe": "/healthz", "readinessProbe": "/readyz"}
+    for probe, path in paths.items():
         get = container[probe]["httpGet"]
-        assert get["path"] == "/metrics" and get["port"] in ("metrics", port), probe
+        assert get["path"] == path and get["port"] in ("metrics", port), probe
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     mounted = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["volumes"]}

@@ -76,7 +76,7 @@ STREAMS = 10_000
 def test_endpoint_counts_reconcile_and_10k_streams_keep_cardinality_bounded(
     kafka_bootstrap, ray_local, tmp_path: Path
 ) -> None:
-    from streamlstm.adapters.ops.prometheus import MetricsFeed
+    from streamlstm.adapters.ops.metrics_feed import MetricsFeed
 
     cfg = lh.live_config(kafka_bootstrap, tmp_path)
     files = lh.train_tiny(cfg, lh.simulated(8, 200, seed=5, rate=0.0), tmp_path / "model")

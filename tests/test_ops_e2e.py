@@ -75,7 +75,7 @@ def wait_for_alert(hook: ops.Webhook, name: str, timeout_s: float = 90.0) -> tup
 def test_anomaly_alert_fires_in_prometheus_and_reaches_the_webhook(
     kafka_bootstrap, ray_local, tmp_path: Path
 ) -> None:
-    from streamlstm.adapters.ops.prometheus import MetricsFeed
+    from streamlstm.adapters.ops.metrics_feed import MetricsFeed
 
     cfg = lh.live_config(kafka_bootstrap, tmp_path)
     files = lh.train_tiny(cfg, lh.simulated(6, 300, seed=11, rate=0.0), tmp_path / "model")

@@ -26,7 +26,7 @@ import yaml
 from kafka import KafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
-from streamlstm.adapters.ops.prometheus import MetricsFeed
+from streamlstm.adapters.ops.metrics_feed import MetricsFeed
 from streamlstm.cli import main
 from tests import chaos_oracle as co
 from tests import chaos_support as cs

@@ -4,7 +4,7 @@ Workers keep plain counts (``metric_counts.MetricCounts``) and the supervisor pu
 deltas (``Supervisor.metrics``) into a ``MetricsHub``, a custom collector that turns the
 totals into metric families at scrape time. Names and labels are the contract in
 docs/metrics.md; every label value comes from a closed set, never from a stream id.
-Nothing is registered or served at import: ``serve`` does that, on the configured address.
+Nothing is registered or served at import: ``metrics_feed.serve`` does that.
 """
 
 from __future__ import annotations
@@ -15,16 +15,18 @@ from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client.core import (
-    CollectorRegistry,
     CounterMetricFamily,
     GaugeMetricFamily,
     HistogramMetricFamily,
 )
 
-from streamlstm.adapters.kafka.client import KafkaSource
-from streamlstm.adapters.kafka.options import client_options
+from streamlstm.adapters.ops.health import (
+    PartitionHealth,
+    from_report,
+    partition_families,
+    unready,
+)
 from streamlstm.adapters.ops.prometheus_names import COUNTERS, HISTOGRAMS, RETRAIN_OUTCOMES, P
-from streamlstm.config import ConfigError
 from streamlstm.detect.alerts import SEVERITY
 from streamlstm.records import parse_ts
 from streamlstm.stream.metric_counts import BUCKETS, Histogram
@@ -45,6 +47,8 @@ class MetricsHub:
         self.workers_desired = self.workers_up = self.restarts = 0
         self.workers_requested = self.handoffs = 0  # `streamlstm scale`; partitions moved
         self.last_commit_at = 0.0
+        self.expected: list[tuple[str, int]] = []  # the input partitions the workers own
+        self.partitions: dict[tuple[str, int], PartitionHealth] = {}  # newest report of each
         self.created_at: dict[str, float] = {}  # model version -> training time (epoch s)
         self.retrain_enabled = False
         self.retrain_outcomes: dict[str, int] = {}
@@ -74,10 +78,20 @@ class MetricsHub:
             self.last_commit_at = max(self.last_commit_at, counts["last_commit_at"])
         if "streams" in report:
             self.workers[report["worker"]] = report
+        for tp, health in from_report(report.get("partitions_health", [])).items():
+            older = self.partitions.get(tp)
+            if older is None or health.polled_at >= older.polled_at:  # moved: the newest
+                self.partitions[tp] = health.merged(older)
 
     def set_lag(self, lag: dict[tuple[str, int], int]) -> None:
         with self._lock:
             self.lag = dict(lag)
+
+    def why_unready(self, now: float, poll_deadline_s: float, commit_deadline_s: float):
+        """``/readyz``: the partitions at fault (``health.unready``); empty when ready."""
+        with self._lock:
+            health = dict(self.partitions)
+        return unready(self.expected, health, now, poll_deadline_s, commit_deadline_s)
 
     def set_restarts(self, restarts: int) -> None:
         self.restarts = restarts
@@ -168,6 +182,7 @@ class MetricsHub:
             lag.add_metric([topic, str(partition)], value)
         yield lag
         yield _gauge("last_commit_timestamp_seconds", "Newest offset commit", self.last_commit_at)
+        yield from partition_families(self.partitions, P)
         yield _gauge("workers", "Worker actors the supervisor runs", self.workers_desired)
         yield _gauge(
             "workers_requested",
@@ -221,80 +236,3 @@ class MetricsHub:
 
 def _gauge(name: str, help_text: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(P + name, help_text, value=value)
-
-
-def serve(hub: MetricsHub, host: str, port: int):
-    """Serve ``hub`` on http://host:port/metrics; returns (server, thread) to shut down."""
-    from prometheus_client import start_http_server
-
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(hub)
-    return start_http_server(port, addr=host, registry=registry)
-
-
-class MetricsFeed:
-    """The supervisor's side of the exporter: pulls worker reports and consumer lag into the
-    hub every ``every_s`` and serves it; ``close`` stops serving."""
-
-    def __init__(self, config, bootstrap: str, every_s: float = 2.0):
-
-        self.hub = MetricsHub()
-        self.every_s, self.last = every_s, 0.0
-        self._known_files: dict | None = None
-        self.restarts_before = 0  # restarts of supervisors replaced after a repartition
-        self.handoffs_before = 0  # and their hand-offs
-        self.source = KafkaSource(
-            bootstrap, f"{config.kafka.group_id}-metrics", client_options(config.kafka)
-        )
-        host, port = config.metrics.host, config.metrics.port
-        try:
-            self.server = serve(self.hub, host, port)
-        except OSError as exc:
-            self.source.close()
-            raise ConfigError(
-                [
-                    f"metrics.port: cannot serve on {host}:{port} ({exc.strerror}); pick "
-                    "another port (0: any free one) or set metrics.enabled: false"
-                ]
-            ) from None
-
-    @property
-    def port(self) -> int:
-        """The bound port (``metrics.port: 0`` picks a free one)."""
-        return self.server[0].server_port
-
-    def tick(self, sup, now: float, files: dict, schedule=None) -> None:
-        """Called by the supervisor loop; pulls at most every ``every_s``."""
-        if now - self.last < self.every_s:
-            return
-        self.last = now
-        if files is not self._known_files:  # a new model set (a swap): read its cards once
-            self.hub.know_models(files)
-            self._known_files = files
-        if schedule is not None:
-            self.hub.set_retrain(
-                True,
-                schedule.outcomes,
-                schedule.last_success_at,
-                schedule.paused_groups(),
-                schedule.pinned_groups(),
-            )
-        self.pull(sup)
-
-    def pull(self, sup) -> None:
-        self.hub.add_reports(sup.metrics())
-        self.hub.set_restarts(self.restarts_before + sup.restarts)
-        self.hub.set_scale(sup.workers, self.handoffs_before + sup.handoffs)
-        positions = self.hub.positions()
-        if positions:
-            ends = self.source.end_offsets(sorted(positions), timeout_s=5)
-            self.hub.set_lag(
-                {tp: max(0, ends[tp] - o) for tp, o in positions.items() if tp in ends}
-            )
-
-    def close(self) -> None:
-        server, thread = self.server
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-        self.source.close()

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from streamlstm.adapters.kafka.topics import input_partitions
-from streamlstm.adapters.ops.prometheus import MetricsFeed
+from streamlstm.adapters.ops.metrics_feed import MetricsFeed
 from streamlstm.adapters.ops.scale_control import ScaleControl
 from streamlstm.adapters.ray.retrain_schedule import RetrainSchedule
 from streamlstm.adapters.ray.serving_report import REPORT_S, report_serving

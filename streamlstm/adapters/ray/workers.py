@@ -21,6 +21,7 @@ from streamlstm.adapters.kafka.client import KafkaSink, KafkaSource
 from streamlstm.adapters.kafka.options import client_options, producer_options
 from streamlstm.adapters.kafka.topics import topic_record_limit
 from streamlstm.adapters.ops.fencing import Fence, FencedSource, FencedStore, StaleGeneration
+from streamlstm.adapters.ops.health import PartitionProgress
 from streamlstm.adapters.ops.storage import SnapshotStore
 from streamlstm.adapters.ray.model_bytes import load_models as _load_models
 from streamlstm.adapters.ray.model_bytes import model_files
@@ -95,6 +96,7 @@ class PartitionWorkerImpl:
         self._stop = threading.Event()
         self._running = threading.Lock()
         self.heartbeat = 0.0  # monotonic time the loop last finished a poll
+        self.progress = PartitionProgress({}, 0)  # per partition: last poll, last commit
         # Both kept across restarts of the loop in this process: deltas since the last
         # drain, and the totals of stats() (which count replayed records once).
         self.counts = MetricCounts()
@@ -161,6 +163,7 @@ class PartitionWorkerImpl:
         )
         self.partitions = [tuple(tp) for tp in partitions]
         starts = self.worker.assign(self.partitions)
+        self.progress = PartitionProgress(starts, self.counters.checkpoints)
         for model in _load_models(staged).values():
             log.warning(
                 "%s: restarted mid-swap: %s warms in shadow again", model.group, model.version
@@ -199,6 +202,7 @@ class PartitionWorkerImpl:
         while not self._stop.is_set():
             self.worker.run_once(kcfg.poll_timeout_s, kcfg.max_poll_records)
             self.heartbeat = time.monotonic()
+            self.progress.polled(time.time(), self.worker.next_offset, self.counters.checkpoints)
             if scfg.evict_idle_s and time.monotonic() - last_evict >= scfg.evict_check_s:
                 last_evict = time.monotonic()
                 self.worker.evict_idle(scfg.evict_idle_s)
@@ -263,6 +267,7 @@ class PartitionWorkerImpl:
             "worker": self.index,
             "counts": self.counts.drain(),
             "loop_alive": alive,
+            "partitions_health": self.progress.report() if running else [],
         }
         if self.worker is None:
             return report
