@@ -96,6 +96,11 @@ class StateConfig(Section):
     # None: never. One week by default: a bed or pump silent that long has new data anyway.
     evict_idle_s: float | None = Field(604_800.0, gt=0)
     evict_check_s: float = Field(60.0, gt=0)  # how often a worker looks for idle streams
+    # Streams one worker holds at most (all its partitions and groups): a reading of a new
+    # stream beyond it goes to the DLQ as too_many_streams, and the streams held keep
+    # scoring. A bound on memory and snapshot size against a flood of new ids (a producer
+    # that puts a timestamp in the id). None: no bound.
+    max_streams: int | None = Field(1_000_000, gt=0)
 
 
 class MetricsConfig(Section):

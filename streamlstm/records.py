@@ -38,6 +38,7 @@ REASONS: dict[str, str] = {
     "out_of_order": "order",
     "duplicate": "order",
     "other_partition": "order",
+    "too_many_streams": "state",
 }
 
 

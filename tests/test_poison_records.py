@@ -247,3 +247,38 @@ def test_idle_is_judged_in_reading_time_not_kafka_time(tmp_path: Path) -> None:
     assert len(restarted.engine.tables["g"]) == 2
     assert restarted.evict_idle(idle_s=3600.0) == 1
     assert restarted.engine.tables["g"].row("b") is None
+
+
+def test_a_new_stream_beyond_max_streams_is_dead_lettered_and_the_held_ones_keep_scoring(
+    tmp_path: Path,
+) -> None:
+    held = interleave(series("a", 30, seed=1), series("b", 30, seed=2))
+    late = series("c", 30, seed=3)[10:]  # "c" first sends once "a" and "b" are held
+    records = _stamped(interleave(held, late))
+    w = _worker(tmp_path, records, [])
+    w.homes.max_streams = 2  # state.max_streams, as workers.py passes it
+    w.metrics = MetricCounts()
+    w.assign([("icu", 0)])
+    _run(w, 10, 16)
+    c = w.counters
+    assert c.records == len(records) and c.by_reason == {"too_many_streams": len(late)}
+    assert c.scored + c.warming == len(held)  # every reading of the held streams
+    assert {(stage, reason) for _, stage, reason, _ in w.sink.dlq} == {
+        ("state", "too_many_streams")
+    }
+    assert w.engine.tables["g"].row("c") is None and len(w.engine.tables["g"]) == 2
+    counted = {(n, tuple(lb)): v for n, lb, v in w.metrics.drain()["counters"]}
+    assert counted[("dlq", ("too_many_streams",))] == len(late)
+
+    # Room again once a held stream is evicted: "c" is admitted, in warm-up.
+    a_goes_on = series("a", 200, seed=1)[30:]  # "b" falls silent for 170 minutes
+    c_again = series("c", 230, seed=3)[200:]
+    everything = _stamped(interleave(held, late) + a_goes_on + c_again)
+    w.source.records = everything[: -len(c_again)]
+    _run(w, 20, 16)
+    assert w.evict_idle(idle_s=3600.0) == 1 and w.engine.tables["g"].row("b") is None
+    w.source.records, warming, scored = everything, c.warming, c.scored
+    _run(w, 4, 16)
+    assert c.records == len(everything) and c.by_reason == {"too_many_streams": len(late)}
+    assert w.engine.tables["g"].row("c") is not None and c.warming > warming  # cold start
+    assert c.warming - warming + c.scored - scored == len(c_again)

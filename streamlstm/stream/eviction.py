@@ -40,24 +40,31 @@ class StreamHomes:
     A stream is read from the partition it was first seen on (or restored from): offsets
     order a stream only within one partition, and its state is snapshotted with one
     partition, so keyless records of the stream on another partition are not its own
-    (the loop sends them to the DLQ as ``other_partition``)."""
+    (the loop sends them to the DLQ as ``other_partition``). At most ``max_streams`` are
+    admitted (``state.max_streams``, over all partitions and groups of the worker): a new
+    stream beyond it is refused (``too_many_streams``) while those held keep scoring."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_streams: int | None = None) -> None:
         self.streams_of: dict[TP, set[StreamKey]] = {}  # (group, stream) per partition
         self.home_of: dict[StreamKey, TP] = {}  # the one partition a stream is read from
+        self.max_streams = max_streams  # None: no bound
 
     def restored(self, tp: TP, streams: set[StreamKey]) -> None:
         """``tp`` was (re)assigned with these streams from its snapshot."""
         self.streams_of[tp] = streams
         self.home_of.update(dict.fromkeys(streams, tp))
 
-    def at_home(self, group: str, stream: str, tp: TP) -> bool:
-        """A reading of ``stream`` on ``tp`` belongs to it: ``tp`` is (or now becomes) its home."""
+    def refusal(self, group: str, stream: str, tp: TP) -> str | None:
+        """Why a reading of ``stream`` on ``tp`` is not scored here (a ``REASONS`` code), or
+        None: ``tp`` is (or now becomes) its home."""
         key = (group, stream)
-        if self.home_of.setdefault(key, tp) != tp:
-            return False
-        self.streams_of.setdefault(tp, set()).add(key)
-        return True
+        home = self.home_of.get(key)
+        if home is None:
+            if self.max_streams is not None and len(self.home_of) >= self.max_streams:
+                return "too_many_streams"
+            self.home_of[key] = home = tp
+            self.streams_of.setdefault(tp, set()).add(key)
+        return None if home == tp else "other_partition"
 
     def evict_idle(self, tables: Mapping[str, StateTable], idle_s: float) -> int:
         """Drop the streams whose last reading is ``idle_s`` older than the newest reading

@@ -65,6 +65,7 @@ class StreamWorker:
         wall_clock: Callable[[], float] | None = None,
         counters: Counters | None = None,
         timer: Callable[[], float] | None = None,
+        max_streams: int | None = None,
     ):
         self.engine, self.parser = engine, parser
         self.source, self.sink, self.store = source, sink, store
@@ -74,7 +75,8 @@ class StreamWorker:
         self.wall_clock = wall_clock  # epoch seconds; enables append-to-score latency
         self.latency = LatencyWindow()
         self.next_offset: dict[TP, int] = {}  # next offset to read, per assigned partition
-        self.homes = StreamHomes()  # each stream's partition, each partition's streams
+        # each stream's partition, each partition's streams; at most max_streams of them
+        self.homes = StreamHomes(max_streams)
         self.counters = counters or Counters()  # the caller's survive a restart of the loop
         self.stages = StageTimes(self.counters, timer)  # seconds per stage, with a timer
         self._last_checkpoint = clock()
@@ -158,13 +160,13 @@ class StreamWorker:
         for i, index, rej in decoded.rejected:
             self._dlq(records[i], rej, index)
         stages.lap("decode")
-        not_home: list[int] = []
+        refused: list[tuple[int, str]] = []  # other_partition, too_many_streams
         polled = {
-            group: group_readings(group, cols, records, fresh_record, self.homes.at_home, not_home)
+            group: group_readings(group, cols, records, fresh_record, self.homes.refusal, refused)
             for group, cols in decoded.groups.items()
         }
-        for i in not_home:
-            self._dlq(records[i], Rejection.of("other_partition"))
+        for i, reason in refused:
+            self._dlq(records[i], Rejection.of(reason))
         stages.lap("group")
         results = self.engine.process_groups(
             {g: p.readings for g, p in polled.items() if p.readings}

@@ -7,7 +7,8 @@ not tuples: a tuple costs six Python floats per reading to make and to read back
 view one small object (and the detector reads them as float32 anyway).
 
 A stream is read from one partition only (``home``): the records of a stream seen on
-another partition are rejected whole (``other_partition``).
+another partition are rejected whole (``other_partition``), and so are those of a new stream
+the worker has no room for (``too_many_streams``).
 """
 
 from __future__ import annotations
@@ -35,21 +36,22 @@ def group_readings(
     cols: GroupColumns,
     records: list[RawRecord],
     fresh_record: np.ndarray,
-    at_home: Callable[[str, str, tuple[str, int]], bool],
-    not_home: list[int],
+    refusal: Callable[[str, str, tuple[str, int]], str | None],
+    refused: list[tuple[int, str]],
 ) -> GroupReadings:
-    """``at_home(group, stream, tp)`` is asked once per record; the indices of records it
-    refuses are appended to ``not_home`` and their readings left out."""
+    """``refusal(group, stream, tp)`` is asked once per record; the records it refuses are
+    appended to ``refused`` (index, reason) and their readings left out."""
     record = cols.record
     starts = np.flatnonzero(np.r_[True, record[1:] != record[:-1]]) if len(record) else record
-    away = [
-        int(record[j])
-        for j in starts
-        if not at_home(group, cols.streams[j], _tp(records[int(record[j])]))
-    ]
+    away: list[int] = []
+    for j in starts:
+        i = int(record[j])
+        reason = refusal(group, cols.streams[j], _tp(records[i]))
+        if reason is not None:
+            away.append(i)
+            refused.append((i, reason))
     streams, ts, values, position = cols.streams, cols.ts, cols.values, cols.position
     if away:
-        not_home.extend(away)
         keep = ~np.isin(record, away)
         streams = [s for s, k in zip(streams, keep, strict=True) if k]
         ts, values, position, record = ts[keep], values[keep], position[keep], record[keep]

@@ -160,6 +160,7 @@ class PartitionWorkerImpl:
             wall_clock=time.time,
             counters=self.counters,
             timer=time.perf_counter,  # seconds per loop stage (bench e2e --profile)
+            max_streams=cfg.state.max_streams,
         )
         self.partitions = [tuple(tp) for tp in partitions]
         starts = self.worker.assign(self.partitions)
