@@ -140,4 +140,8 @@ class InputConfig(Section):
     # would make the stream's later readings all "out of order". The record's timestamp, not
     # the wall clock, so a replay of old data judges each record as it was. None: no check.
     max_future_s: float | None = Field(300.0, gt=0)
+    # A record that makes the loop fail in the same stage this many times (each failure
+    # restarts the worker onto it) goes to the DLQ as poison and its partition moves on.
+    # None: never (the worker retries it forever).
+    poison_after: int | None = Field(3, gt=0)
     max_stream_id_len: int = Field(256, gt=0)  # longer ids: DLQ, stream_id_too_long

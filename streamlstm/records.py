@@ -39,6 +39,8 @@ REASONS: dict[str, str] = {
     "duplicate": "order",
     "other_partition": "order",
     "too_many_streams": "state",
+    # failed the same stage input.poison_after times (the DLQ header names that stage)
+    "poison": "processing",
 }
 
 
@@ -94,7 +96,7 @@ class Reading:
 
 @dataclass(frozen=True, slots=True)
 class Rejection:
-    stage: str  # decode | schema | range | order
+    stage: str  # decode | schema | range | order | state; for poison, the loop stage that failed
     reason: str  # one of REASONS
 
     @staticmethod

@@ -129,10 +129,10 @@ def test_no_group_for_an_unrouted_topic_and_reasons_never_hold_values() -> None:
         got = parse(value.replace(b"9000", canary.encode()) if value else value, key)
         assert canary not in f"{got!r}"
     # every reason except the order ones (checked by the detector and loop) is covered above;
-    # bad_batch is the batched shape's (tests/test_batched_records.py), too_many_streams the
-    # loop's (tests/test_poison_records.py)
+    # bad_batch is the batched shape's (tests/test_batched_records.py), too_many_streams and
+    # poison the loop's (tests/test_poison_records.py, tests/test_poison_rule.py)
     covered = {c[0] for c in CASES} | {"no_group", "out_of_order", "duplicate", "other_partition"}
-    covered |= {"bad_batch", "too_many_streams"}
+    covered |= {"bad_batch", "too_many_streams", "poison"}
     assert covered == set(REASONS)
 
 

@@ -29,6 +29,7 @@ from streamlstm.stream.crashpoints import CrashPoints
 from streamlstm.stream.decode import decode_poll
 from streamlstm.stream.engine import Engine
 from streamlstm.stream.eviction import StreamHomes
+from streamlstm.stream.poison import PoisonLedger
 from streamlstm.stream.polled import at_record, group_readings, where
 from streamlstm.stream.ports import (
     TP,
@@ -66,6 +67,7 @@ class StreamWorker:
         counters: Counters | None = None,
         timer: Callable[[], float] | None = None,
         max_streams: int | None = None,
+        poison: PoisonLedger | None = None,
     ):
         self.engine, self.parser = engine, parser
         self.source, self.sink, self.store = source, sink, store
@@ -82,6 +84,7 @@ class StreamWorker:
         self._last_checkpoint = clock()
         self._dirty = False
         self._staged: deque = deque()  # (model, shadow_readings) from other threads
+        self.poison = poison or PoisonLedger(None)  # the caller's survives a restart
 
     def request_stage(self, model, shadow_readings: int) -> None:
         """Thread-safe: the loop stages ``model`` in shadow before its next poll."""
@@ -136,12 +139,21 @@ class StreamWorker:
             model, shadow_readings = self._staged.popleft()
             self.engine.stage(model, shadow_readings)
         self.stages.start()
-        records = self.source.poll(timeout_s, max_records)
+        records = self.source.poll(timeout_s, self.poison.poll_size(max_records))
         if records:
             self.stages.lap("fetch")
             self.counters.polls += 1
             self.crash.hit("after_poll")  # only where records were taken: a crash loses them
-            self._handle(records)
+            failure = self.poison.poison(records)
+            try:
+                if failure is not None:
+                    self._poisoned(records[0], failure.stage)
+                else:
+                    self._handle(records)
+            except Exception:
+                self.poison.failed(records, self.stages.last)
+                raise
+            self.poison.passed(self.next_offset)
         if self.clock() - self._last_checkpoint >= self.interval_s:
             self.checkpoint()
         return len(records)
@@ -235,6 +247,16 @@ class StreamWorker:
             self.metrics.evicted(evicted)
             self._dirty = True
         return evicted
+
+    def _poisoned(self, rec: RawRecord, stage: str) -> None:
+        """``rec`` failed ``stage`` ``poison.after`` times: to the DLQ, and move past it."""
+        tp = (rec.topic, rec.partition)
+        log.error("%s:%d@%d failed %s again: dead-lettered as poison", *tp, rec.offset, stage)
+        self._dlq(rec, Rejection(stage, "poison"))
+        self.counters.records += int(self._fresh(*tp, rec.offset))
+        self.next_offset[tp] = max(self.next_offset.get(tp, 0), rec.offset + 1)
+        self.counters.counted_to[tp] = max(self.counters.counted_to.get(tp, 0), rec.offset + 1)
+        self._dirty = True
 
     def _dlq(self, rec: RawRecord, rej: Rejection, batch_index: int | None = None) -> None:
         """Send to the DLQ (again, in a replay: at least once), count it once. A reading of

@@ -116,13 +116,16 @@ class StageTimes:
     def __init__(self, counters: Counters, timer: Callable[[], float] | None = None):
         self.counters, self.timer = counters, timer
         self._last = 0.0
+        self.last: str | None = None  # the stage finished last in this poll (poison.py)
 
     def start(self) -> None:
+        self.last = None
         if self.timer is not None:
             self._last = self.timer()
 
     def lap(self, stage: str) -> None:
         """The time since the last lap (or ``start``) was spent in ``stage``."""
+        self.last = stage
         if self.timer is None:
             return
         now = self.timer()

@@ -35,6 +35,7 @@ from streamlstm.stream.crashpoints import wrap_store
 from streamlstm.stream.engine import Engine
 from streamlstm.stream.loop import CrashPoints, StreamWorker
 from streamlstm.stream.metric_counts import MetricCounts
+from streamlstm.stream.poison import PoisonLedger
 from streamlstm.stream.ports import Counters
 from streamlstm.threads import set_threads
 
@@ -101,6 +102,7 @@ class PartitionWorkerImpl:
         # drain, and the totals of stats() (which count replayed records once).
         self.counts = MetricCounts()
         self.counters = Counters()
+        self.poison = PoisonLedger(self.config.input.poison_after)  # failures per record
 
     def start(
         self,
@@ -161,6 +163,7 @@ class PartitionWorkerImpl:
             counters=self.counters,
             timer=time.perf_counter,  # seconds per loop stage (bench e2e --profile)
             max_streams=cfg.state.max_streams,
+            poison=self.poison,
         )
         self.partitions = [tuple(tp) for tp in partitions]
         starts = self.worker.assign(self.partitions)

@@ -1,0 +1,115 @@
+"""The poison rule (issue 18): a record that makes the loop fail in the same stage
+``input.poison_after`` times, across restarts of the loop, goes to the DLQ as ``poison`` and
+its partition moves past it. Lists in, lists out: the loop restarted as the actor does, its
+counters and poison ledger kept."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import orjson
+import pytest
+
+from streamlstm.record_parser import RecordParser
+from streamlstm.records import RawRecord
+from streamlstm.stream.engine import Engine
+from streamlstm.stream.loop import StreamWorker
+from streamlstm.stream.poison import Failure, PoisonLedger
+from streamlstm.stream.ports import Counters
+from tests.helpers import FEATURES, series, tiny_config, tiny_model
+from tests.test_worker_loop import ListSink, ListSource, LoggingStore
+
+BAD_OFFSET = 20
+
+
+class BuggyParser(RecordParser):
+    """A decoder with a bug one record's bytes trigger (the stand-in for any such bug)."""
+
+    def open(self, rec):
+        if rec.value and b"trigger" in rec.value:
+            raise RuntimeError("decoder bug")
+        return super().open(rec)
+
+
+def _records() -> list[RawRecord]:
+    out = []
+    for offset, r in enumerate(series("a", 40, seed=1)):
+        values = dict(zip(FEATURES, r.values, strict=True))
+        value = {"stream": "a", "ts": int(r.ts * 1000), "values": values}
+        if offset == BAD_OFFSET:
+            value["note"] = "trigger"
+        out.append(RawRecord("icu", 0, offset, b"a", orjson.dumps(value)))
+    return out
+
+
+def _loop(tmp: Path, records, counters: Counters, ledger: PoisonLedger) -> StreamWorker:
+    cfg = tiny_config()
+    clock = itertools.count()
+    return StreamWorker(
+        Engine.build(cfg, {"g": tiny_model()}),
+        BuggyParser(cfg.input, cfg.groups),
+        ListSource(records, []),
+        ListSink([]),
+        LoggingStore(tmp, []),
+        lambda: float(next(clock)),
+        5.0,
+        counters=counters,
+        poison=ledger,
+    )
+
+
+def _run_with_restarts(tmp: Path, records, ledger: PoisonLedger, most: int = 10):
+    """Run to the end, restarting the loop after each failure (as the supervisor does);
+    returns (failures, the last loop)."""
+    counters = Counters()
+    for failures in range(most):
+        w = _loop(tmp, records, counters, ledger)
+        w.assign([("icu", 0)])
+        try:
+            for _ in range(60):
+                w.run_once(0.0, 16)
+            w.checkpoint()
+            return failures, w
+        except RuntimeError:
+            continue
+    raise AssertionError(f"still failing after {most} restarts")
+
+
+@pytest.mark.parametrize("after", [1, 3])
+def test_a_record_failing_decode_n_times_is_dead_lettered_as_poison_and_the_rest_scored(
+    tmp_path: Path, after: int
+) -> None:
+    records = _records()
+    failures, w = _run_with_restarts(tmp_path, records, PoisonLedger(after))
+    # One failure in a poll of many records (culprit unknown), then `after` of it alone.
+    assert failures == 1 + after
+    c = w.counters
+    assert c.by_reason == {"poison": 1} and c.dlq == 1
+    assert c.records == len(records) == c.scored + c.warming + c.dlq
+    ((offset, stage, reason, value),) = w.sink.dlq
+    assert (offset, stage, reason) == (BAD_OFFSET, "decode", "poison")
+    assert value == records[BAD_OFFSET].value  # the original bytes
+    assert w.store.load(("icu", 0))[1] == len(records)  # the partition moved past it
+    assert w.poison.poll_size(16) == 16  # nothing suspect left: whole polls again
+
+
+def test_without_the_rule_the_record_fails_every_restart(tmp_path: Path) -> None:
+    with pytest.raises(AssertionError, match="still failing"):
+        _run_with_restarts(tmp_path, _records(), PoisonLedger(None), most=5)
+
+
+def test_the_ledger_counts_only_the_records_own_stages_and_one_stage_at_a_time() -> None:
+    one = [RawRecord("icu", 0, 7, b"a", b"{}")]
+    ledger = PoisonLedger(2)
+    ledger.failed(one, "step")  # failed producing alerts: the broker's fault, not the record's
+    ledger.failed(one, "fetch")  # failed in decode
+    ledger.failed(one, "group")  # failed in step: another stage, the count starts again
+    assert ledger.failures == {(("icu", 0), 7): Failure("step", 1)}
+    assert ledger.poison(one) is None
+    ledger.failed(one, "group")
+    assert ledger.poison(one) == Failure("step", 2)
+    ledger.passed({("icu", 0): 7})  # not past it yet
+    assert ledger.poll_size(100) == 1
+    ledger.passed({("icu", 0): 8})
+    assert ledger.failures == {} and ledger.poll_size(100) == 100
