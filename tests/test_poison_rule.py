@@ -113,3 +113,24 @@ def test_the_ledger_counts_only_the_records_own_stages_and_one_stage_at_a_time()
     assert ledger.poll_size(100) == 1
     ledger.passed({("icu", 0): 8})
     assert ledger.failures == {} and ledger.poll_size(100) == 100
+
+
+class DownSink(ListSink):
+    """The DLQ producer cannot reach the broker (a transient failure, not the record's)."""
+
+    def send_dlq(self, record, stage, reason):
+        raise ConnectionError("broker down")
+
+
+def test_a_dead_letter_that_cannot_be_written_never_counts_against_its_record(
+    tmp_path: Path,
+) -> None:
+    broken = [RawRecord("icu", 0, 0, b"a", b"{not json")]
+    ledger = PoisonLedger(1)
+    for _ in range(3):
+        w = _loop(tmp_path, broken, Counters(), ledger)
+        w.sink = DownSink([])
+        w.assign([("icu", 0)])
+        with pytest.raises(ConnectionError):
+            w.run_once(0.0, 16)
+    assert ledger.failures == {}  # retried as it was: its reason stays not_json

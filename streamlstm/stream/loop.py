@@ -274,8 +274,10 @@ class StreamWorker:
             )
             self.metrics.dead_letter_failed(rej.reason)
         except Exception as exc:
-            # Transient (broker down, no metadata): the worker restarts and replays it.
+            # Transient (broker down, no metadata): the worker restarts and replays it. The
+            # sink failed, not the record: not a failure of its stage (poison.py).
             log.error("DLQ write of %s (reason %s) failed: %s", where, rej.reason, exc)
+            self.stages.last = "produce"
             raise
         if not self._fresh(rec.topic, rec.partition, rec.offset):
             return
