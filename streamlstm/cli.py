@@ -25,6 +25,7 @@ COMMANDS = [
     "quality",
     "run",
     "scale",
+    "snapshots",
     "kafka",
     "validate_config",
     "bench",

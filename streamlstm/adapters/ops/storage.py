@@ -31,6 +31,7 @@ MAGIC = b"SLSTMSNAP1\n"
 TP = tuple[str, int]
 SNAPSHOT_NAME = re.compile(r"^snap-(?:g(\d+)-)?(\d+)\.bin$")
 MARKER_PREFIX = "generation-"
+HISTORY_NAME = "history.jsonl"  # one JSON object a line: operator actions on the position
 
 
 def snapshot_name(generation: int, next_offset: int) -> str:
@@ -212,6 +213,30 @@ class SnapshotStore:
                     exc,
                 )
         return None
+
+    # --- history: what operators did to a partition's position (``snapshots skip``) --------
+    def history(self, tp: TP) -> list[dict]:
+        """The partition's recorded operator actions, oldest first (``HISTORY_NAME``)."""
+        path = f"{self._dir(tp)}/{HISTORY_NAME}"
+        if HISTORY_NAME not in self._listing(tp):
+            return []
+        return [json.loads(line) for line in self._read(path).splitlines() if line.strip()]
+
+    def record(self, tp: TP, entry: dict) -> None:
+        """Append ``entry`` to the partition's history (never pruned with the snapshots)."""
+        line = json.dumps(entry, sort_keys=True).encode() + b"\n"
+        path = f"{self._dir(tp)}/{HISTORY_NAME}"
+        if self._fs is None:
+            Path(self._dir(tp)).mkdir(parents=True, exist_ok=True)
+            with open(path, "ab") as fh:
+                fh.write(line)
+                fh.flush()
+                os.fsync(fh.fileno())
+            return
+        # Object stores cannot append: rewrite the whole (small) file.
+        before = self._read(path) if HISTORY_NAME in self._listing(tp) else b""
+        with self._fs.open_output_stream(path) as out:
+            out.write(before + line)
 
     def _prune(self, tp: TP) -> None:
         for name in self._names(tp)[self.keep :]:
