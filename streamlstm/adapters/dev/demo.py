@@ -208,6 +208,7 @@ def _summary(
         "scored": scored,
         "warming": sum(w.get("warming", 0) for w in workers),
         "dlq": sum(w.get("dlq", 0) for w in workers),
+        "evicted": sum(w.get("evicted", 0) for w in workers),  # idle streams (state.evict_idle_s)
         "offered_rate_per_s": round(opts.streams * opts.per_stream_rate),
         "worker_seconds": round(result["seconds"], 1),
         "alerts_opened": len(opens),
