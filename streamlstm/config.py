@@ -62,6 +62,10 @@ class DetectorConfig(_Section):
     # Horizons of the per-stream EMAs, in readings. A short normalisation horizon lets slow
     # rhythms (circadian, load cycles) pass as normal; the detector looks at faster changes.
     norm_horizon: int = Field(60, gt=1)  # input normalisation (mean, variance)
+    # The same horizon in seconds of stream time instead (normalise.level_rate): each reading
+    # weighs its gap since the stream's previous one, so "follow over an hour" holds for a
+    # 1 Hz gateway and a once-a-minute historian alike. Replaces norm_horizon when set.
+    norm_horizon_s: float | None = Field(None, gt=0)
     norm_scale_horizon: int | None = Field(None, gt=1)  # variance only; None = norm_horizon
     # The level's slope is smoothed over norm_horizon x trend_horizon readings (Holt); None:
     # no slope, the level lags a ramp (calibration.normalise).

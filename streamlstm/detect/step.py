@@ -47,13 +47,15 @@ class TensorStep:
         alert_phase: Tensor,
         phase: Tensor | None = None,
         share: Tensor | None = None,
+        rate: Tensor | None = None,
         any_gap: bool | None = None,
     ) -> dict[str, Tensor]:
         """The batched tensor step on gathered rows; updates ``s`` in place (B rows).
 
         x_raw (B, F) with NaN for missing; gap (B,) bool; alert_phase (B,) int8
         (``alerts.alert_phase``); phase (B, P) long, each reading's bin in every season, share (B,)
-        the share of a bin it stands for (with seasons only).
+        the share of a bin it stands for (with seasons only); rate (B,) each reading's weight
+        in the normaliser's level (with ``norm_horizon_s`` only, ``normalise.level_rate``).
         returns score, rms_err, warming, held (B,), z, feat_err, stuck (B, F).
 
         Score first, learn after: the reading is scored against the normal from before it,
@@ -101,7 +103,7 @@ class TensorStep:
             held_f, held_set = holding.held_features(policy, held, z, stuck, held_set)  # (B, F)
             if held_set is not None:
                 s[Col.HOLD_SET] = held_set
-            learn(x, m * ~held_f, s, cfg, seen_norm, share)
+            learn(x, m * ~held_f, s, cfg, seen_norm, share, rate)
             burnt_in = s[Col.SINCE_RESET] >= cfg.burn_in_readings
             new = learn_calibration(stats, seen, cal, burnt_in & ~cal_held, self.cal_horizons)
             store_calibration_state(s, new)
