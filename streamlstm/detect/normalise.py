@@ -124,7 +124,7 @@ def learn(
     reading stands for (``season_share``; default 1).
     """
     trend, early, std = s.get(Col.TREND), seen.early, seen.std
-    start = 1.0 / (s[Col.N_OBS] + 1.0)
+    start = torch.reciprocal(s[Col.N_OBS] + 1.0)  # = 1.0 / t, one operation less
     alpha = torch.clamp_min(start, 1.0 / det.norm_horizon) * m
     beta = torch.clamp_min(start, 1.0 / (det.norm_scale_horizon or det.norm_horizon)) * m
     gamma = torch.clamp_min(start, 1.0 / FLOOR_HORIZON) * m
