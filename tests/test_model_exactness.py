@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -164,3 +166,46 @@ def test_streaming_equals_offline_with_a_season_profile() -> None:
     assert np.abs(got - stats[:, 0, -1].numpy()).max() <= TOL
     plain, _, _ = normalise_lanes([s], model.prior, tiny_config().detector, torch.device("cpu"))
     assert not torch.allclose(z, plain)  # the profile did change the inputs
+
+
+def _time_horizon_inputs(readings: list[Reading], **update) -> torch.Tensor:
+    det_cfg = tiny_config().detector.model_copy(update=update)
+    s = Series("a", np.array([r.ts for r in readings]), np.array([r.values for r in readings]))
+    z, _, _ = normalise_lanes([s], tiny_model().prior, det_cfg, torch.device("cpu"))
+    return z
+
+
+def test_a_horizon_in_seconds_is_the_horizon_in_readings_at_the_sampling_rate() -> None:
+    """``norm_horizon_s``: 3600 s at one reading a minute (``series``) is 60 readings; at
+    one reading a second, a 60 s horizon is the same 60 readings: the inputs match."""
+    readings = series("a", 200, seed=2)
+    by_count = _time_horizon_inputs(readings, norm_horizon=60, trend_horizon=10.0)
+    by_time = _time_horizon_inputs(readings, norm_horizon_s=3600.0, trend_horizon=10.0)
+    assert torch.allclose(by_count, by_time, atol=1e-5)
+    fast = [dataclasses.replace(r, ts=r.ts / 60.0) for r in readings]  # 1 s apart
+    assert torch.allclose(
+        _time_horizon_inputs(fast, norm_horizon_s=60.0, trend_horizon=10.0), by_count, atol=1e-5
+    )
+    slower = _time_horizon_inputs(readings, norm_horizon_s=36000.0, trend_horizon=10.0)
+    assert not torch.allclose(slower, by_count, atol=1e-3)  # 600 readings: it did change
+
+
+def test_streaming_equals_offline_with_a_horizon_in_seconds() -> None:
+    """Irregular gaps weigh each reading by its own gap, online as offline."""
+    rng = np.random.default_rng(5)
+    gaps = np.cumsum(rng.choice([1.0, 5.0, 30.0, 300.0], size=150))
+    readings = [
+        dataclasses.replace(r, ts=1.767e9 + float(g))
+        for r, g in zip(series("a", 150, seed=5), gaps, strict=True)
+    ]
+    model = tiny_model()
+    det_cfg = tiny_config().detector.model_copy(
+        update={"norm_horizon_s": 600.0, "trend_horizon": 10.0}
+    )
+    s = Series("a", np.array([r.ts for r in readings]), np.array([r.values for r in readings]))
+    z, m, _ = normalise_lanes([s], model.prior, det_cfg, torch.device("cpu"))
+    _, stats, _ = offline_feature_errors(model.net, z, m)
+    det = Detector(model, det_cfg, tiny_config().alerts)
+    streamed = _stream_errors(readings, [1, 4], det)
+    got = np.array([streamed[("a", r.offset)] for r in readings])
+    assert np.abs(got - stats[:, 0, -1].numpy()).max() <= TOL

@@ -121,9 +121,12 @@ def learn_calibration(
     mu, dev, n = state[Col.CAL_MU], state[Col.CAL_DEV], state[Col.CAL_N]
     n1 = n.unsqueeze(-1)  # (B, 1)
     floor = torch.as_tensor(1.0 / horizon, device=n.device)
-    alpha_mu = torch.maximum(1.0 / (n1 + 1.0), floor) * learn.unsqueeze(-1) * seen
-    alpha_dev = torch.where(n1 > 0, torch.maximum(1.0 / n1.clamp_min(1.0), floor), 0.0)
-    alpha_dev = alpha_dev * learn.unsqueeze(-1) * seen
+    # One gate for both rates, and reciprocal() for 1.0 / t (which torch computes as
+    # reciprocal() * 1.0): the same bits in fewer operations, as gate and seen are 0 or 1.
+    gate = learn.unsqueeze(-1) * seen
+    alpha_mu = torch.maximum(torch.reciprocal(n1 + 1.0), floor) * gate
+    alpha_dev = torch.where(n1 > 0, torch.maximum(torch.reciprocal(n1.clamp_min(1.0)), floor), 0.0)
+    alpha_dev = alpha_dev * gate
     step = stats - mu
     bound = 4.0 * (MAD_TO_SIGMA * dev + 1e-3)
     clip = n1 >= CLIP_AFTER

@@ -30,6 +30,7 @@ from streamlstm.detect.calibration import (
 )
 from streamlstm.detect.columns import Col
 from streamlstm.detect.model import LSTMAutoencoder
+from streamlstm.detect.normalise import level_rate
 from streamlstm.detect.poll_plan import plan_poll
 from streamlstm.detect.scored import ReadingColumns, Scored, top_shares
 from streamlstm.detect.seasons import season_phase, season_share
@@ -153,13 +154,16 @@ class Detector:
     def _inputs(self, values, gap, ts, dt) -> dict:
         """A poll's step inputs on the device, once: (A, ...) in plan order. ``ts`` (epoch
         seconds) and ``dt`` (seconds since the stream's previous reading) place each
-        reading in the seasons (``detector.season_periods_s``)."""
+        reading in the seasons (``detector.season_periods_s``) and weigh it in the level
+        (``detector.norm_horizon_s``)."""
         dev = self.device
         got = {"x": torch.as_tensor(values, device=dev), "gap": torch.as_tensor(gap, device=dev)}
         got["gap_host"] = gap  # numpy: whether a chunk holds a gap, without a device wait
         if self.cfg.season_periods_s:
             got["season"] = season_phase(torch.as_tensor(ts, dtype=torch.float64), self.cfg).to(dev)
             got["share"] = season_share(torch.as_tensor(dt, dtype=torch.float64), self.cfg).to(dev)
+        if self.cfg.norm_horizon_s:
+            got["rate"] = level_rate(torch.as_tensor(dt, dtype=torch.float64), self.cfg).to(dev)
         return got
 
     def _step_rows(
@@ -173,7 +177,7 @@ class Detector:
         streaming tens of megabytes through memory for every element-wise op.
         """
         phase_t = torch.as_tensor(a_phase, device=self.device)
-        season, share = inputs.get("season"), inputs.get("share")
+        season, share, rate = inputs.get("season"), inputs.get("share"), inputs.get("rate")
         parts = []
         for lo in range(0, n, self.rows_per_chunk):
             hi = min(n, lo + self.rows_per_chunk)
@@ -187,6 +191,7 @@ class Detector:
                     phase_t[lo:hi],
                     None if season is None else season[lo:hi],
                     None if share is None else share[lo:hi],
+                    None if rate is None else rate[lo:hi],
                     any_gap=bool(inputs["gap_host"][lo:hi].any()),
                 )
             )

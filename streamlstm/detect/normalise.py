@@ -95,6 +95,18 @@ def forecast(
     return z, Forecast(level, std, early, above, var_dn, slots, profiles)
 
 
+def level_rate(dt: Tensor, det: DetectorConfig) -> Tensor:
+    """Seconds since each stream's previous reading (B,) -> the weight the level and its
+    variance give the reading (B,) with ``det.norm_horizon_s``: ``dt / norm_horizon_s``, at
+    most 1 (a stream's first reading, a gap longer than the horizon).
+
+    Why time and not readings: a horizon of 60 readings is an hour at one reading a minute
+    and a minute at 1 Hz. At 1 Hz the level then followed a pump whose flow fell by 5 std
+    over 40 s, and the fault never showed (pump-dev runs 10 and 11; docs/quality.md).
+    """
+    return torch.clamp(dt / det.norm_horizon_s, 0.0, 1.0).float()
+
+
 def learn(
     x: Tensor,
     m: Tensor,
@@ -102,6 +114,7 @@ def learn(
     det: DetectorConfig,
     seen: Forecast,
     share: Tensor | None = None,
+    rate: Tensor | None = None,
 ) -> None:
     """Update the stream's statistics from the readings with ``m`` > 0, in place.
 
@@ -121,12 +134,20 @@ def learn(
     drift stays a full-size jump. Deviations are clipped to 3 std in the updates. Seasons
     learn in turn, shortest first, each from what the previous left: the week learns only
     how a weekday differs from the average day. share (B,): the share of a season bin the
-    reading stands for (``season_share``; default 1).
+    reading stands for (``season_share``; default 1). rate (B,): with ``det.norm_horizon_s``,
+    each reading's weight in the level and variance EMAs (``level_rate``) in place of
+    ``1 / norm_horizon``.
     """
     trend, early, std = s.get(Col.TREND), seen.early, seen.std
-    start = 1.0 / (s[Col.N_OBS] + 1.0)
-    alpha = torch.clamp_min(start, 1.0 / det.norm_horizon) * m
-    beta = torch.clamp_min(start, 1.0 / (det.norm_scale_horizon or det.norm_horizon)) * m
+    start = torch.reciprocal(s[Col.N_OBS] + 1.0)  # = 1.0 / t, one operation less
+    if rate is None:
+        alpha = torch.clamp_min(start, 1.0 / det.norm_horizon) * m
+    else:
+        alpha = torch.maximum(start, rate.unsqueeze(1)) * m
+    if det.norm_scale_horizon or rate is None:
+        beta = torch.clamp_min(start, 1.0 / (det.norm_scale_horizon or det.norm_horizon)) * m
+    else:
+        beta = alpha
     gamma = torch.clamp_min(start, 1.0 / FLOOR_HORIZON) * m
     dev = x - seen.forecast
     dev = torch.where(early, dev, torch.clamp(dev, -3.0 * std, 3.0 * std))

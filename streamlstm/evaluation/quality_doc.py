@@ -35,7 +35,7 @@ from streamlstm.evaluation.quality_normal import (
     synthetic_normal,
 )
 from streamlstm.evaluation.quality_plots import plot_one, plot_suite
-from streamlstm.evaluation.quality_pump import pump_runs, pump_section, run_pump
+from streamlstm.evaluation.quality_pump import change_row, pump_runs, pump_section, run_pump
 from streamlstm.evaluation.quality_report import (
     SUMMARY_HEADER,
     per_kind_rows,
@@ -101,7 +101,7 @@ def write_report(opts: QualityOptions, say: Callable[[str], None]) -> None:
     if "pump" in opts.suites and not pump_runs(Path(opts.pump)):
         say(f"pump: no runs under {opts.pump}/other, section skipped")
     elif "pump" in opts.suites:
-        sections.append(_pump(opts, plots, out.parent))  # no config changes to undo here
+        sections.append(_pump(opts, plots, out.parent, changes_by_suite.get("pump", [])))
         fault_free = pump_fault_free(Path(opts.pump), Path(opts.configs), opts.seed)
         if fault_free is not None:
             normal.append(normal_row("pump testbed, fault-free run", fault_free))
@@ -116,15 +116,19 @@ def write_report(opts: QualityOptions, say: Callable[[str], None]) -> None:
     say(f"wrote {out} and {plots}/ in {seconds:.0f} s")
 
 
-def _pump(opts: QualityOptions, plots: Path, root: Path) -> str:
+def _pump(opts: QualityOptions, plots: Path, root: Path, listed: list) -> str:
     run = run_pump(Path(opts.pump), Path(opts.configs), opts.seed)
+    changes = [
+        change_row(what, run_pump(Path(opts.pump), Path(opts.configs), opts.seed, undo, False), run)
+        for what, undo in listed
+    ]
     names = list(run.config.groups[0].features)
     pngs = [
         plot_one(t, plots / f"{t.eval.stream_id}.png", run.config.alerts.enter, names)
         for t in run.suite.by_detector[DETECTORS[0]]
     ]
     images = " ".join(f"[{p.stem}]({p.relative_to(root)})" for p in pngs)
-    return pump_section(run, Path(opts.pump), opts.tolerance, images)
+    return pump_section(run, Path(opts.pump), opts.tolerance, images, changes)
 
 
 def _nab(opts, listed: list[tuple[str, dict]], plots: Path, root: Path, say):

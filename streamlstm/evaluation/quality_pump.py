@@ -18,8 +18,8 @@ from streamlstm import config as config_mod
 from streamlstm.config import Config
 from streamlstm.datafiles import FileData, csv_columns, read_file
 from streamlstm.evaluation.metrics import StreamEval, event_metrics, events_from_labels
-from streamlstm.evaluation.pointwise import episode_coverage, scored_part
-from streamlstm.evaluation.quality import EventsFor, SuiteRun, score_suite
+from streamlstm.evaluation.pointwise import episode_coverage, pointwise_metrics, scored_part
+from streamlstm.evaluation.quality import DETECTORS, EventsFor, SuiteRun, score_suite
 from streamlstm.evaluation.quality_data import interleave
 from streamlstm.evaluation.quality_report import (
     SUMMARY_HEADER,
@@ -63,9 +63,10 @@ def pump_features(files: list[Path]) -> list[str]:
     return columns
 
 
-def pump_config(configs: Path, features: list[str]) -> Config:
-    """``configs/sensors.yaml`` with only the first group's feature list replaced."""
-    return config_mod.load(configs / CONFIG, {"groups.0.features": features})
+def pump_config(configs: Path, features: list[str], overrides: dict | None = None) -> Config:
+    """``configs/sensors.yaml`` with only the first group's feature list replaced (and, to
+    re-score a listed config change undone, its ``overrides``)."""
+    return config_mod.load(configs / CONFIG, {"groups.0.features": features, **(overrides or {})})
 
 
 def pump_data(config: Config, files: list[Path]) -> tuple[FileData, EventsFor]:
@@ -82,15 +83,18 @@ def pump_data(config: Config, files: list[Path]) -> tuple[FileData, EventsFor]:
     return data, events_for
 
 
-def run_pump(folder: Path, configs: Path, seed: int) -> PumpRun:
-    """Train on each run's first ``PUMP_TRAIN`` readings, score all three detectors."""
+def run_pump(
+    folder: Path, configs: Path, seed: int, overrides: dict | None = None, baselines: bool = True
+) -> PumpRun:
+    """Train on each run's first ``PUMP_TRAIN`` readings, score all three detectors (or the
+    streaming one alone, without ``baselines``)."""
     files = pump_runs(folder)
     if not files:
         raise ValueError(f"{folder}: no other/*.csv runs")
     torch.manual_seed(seed)  # the same initial weights on every run of the report
-    config = pump_config(configs, pump_features(files))
+    config = pump_config(configs, pump_features(files), overrides)
     data, events_for = pump_data(config, files)
-    suite = score_suite(config, data, events_for, train_readings=PUMP_TRAIN)
+    suite = score_suite(config, data, events_for, train_readings=PUMP_TRAIN, baselines=baselines)
     scored = {d: [scored_part(s, PUMP_TRAIN) for s in suite.evals(d)] for d in suite.by_detector}
     return PumpRun(suite, config, files, scored)
 
@@ -122,8 +126,30 @@ def _false_alarm_readings(s: StreamEval) -> int:
     return int((s.in_alert & normal).sum())
 
 
-def pump_section(run: PumpRun, folder: Path, tolerance: int, images: str) -> str:
-    """The report's pump section: event-wise, point-wise and per-run tables, plot links."""
+CHANGE_HEADER = ["change to configs/sensors.yaml", "F1 before", "false-alarm rate before",
+                 "episodes alerted before", "F1 after", "false-alarm rate after",
+                 "episodes alerted after"]  # fmt: skip
+
+
+def change_row(change: str, before: PumpRun, after: PumpRun) -> Row:
+    """One listed config change: the streaming detector's point-wise F1, false-alarm rate
+    and episodes with any alert, re-scored with the change undone (before) and as shipped."""
+    cells = []
+    for run in (before, after):
+        r = pointwise_metrics(run.scored[DETECTORS[0]])
+        cells += [
+            f"{r.f1:.3f}",
+            f"{100 * r.far:.1f} %",
+            f"{r.coverage.alerted}/{r.coverage.episodes}",
+        ]
+    return [change, *cells]
+
+
+def pump_section(
+    run: PumpRun, folder: Path, tolerance: int, images: str, changes: list[Row] | None = None
+) -> str:
+    """The report's pump section: event-wise, point-wise and per-run tables, the listed
+    config changes undone, plot links."""
     reports = {d: event_metrics(e, tolerance) for d, e in run.scored.items()}
     run_header, run_rows = per_run_rows(run.scored)
     features = ", ".join(f"`{f}`" for f in run.config.groups[0].features)
@@ -142,8 +168,20 @@ def pump_section(run: PumpRun, folder: Path, tolerance: int, images: str) -> str
             *pointwise_tables(run.scored),
             "Per run (coverage of its fault; normal readings inside an alert):",
             table(run_header, run_rows),
+            *_changes_part(changes),
             f"Plots (streaming LSTM-AE; the whole run, its first {PUMP_TRAIN} readings "
             "unscored; drawn by `make quality` on your machine and not committed, since "
             f"they render the GPL-3.0 data): {images}",
         ]
     )
+
+
+def _changes_part(changes: list[Row] | None) -> list[str]:
+    if not changes:
+        return []
+    return [
+        "Each change made to the config while measuring this suite (listed in "
+        "docs/config-changes.yaml), undone: the same run re-scored without it (streaming "
+        "LSTM-AE, point-wise):",
+        table(CHANGE_HEADER, changes),
+    ]

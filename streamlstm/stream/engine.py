@@ -1,9 +1,11 @@
 """The scoring engine: every model group's detector and state table, and hot-swap between
 models, used alike by the live loop (``stream.loop``) and offline replay.
 
-``Engine.process(readings)`` routes readings to their model group's detector and state
-table: the live worker calls it once per poll, ``evaluation.replay`` over a file in
-time-ordered batches. It knows nothing of Kafka, Ray or Prometheus.
+``Engine.score_groups(columns)`` scores each model group's readings, already laid out as
+columns, on its detector and state table: the live worker calls it once per poll with the
+columns its decoder built. ``Engine.process(readings)`` routes ``Reading`` objects to their
+group and scores them the same way (``evaluation.replay`` over a file, in time-ordered
+batches). It knows nothing of Kafka, Ray or Prometheus.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass, field
 import torch
 
 from streamlstm.config import Config
-from streamlstm.detect.detector import Detector, Scored, ScoringModel
+from streamlstm.detect.detector import Detector, ReadingColumns, Scored, ScoringModel
 from streamlstm.detect.state import StateTable
 from streamlstm.records import AlertEvent, Reading
 from streamlstm.stream import hotswap
@@ -51,15 +53,18 @@ class Engine:
         by_group: dict[str, list[Reading]] = {}
         for r in readings:
             by_group.setdefault(r.group, []).append(r)
-        return self.process_groups(by_group)
+        cols = {group: ReadingColumns.of(batch) for group, batch in by_group.items()}
+        scored = self.score_groups(cols)
+        return {group: GroupResult(by_group[group], scored[group]) for group in by_group}
 
-    def process_groups(self, by_group: dict[str, list[Reading]]) -> dict[str, GroupResult]:
-        """``process`` for readings already split by model group (the live loop's)."""
+    def score_groups(self, by_group: dict[str, ReadingColumns]) -> dict[str, Scored]:
+        """Each group's readings as columns (the live loop's, straight from its decoder):
+        scored by the group's detector, and by its shadow while one warms."""
         out = {}
-        for group, batch in by_group.items():
-            out[group] = GroupResult(batch, self.detectors[group].score(self.tables[group], batch))
+        for group, cols in by_group.items():
+            out[group] = self.detectors[group].score_columns(self.tables[group], cols)
             if group in self.shadows:
-                self._shadow_step(group, batch)
+                self._shadow_step(group, cols)
         return out
 
     def stage(self, model: ScoringModel, shadow_readings: int) -> None:
@@ -68,9 +73,9 @@ class Engine:
             self.detectors[model.group], model, shadow_readings
         )
 
-    def _shadow_step(self, group: str, batch: list[Reading]) -> None:
+    def _shadow_step(self, group: str, cols: ReadingColumns) -> None:
         shadow = self.shadows[group]
-        hotswap.feed(shadow, batch)
+        hotswap.feed(shadow, cols)
         if hotswap.ready(shadow):
             old = self.detectors[group].model.version
             self.detectors[group], self.tables[group] = hotswap.switch(shadow, self.tables[group])

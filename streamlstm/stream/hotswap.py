@@ -17,9 +17,8 @@ import numpy as np
 
 from streamlstm.detect import alerts
 from streamlstm.detect.columns import Col
-from streamlstm.detect.detector import Detector, ScoringModel
+from streamlstm.detect.detector import Detector, ReadingColumns, ScoringModel
 from streamlstm.detect.state import StateTable
-from streamlstm.records import Reading
 
 # Switch when this share of the shadow's streams is warm: a stream that went quiet during
 # the shadow period must not hold the swap back forever (it re-warms when it returns).
@@ -39,9 +38,9 @@ def stage(current: Detector, model: ScoringModel, shadow_readings: int) -> Shado
     return Shadow(detector, detector.new_table(), max(shadow_readings, 1))
 
 
-def feed(shadow: Shadow, readings: list[Reading]) -> None:
+def feed(shadow: Shadow, cols: ReadingColumns) -> None:
     """Score the batch in shadow; its events and rejections are dropped."""
-    shadow.detector.score(shadow.table, readings)
+    shadow.detector.score_columns(shadow.table, cols)
 
 
 def ready(shadow: Shadow) -> bool:

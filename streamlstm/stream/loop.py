@@ -30,7 +30,7 @@ from streamlstm.stream.decode import decode_poll
 from streamlstm.stream.engine import Engine
 from streamlstm.stream.eviction import StreamHomes
 from streamlstm.stream.poison import PoisonLedger
-from streamlstm.stream.polled import at_record, group_readings, where
+from streamlstm.stream.polled import at_record, group_columns, where
 from streamlstm.stream.ports import (
     TP,
     Counters,
@@ -174,14 +174,14 @@ class StreamWorker:
         stages.lap("decode")
         refused: list[tuple[int, str]] = []  # other_partition, too_many_streams
         polled = {
-            group: group_readings(group, cols, records, fresh_record, self.homes.refusal, refused)
+            group: group_columns(group, cols, records, fresh_record, self.homes.refusal, refused)
             for group, cols in decoded.groups.items()
         }
         for i, reason in refused:
             self._dlq(records[i], Rejection.of(reason))
         stages.lap("group")
-        results = self.engine.process_groups(
-            {g: p.readings for g, p in polled.items() if p.readings}
+        results = self.engine.score_groups(
+            {g: p.cols for g, p in polled.items() if len(p.cols.streams)}
         )
         stages.lap("step")
         batched = {where(records[i]) for i in decoded.batched}
@@ -192,14 +192,14 @@ class StreamWorker:
             self.latency.add(lat)
             self.metrics.latencies(lat)
         self.crash.hit("after_score")
-        for group, res in results.items():
+        for group, scored in results.items():
             got = polled[group]
-            for i, rej in res.scored.rejected:
+            for i, rej in scored.rejected:
                 i_rec = int(got.record[i])
-                index = offset_of(res.readings[i].offset)[1]
+                index = offset_of(int(got.cols.offsets[i]))[1]
                 self._dlq(records[i_rec], rej, index if i_rec in decoded.batched else None)
-            self._count_scored(got.fresh, res.scored)
-            for event in res.scored.events:
+            self._count_scored(got.fresh, scored)
+            for event in scored.events:
                 event = at_record(event, batched)
                 self.sink.send_alert(event.stream.encode(), event.to_json())
                 if self._fresh(*event.source):

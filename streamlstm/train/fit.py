@@ -22,7 +22,7 @@ from streamlstm.datafiles import Series
 from streamlstm.detect.calibration import GroupPrior, score_statistics
 from streamlstm.detect.columns import Col
 from streamlstm.detect.model import LSTMAutoencoder, sliding_windows, window_error
-from streamlstm.detect.normalise import forecast, learn
+from streamlstm.detect.normalise import forecast, learn, level_rate
 from streamlstm.detect.seasons import season_phase, season_share, season_state
 
 
@@ -109,23 +109,29 @@ def normalise_lanes(
         state[Col.VAR_DN] = torch.full((L, F), float("nan"), device=device)
     if det.trend_horizon:
         state[Col.TREND] = torch.zeros(L, F, device=device)
-    phase = None
-    if det.season_periods_s:  # (T, L, P) bins; padding steps are masked, their bin is moot
+    # (T, L) timestamps and gaps: padding steps are masked, their bin and gap are moot
+    ts = np.zeros((T, L))
+    for j, s in enumerate(lanes):
+        ts[: len(s.ts), j] = s.ts
+    ts_t = torch.as_tensor(ts, dtype=torch.float64)
+    dt = torch.cat([torch.full((1, L), torch.inf, dtype=torch.float64), ts_t.diff(dim=0)])
+    phase = share = rate = None
+    if det.season_periods_s:  # (T, L, P) bins
         state.update(season_state(L, F, det, device))
-        ts = np.zeros((T, L))
-        for j, s in enumerate(lanes):
-            ts[: len(s.ts), j] = s.ts
-        ts_t = torch.as_tensor(ts, dtype=torch.float64)
         phase = season_phase(ts_t, det).to(device)
-        dt = torch.cat([torch.full((1, L), torch.inf, dtype=torch.float64), ts_t.diff(dim=0)])
         share = season_share(dt, det).to(device)
+    if det.norm_horizon_s:
+        rate = level_rate(dt, det).to(device)
     z_all = torch.empty_like(x_all)
     for t in range(T):
-        seasons = (None, None) if phase is None else (phase[t], share[t])
-        z_all[t], seen = forecast(x_all[t], m_all[t], state, det, seasons[0])
+        z_all[t], seen = forecast(x_all[t], m_all[t], state, det, _at(phase, t))
         teach = m_all[t] if held is None else m_all[t] * ~held[t].unsqueeze(-1)
-        learn(x_all[t], teach, state, det, seen, seasons[1])
+        learn(x_all[t], teach, state, det, seen, _at(share, t), _at(rate, t))
     return z_all, m_all, torch.as_tensor(valid, device=device)
+
+
+def _at(series: Tensor | None, t: int) -> Tensor | None:
+    return None if series is None else series[t]
 
 
 def _chunk_loss(
