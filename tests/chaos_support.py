@@ -9,9 +9,25 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
 from streamlstm.config import Config
 from tests import chaos_oracle as co
 from tests import live_helpers as lh
+
+
+@pytest.fixture(scope="module")
+def scenario():
+    """The oracle's scenario, shared by every case of a chaos module."""
+    return co.build_scenario()
+
+
+@pytest.fixture(scope="module")
+def model(kafka_bootstrap, scenario, tmp_path_factory):
+    """A tiny model trained on the scenario, once per chaos module."""
+    cfg = co.chaos_config(kafka_bootstrap, tmp_path_factory.mktemp("m"))
+    return lh.train_tiny(cfg, scenario[1], tmp_path_factory.mktemp("model"))
+
 
 RECOVERY: dict[str, float | None] = {}  # test name -> seconds, for the chaos report
 NOTES: dict[str, list[str]] = {}  # test name -> remarks, for the chaos report

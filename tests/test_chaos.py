@@ -19,6 +19,9 @@ from tests import live_helpers as lh
 
 pytestmark = [pytest.mark.chaos, pytest.mark.kafka, pytest.mark.ray]
 
+# the module fixtures every chaos case starts from (chaos_support)
+scenario, model = cs.scenario, cs.model
+
 # nth pass at which each point fires: past the first poll or checkpoint, so most crashes
 # happen with a durable snapshot behind them and records in flight.
 CRASH_POINTS = {
@@ -29,17 +32,6 @@ CRASH_POINTS = {
     "after_snapshot_partition": 2,  # one partition's snapshot durable
     "after_snapshot": 2,  # snapshots durable, offsets not committed
 }
-
-
-@pytest.fixture(scope="module")
-def scenario():
-    return co.build_scenario()
-
-
-@pytest.fixture(scope="module")
-def model(kafka_bootstrap, scenario, tmp_path_factory):
-    cfg = co.chaos_config(kafka_bootstrap, tmp_path_factory.mktemp("m"))
-    return lh.train_tiny(cfg, scenario[1], tmp_path_factory.mktemp("model"))
 
 
 @pytest.fixture(scope="module")

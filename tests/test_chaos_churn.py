@@ -26,10 +26,12 @@ import pytest
 from tests import chaos_churn as cc
 from tests import chaos_oracle as co
 from tests import chaos_support as cs
-from tests import live_helpers as lh
 from tests.test_chaos import check
 
 pytestmark = [pytest.mark.chaos, pytest.mark.kafka, pytest.mark.ray, pytest.mark.slow]
+
+# the module fixtures every chaos case starts from (chaos_support)
+scenario, model = cs.scenario, cs.model
 
 CHURN = int(os.environ.get("STREAMLSTM_CHAOS_CHURN", "100000"))  # short-lived streams
 SETTINGS = {
@@ -46,17 +48,6 @@ class Reference:
     counts: dict[str, int]
     snapshot_bytes: dict[int, int]
     steady: dict[int, set[str]]  # the scenario's streams per partition
-
-
-@pytest.fixture(scope="module")
-def scenario():
-    return co.build_scenario()
-
-
-@pytest.fixture(scope="module")
-def model(kafka_bootstrap, scenario, tmp_path_factory):
-    cfg = co.chaos_config(kafka_bootstrap, tmp_path_factory.mktemp("m"))
-    return lh.train_tiny(cfg, scenario[1], tmp_path_factory.mktemp("model"))
 
 
 def churn_config(bootstrap: str, tmp: Path):

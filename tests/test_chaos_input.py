@@ -26,18 +26,10 @@ from tests.test_chaos import check
 
 pytestmark = [pytest.mark.chaos, pytest.mark.kafka, pytest.mark.ray]
 
+# the module fixtures every chaos case starts from (chaos_support)
+scenario, model = cs.scenario, cs.model
+
 HOUR_AGO = time.time() - 3600.0  # extra readings are in the past: not future-dated
-
-
-@pytest.fixture(scope="module")
-def scenario():
-    return co.build_scenario()
-
-
-@pytest.fixture(scope="module")
-def model(kafka_bootstrap, scenario, tmp_path_factory):
-    cfg = co.chaos_config(kafka_bootstrap, tmp_path_factory.mktemp("m"))
-    return lh.train_tiny(cfg, scenario[1], tmp_path_factory.mktemp("model"))
 
 
 @pytest.fixture(scope="module")

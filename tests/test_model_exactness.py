@@ -38,6 +38,27 @@ def _stream_errors(
     return out
 
 
+def _lanes(readings: list[Reading], det_cfg) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stream "a"'s readings normalised offline: (z, m) (T, 1, F)."""
+    s = Series("a", np.array([r.ts for r in readings]), np.array([r.values for r in readings]))
+    z, m, _ = normalise_lanes([s], tiny_model().prior, det_cfg, torch.device("cpu"))
+    return z, m
+
+
+def _streamed_minus_offline(
+    readings: list[Reading], det_cfg, batch_sizes: list[int]
+) -> tuple[float, torch.Tensor]:
+    """Stream "a" scored online in ``batch_sizes`` against the offline pass under
+    ``det_cfg``: (largest error difference, the offline inputs z)."""
+    model = tiny_model()
+    z, m = _lanes(readings, det_cfg)
+    _, stats, _ = offline_feature_errors(model.net, z, m)
+    det = Detector(model, det_cfg, tiny_config().alerts)
+    streamed = _stream_errors(readings, batch_sizes, det)
+    got = np.array([streamed[("a", r.offset)] for r in readings])
+    return float(np.abs(got - stats[:, 0, -1].numpy()).max()), z
+
+
 def test_streaming_equals_offline_whole_sequence() -> None:
     readings = series("a", 120, seed=1)
     model, cfg = tiny_model(), tiny_config()
@@ -52,18 +73,12 @@ def test_streaming_equals_offline_whole_sequence() -> None:
 def test_streaming_equals_offline_with_a_trend_following_level() -> None:
     """The trend and slow-scale options of the normaliser hold the invariant too."""
     readings = series("a", 120, seed=1)
-    model = tiny_model()
     det_cfg = tiny_config().detector.model_copy(
         update={"trend_horizon": 10.0, "norm_scale_horizon": 50}
     )
-    s = Series("a", np.array([r.ts for r in readings]), np.array([r.values for r in readings]))
-    z, m, _ = normalise_lanes([s], model.prior, det_cfg, torch.device("cpu"))
-    _, stats, _ = offline_feature_errors(model.net, z, m)
-    det = Detector(model, det_cfg, tiny_config().alerts)
-    streamed = _stream_errors(readings, [1], det)
-    got = np.array([streamed[("a", r.offset)] for r in readings])
-    assert np.abs(got - stats[:, 0, -1].numpy()).max() <= TOL
-    plain, _, _ = normalise_lanes([s], model.prior, tiny_config().detector, torch.device("cpu"))
+    diff, z = _streamed_minus_offline(readings, det_cfg, [1])
+    assert diff <= TOL
+    plain, _ = _lanes(readings, tiny_config().detector)
     assert not torch.allclose(z, plain)  # the options did change the inputs
 
 
@@ -153,26 +168,17 @@ def test_streamed_scores_equal_the_offline_calibration_with_input_deviations(
 def test_streaming_equals_offline_with_a_season_profile() -> None:
     """The time-of-day profile (bins chosen by timestamp) holds the invariant too."""
     readings = series("a", 150, seed=4)
-    model = tiny_model()
     det_cfg = tiny_config().detector.model_copy(
         update={"season_periods_s": [600.0, 1800.0], "season_bin_s": 300.0, "season_horizon": 3.0}
     )  # 60 s readings: 5 per bin, 5 passes over the longer season, 15 over the shorter
-    s = Series("a", np.array([r.ts for r in readings]), np.array([r.values for r in readings]))
-    z, m, _ = normalise_lanes([s], model.prior, det_cfg, torch.device("cpu"))
-    _, stats, _ = offline_feature_errors(model.net, z, m)
-    det = Detector(model, det_cfg, tiny_config().alerts)
-    streamed = _stream_errors(readings, [1, 3], det)
-    got = np.array([streamed[("a", r.offset)] for r in readings])
-    assert np.abs(got - stats[:, 0, -1].numpy()).max() <= TOL
-    plain, _, _ = normalise_lanes([s], model.prior, tiny_config().detector, torch.device("cpu"))
+    diff, z = _streamed_minus_offline(readings, det_cfg, [1, 3])
+    assert diff <= TOL
+    plain, _ = _lanes(readings, tiny_config().detector)
     assert not torch.allclose(z, plain)  # the profile did change the inputs
 
 
 def _time_horizon_inputs(readings: list[Reading], **update) -> torch.Tensor:
-    det_cfg = tiny_config().detector.model_copy(update=update)
-    s = Series("a", np.array([r.ts for r in readings]), np.array([r.values for r in readings]))
-    z, _, _ = normalise_lanes([s], tiny_model().prior, det_cfg, torch.device("cpu"))
-    return z
+    return _lanes(readings, tiny_config().detector.model_copy(update=update))[0]
 
 
 def test_a_horizon_in_seconds_is_the_horizon_in_readings_at_the_sampling_rate() -> None:
@@ -198,14 +204,7 @@ def test_streaming_equals_offline_with_a_horizon_in_seconds() -> None:
         dataclasses.replace(r, ts=1.767e9 + float(g))
         for r, g in zip(series("a", 150, seed=5), gaps, strict=True)
     ]
-    model = tiny_model()
     det_cfg = tiny_config().detector.model_copy(
         update={"norm_horizon_s": 600.0, "trend_horizon": 10.0}
     )
-    s = Series("a", np.array([r.ts for r in readings]), np.array([r.values for r in readings]))
-    z, m, _ = normalise_lanes([s], model.prior, det_cfg, torch.device("cpu"))
-    _, stats, _ = offline_feature_errors(model.net, z, m)
-    det = Detector(model, det_cfg, tiny_config().alerts)
-    streamed = _stream_errors(readings, [1, 4], det)
-    got = np.array([streamed[("a", r.offset)] for r in readings])
-    assert np.abs(got - stats[:, 0, -1].numpy()).max() <= TOL
+    assert _streamed_minus_offline(readings, det_cfg, [1, 4])[0] <= TOL

@@ -159,11 +159,12 @@ class Detector:
         dev = self.device
         got = {"x": torch.as_tensor(values, device=dev), "gap": torch.as_tensor(gap, device=dev)}
         got["gap_host"] = gap  # numpy: whether a chunk holds a gap, without a device wait
+        gaps = torch.as_tensor(dt, dtype=torch.float64)
         if self.cfg.season_periods_s:
             got["season"] = season_phase(torch.as_tensor(ts, dtype=torch.float64), self.cfg).to(dev)
-            got["share"] = season_share(torch.as_tensor(dt, dtype=torch.float64), self.cfg).to(dev)
+            got["share"] = season_share(gaps, self.cfg).to(dev)
         if self.cfg.norm_horizon_s:
-            got["rate"] = level_rate(torch.as_tensor(dt, dtype=torch.float64), self.cfg).to(dev)
+            got["rate"] = level_rate(gaps, self.cfg).to(dev)
         return got
 
     def _step_rows(
