@@ -180,9 +180,9 @@ class AlertMachine:
         counting = low & ~resolves
         host[Col.A_BELOW][rows[counting]] = below[counting]
         host[Col.A_BELOW][rows[high & ~updates]] = 0
-        stays = is_open & ~ended & ~resolves  # (their level moves in _while_open if eventful)
-        quiet = stays & ~updates
-        host[Col.A_LEVEL][rows[quiet]] = _follow(level[quiet], inp.score[quiet])
+        if cfg.exit_share is not None:  # the level serves exit_share alone
+            quiet = is_open & ~ended & ~resolves & ~updates  # eventful: in _while_open
+            host[Col.A_LEVEL][rows[quiet]] = _follow(level[quiet], inp.score[quiet])
         return opens | ended | resolves | updates
 
     def _advance(self, host, row: int, i: int, above: bool, inp: AlertInputs):
@@ -224,14 +224,16 @@ class AlertMachine:
         if score < exit_limit(cfg, level) and not inp.quality[i]:
             host[Col.A_BELOW][row] += 1
             if host[Col.A_BELOW][row] < cfg.exit_duration:
-                host[Col.A_LEVEL][row] = _follow(level, score)
+                if cfg.exit_share is not None:  # the level serves exit_share alone
+                    host[Col.A_LEVEL][row] = _follow(level, score)
                 return None
             event = self._event("resolve", host, row, i, inp)
             host[Col.A_STATE][row] = IDLE
             host[Col.A_BELOW][row] = 0
             host[Col.A_COOLDOWN][row] = cfg.cooldown
             return event
-        host[Col.A_LEVEL][row] = _follow(level, score)
+        if cfg.exit_share is not None:
+            host[Col.A_LEVEL][row] = _follow(level, score)
         host[Col.A_BELOW][row] = 0
         severity = CRITICAL if score >= cfg.critical else WARNING
         grew = score >= host[Col.A_PEAK][row] * cfg.update_ratio
