@@ -118,19 +118,23 @@ def start(config: Config, files: dict) -> Supervisor:
     return sup
 
 
-def wait_consumed(sup: Supervisor, expected: int, timeout_s: float = 120.0) -> list[dict]:
-    """Poll worker stats until ``expected`` records were handled (or fail)."""
+def wait_consumed(
+    sup: Supervisor, expected: int, timeout_s: float = 120.0, durable: bool = False
+) -> list[dict]:
+    """Poll worker stats until ``expected`` records were handled (or fail); ``durable``:
+    and are in the partitions' snapshots (what the exported outcome counters show)."""
+
+    def counted(stats: list[dict]) -> int:
+        return sum((s.get("durable", {}) if durable else s).get("records", 0) for s in stats)
+
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         sup.watch()
         stats = sup.stats()
-        if sum(s.get("records", 0) for s in stats) >= expected:
+        if counted(stats) >= expected:
             return stats
         time.sleep(0.3)
-    raise AssertionError(
-        f"workers handled {sum(s.get('records', 0) for s in stats)} of "
-        f"{expected} records in {timeout_s} s"
-    )
+    raise AssertionError(f"workers handled {counted(stats)} of {expected} records in {timeout_s} s")
 
 
 def alert_events(config: Config) -> list[dict]:

@@ -49,16 +49,16 @@ def test_histogram_buckets_are_le_inclusive_and_cumulative() -> None:
 def test_counts_drain_deltas_and_keep_the_last_commit_time() -> None:
     clock = iter([100.0, 200.0])
     counts = MetricCounts(wall_clock=lambda: next(clock))
-    counts.readings("scored", 5)
-    counts.readings("scored", 2)
-    counts.rejected("not_json")
-    counts.alert("open", "critical")
+    counts.evicted(5)
+    counts.evicted(2)
+    counts.dead_letter_failed("oversized")
+    counts.restored("cold")
     counts.checkpointed(0.2, {})
     first = counts.drain()
     assert {(name, tuple(labels)): v for name, labels, v in first["counters"]} == {
-        ("readings", ("scored",)): 7.0,
-        ("dlq", ("not_json",)): 1.0,
-        ("alert_events", ("open", "critical")): 1.0,
+        ("evicted_streams", ()): 7.0,
+        ("dlq_failures", ("oversized",)): 1.0,
+        ("restores", ("cold",)): 1.0,
     }
     assert first["last_commit_at"] == 100.0
     second = counts.drain()  # nothing new: empty deltas, the commit time stays
@@ -90,7 +90,8 @@ def test_endpoint_counts_reconcile_and_10k_streams_keep_cardinality_bounded(
     sup = lh.start(cfg, files)
     feed = MetricsFeed(cfg, kafka_bootstrap)
     try:
-        stats = lh.wait_consumed(sup, len(records))
+        # the outcome counters advance at checkpoints (durable), the rest at once
+        stats = lh.wait_consumed(sup, len(records), durable=True)
         lh.wait_caught_up(sup, lh.end_offsets(cfg))
         feed.hub.know_models(files)
         feed.pull(sup)
@@ -109,6 +110,7 @@ def test_endpoint_counts_reconcile_and_10k_streams_keep_cardinality_bounded(
     assert value("streamlstm_readings_total", outcome="scored") == scored
     assert value("streamlstm_readings_total", outcome="warming") == warming
     assert value("streamlstm_readings_total", outcome="dlq") == 2
+    assert value("streamlstm_records_total") == len(records)
     assert value("streamlstm_dlq_records_total", reason="not_json") == 1
     assert value("streamlstm_dlq_records_total", reason="bad_timestamp") == 1
     assert value("streamlstm_active_streams") == STREAMS

@@ -59,7 +59,7 @@ def test_an_undeliverable_dead_letter_is_logged_counted_and_skipped(tmp_path: Pa
     w.metrics = MetricCounts()
     w.assign([("icu", 0)])
     _run(w, 20, 16)
-    c = w.counters
+    c = w.totals().outcomes()
     assert c.records == len(records) == c.scored + c.warming + c.dlq  # it went on past it
     assert w.sink.dlq == [] and c.by_reason == {"not_json": 1}
     counters = {(n, tuple(lab)): v for n, lab, v in w.metrics.drain()["counters"]}
@@ -104,7 +104,7 @@ def test_a_stream_on_two_partitions_is_read_from_the_first_and_the_rest_dead_let
     w = _worker(tmp_path, records, [])
     w.assign([("icu", 0), ("icu", 1)])
     _run(w, 10, 16)
-    c = w.counters
+    c = w.totals().outcomes()
     assert c.records == len(records) and c.by_reason == {"other_partition": on_p1}
     assert c.scored + c.warming == len(records) - on_p1  # none of partition 0's was dropped
     assert {offset for offset, *_ in w.sink.dlq} == set(range(on_p1))
@@ -115,8 +115,10 @@ def test_a_stream_on_two_partitions_is_read_from_the_first_and_the_rest_dead_let
     again = _worker(tmp_path, sorted(later, key=lambda r: -r.partition), [])
     again.assign([("icu", 0), ("icu", 1)])
     _run(again, 10, 16)
-    assert set(again.counters.by_reason) <= {"other_partition", "duplicate", "out_of_order"}
-    assert again.counters.by_reason["other_partition"] == on_p1
+    # its counts go on from the snapshot's (the first run's on_p1 included)
+    by_reason = again.totals().outcomes().by_reason
+    assert set(by_reason) <= {"other_partition", "duplicate", "out_of_order"}
+    assert by_reason["other_partition"] == 2 * on_p1
 
 
 def test_a_future_dated_reading_goes_to_the_dlq_and_does_not_block_its_stream(
@@ -136,7 +138,7 @@ def test_a_future_dated_reading_goes_to_the_dlq_and_does_not_block_its_stream(
     w = _worker(tmp_path, records, [])
     w.assign([("icu", 0)])
     _run(w, 20, 16)
-    c = w.counters
+    c = w.totals().outcomes()
     assert c.by_reason == {"not_json": 1, "future_timestamp": 1}  # no later one out_of_order
     assert c.scored + c.warming == len(records) - 2
 
@@ -147,7 +149,7 @@ def test_a_restart_of_the_loop_in_the_same_process_counts_each_record_once(
     records = _records()
     counters, metrics = Counters(), MetricCounts()
 
-    def loop() -> StreamWorker:
+    def loop() -> StreamWorker:  # the process's counters and metrics kept, as workers.py does
         w = _worker(tmp_path, records, [])
         return StreamWorker(
             w.engine,
@@ -171,13 +173,12 @@ def test_a_restart_of_the_loop_in_the_same_process_counts_each_record_once(
     again = loop()
     assert again.assign([("icu", 0)]) == {("icu", 0): 48}  # it replays 32 records
     _run(again, 20, 16)
-    assert counters.records == len(records) == counters.scored + counters.warming + counters.dlq
-    assert counters.dlq == 1
-    counted = {}
-    for name, _labels, value in metrics.drain()["counters"]:
-        counted[name] = counted.get(name, 0) + value
-    assert counted["readings"] == len(records)
-    assert counted["alert_events"] == counters.alerts == len(again.sink.alerts) > 0
+    # The replayed records count onto the ledger restored from the snapshot at 48, once.
+    c = again.totals().outcomes()
+    assert c.records == len(records) == c.scored + c.warming + c.dlq
+    assert c.dlq == 1
+    sent_before = [a for a in first.sink.alerts if a["source"]["offset"] < 48]
+    assert c.alerts == len(sent_before) + len(again.sink.alerts) > 0
 
 
 def _stamped(readings, kafka_ms: int | None = None) -> list[RawRecord]:
@@ -214,9 +215,10 @@ def test_an_idle_stream_is_evicted_left_out_of_snapshots_and_returns_cold(tmp_pa
     assert set(table_rows_of(blobs["g"])) == {"a"}
 
     w.source.records = records  # "b" sends again: a new stream, in warm-up
-    warming = w.counters.warming
+    warming = w.totals().outcomes().warming
     _run(w, 2, 16)
-    assert w.counters.warming - warming == len(back) and w.counters.by_reason == {}
+    c = w.totals().outcomes()
+    assert c.warming - warming == len(back) and c.by_reason == {}
 
 
 def table_rows_of(blob: bytes) -> list[str]:
@@ -260,15 +262,14 @@ def test_a_new_stream_beyond_max_streams_is_dead_lettered_and_the_held_ones_keep
     w.metrics = MetricCounts()
     w.assign([("icu", 0)])
     _run(w, 10, 16)
-    c = w.counters
+    c = w.totals().outcomes()
     assert c.records == len(records) and c.by_reason == {"too_many_streams": len(late)}
     assert c.scored + c.warming == len(held)  # every reading of the held streams
     assert {(stage, reason) for _, stage, reason, _ in w.sink.dlq} == {
         ("state", "too_many_streams")
     }
     assert w.engine.tables["g"].row("c") is None and len(w.engine.tables["g"]) == 2
-    counted = {(n, tuple(lb)): v for n, lb, v in w.metrics.drain()["counters"]}
-    assert counted[("dlq", ("too_many_streams",))] == len(late)
+    assert w.totals().get("dlq", ("too_many_streams",)) == len(late)  # the exported count
 
     # Room again once a held stream is evicted: "c" is admitted, in warm-up.
     a_goes_on = series("a", 200, seed=1)[30:]  # "b" falls silent for 170 minutes
@@ -277,8 +278,10 @@ def test_a_new_stream_beyond_max_streams_is_dead_lettered_and_the_held_ones_keep
     w.source.records = everything[: -len(c_again)]
     _run(w, 20, 16)
     assert w.evict_idle(idle_s=3600.0) == 1 and w.engine.tables["g"].row("b") is None
+    c = w.totals().outcomes()
     w.source.records, warming, scored = everything, c.warming, c.scored
     _run(w, 4, 16)
+    c = w.totals().outcomes()
     assert c.records == len(everything) and c.by_reason == {"too_many_streams": len(late)}
     assert w.engine.tables["g"].row("c") is not None and c.warming > warming  # cold start
     assert c.warming - warming + c.scored - scored == len(c_again)

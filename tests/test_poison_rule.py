@@ -84,7 +84,7 @@ def test_a_record_failing_decode_n_times_is_dead_lettered_as_poison_and_the_rest
     failures, w = _run_with_restarts(tmp_path, records, PoisonLedger(after))
     # One failure in a poll of many records (culprit unknown), then `after` of it alone.
     assert failures == 1 + after
-    c = w.counters
+    c = w.totals().outcomes()
     assert c.by_reason == {"poison": 1} and c.dlq == 1
     assert c.records == len(records) == c.scored + c.warming + c.dlq
     ((offset, stage, reason, value),) = w.sink.dlq

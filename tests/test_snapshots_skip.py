@@ -9,6 +9,7 @@ from pathlib import Path
 
 from streamlstm.adapters.ops.storage import SnapshotStore
 from streamlstm.cli import main
+from streamlstm.stream.ledger import LEDGER_BLOB, Ledger
 from tests.test_worker_loop import _records, _run, _worker
 
 TP = ("icu", 0)
@@ -35,7 +36,8 @@ def test_skip_moves_the_position_keeps_the_state_and_is_recorded(tmp_path: Path,
 
     store = SnapshotStore(str(tmp_path))
     blobs_after, position = store.load(TP)
-    assert position == 60 and blobs_after == blobs_before  # same state, new position
+    assert position == 60  # new position, same state; the ledger counts the skipped records
+    assert blobs_after.keys() == blobs_before.keys() and blobs_after["g"] == blobs_before["g"]
     assert store.generation(TP) > generation_before  # any worker still on it is fenced
     (entry,) = store.history(TP)
     assert entry["action"] == "skip" and entry["skipped_records"] == 12
@@ -44,7 +46,8 @@ def test_skip_moves_the_position_keeps_the_state_and_is_recorded(tmp_path: Path,
     restarted = _worker(tmp_path, records, [])
     assert restarted.assign([TP]) == {TP: 60}
     _run(restarted, 10, 16)
-    assert restarted.counters.records == len(records) - 60
+    counted = restarted.totals().outcomes()
+    assert counted.records == len(records) - 12 and counted.skipped == 12
 
     # Backwards is refused and leaves nothing behind; the history prints as JSON lines.
     assert _cli(tmp_path, "skip", "--offset", "10") == 2
@@ -58,7 +61,9 @@ def test_skip_moves_the_position_keeps_the_state_and_is_recorded(tmp_path: Path,
 def test_skip_on_a_partition_without_a_snapshot_starts_it_cold_there(tmp_path: Path) -> None:
     assert _cli(tmp_path, "skip", "--offset", "99") == 0
     store = SnapshotStore(str(tmp_path))
-    assert store.load(TP) == ({}, 100)
+    blobs, position = store.load(TP)
+    assert position == 100 and list(blobs) == [LEDGER_BLOB]  # no state; 100 records skipped
+    assert Ledger.from_blob(blobs[LEDGER_BLOB]).outcomes().skipped == 100
     assert store.history(TP)[0]["had_snapshot"] is False
     w = _worker(tmp_path, _records(), [])
     assert w.assign([TP]) == {TP: 100}

@@ -120,7 +120,7 @@ def test_bad_record_goes_to_the_dlq_and_counts_reconcile(tmp_path: Path) -> None
     w = _worker(tmp_path, records, [])
     w.assign([("icu", 0)])
     _run(w, 20, 16)
-    c = w.counters
+    c = w.totals().outcomes()
     assert c.dlq == 1 and w.sink.dlq[0][2] == "not_json" and w.sink.dlq[0][3] == b"{broken"
     assert c.records == len(records) == c.scored + c.warming + c.dlq
     assert any(a["event"] == "open" and a["stream"] == "a" for a in w.sink.alerts)
@@ -195,8 +195,9 @@ def test_batched_records_score_as_their_readings_one_by_one(tmp_path: Path) -> N
     w = _worker(tmp_path / "batched", batched, [])
     w.assign([("icu", 0)])
     _run(w, 30, 3)  # a stream's batches span polls, and a poll holds several of its batches
-    assert w.counters.records == len(batched) and w.counters.dlq == 0
-    assert w.counters.scored + w.counters.warming == len(singles)
+    c = w.totals().outcomes()
+    assert c.records == len(batched) and c.dlq == 0
+    assert c.scored + c.warming == len(singles)
     # the same state, but for where each reading came from (its record and index)
     where = {"last_offset", "a_open_offset", "a_id_hi", "a_id_lo"}
     assert_same_state(*(_without(table_rows(x.engine.tables["g"]), where) for x in (w, ref)))
@@ -219,7 +220,8 @@ def test_a_bad_reading_in_a_batch_goes_to_the_dlq_alone_and_a_restart_replays_no
     _run(w, 1, 2)  # scored after the checkpoint: replayed by the next loop
     assert w.sink.dlq == [(3, "schema", "bad_value", batched[3].value)]
     assert w.sink.batch_index == [2]
-    assert w.counters.scored + w.counters.warming == 5 * 8 - 1
+    c = w.totals().outcomes()
+    assert c.scored + c.warming == 5 * 8 - 1
     again = _worker(tmp_path / "run", batched, [])
     again.assign([("icu", 0)])
     _run(again, 30, 2)
@@ -250,7 +252,8 @@ def test_order_and_duplicates_are_judged_per_reading_inside_a_batch(tmp_path: Pa
         (0, "out_of_order"),
     ]
     assert w.sink.batch_index == [2, 3]
-    assert w.counters.scored + w.counters.warming == 3
+    c = w.totals().outcomes()
+    assert c.scored + c.warming == 3
 
 
 def test_each_loop_stage_is_timed_with_an_injected_timer(tmp_path: Path) -> None:

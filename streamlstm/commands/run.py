@@ -93,7 +93,9 @@ def run(args: argparse.Namespace) -> int:
         json.dumps(
             {
                 "final": result["workers"],
-                "retired": result["retired"],  # workers removed by `streamlstm scale`
+                # workers removed by `streamlstm scale`; their partitions' outcome counts
+                # moved with the snapshots to the workers in "final" (stream/ledger.py)
+                "retired": result["retired"],
                 "handoffs": result["handoffs"],
                 "restarts": result["restarts"],
                 "retrains": result["retrains"],

@@ -54,7 +54,9 @@ def skip_past(args: argparse.Namespace) -> int:
         )
         return 2
     generation = store.claim(tp)  # a worker still on the partition writes nothing more
-    store.save(tp, blobs, args.offset + 1, generation)
+    store.save(
+        tp, _skipped_in_ledger(blobs, args.offset + 1 - position), args.offset + 1, generation
+    )
     entry = {
         "action": "skip",
         "at": time.time(),
@@ -75,3 +77,13 @@ def show_history(args: argparse.Namespace) -> int:
     for entry in _store(args).history((args.topic, args.partition)):
         print(json.dumps(entry, sort_keys=True))
     return 0
+
+
+def _skipped_in_ledger(blobs: dict[str, bytes], skipped: int) -> dict[str, bytes]:
+    """The partition's outcome counts (``stream/ledger.py``) with the skipped records: its
+    records below the new position are then counted or skipped, each once."""
+    from streamlstm.stream.ledger import LEDGER_BLOB, Ledger
+
+    ledger = Ledger.from_blob(blobs[LEDGER_BLOB]) if LEDGER_BLOB in blobs else Ledger()
+    ledger.add("skipped", (), skipped)
+    return blobs | {LEDGER_BLOB: ledger.to_blob()}

@@ -10,6 +10,10 @@ The order inside ``checkpoint`` is the delivery guarantee, stated once:
 A crash anywhere leaves a snapshot no newer than the committed offset; on restart a
 partition restores its newest complete snapshot and seeks to its next offset, so no reading
 is applied twice or skipped, and re-scored readings re-open alerts with the same ids.
+
+Outcome counts follow the state: each partition's ``Ledger`` (records, readings by outcome,
+dead letters by reason, alert events) covers its records below its next offset, is saved in
+its snapshot and restored with it, so a replayed record is counted once (``ledger.py``).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from streamlstm.stream.crashpoints import CrashPoints
 from streamlstm.stream.decode import decode_poll
 from streamlstm.stream.engine import Engine
 from streamlstm.stream.eviction import StreamHomes
+from streamlstm.stream.ledger import LEDGER_BLOB, Ledger, total
 from streamlstm.stream.poison import PoisonLedger
 from streamlstm.stream.polled import at_record, group_columns, where
 from streamlstm.stream.ports import (
@@ -77,6 +82,13 @@ class StreamWorker:
         self.wall_clock = wall_clock  # epoch seconds; enables append-to-score latency
         self.latency = LatencyWindow()
         self.next_offset: dict[TP, int] = {}  # next offset to read, per assigned partition
+        # Per partition, outcome counts of its records below next_offset (live), as of its
+        # last durable snapshot, and as restored: replaced, never changed in place, so
+        # stats and metrics read them from other threads.
+        self.ledgers: dict[TP, Ledger] = {}
+        self.durable: dict[TP, Ledger] = {}
+        self.baseline: dict[TP, Ledger] = {}
+        self._pending: dict[TP, Ledger] = {}  # counted in the poll being handled
         # each stream's partition, each partition's streams; at most max_streams of them
         self.homes = StreamHomes(max_streams)
         self.counters = counters or Counters()  # the caller's survive a restart of the loop
@@ -97,14 +109,18 @@ class StreamWorker:
     # --- assignment ---------------------------------------------------------------------
     def assign(self, partitions: list[TP]) -> dict[TP, int]:
         """Restore each partition's newest snapshot and seek past it; returns start offsets."""
+        restored: dict[TP, Ledger] = {}
         for tp in partitions:
             saved = self.store.load(tp)
             start = 0
             streams: set[tuple[str, str]] = set()
+            restored[tp] = Ledger()  # a snapshot from before ledgers counts from zero
             if saved is None:
                 self.metrics.restored("cold")
             else:
-                blobs, start = saved
+                blobs, start = dict(saved[0]), saved[1]
+                if LEDGER_BLOB in blobs:
+                    restored[tp] = Ledger.from_blob(blobs.pop(LEDGER_BLOB))
                 for group, blob in blobs.items():
                     saved_version = read_meta(blob).get("model_version")
                     serving = self.engine.detectors[group].model.version
@@ -120,12 +136,15 @@ class StreamWorker:
                         )
                         self.metrics.restored("skipped")
                         continue
-                    restored, _ = self.engine.tables[group].restore(blob)
+                    names, _ = self.engine.tables[group].restore(blob)
                     self.metrics.restored("restored")
-                    streams.update((group, s) for s in restored)
+                    streams.update((group, s) for s in names)
             self.next_offset[tp] = start
             self.homes.restored(tp, streams)
             self.source.seek(tp[0], tp[1], start)
+        self.ledgers = {**self.ledgers, **restored}
+        self.durable = {**self.durable, **restored}
+        self.baseline = {**self.baseline, **restored}
         return dict(self.next_offset)
 
     # --- the loop -----------------------------------------------------------------------
@@ -160,6 +179,7 @@ class StreamWorker:
 
     def _handle(self, records: list[RawRecord]) -> None:
         c, stages = self.counters, self.stages
+        self._pending = {}
         next_offset = dict(self.next_offset)
         for rec in records:
             tp = (rec.topic, rec.partition)
@@ -167,6 +187,12 @@ class StreamWorker:
                 next_offset[tp] = rec.offset + 1
         fresh_record = np.fromiter(
             (self._fresh(r.topic, r.partition, r.offset) for r in records), bool, len(records)
+        )
+        # the poll's partitions, and each record's index among them: counts per partition
+        tps = sorted({(r.topic, r.partition) for r in records})
+        tp_index = {tp: k for k, tp in enumerate(tps)}
+        tp_of_record = np.fromiter(
+            (tp_index[(r.topic, r.partition)] for r in records), np.int64, len(records)
         )
         decoded = decode_poll(self.parser, records)
         for i, index, rej in decoded.rejected:
@@ -198,19 +224,18 @@ class StreamWorker:
                 i_rec = int(got.record[i])
                 index = offset_of(int(got.cols.offsets[i]))[1]
                 self._dlq(records[i_rec], rej, index if i_rec in decoded.batched else None)
-            self._count_scored(got.fresh, scored)
+            self._count_scored(got.fresh, scored, tps, tp_of_record[got.record])
             for event in scored.events:
                 event = at_record(event, batched)
                 self.sink.send_alert(event.stream.encode(), event.to_json())
                 if self._fresh(*event.source):
-                    self.metrics.alert(event.event, event.severity)
-                    c.alerts += 1
+                    self._count(event.source[:2], "alert_events", (event.event, event.severity))
+        for k, n in enumerate(np.bincount(tp_of_record[fresh_record], minlength=len(tps))):
+            self._count(tps[k], "records", (), int(n))
         # Counted and advanced only now, so progress read from another thread (stats) never
         # reports a batch that is still being scored.
-        c.records += len(fresh)
+        self._publish()
         self.next_offset = next_offset
-        for tp, offset in next_offset.items():
-            c.counted_to[tp] = max(c.counted_to.get(tp, 0), offset)
         while self.engine.switched:
             group, old, new = self.engine.switched.pop(0)
             log.warning("%s: model %s took over from %s after its shadow warm-up", group, new, old)
@@ -219,23 +244,33 @@ class StreamWorker:
         stages.lap("alerts")
 
     def _fresh(self, topic: str, partition: int, offset: int) -> bool:
-        """Not counted before. After a restart of the loop in the same process (its
-        ``counters`` kept), the records since the last commit are scored again, and alerts
-        re-sent (same ids), but counted once."""
-        return offset >= self.counters.counted_to.get((topic, partition), 0)
+        """Not in the partition's ledger yet: at or past its next offset. The source starts
+        at the restored next offset, so this holds for every record a worker polls; a
+        record delivered again below it is not counted twice."""
+        return offset >= self.next_offset.get((topic, partition), 0)
 
-    def _count_scored(self, new: np.ndarray, sc: Scored) -> None:
-        """``new`` (N,) bool per reading passed to the detector: its record is fresh."""
-        fresh = new[np.asarray(sc.index, dtype=np.int64)]  # per scored reading
+    def _count(self, tp: TP, name: str, labels: tuple[str, ...] = (), n: int = 1) -> None:
+        """Onto the poll's pending counts; ``_publish`` adds them to the ledgers."""
+        self._pending.setdefault(tp, Ledger()).add(name, labels, n)
+
+    def _publish(self) -> None:
+        pending, self._pending = self._pending, {}
+        ledgers = dict(self.ledgers)
+        for tp, counted in pending.items():
+            ledgers[tp] = ledgers.get(tp, Ledger()).merged(counted)
+        self.ledgers = ledgers
+
+    def _count_scored(self, new: np.ndarray, sc: Scored, tps: list[TP], tp_of: np.ndarray) -> None:
+        """``new`` (N,) bool per reading passed to the detector: its record is fresh;
+        ``tp_of`` (N,) the index of the reading's partition in ``tps``."""
+        index = np.asarray(sc.index, dtype=np.int64)
+        fresh = new[index]  # per scored reading
         warming = np.asarray(sc.warming, dtype=bool)
-        n_warming = int((fresh & warming).sum())
-        n_scored = int((fresh & ~warming).sum())
-        c = self.counters
-        c.warming += n_warming
-        c.scored += n_scored
-        c.replayed += sc.replayed
-        self.metrics.readings("warming", n_warming)
-        self.metrics.readings("scored", n_scored)
+        which = tp_of[index]
+        for outcome, counted in (("warming", fresh & warming), ("scored", fresh & ~warming)):
+            for k, n in enumerate(np.bincount(which[counted], minlength=len(tps))):
+                self._count(tps[k], "readings", (outcome,), int(n))
+        self.counters.replayed += sc.replayed
         self.metrics.scores(np.asarray(sc.score)[fresh & ~warming])
 
     def evict_idle(self, idle_s: float) -> int:
@@ -252,10 +287,12 @@ class StreamWorker:
         """``rec`` failed ``stage`` ``poison.after`` times: to the DLQ, and move past it."""
         tp = (rec.topic, rec.partition)
         log.error("%s:%d@%d failed %s again: dead-lettered as poison", *tp, rec.offset, stage)
+        self._pending = {}
         self._dlq(rec, Rejection(stage, "poison"))
-        self.counters.records += int(self._fresh(*tp, rec.offset))
+        if self._fresh(*tp, rec.offset):
+            self._count(tp, "records")
+        self._publish()
         self.next_offset[tp] = max(self.next_offset.get(tp, 0), rec.offset + 1)
-        self.counters.counted_to[tp] = max(self.counters.counted_to.get(tp, 0), rec.offset + 1)
         self._dirty = True
 
     def _dlq(self, rec: RawRecord, rej: Rejection, batch_index: int | None = None) -> None:
@@ -281,10 +318,9 @@ class StreamWorker:
             raise
         if not self._fresh(rec.topic, rec.partition, rec.offset):
             return
-        self.counters.dlq += 1
-        self.counters.by_reason[rej.reason] = self.counters.by_reason.get(rej.reason, 0) + 1
-        self.metrics.rejected(rej.reason)
-        self.metrics.readings("dlq", 1)
+        tp = (rec.topic, rec.partition)
+        self._count(tp, "readings", ("dlq",))
+        self._count(tp, "dlq", (rej.reason,))
 
     def checkpoint(self) -> None:
         """flush alerts -> durable snapshot per partition -> commit offsets (in that order)."""
@@ -298,7 +334,10 @@ class StreamWorker:
         self.crash.hit("after_flush")
         try:
             for tp, offset in self.next_offset.items():
-                self.store.save(tp, self._snapshot(tp), offset)
+                ledger = self.ledgers.get(tp, Ledger())
+                self.store.save(tp, self._snapshot(tp) | {LEDGER_BLOB: ledger.to_blob()}, offset)
+                # Its outcomes are durable now: whichever process restarts, it restores them.
+                self.durable = {**self.durable, tp: ledger}
                 self.crash.hit("after_snapshot_partition")
         except OSError as exc:
             # Disk full or store down: the committed offset must not pass the last durable
@@ -315,6 +354,20 @@ class StreamWorker:
         self._dirty = False
         self.counters.checkpoints += 1
         self.metrics.checkpointed(self.clock() - started, committed)
+
+    def totals(self, durable: bool = False) -> Ledger:
+        """Summed over the assigned partitions: live (every record below next_offset), or as
+        of each partition's last durable snapshot."""
+        return total((self.durable if durable else self.ledgers).values())
+
+    def ledger_report(self) -> list[list]:
+        """Per partition: [topic, partition, baseline rows, durable rows] (``ledger.advance``
+        turns them into counter deltas)."""
+        baseline, durable = self.baseline, self.durable
+        return [
+            [tp[0], tp[1], baseline.get(tp, Ledger()).rows(), ledger.rows()]
+            for tp, ledger in sorted(durable.items())
+        ]
 
     def _snapshot(self, tp: TP) -> dict[str, bytes]:
         by_group: dict[str, list[str]] = {}

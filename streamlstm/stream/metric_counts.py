@@ -6,6 +6,11 @@ drain) for the supervisor, which adds the deltas up and serves them to Prometheu
 (``adapters/ops/prometheus.py``). Deltas, not running totals, so a restarted worker never makes a
 counter go backwards. Labels are closed sets (outcome, reason, event, severity): nothing
 here ever sees a stream id.
+
+These are at least once: what a process counted after its last drain dies with it, and a
+replay after a restart observes its scores and latencies again. The outcome counters
+(records, readings, dead letters, alert events) are not here but in the partitions' ledgers
+(``stream/ledger.py``), saved with the snapshots: exact across restarts.
 """
 
 from __future__ import annotations
@@ -75,19 +80,6 @@ class MetricCounts:
         self.counters[key] = self.counters.get(key, 0.0) + amount
 
     # --- the Metrics hooks --------------------------------------------------------------
-    def readings(self, outcome: str, count: int) -> None:
-        if count:
-            with self._lock:
-                self._inc("readings", (outcome,), count)
-
-    def rejected(self, reason: str) -> None:
-        with self._lock:
-            self._inc("dlq", (reason,))
-
-    def alert(self, event: str, severity: str) -> None:
-        with self._lock:
-            self._inc("alert_events", (event, severity))
-
     def checkpointed(self, seconds: float, committed: dict) -> None:
         with self._lock:
             self.histograms["snapshot"].observe(np.array([seconds]))

@@ -39,11 +39,10 @@ class SnapshotStore(Protocol):
 
 
 class Metrics(Protocol):
-    """Observer hooks; the Prometheus adapter implements them, tests may count."""
+    """Observer hooks; the Prometheus adapter implements them, tests may count. Outcome
+    counts (readings, dead letters, alert events) are not hooks: they are the partitions'
+    ledgers (``ledger.py``), exact across restarts; these are at least once."""
 
-    def readings(self, outcome: str, count: int) -> None: ...
-    def rejected(self, reason: str) -> None: ...
-    def alert(self, event: str, severity: str) -> None: ...
     def checkpointed(self, seconds: float, committed: dict[TP, int]) -> None: ...
     def latencies(self, seconds: np.ndarray) -> None: ...
     def scores(self, values: np.ndarray) -> None: ...
@@ -54,15 +53,6 @@ class Metrics(Protocol):
 
 
 class NoMetrics:
-    def readings(self, outcome: str, count: int) -> None:
-        pass
-
-    def rejected(self, reason: str) -> None:
-        pass
-
-    def alert(self, event: str, severity: str) -> None:
-        pass
-
     def checkpointed(self, seconds: float, committed: dict[TP, int]) -> None:
         pass
 
@@ -137,19 +127,13 @@ class StageTimes:
 
 @dataclass
 class Counters:
-    records: int = 0
-    scored: int = 0
-    warming: int = 0
-    dlq: int = 0
-    replayed: int = 0
-    alerts: int = 0
+    """The loop's own telemetry, kept by the caller across restarts of the loop in one
+    process. Outcome counts are not here: they are the partitions' ledgers (``ledger.py``)."""
+
+    replayed: int = 0  # readings a detector skipped as applied already (last_offset)
     checkpoints: int = 0
     swaps: int = 0  # models that took over after their shadow warm-up
     evicted: int = 0  # idle streams dropped from the tables
     polls: int = 0  # polls that returned records
-    by_reason: dict[str, int] = field(default_factory=dict)
     stage_s: dict[str, float] = field(default_factory=dict)  # see StageTimes
     stage_max_s: dict[str, float] = field(default_factory=dict)
-    # Per partition, the first offset not counted yet: what a restarted loop replays below
-    # it is not counted twice (nor sent to the metrics twice).
-    counted_to: dict[tuple[str, int], int] = field(default_factory=dict)

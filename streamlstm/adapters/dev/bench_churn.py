@@ -180,7 +180,7 @@ def bench_churn(config: Config, plan: Churn) -> dict:
                 seen[name] = _state(worker, table, store)
     worker.evict_idle(plan.ttl_s)
     seen["after"] = _state(worker, table, store)
-    c = worker.counters
+    c, counted = worker.counters, worker.totals().summary()
     return {
         "bench": "memory --churn",
         "short_lived_streams": plan.churn,
@@ -192,10 +192,7 @@ def bench_churn(config: Config, plan: Churn) -> dict:
         "evict_check_s": check_s,
         "checkpoint_interval_s": config.checkpoint.interval_s,
         "stream_time_s": round(source.now_s - T0),
-        "records": c.records,
-        "scored": c.scored,
-        "warming": c.warming,
-        "dlq": c.dlq,
+        **{k: counted[k] for k in ("records", "scored", "warming", "dlq")},
         "evicted": c.evicted,
         "peak_active_streams": peak,
         **seen,

@@ -2,7 +2,10 @@
 
 Workers keep plain counts (``metric_counts.MetricCounts``) and the supervisor pulls their
 deltas (``Supervisor.metrics``) into a ``MetricsHub``, a custom collector that turns the
-totals into metric families at scrape time. Names and labels are the contract in
+totals into metric families at scrape time. The outcome counters (records, readings, dead
+letters, alert events) come instead from each partition's cumulative ledger as of its last
+durable snapshot (``stream/ledger.py``): they advance at checkpoints, once per record across
+worker restarts and partition moves. Names and labels are the contract in
 docs/metrics.md; every label value comes from a closed set, never from a stream id.
 Nothing is registered or served at import: ``metrics_feed.serve`` does that.
 """
@@ -29,6 +32,7 @@ from streamlstm.adapters.ops.health import (
 from streamlstm.adapters.ops.prometheus_names import COUNTERS, HISTOGRAMS, RETRAIN_OUTCOMES, P
 from streamlstm.detect.alerts import SEVERITY
 from streamlstm.records import parse_ts
+from streamlstm.stream.ledger import Ledger, advance
 from streamlstm.stream.metric_counts import BUCKETS, Histogram
 
 
@@ -42,6 +46,8 @@ class MetricsHub:
             for labels in zeros:
                 self.counters[(key, labels)] = 0.0
         self.histograms = {name: Histogram(b) for name, b in BUCKETS.items()}
+        # per partition, the ledger counts exported so far (a high-water mark per counter)
+        self.ledger_seen: dict[tuple[str, int], Ledger] = {}
         self.workers: dict[int, dict[str, Any]] = {}  # latest gauges per worker
         self.lag: dict[tuple[str, int], int] = {}
         self.workers_desired = self.workers_up = self.restarts = 0
@@ -76,12 +82,21 @@ class MetricsHub:
             self.histograms[name].add(bucket_counts, total)
         if counts["last_commit_at"]:
             self.last_commit_at = max(self.last_commit_at, counts["last_commit_at"])
+        for topic, partition, baseline, durable in report.get("ledgers", []):
+            self._add_ledger((topic, partition), baseline, durable)
         if "streams" in report:
             self.workers[report["worker"]] = report
         for tp, health in from_report(report.get("partitions_health", [])).items():
             older = self.partitions.get(tp)
             if older is None or health.polled_at >= older.polled_at:  # moved: the newest
                 self.partitions[tp] = health.merged(older)
+
+    def _add_ledger(self, tp: tuple[str, int], baseline: list, durable: list) -> None:
+        """A partition first seen starts from the ledger its worker restored (a new
+        exporter does not count what was done before it); then only what passes the mark."""
+        seen = self.ledger_seen.setdefault(tp, Ledger.from_rows(baseline))
+        for key, delta in advance(seen, Ledger.from_rows(durable)).items():
+            self.counters[key] = self.counters.get(key, 0.0) + delta
 
     def set_lag(self, lag: dict[tuple[str, int], int]) -> None:
         with self._lock:

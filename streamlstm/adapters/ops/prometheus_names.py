@@ -11,6 +11,18 @@ RETRAIN_OUTCOMES = ("promoted", "rejected", "held", "skipped", "failed", "timeou
 
 # name in MetricCounts -> (exported name, help, label names, label values to show at zero)
 COUNTERS: dict[str, tuple[str, str, tuple[str, ...], list[tuple[str, ...]]]] = {
+    "records": (
+        "records",
+        "Input records whose outcome is durable (in a snapshot); = readings when unbatched",
+        (),
+        [()],
+    ),
+    "skipped": (
+        "skipped_records",
+        "Input records passed over by an operator (streamlstm snapshots skip), never scored",
+        (),
+        [()],
+    ),
     "readings": (
         "readings",
         "Readings consumed, by outcome",

@@ -98,8 +98,9 @@ class PartitionWorkerImpl:
         self._running = threading.Lock()
         self.heartbeat = 0.0  # monotonic time the loop last finished a poll
         self.progress = PartitionProgress({}, 0)  # per partition: last poll, last commit
-        # Both kept across restarts of the loop in this process: deltas since the last
-        # drain, and the totals of stats() (which count replayed records once).
+        # Both kept across restarts of the loop in this process: metric deltas since the
+        # last drain, and the loop's telemetry. Outcome counts live in the partitions'
+        # ledgers, restored from the snapshots at every start (stream/ledger.py).
         self.counts = MetricCounts()
         self.counters = Counters()
         self.poison = PoisonLedger(self.config.input.poison_after)  # failures per record
@@ -239,15 +240,15 @@ class PartitionWorkerImpl:
         if self.worker is None:
             return {"worker": self.index, "started": False}
         c = self.worker.counters
+        # records/scored/warming/dlq/alerts/by_reason: every record of the assigned
+        # partitions below their positions, each counted once whatever restarts happened
+        # (live); "durable": the same as of each partition's last snapshot.
         return {
             "worker": self.index,
             "node": _node_id(),
             "started": True,
-            "records": c.records,
-            "scored": c.scored,
-            "warming": c.warming,
-            "dlq": c.dlq,
-            "alerts": c.alerts,
+            **self.worker.totals().summary(),
+            "durable": self.worker.totals(durable=True).summary(),
             "replayed": c.replayed,
             "swaps": c.swaps,
             "evicted": c.evicted,
@@ -255,7 +256,6 @@ class PartitionWorkerImpl:
             "polls": c.polls,
             "stage_s": dict(c.stage_s),
             "stage_max_s": dict(c.stage_max_s),
-            "by_reason": dict(c.by_reason),
             "partitions": [f"{t}:{p}" for t, p in self.partitions],
             "positions": {f"{t}:{p}": o for (t, p), o in self.worker.next_offset.items()},
             "streams": sum(len(t) for t in self.worker.engine.tables.values()),
@@ -288,6 +288,7 @@ class PartitionWorkerImpl:
             "streams": sum(len(t) for t in self.worker.engine.tables.values()),
             "positions": [[t, p, o] for (t, p), o in self.worker.next_offset.items()],
             "models": self.models(),
+            "ledgers": self.worker.ledger_report(),  # the outcome counters (ledger.advance)
         }
 
     def latency(self, reset: bool = False) -> dict[str, float]:
