@@ -5,7 +5,9 @@ Scenario: S streams x M readings (two streams with an injected episode that open
 plus a known number of bad records, each written to an explicit partition so offsets are the
 same in every run. An ``Outcome`` holds, per stream, a digest of the final state (h, c and the
 calibration columns rounded to 1e-6) and the last applied offset; per partition the next
-offset; the alert-id set; and the dead letters.
+offset; the alert-id set; the dead letters; and the outcome counts the workers report at the
+end (their partitions' ledgers: exactly once across process deaths, so records = the input
+topic's records = scored + warming + DLQ).
 """
 
 from __future__ import annotations
@@ -60,6 +62,9 @@ class Outcome:
     recovery_s: float | None = None
     notes: list[str] = field(default_factory=list)
     models: list[dict[str, str]] = field(default_factory=list)  # per worker, at the end
+    counted: dict[str, int] | None = None  # final outcome counts, summed (``counted``)
+    in_topic: int | None = None  # records in the input topic at the end (probe included)
+    counted_durable: dict[str, int] | None = None  # the same as of the last snapshots
 
 
 def build_scenario() -> tuple[Scenario, object]:
@@ -163,6 +168,18 @@ def wait_caught_up(sup: Supervisor, cfg: Config, timeout_s: float = 120.0) -> fl
     raise AssertionError(f"positions {pos} did not reach {ends} in {timeout_s} s")
 
 
+def wait_durable(sup: Supervisor, timeout_s: float = 60.0) -> None:
+    """Until every worker's outcome counts are in its snapshots (a checkpoint after the
+    last record): then the exported counters, which advance at checkpoints, show them."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        stats = sup.stats()
+        if all(s.get("started") and s["durable"]["records"] == s["records"] for s in stats):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"outcome counts not durable within {timeout_s} s: {stats}")
+
+
 def probe(sup: Supervisor, cfg: Config, timeout_s: float = 60.0) -> float:
     """Produce one fresh reading and wait until its worker has taken it; returns when."""
     produce(cfg, [probe_record()])
@@ -235,7 +252,8 @@ def finish(sup: Supervisor, cfg: Config, healed_at: float | None) -> Outcome:
     state = capture_state(sup)
     probed_at = probe(sup, cfg)
     restarts, models = sup.restarts, sup.models()
-    sup.stop()
+    in_topic = sum(lh.end_offsets(cfg).values())
+    final = sup.stop()  # each worker's stats after its drain
     since = healed_at if healed_at is not None else probed_at
     return Outcome(
         **state,
@@ -244,7 +262,33 @@ def finish(sup: Supervisor, cfg: Config, healed_at: float | None) -> Outcome:
         recovery_s=probed_at - since,
         models=models,
         notes=_pop_watch_notes(),
+        counted=counted(final),
+        counted_durable=counted([w.get("durable", {}) for w in final]),
+        in_topic=in_topic,
     )
+
+
+COUNTED = ("records", "scored", "warming", "dlq")
+
+
+def counted(final: list[dict]) -> dict[str, int]:
+    """The outcome counts of the workers' final stats, summed: every partition's ledger."""
+    return {k: sum(int(w.get(k, 0)) for w in final) for k in COUNTED}
+
+
+def count_diffs(run: Outcome) -> list[str]:
+    """Each record counted exactly once, whatever died: records = the input topic's records
+    = scored + warming + DLQ (one reading per record in the scenario)."""
+    if run.counted is None:
+        return []
+    c, diffs = run.counted, []
+    if c["records"] != run.in_topic:
+        diffs.append(f"counted {c['records']} records, the input topic holds {run.in_topic}")
+    if c["records"] != c["scored"] + c["warming"] + c["dlq"]:
+        diffs.append(f"counted records != scored + warming + DLQ: {c}")
+    if run.counted_durable is not None and run.counted_durable != c:
+        diffs.append(f"counted after the drain {c} != durable {run.counted_durable}")
+    return diffs
 
 
 def _pop_watch_notes() -> list[str]:
@@ -313,6 +357,7 @@ def compare(
         run.notes.append(f"DLQ {run.dlq_messages} messages for {len(run.dlq_sources)} records")
     if run.dlq_missing_headers:
         diffs.append(f"{run.dlq_missing_headers} dead letters lack their headers")
+    diffs.extend(count_diffs(run))
     if run.restarts > MAX_RESTARTS:
         diffs.append(f"{run.restarts} restarts: a restart loop")
     if run.recovery_s is None or run.recovery_s > 60.0:

@@ -1,6 +1,6 @@
 """Chaos-test support beyond the oracle: the report table (``make chaos`` ends with it), and
 the process-level pieces of the supervisor-kill case (run ``streamlstm run``, kill its whole
-process tree, read the final state back from its snapshots)."""
+process tree, read the final state and outcome counts back from its snapshots)."""
 
 from __future__ import annotations
 
@@ -61,12 +61,14 @@ def state_from_snapshots(cfg: Config, files: dict) -> dict:
     from streamlstm.adapters.ray.workers import _load_models
     from streamlstm.detect.state import table_rows
     from streamlstm.stream.engine import Engine
+    from streamlstm.stream.ledger import LEDGER_BLOB, Ledger, total
 
     engine = Engine.build(cfg, _load_models(files), torch.device("cpu"))
     store = SnapshotStore(cfg.checkpoint.dir, cfg.checkpoint.keep)
-    offsets = {}
+    offsets, ledgers = {}, []
     for topic, part in co.input_tps(cfg):
         blobs, offsets[part] = store.load((topic, part))
+        ledgers.append(Ledger.from_blob(blobs.pop(LEDGER_BLOB)))
         for group, blob in blobs.items():
             engine.tables[group].restore(blob)
     rows = {}
@@ -80,6 +82,7 @@ def state_from_snapshots(cfg: Config, files: dict) -> dict:
         "rows": rounded,
         "last_offsets": {s: int(r["last_offset"]) for s, r in rows.items()},
         "partition_offsets": offsets,
+        "counted": co.counted([total(ledgers).summary()]),
     }
 
 

@@ -371,6 +371,7 @@ def test_worker_killed_during_a_hot_swap(
         or "recovery" in d
         or "partition" in d
         or "restart" in d
+        or "counted" in d
     ]
     assert not diffs, "\n".join(diffs + run.notes)
     assert skipped == 0, f"restarted mid-swap, the worker dropped its streams' state: {run.notes}"
@@ -413,11 +414,12 @@ def test_supervisor_killed_mid_stream_then_restarted(
     finally:
         if proc.poll() is None:
             cs.kill_tree(proc.pid)
+    ends = lh.end_offsets(cfg)
     run = co.Outcome(
-        **cs.state_from_snapshots(cfg, model),
+        **cs.state_from_snapshots(cfg, model),  # the counts too: the snapshots' ledgers
         **co.capture_topics(cfg),
         recovery_s=probed_at - restarted_at,
+        in_topic=sum(ends.values()),
     )
-    ends = lh.end_offsets(cfg)
     assert run.partition_offsets == co.by_partition(ends)
     check(request, reference, run, scenario[0].n_bad, same_partition_offsets=False)

@@ -128,7 +128,10 @@ def finish(cfg, proc, tmp: Path, files: dict, since: float | None) -> tuple[co.O
         **co.capture_topics(cfg),
         restarts=final["restarts"],
         recovery_s=probed_at - (since if since is not None else probed_at),
+        in_topic=sum(lh.end_offsets(cfg).values()),
     )
+    # the final JSON after the drain = the snapshots' ledgers (co.compare checks those)
+    assert co.counted(final["final"]) == outcome.counted, (final["final"], outcome.counted)
     return outcome, final["final"]
 
 
