@@ -83,7 +83,7 @@ def report(hub: MetricsHub, w: StreamWorker) -> None:
                 "worker": 0,
                 "counts": w.metrics.drain(),
                 "loop_alive": True,
-                "ledgers": w.ledger_report(),
+                "ledgers": w.ledgers.report(),
             }
         ]
     )

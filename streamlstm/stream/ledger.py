@@ -25,6 +25,7 @@ from typing import Any
 # A snapshot blob name no model group can have (group names match ^[A-Za-z0-9_.-]{1,64}$).
 LEDGER_BLOB = "#ledger"
 
+TP = tuple[str, int]  # (topic, partition)
 Key = tuple[str, tuple[str, ...]]  # (counter name, label values), as MetricCounts keys them
 Rows = list[list]  # [[name, [labels...], count], ...]: JSON and Ray friendly
 
@@ -120,3 +121,54 @@ def advance(seen: Ledger, durable: Ledger) -> dict[Key, int]:
             deltas[key] = ahead
             seen.counts[key] = n
     return deltas
+
+
+class Ledgers:
+    """A worker's ledgers per partition: ``live`` (every record below next_offset, with
+    what the poll being handled counted, ``pending``, published with the new positions),
+    ``durable`` (as of each partition's last snapshot) and ``baseline`` (as restored).
+    The three maps are replaced, never changed in place: stats and metrics read them from
+    other threads."""
+
+    def __init__(self) -> None:
+        self.live: dict[TP, Ledger] = {}
+        self.durable: dict[TP, Ledger] = {}
+        self.baseline: dict[TP, Ledger] = {}
+        self.pending: dict[TP, Ledger] = {}
+
+    def restored(self, ledgers: dict[TP, Ledger]) -> None:
+        self.live = {**self.live, **ledgers}
+        self.durable = {**self.durable, **ledgers}
+        self.baseline = {**self.baseline, **ledgers}
+
+    def count(self, tp: TP, name: str, labels: tuple[str, ...] = (), n: int = 1) -> None:
+        self.pending.setdefault(tp, Ledger()).add(name, labels, n)
+
+    def drop_pending(self) -> None:
+        self.pending = {}
+
+    def publish(self) -> None:
+        pending, self.pending = self.pending, {}
+        live = dict(self.live)
+        for tp, counted in pending.items():
+            live[tp] = live.get(tp, Ledger()).merged(counted)
+        self.live = live
+
+    def blob(self, tp: TP) -> bytes:
+        return self.live.get(tp, Ledger()).to_blob()
+
+    def saved(self, tp: TP) -> None:
+        """``tp``'s snapshot with its live ledger is durable."""
+        self.durable = {**self.durable, tp: self.live.get(tp, Ledger())}
+
+    def totals(self, durable: bool = False) -> Ledger:
+        return total((self.durable if durable else self.live).values())
+
+    def report(self) -> list[list]:
+        """Per partition: [topic, partition, baseline rows, durable rows] (``advance``
+        turns them into counter deltas)."""
+        baseline = self.baseline
+        return [
+            [tp[0], tp[1], baseline.get(tp, Ledger()).rows(), ledger.rows()]
+            for tp, ledger in sorted(self.durable.items())
+        ]

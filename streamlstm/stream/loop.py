@@ -33,7 +33,7 @@ from streamlstm.stream.crashpoints import CrashPoints
 from streamlstm.stream.decode import decode_poll
 from streamlstm.stream.engine import Engine
 from streamlstm.stream.eviction import StreamHomes
-from streamlstm.stream.ledger import LEDGER_BLOB, Ledger, total
+from streamlstm.stream.ledger import LEDGER_BLOB, Ledger, Ledgers
 from streamlstm.stream.poison import PoisonLedger
 from streamlstm.stream.polled import at_record, group_columns, where
 from streamlstm.stream.ports import (
@@ -82,13 +82,7 @@ class StreamWorker:
         self.wall_clock = wall_clock  # epoch seconds; enables append-to-score latency
         self.latency = LatencyWindow()
         self.next_offset: dict[TP, int] = {}  # next offset to read, per assigned partition
-        # Per partition, outcome counts of its records below next_offset (live), as of its
-        # last durable snapshot, and as restored: replaced, never changed in place, so
-        # stats and metrics read them from other threads.
-        self.ledgers: dict[TP, Ledger] = {}
-        self.durable: dict[TP, Ledger] = {}
-        self.baseline: dict[TP, Ledger] = {}
-        self._pending: dict[TP, Ledger] = {}  # counted in the poll being handled
+        self.ledgers = Ledgers()  # per partition, outcome counts of its records below next_offset
         # each stream's partition, each partition's streams; at most max_streams of them
         self.homes = StreamHomes(max_streams)
         self.counters = counters or Counters()  # the caller's survive a restart of the loop
@@ -142,9 +136,7 @@ class StreamWorker:
             self.next_offset[tp] = start
             self.homes.restored(tp, streams)
             self.source.seek(tp[0], tp[1], start)
-        self.ledgers = {**self.ledgers, **restored}
-        self.durable = {**self.durable, **restored}
-        self.baseline = {**self.baseline, **restored}
+        self.ledgers.restored(restored)
         return dict(self.next_offset)
 
     # --- the loop -----------------------------------------------------------------------
@@ -179,7 +171,7 @@ class StreamWorker:
 
     def _handle(self, records: list[RawRecord]) -> None:
         c, stages = self.counters, self.stages
-        self._pending = {}
+        self.ledgers.drop_pending()  # what a failed poll counted
         next_offset = dict(self.next_offset)
         for rec in records:
             tp = (rec.topic, rec.partition)
@@ -229,12 +221,14 @@ class StreamWorker:
                 event = at_record(event, batched)
                 self.sink.send_alert(event.stream.encode(), event.to_json())
                 if self._fresh(*event.source):
-                    self._count(event.source[:2], "alert_events", (event.event, event.severity))
+                    self.ledgers.count(
+                        event.source[:2], "alert_events", (event.event, event.severity)
+                    )
         for k, n in enumerate(np.bincount(tp_of_record[fresh_record], minlength=len(tps))):
-            self._count(tps[k], "records", (), int(n))
+            self.ledgers.count(tps[k], "records", (), int(n))
         # Counted and advanced only now, so progress read from another thread (stats) never
         # reports a batch that is still being scored.
-        self._publish()
+        self.ledgers.publish()
         self.next_offset = next_offset
         while self.engine.switched:
             group, old, new = self.engine.switched.pop(0)
@@ -249,17 +243,6 @@ class StreamWorker:
         record delivered again below it is not counted twice."""
         return offset >= self.next_offset.get((topic, partition), 0)
 
-    def _count(self, tp: TP, name: str, labels: tuple[str, ...] = (), n: int = 1) -> None:
-        """Onto the poll's pending counts; ``_publish`` adds them to the ledgers."""
-        self._pending.setdefault(tp, Ledger()).add(name, labels, n)
-
-    def _publish(self) -> None:
-        pending, self._pending = self._pending, {}
-        ledgers = dict(self.ledgers)
-        for tp, counted in pending.items():
-            ledgers[tp] = ledgers.get(tp, Ledger()).merged(counted)
-        self.ledgers = ledgers
-
     def _count_scored(self, new: np.ndarray, sc: Scored, tps: list[TP], tp_of: np.ndarray) -> None:
         """``new`` (N,) bool per reading passed to the detector: its record is fresh;
         ``tp_of`` (N,) the index of the reading's partition in ``tps``."""
@@ -269,7 +252,7 @@ class StreamWorker:
         which = tp_of[index]
         for outcome, counted in (("warming", fresh & warming), ("scored", fresh & ~warming)):
             for k, n in enumerate(np.bincount(which[counted], minlength=len(tps))):
-                self._count(tps[k], "readings", (outcome,), int(n))
+                self.ledgers.count(tps[k], "readings", (outcome,), int(n))
         self.counters.replayed += sc.replayed
         self.metrics.scores(np.asarray(sc.score)[fresh & ~warming])
 
@@ -287,11 +270,11 @@ class StreamWorker:
         """``rec`` failed ``stage`` ``poison.after`` times: to the DLQ, and move past it."""
         tp = (rec.topic, rec.partition)
         log.error("%s:%d@%d failed %s again: dead-lettered as poison", *tp, rec.offset, stage)
-        self._pending = {}
+        self.ledgers.drop_pending()
         self._dlq(rec, Rejection(stage, "poison"))
         if self._fresh(*tp, rec.offset):
-            self._count(tp, "records")
-        self._publish()
+            self.ledgers.count(tp, "records")
+        self.ledgers.publish()
         self.next_offset[tp] = max(self.next_offset.get(tp, 0), rec.offset + 1)
         self._dirty = True
 
@@ -319,8 +302,8 @@ class StreamWorker:
         if not self._fresh(rec.topic, rec.partition, rec.offset):
             return
         tp = (rec.topic, rec.partition)
-        self._count(tp, "readings", ("dlq",))
-        self._count(tp, "dlq", (rej.reason,))
+        self.ledgers.count(tp, "readings", ("dlq",))
+        self.ledgers.count(tp, "dlq", (rej.reason,))
 
     def checkpoint(self) -> None:
         """flush alerts -> durable snapshot per partition -> commit offsets (in that order)."""
@@ -334,10 +317,10 @@ class StreamWorker:
         self.crash.hit("after_flush")
         try:
             for tp, offset in self.next_offset.items():
-                ledger = self.ledgers.get(tp, Ledger())
-                self.store.save(tp, self._snapshot(tp) | {LEDGER_BLOB: ledger.to_blob()}, offset)
+                blobs = self._snapshot(tp) | {LEDGER_BLOB: self.ledgers.blob(tp)}
+                self.store.save(tp, blobs, offset)
                 # Its outcomes are durable now: whichever process restarts, it restores them.
-                self.durable = {**self.durable, tp: ledger}
+                self.ledgers.saved(tp)
                 self.crash.hit("after_snapshot_partition")
         except OSError as exc:
             # Disk full or store down: the committed offset must not pass the last durable
@@ -358,16 +341,7 @@ class StreamWorker:
     def totals(self, durable: bool = False) -> Ledger:
         """Summed over the assigned partitions: live (every record below next_offset), or as
         of each partition's last durable snapshot."""
-        return total((self.durable if durable else self.ledgers).values())
-
-    def ledger_report(self) -> list[list]:
-        """Per partition: [topic, partition, baseline rows, durable rows] (``ledger.advance``
-        turns them into counter deltas)."""
-        baseline, durable = self.baseline, self.durable
-        return [
-            [tp[0], tp[1], baseline.get(tp, Ledger()).rows(), ledger.rows()]
-            for tp, ledger in sorted(durable.items())
-        ]
+        return self.ledgers.totals(durable)
 
     def _snapshot(self, tp: TP) -> dict[str, bytes]:
         by_group: dict[str, list[str]] = {}

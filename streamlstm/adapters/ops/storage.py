@@ -6,8 +6,10 @@ whole new snapshot or none of it. Any ``pyarrow.fs`` URI (s3://, gs://, hdfs://)
 with a single object put, which those stores make atomic.
 
 File layout: ``MAGIC``, an 8-byte big-endian header length, a JSON header (next offset,
-generation, and per model group its size and sha256), then the group blobs. A truncated or
-corrupted file fails its checksum and the previous snapshot is used instead.
+generation, and per model group its size and sha256), then the group blobs. The loop adds
+one more blob, ``#ledger`` (``stream/ledger.py``: the partition's outcome counts below the
+next offset, JSON), which no model group can be named. A truncated or corrupted file fails
+its checksum and the previous snapshot is used instead.
 
 Names: ``snap-g<generation>-<next offset>.bin`` (``snap-<next offset>.bin`` from before
 fencing reads as generation 0). The newest snapshot is the one of the highest generation,

@@ -288,7 +288,7 @@ class PartitionWorkerImpl:
             "streams": sum(len(t) for t in self.worker.engine.tables.values()),
             "positions": [[t, p, o] for (t, p), o in self.worker.next_offset.items()],
             "models": self.models(),
-            "ledgers": self.worker.ledger_report(),  # the outcome counters (ledger.advance)
+            "ledgers": self.worker.ledgers.report(),  # the outcome counters (ledger.advance)
         }
 
     def latency(self, reset: bool = False) -> dict[str, float]:
