@@ -198,8 +198,10 @@ def wait_evicted(sup, want: int, timeout_s: float = 60.0) -> dict[str, int]:
 def snapshot_streams(path: Path) -> tuple[set[str], int]:
     """The streams a snapshot file holds, and its next offset."""
     from streamlstm.adapters.ops.storage import decode_snapshot
+    from streamlstm.stream.ledger import LEDGER_BLOB
 
     blobs, offset = decode_snapshot(path.read_bytes())
+    blobs.pop(LEDGER_BLOB)  # the outcome counts, beside the groups' state
     streams: set[str] = set()
     for blob in blobs.values():
         with np.load(io.BytesIO(blob), allow_pickle=False) as npz:

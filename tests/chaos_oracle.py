@@ -282,6 +282,10 @@ def count_diffs(run: Outcome) -> list[str]:
     if run.counted is None:
         return []
     c, diffs = run.counted, []
+    run.notes.append(
+        f"counted {c['records']} records (topic {run.in_topic}) = scored {c['scored']} + "
+        f"warming {c['warming']} + DLQ {c['dlq']}"
+    )
     if c["records"] != run.in_topic:
         diffs.append(f"counted {c['records']} records, the input topic holds {run.in_topic}")
     if c["records"] != c["scored"] + c["warming"] + c["dlq"]:
