@@ -24,6 +24,7 @@ class FlightRecorder(Protocol):
     def took(self, poll: Poll) -> None: ...
     def lap(self, stage: str) -> None: ...
     def landed(self) -> None: ...
+    def clear(self) -> None: ...
     def keep(self, ledger: dict) -> None: ...
 
 
@@ -37,12 +38,18 @@ class LeftBehind:
     ledger: dict | None = None
 
 
-def take_over(ledger: PoisonLedger, left: LeftBehind) -> bool:
+def take_over(ledger: PoisonLedger, flight: FlightRecorder, left: LeftBehind) -> bool:
     """A new process continues its predecessor's ledger and counts the poll it died in as
-    that poll's failure; True when the death counted (the caller keeps the ledger)."""
+    that poll's failure (kept in ``flight``); True when the death counted."""
     if left.ledger:
         ledger.restore(left.ledger)
-    return left.poll is not None and ledger.failed_poll(left.poll, left.stage)
+    if left.poll is None:
+        return False
+    flight.clear()  # first: a death before the keep loses this count, never doubles it
+    counted = ledger.failed_poll(left.poll, left.stage)
+    if counted:
+        flight.keep(ledger.state())
+    return counted
 
 
 class NoFlight:
@@ -53,6 +60,9 @@ class NoFlight:
         pass
 
     def landed(self) -> None:
+        pass
+
+    def clear(self) -> None:
         pass
 
     def keep(self, ledger: dict) -> None:
@@ -76,6 +86,9 @@ class MemoryFlight:
 
     def landed(self) -> None:
         self.poll = self.stage = None
+
+    def clear(self) -> None:
+        self.landed()
 
     def keep(self, ledger: dict) -> None:
         self.ledger = ledger

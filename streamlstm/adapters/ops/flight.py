@@ -145,9 +145,7 @@ def resume_flight(path: Path, ledger: PoisonLedger, who: str) -> FlightFile:
             spans,
             left.stage,
         )
-        flight.clear()  # first: a death before the keep below loses the count, never doubles it
-    if take_over(ledger, left):
-        flight.keep(ledger.state())
+    take_over(ledger, flight, left)
     return flight
 
 
