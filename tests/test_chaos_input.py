@@ -144,6 +144,7 @@ def test_a_future_dated_reading_is_rejected_and_does_not_block_its_stream(
 DEADLY = "kills-its-worker"  # STREAMLSTM_CRASH_ON_VALUE: a poll holding it ends the process
 
 
+@pytest.mark.slow  # ~30 s: 4 actor restarts
 def test_a_record_that_kills_its_worker_process_is_dead_lettered_as_poison(
     request, kafka_bootstrap, ray_local, scenario, model, reference, tmp_path: Path
 ) -> None:

@@ -8,12 +8,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from streamlstm.adapters.ops.flight import LEDGER_AT, FlightFile, flight_path, resume_flight
 from streamlstm.stream.poison import Failure, PoisonLedger, Poll
+
+pytestmark = [pytest.mark.chaos]  # a real process death; fast, so CI runs it too
 
 DIE_MID_POLL = """
 import os, sys
 from pathlib import Path
+import pytest
+
 from streamlstm.adapters.ops.flight import FlightFile
 from streamlstm.stream.poison import Poll
 flight = FlightFile.open(Path(sys.argv[1]))

@@ -22,6 +22,9 @@ from streamlstm.stream.ports import Counters
 from tests.helpers import FEATURES, series, tiny_config, tiny_model
 from tests.test_worker_loop import ListSink, ListSource, LoggingStore
 
+# In `make chaos` too (fast: CI runs them as well): the poison rows of docs/reliability.md.
+pytestmark = [pytest.mark.chaos]
+
 BAD_OFFSET = 20
 
 
