@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from streamlstm.adapters.ops.flight import LEDGER_AT, FlightFile, flight_path, resume_flight
+from streamlstm.records import RawRecord
 from streamlstm.stream.poison import Failure, PoisonLedger, Poll
 
 pytestmark = [pytest.mark.chaos]  # a real process death; fast, so CI runs it too
@@ -21,12 +22,12 @@ from pathlib import Path
 import pytest
 
 from streamlstm.adapters.ops.flight import FlightFile
-from streamlstm.stream.poison import Poll
+from streamlstm.records import RawRecord
 flight = FlightFile.open(Path(sys.argv[1]))
-flight.took(Poll(1, {("icu", 0): (5, 4)}))  # a poll that lands
+flight.took([RawRecord("icu", 0, 5, b"a", b"{}")])  # a poll that lands
 flight.lap("decode")
 flight.landed()
-flight.took(Poll(int(sys.argv[2]), {("icu", 0): (7, 7 + int(sys.argv[2]) - 1)}))
+flight.took([RawRecord("icu", 0, 7 + k, b"a", b"{}") for k in range(int(sys.argv[2]))])
 flight.lap("decode")
 os._exit(77)  # no close, no flush: what a segfault leaves
 """
@@ -72,7 +73,7 @@ def test_a_poll_a_live_process_is_in_is_not_a_death(tmp_path: Path) -> None:
     path = tmp_path / "f.bin"
     writer = FlightFile.open(path)
     writer.pid = os.getppid()  # as if another live process (this one's parent) wrote it
-    writer.took(Poll(1, {("icu", 0): (7, 7)}))
+    writer.took([RawRecord("icu", 0, 7, b"a", b"{}")])
     ledger = PoisonLedger(3)
     resume_flight(path, ledger, "worker 0").close()
     assert ledger.failures == {}
@@ -81,7 +82,7 @@ def test_a_poll_a_live_process_is_in_is_not_a_death(tmp_path: Path) -> None:
 def test_a_torn_ledger_reads_as_none_and_a_landed_poll_as_nothing(tmp_path: Path) -> None:
     path = tmp_path / "f.bin"
     flight = FlightFile.open(path)
-    flight.took(Poll(2, {("icu", 1): (3, 4)}))
+    flight.took([RawRecord("icu", 1, 3, b"a", b"{}"), RawRecord("icu", 1, 4, b"a", b"{}")])
     flight.lap("step")
     flight.landed()
     flight.keep({"one_by_one": [["icu", 1, 5]], "failures": []})

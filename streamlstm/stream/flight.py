@@ -17,11 +17,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from streamlstm.records import RawRecord
 from streamlstm.stream.poison import PoisonLedger, Poll
 
 
 class FlightRecorder(Protocol):
-    def took(self, poll: Poll) -> None: ...
+    def took(self, records: list[RawRecord]) -> None: ...
     def lap(self, stage: str) -> None: ...
     def landed(self) -> None: ...
     def clear(self) -> None: ...
@@ -53,7 +54,7 @@ def take_over(ledger: PoisonLedger, flight: FlightRecorder, left: LeftBehind) ->
 
 
 class NoFlight:
-    def took(self, poll: Poll) -> None:
+    def took(self, records: list[RawRecord]) -> None:
         pass
 
     def lap(self, stage: str) -> None:
@@ -77,8 +78,8 @@ class MemoryFlight:
         self.stage: str | None = None
         self.ledger: dict | None = None
 
-    def took(self, poll: Poll) -> None:
-        self.poll, self.stage = poll, "fetch"
+    def took(self, records: list[RawRecord]) -> None:
+        self.poll, self.stage = Poll.of(records), "fetch"
 
     def lap(self, stage: str) -> None:
         if self.poll is not None:

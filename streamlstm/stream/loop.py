@@ -30,7 +30,7 @@ from streamlstm.stream.decode import decode_poll
 from streamlstm.stream.engine import Engine
 from streamlstm.stream.eviction import StreamHomes
 from streamlstm.stream.flight import FlightRecorder, NoFlight
-from streamlstm.stream.poison import PoisonLedger, Poll
+from streamlstm.stream.poison import PoisonLedger
 from streamlstm.stream.polled import at_record, group_columns, where
 from streamlstm.stream.ports import (
     TP,
@@ -149,7 +149,7 @@ class StreamWorker:
             self.stages.lap("fetch")
             self.counters.polls += 1
             self.crash.hit("after_poll")  # only where records were taken: a crash loses them
-            self.flight.took(Poll.of(records))  # a process death from here on is counted
+            self.flight.took(records)  # a process death from here on is counted
             failure = self.poison.poison(records)
             try:
                 if failure is not None:
