@@ -110,7 +110,7 @@ class FlightFile:
         if zlib.crc32(payload) != crc:
             log.warning("flight recorder %s: torn poll record, ignored", self.path)
             return None, None
-        if pid != self.pid and _alive(pid):
+        if _alive(pid):  # this process too: two worker bodies in one (in-process tests)
             log.warning("flight recorder %s: process %d is alive and in a poll", self.path, pid)
             return None, None
         data = orjson.loads(payload)
