@@ -18,7 +18,7 @@ import pytest
 from kafka import KafkaProducer
 
 from streamlstm.adapters.kafka.client import ensure_topics
-from streamlstm.records import format_ts
+from streamlstm.records import format_ts, offset_of
 from tests import chaos_oracle as co
 from tests import chaos_support as cs
 from tests import live_helpers as lh
@@ -138,4 +138,49 @@ def test_a_future_dated_reading_is_rejected_and_does_not_block_its_stream(
     dead = dead_letters(cfg, scenario_ends(cfg, records))
     assert [h["error.reason"] for _, h, _ in dead] == ["future_timestamp"], dead
     run.notes.append("1 reading in 2099 rejected; the 20 after it accepted (none out of order)")
+    check(request, reference, run, scenario[0].n_bad, extra_dlq=1, same_partition_offsets=False)
+
+
+DEADLY = "kills-its-worker"  # STREAMLSTM_CRASH_ON_VALUE: a poll holding it ends the process
+
+
+@pytest.mark.slow  # ~30 s: 4 actor restarts
+def test_a_record_that_kills_its_worker_process_is_dead_lettered_as_poison(
+    request, kafka_bootstrap, ray_local, scenario, model, reference, tmp_path: Path
+) -> None:
+    """A record whose decoding ends the worker's process (``os._exit``, in every process
+    that polls it: the stand-in for a segfault). The flight recorder (adapters/ops/flight.py)
+    counts each death in the next process: after ``input.poison_after`` deaths of a poll of
+    that record alone it goes to the DLQ as ``poison``, its partition moves on, and the
+    supervisor reports every death. Everything else ends as in the reference."""
+    records = scenario[0].records
+    backoff = {"ray.restart_backoff_s": 0.2, "ray.restart_backoff_max_s": 1.0}
+    cfg = co.fresh_config(kafka_bootstrap, tmp_path, **backoff)
+    key = b"extra-deadly"
+    extra = [(key, reading("extra-deadly", HOUR_AGO + 60.0 * k, k)) for k in range(10)]
+    deadly_at = 3
+    value = orjson.loads(extra[deadly_at][1]) | {"note": DEADLY}
+    extra[deadly_at] = (key, orjson.dumps(value))
+    co.produce(cfg, records)
+    sup = co.start(cfg, model, {"STREAMLSTM_CRASH_ON_VALUE": DEADLY})
+    with cs.stop_on_failure(sup):
+        co.produce(cfg, extra, first=len(records))
+        added_at = time.time()
+        co.wait_caught_up(sup, cfg)
+        deadly_rows = {s: r for s, r in sup.state_rows().items() if s == "extra-deadly"}
+        run = co.finish(sup, cfg, added_at)
+    part = co.partition_of(key, 0, cfg.kafka.input_partitions)
+    first = scenario_ends(cfg, records)
+    ((got_part, headers, dead_value),) = dead_letters(cfg, first)
+    assert (got_part, headers["error.reason"], headers["error.stage"]) == (part, "poison", "decode")
+    assert int(headers["source.offset"]) == first[part] + deadly_at
+    assert dead_value == extra[deadly_at][1]  # the original bytes
+    # The other 9 readings of its stream were applied: the last one is its last offset.
+    last_applied = offset_of(int(deadly_rows["extra-deadly"]["last_offset"]))[0]
+    assert last_applied == first[part] + len(extra) - 1
+    after = cfg.input.poison_after
+    # `after` deaths with the record alone in its poll, one more if it first came with others
+    assert after <= run.restarts <= after + 1, run.notes
+    assert sum("died" in note for note in run.notes) >= 1, run.notes  # reported, not hidden
+    run.notes.append(f"dead-lettered as poison after {run.restarts} process deaths")
     check(request, reference, run, scenario[0].n_bad, extra_dlq=1, same_partition_offsets=False)

@@ -102,6 +102,7 @@ def _get(port: int, path: str) -> tuple[int, str]:
         return exc.code, exc.read().decode()
 
 
+@pytest.mark.chaos  # a row of docs/reliability.md; fast: CI runs it too
 def test_readyz_turns_unready_when_a_partitions_loop_stops_and_healthz_stays_up(
     kafka_bootstrap, ray_local, tmp_path: Path
 ) -> None:

@@ -77,6 +77,7 @@ def test_an_oversized_record_is_cut_into_the_dlq_and_the_worker_goes_on(
     assert totals["scored"] > 0
 
 
+@pytest.mark.chaos  # a row of docs/reliability.md; fast: CI runs it too
 def test_a_worker_that_keeps_dying_is_restarted_with_growing_delays(
     kafka_bootstrap, ray_local, data, model, tmp_path: Path
 ) -> None:

@@ -7,6 +7,7 @@ import hashlib
 from pathlib import Path
 
 import orjson
+import pytest
 
 from streamlstm.adapters.kafka.dead_letters import FRAMING_BYTES, _size, dlq_headers, fit_to_limit
 from streamlstm.adapters.ray.supervisor import death_reason, restart_delay
@@ -251,6 +252,7 @@ def test_idle_is_judged_in_reading_time_not_kafka_time(tmp_path: Path) -> None:
     assert restarted.engine.tables["g"].row("b") is None
 
 
+@pytest.mark.chaos  # a row of docs/reliability.md; fast: CI runs it too
 def test_a_new_stream_beyond_max_streams_is_dead_lettered_and_the_held_ones_keep_scoring(
     tmp_path: Path,
 ) -> None:

@@ -5,6 +5,7 @@ counters and poison ledger kept."""
 
 from __future__ import annotations
 
+import functools
 import itertools
 from pathlib import Path
 
@@ -14,11 +15,15 @@ import pytest
 from streamlstm.record_parser import RecordParser
 from streamlstm.records import RawRecord
 from streamlstm.stream.engine import Engine
+from streamlstm.stream.flight import LeftBehind, MemoryFlight, take_over
 from streamlstm.stream.loop import StreamWorker
 from streamlstm.stream.poison import Failure, PoisonLedger
 from streamlstm.stream.ports import Counters
 from tests.helpers import FEATURES, series, tiny_config, tiny_model
 from tests.test_worker_loop import ListSink, ListSource, LoggingStore
+
+# In `make chaos` too (fast: CI runs them as well): the poison rows of docs/reliability.md.
+pytestmark = [pytest.mark.chaos]
 
 BAD_OFFSET = 20
 
@@ -134,3 +139,96 @@ def test_a_dead_letter_that_cannot_be_written_never_counts_against_its_record(
         with pytest.raises(ConnectionError):
             w.run_once(0.0, 16)
     assert ledger.failures == {}  # retried as it was: its reason stays not_json
+
+
+# --- a record that kills the process (flight.py): a new ledger each time, the recorder kept
+
+
+class ProcessDeath(BaseException):
+    """Stands in for ``os._exit`` mid-poll: not an ``Exception``, so the loop's own failure
+    handling never sees it, as it never sees a real process death."""
+
+
+class DeadlyParser(RecordParser):
+    def open(self, rec):
+        if rec.value and b"trigger" in rec.value:
+            raise ProcessDeath
+        return super().open(rec)
+
+
+def _tick(clock) -> float:
+    return float(next(clock))
+
+
+def _run_with_deaths(tmp: Path, records, after: int, flight, most: int = 10):
+    """Run to the end; each death starts a new "process": new counters and a new ledger that
+    only the flight recorder connects to the dead one. Returns (deaths, the last loop)."""
+    cfg = tiny_config()
+    for deaths in range(most):
+        ledger = PoisonLedger(after)
+        take_over(ledger, flight, flight.left())
+        clock = itertools.count()
+        w = StreamWorker(
+            Engine.build(cfg, {"g": tiny_model()}),
+            DeadlyParser(cfg.input, cfg.groups),
+            ListSource(records, []),
+            ListSink([]),
+            LoggingStore(tmp, []),
+            functools.partial(_tick, clock),
+            5.0,
+            poison=ledger,
+            flight=flight,
+        )
+        w.assign([("icu", 0)])
+        try:
+            for _ in range(60):
+                w.run_once(0.0, 16)
+            w.checkpoint()
+            return deaths, w
+        except ProcessDeath:
+            continue
+    raise AssertionError(f"still dying after {most} deaths")
+
+
+@pytest.mark.parametrize("after", [1, 3])
+def test_a_record_that_kills_the_process_is_poison_after_n_deaths(
+    tmp_path: Path, after: int
+) -> None:
+    records = _records()
+    deaths, w = _run_with_deaths(tmp_path, records, after, MemoryFlight())
+    assert deaths == 1 + after  # one in a poll of many records, then `after` of it alone
+    ((offset, stage, reason, value),) = w.sink.dlq
+    assert (offset, stage, reason) == (BAD_OFFSET, "decode", "poison")
+    assert value == records[BAD_OFFSET].value
+    assert w.store.load(("icu", 0))[1] == len(records)  # the partition moved past it
+    # The last process counted only its own records: the ones after the snapshot it
+    # restored; together they reconcile.
+    c = w.counters
+    assert c.records == c.scored + c.warming + c.dlq and c.by_reason == {"poison": 1}
+    assert w.poison.poll_size(16) == 16
+
+
+def test_without_the_recorder_a_process_death_is_never_counted(tmp_path: Path) -> None:
+    with pytest.raises(AssertionError, match="still dying"):
+        _run_with_deaths(tmp_path, _records(), 3, NoMemory(), most=6)
+
+
+class NoMemory(MemoryFlight):
+    """A recorder that forgets at every death (what each new process had before)."""
+
+    def left(self) -> LeftBehind:
+        return LeftBehind()
+
+
+def test_a_death_after_scoring_is_not_the_records() -> None:
+    flight = MemoryFlight()
+    poll = [RawRecord("icu", 0, 7, b"a", b"{}")]
+    ledger = PoisonLedger(1)
+    for last, counted in [("step", False), ("alerts", False), ("fetch", True)]:
+        flight.took(poll)
+        if last != "fetch":
+            flight.lap(last)
+        assert take_over(ledger, flight, flight.left()) is counted, last
+        assert flight.left().poll is None  # counted once: the next process sees nothing
+    assert ledger.failures == {(("icu", 0), 7): Failure("decode", 1)}
+    assert flight.ledger == ledger.state()  # kept for the process after

@@ -7,6 +7,9 @@ or stall it. Read once from the environment at start; when unset, a hit is one s
   again in every new process: an endless restart loop instead of one crash.
 - ``STREAMLSTM_DELAY=name:seconds``: sleep at every pass of ``name`` (a slow worker).
 - ``STREAMLSTM_DISK_FULL_FLAG=path``: snapshot writes fail with ENOSPC while ``path`` exists.
+- ``STREAMLSTM_CRASH_ON_VALUE=text``: ``os._exit`` while decoding a poll holding a record
+  whose value contains ``text``, in every process (a record that kills its worker: the
+  stand-in for a segfault in a native decoder, or the OOM killer).
 """
 
 from __future__ import annotations
@@ -22,9 +25,16 @@ log = logging.getLogger(__name__)
 class CrashPoints:
     """``hit(name)`` at each named point; see the module docstring for the settings."""
 
-    def __init__(self, spec: str | None, once: str | None = None, delay: str | None = None):
+    def __init__(
+        self,
+        spec: str | None,
+        once: str | None = None,
+        delay: str | None = None,
+        on_value: str | None = None,
+    ):
         self.name, self.nth, self.seen = "", 0, 0
         self.once = once
+        self.on_value = on_value.encode() if on_value else None
         self.delay_name, self.delay_s = "", 0.0
         if spec:
             self.name, _, nth = spec.partition(":")
@@ -40,7 +50,16 @@ class CrashPoints:
             env.get("STREAMLSTM_CRASHPOINT"),
             env.get("STREAMLSTM_CRASHPOINT_ONCE"),
             env.get("STREAMLSTM_DELAY"),
+            env.get("STREAMLSTM_CRASH_ON_VALUE"),
         )
+
+    def on_records(self, records) -> None:
+        """Exit abruptly if a record's value holds the ``on_value`` text."""
+        if self.on_value is None:
+            return
+        if any(r.value and self.on_value in r.value for r in records):
+            log.warning("crash point on_value reached: exiting abruptly")
+            os._exit(77)
 
     def hit(self, name: str) -> None:
         if name == self.delay_name:

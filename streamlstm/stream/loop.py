@@ -33,6 +33,7 @@ from streamlstm.stream.crashpoints import CrashPoints
 from streamlstm.stream.decode import decode_poll
 from streamlstm.stream.engine import Engine
 from streamlstm.stream.eviction import StreamHomes
+from streamlstm.stream.flight import FlightRecorder, NoFlight
 from streamlstm.stream.ledger import LEDGER_BLOB, Ledger, Ledgers
 from streamlstm.stream.poison import PoisonLedger
 from streamlstm.stream.polled import at_record, group_columns, where
@@ -73,6 +74,7 @@ class StreamWorker:
         timer: Callable[[], float] | None = None,
         max_streams: int | None = None,
         poison: PoisonLedger | None = None,
+        flight: FlightRecorder | None = None,
     ):
         self.engine, self.parser = engine, parser
         self.source, self.sink, self.store = source, sink, store
@@ -91,6 +93,9 @@ class StreamWorker:
         self._dirty = False
         self._staged: deque = deque()  # (model, shadow_readings) from other threads
         self.poison = poison or PoisonLedger(None)  # the caller's survives a restart
+        # and the flight recorder's outlives the process (flight.py)
+        self.flight = flight or NoFlight()
+        self.stages.on_lap = self.flight.lap
 
     def request_stage(self, model, shadow_readings: int) -> None:
         """Thread-safe: the loop stages ``model`` in shadow before its next poll."""
@@ -155,16 +160,23 @@ class StreamWorker:
             self.stages.lap("fetch")
             self.counters.polls += 1
             self.crash.hit("after_poll")  # only where records were taken: a crash loses them
+            self.flight.took(records)  # a process death from here on is counted
             failure = self.poison.poison(records)
             try:
                 if failure is not None:
                     self._poisoned(records[0], failure.stage)
                 else:
+                    self.crash.on_records(records)
                     self._handle(records)
             except Exception:
-                self.poison.failed(records, self.stages.last)
+                # Landed first: a death between the two loses this count, never doubles it.
+                self.flight.landed()
+                if self.poison.failed(records, self.stages.last):
+                    self.flight.keep(self.poison.state())
                 raise
-            self.poison.passed(self.next_offset)
+            self.flight.landed()
+            if self.poison.passed(self.next_offset):
+                self.flight.keep(self.poison.state())
         if self.clock() - self._last_checkpoint >= self.interval_s:
             self.checkpoint()
         return len(records)

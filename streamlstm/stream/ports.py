@@ -107,6 +107,7 @@ class StageTimes:
         self.counters, self.timer = counters, timer
         self._last = 0.0
         self.last: str | None = None  # the stage finished last in this poll (poison.py)
+        self.on_lap: Callable[[str], None] | None = None  # the flight recorder (flight.py)
 
     def start(self) -> None:
         self.last = None
@@ -116,6 +117,8 @@ class StageTimes:
     def lap(self, stage: str) -> None:
         """The time since the last lap (or ``start``) was spent in ``stage``."""
         self.last = stage
+        if self.on_lap is not None:
+            self.on_lap(stage)
         if self.timer is None:
             return
         now = self.timer()

@@ -21,6 +21,7 @@ from streamlstm.adapters.kafka.client import KafkaSink, KafkaSource
 from streamlstm.adapters.kafka.options import client_options, producer_options
 from streamlstm.adapters.kafka.topics import topic_record_limit
 from streamlstm.adapters.ops.fencing import Fence, FencedSource, FencedStore, StaleGeneration
+from streamlstm.adapters.ops.flight import FlightFile, flight_path, resume_flight
 from streamlstm.adapters.ops.health import PartitionProgress
 from streamlstm.adapters.ops.storage import SnapshotStore
 from streamlstm.adapters.ray.model_bytes import load_models as _load_models
@@ -104,6 +105,7 @@ class PartitionWorkerImpl:
         self.counts = MetricCounts()
         self.counters = Counters()
         self.poison = PoisonLedger(self.config.input.poison_after)  # failures per record
+        self.flight: FlightFile | None = None  # opened by the first start of this process
 
     def start(
         self,
@@ -123,6 +125,9 @@ class PartitionWorkerImpl:
         import torch
 
         cfg = self.config
+        if self.flight is None:  # this process's first start: what a dead one left
+            where = flight_path(cfg.checkpoint.dir, cfg.kafka.group_id, self.index)
+            self.flight = resume_flight(where, self.poison, f"worker {self.index}")
         # The actor's CPU share (ray.num_cpus, at least 1) sizes torch's thread pool: workers
         # sharing a machine must not each spin a thread per core.
         set_threads(share=cfg.ray.num_cpus)
@@ -165,6 +170,7 @@ class PartitionWorkerImpl:
             timer=time.perf_counter,  # seconds per loop stage (bench e2e --profile)
             max_streams=cfg.state.max_streams,
             poison=self.poison,
+            flight=self.flight,
         )
         self.partitions = [tuple(tp) for tp in partitions]
         starts = self.worker.assign(self.partitions)
