@@ -27,6 +27,9 @@ class DetectorConfig(_Section):
     # The level's slope is smoothed over norm_horizon x trend_horizon readings (Holt); None:
     # no slope, the level lags a ramp (calibration.normalise).
     trend_horizon: float | None = Field(None, gt=0)
+    # The slope learns only once the level has a horizon of history (normalise.slope_rate):
+    # during the count-based start a slope turns steps and start-up transients into ramps.
+    trend_after_start: bool = False
     # Seasonal profiles in the forecast (Holt-Winters' additive seasons; two of them, a day
     # and a week, are Taylor's double-seasonal method): each period is cut into bins of
     # season_bin_s by timestamp; each bin learns how far readings there sit from the level,

@@ -27,9 +27,11 @@ def _run(
     trend_horizon: float | None,
     observed: list[bool] | None = None,
     start: tuple[float, float] = (0.0, 1.0),
+    **det_update,
 ):
-    """z per reading and the final state; ``start`` is the (mean, var) a row starts from."""
-    det = DetectorConfig(trend_horizon=trend_horizon)
+    """z per reading and the final state; ``start`` is the (mean, var) a row starts from;
+    ``det_update``: other ``DetectorConfig`` fields."""
+    det = DetectorConfig(trend_horizon=trend_horizon, **det_update)
     state = {
         "mean": torch.full((1, 1), start[0]),
         "var": torch.full((1, 1), start[1]),
@@ -82,6 +84,40 @@ def test_a_ramp_is_followed_without_lag_and_its_end_stays_a_full_jump() -> None:
     # The drop back to 0 at the end: far more sigmas with the slope than without.
     assert z_holt[end] < -8.0
     assert z_holt[end] < 1.5 * z_lag[end]
+
+
+def _step_in_the_start(trend_after_start: bool):
+    """Unit noise, then a 6-sigma step at reading 200: inside the level's count-based start
+    (``norm_horizon`` 1000: it lasts 999 readings)."""
+    noise = torch.randn(400, generator=torch.Generator().manual_seed(3))
+    values = [float(e) + (6.0 if k >= 200 else 0.0) for k, e in enumerate(noise)]
+    return _run(values, 10.0, norm_horizon=1000, trend_after_start=trend_after_start)
+
+
+def test_a_step_in_the_start_is_no_slope_with_trend_after_start() -> None:
+    """``trend_after_start``: while the level is a running mean of its first readings, a
+    step teaches it no slope, so the step stays above the level; with the slope learnt from
+    the start, the level ramps after the step and overshoots it (z turns negative)."""
+    z_ramped, s_ramped = _step_in_the_start(False)
+    z_kept, s_kept = _step_in_the_start(True)
+    assert float(s_kept["trend"]) == 0.0
+    assert float(s_ramped["trend"]) != 0.0
+    late = slice(350, 400)
+    assert sum(z_ramped[late]) / 50 < -0.5  # the ramp overshot the step
+    assert sum(z_kept[late]) / 50 > 0.5  # the step is still above the level
+    assert float(s_ramped["mean"]) > 6.0 > float(s_kept["mean"])
+
+
+def test_after_the_start_the_slope_is_learnt_as_before() -> None:
+    """Past the start (``norm_horizon`` 60, a ramp from reading 300) the slope follows the
+    ramp with ``trend_after_start`` too, and the drift's end stays a full jump."""
+    values = _ramp_then_drop()
+    z, state = _run(values, 10.0, trend_after_start=True)
+    _, early = _run(values[:50], 10.0, trend_after_start=True)
+    assert float(early["trend"]) == 0.0  # 50 readings: still in the start
+    assert abs(sum(z[500:600]) / 100) < 0.3
+    assert z[600] < -8.0
+    assert float(state["trend"]) > 0.0
 
 
 def test_a_missing_reading_moves_neither_level_nor_slope() -> None:

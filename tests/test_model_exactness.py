@@ -196,6 +196,19 @@ def test_a_horizon_in_seconds_is_the_horizon_in_readings_at_the_sampling_rate() 
     assert not torch.allclose(slower, by_count, atol=1e-3)  # 600 readings: it did change
 
 
+def test_streaming_equals_offline_with_the_slope_after_the_start() -> None:
+    """``trend_after_start`` (a 6000 s horizon at 60 s: the start lasts 99 readings) holds
+    the invariant, and changes the inputs: the slope waits for the start to end."""
+    readings = series("a", 150, seed=6)
+    det_cfg = tiny_config().detector.model_copy(
+        update={"norm_horizon_s": 6000.0, "trend_horizon": 10.0, "trend_after_start": True}
+    )
+    diff, z = _streamed_minus_offline(readings, det_cfg, [1, 4])
+    assert diff <= TOL
+    sloped, _ = _lanes(readings, det_cfg.model_copy(update={"trend_after_start": False}))
+    assert not torch.allclose(z, sloped, atol=1e-4)
+
+
 def test_streaming_equals_offline_with_a_horizon_in_seconds() -> None:
     """Irregular gaps weigh each reading by its own gap, online as offline."""
     rng = np.random.default_rng(5)

@@ -107,6 +107,19 @@ def level_rate(dt: Tensor, det: DetectorConfig) -> Tensor:
     return torch.clamp(dt / det.norm_horizon_s, 0.0, 1.0).float()
 
 
+def slope_rate(alpha: Tensor, start: Tensor, rate: Tensor | None, det: DetectorConfig) -> Tensor:
+    """The slope's gain (B, F): the level's ``alpha``, or with ``det.trend_after_start`` 0
+    while the level is still in its count-based start (``start`` = 1 / (n + 1) above its
+    steady rate). Why: there the level is a running mean of less than one horizon of
+    history; its error says how the estimate settles (or that the stream stepped), not how
+    the stream trends, and a slope learnt from it turns a step into a ramp the level follows.
+    """
+    if not det.trend_after_start:
+        return alpha
+    steady = 1.0 / det.norm_horizon if rate is None else rate.unsqueeze(1)
+    return alpha * (start <= steady)
+
+
 def learn(
     x: Tensor,
     m: Tensor,
@@ -131,7 +144,8 @@ def learn(
     up the change and hides it. With ``det.trend_horizon`` the level also carries a slope
     (Holt's linear trend): a ramp is followed without lag, so a slow drift or a daily ramp
     neither inflates the variance nor shows as a lasting offset, and the abrupt end of a
-    drift stays a full-size jump. Deviations are clipped to 3 std in the updates. Seasons
+    drift stays a full-size jump; with ``det.trend_after_start`` the slope waits for the
+    level's start to end (``slope_rate``). Deviations are clipped to 3 std in the updates. Seasons
     learn in turn, shortest first, each from what the previous left: the week learns only
     how a weekday differs from the average day. share (B,): the share of a season bin the
     reading stands for (``season_share``; default 1). rate (B,): with ``det.norm_horizon_s``,
@@ -155,7 +169,8 @@ def learn(
         s[Col.MEAN] = s[Col.MEAN] + alpha * dev
     else:  # a missing reading moves neither the level nor the slope; nor does the start
         s[Col.MEAN] = s[Col.MEAN] + m * trend + alpha * dev
-        s[Col.TREND] = trend + alpha * dev * ~early / det.trend_horizon
+        slope_gain = slope_rate(alpha, start, rate, det)
+        s[Col.TREND] = trend + slope_gain * dev * ~early / det.trend_horizon
     if seen.slots is not None:
         share = torch.ones_like(x[:, 0]) if share is None else share
         weight = m * ~early * share[:, None]
