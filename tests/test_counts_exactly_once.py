@@ -46,6 +46,9 @@ class DieAt:
             if self.seen == self.nth:
                 raise Died(name)
 
+    def on_records(self, records: list[RawRecord]) -> None:
+        """No record ends this process (``CrashPoints.on_records``'s hook)."""
+
 
 def two_partitions() -> list[RawRecord]:
     """The loop tests' records (two streams, an episode, one broken record), stream "a" and

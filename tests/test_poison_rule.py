@@ -201,10 +201,11 @@ def test_a_record_that_kills_the_process_is_poison_after_n_deaths(
     assert (offset, stage, reason) == (BAD_OFFSET, "decode", "poison")
     assert value == records[BAD_OFFSET].value
     assert w.store.load(("icu", 0))[1] == len(records)  # the partition moved past it
-    # The last process counted only its own records: the ones after the snapshot it
-    # restored; together they reconcile.
-    c = w.counters
-    assert c.records == c.scored + c.warming + c.dlq and c.by_reason == {"poison": 1}
+    # The last process's counts start from the ledger of the snapshot it restored: every
+    # record counted once over all the deaths, and they reconcile.
+    c = w.totals().outcomes()
+    assert c.records == len(records) == c.scored + c.warming + c.dlq
+    assert c.by_reason == {"poison": 1}
     assert w.poison.poll_size(16) == 16
 
 
