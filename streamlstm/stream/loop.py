@@ -18,7 +18,6 @@ its snapshot and restored with it, so a replayed record is counted once (``ledge
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -26,15 +25,16 @@ from collections.abc import Callable
 import numpy as np
 
 from streamlstm.detect.detector import Scored
-from streamlstm.detect.state import read_meta
 from streamlstm.record_parser import RecordParser
 from streamlstm.records import RawRecord, Rejection, offset_of
 from streamlstm.stream.crashpoints import CrashPoints
+from streamlstm.stream.dead_letter import send_dead_letter
 from streamlstm.stream.decode import decode_poll
 from streamlstm.stream.engine import Engine
 from streamlstm.stream.eviction import StreamHomes
 from streamlstm.stream.flight import FlightRecorder, NoFlight
-from streamlstm.stream.ledger import LEDGER_BLOB, Ledger, Ledgers
+from streamlstm.stream.ledger import Ledger, Ledgers
+from streamlstm.stream.partition_state import partition_blobs, restore_partition
 from streamlstm.stream.poison import PoisonLedger
 from streamlstm.stream.polled import at_record, group_columns, where
 from streamlstm.stream.ports import (
@@ -47,7 +47,6 @@ from streamlstm.stream.ports import (
     SnapshotStore,
     Source,
     StageTimes,
-    UndeliverableRecord,
 )
 
 __all__ = ["TP", "CrashPoints", "Metrics", "Sink", "SnapshotStore", "Source", "StreamWorker"]
@@ -111,33 +110,13 @@ class StreamWorker:
         restored: dict[TP, Ledger] = {}
         for tp in partitions:
             saved = self.store.load(tp)
-            start = 0
             streams: set[tuple[str, str]] = set()
-            restored[tp] = Ledger()  # a snapshot from before ledgers counts from zero
+            start, restored[tp] = 0, Ledger()
             if saved is None:
                 self.metrics.restored("cold")
             else:
-                blobs, start = dict(saved[0]), saved[1]
-                if LEDGER_BLOB in blobs:
-                    restored[tp] = Ledger.from_blob(blobs.pop(LEDGER_BLOB))
-                for group, blob in blobs.items():
-                    saved_version = read_meta(blob).get("model_version")
-                    serving = self.engine.detectors[group].model.version
-                    if saved_version not in (None, serving):
-                        # State belongs to its model: under another one it would be noise.
-                        log.warning(
-                            "%s: snapshot of %s holds model %s state, serving %s: its streams "
-                            "start cold",
-                            group,
-                            tp,
-                            saved_version,
-                            serving,
-                        )
-                        self.metrics.restored("skipped")
-                        continue
-                    names, _ = self.engine.tables[group].restore(blob)
-                    self.metrics.restored("restored")
-                    streams.update((group, s) for s in names)
+                streams, restored[tp] = restore_partition(self.engine, self.metrics, tp, saved[0])
+                start = saved[1]
             self.next_offset[tp] = start
             self.homes.restored(tp, streams)
             self.source.seek(tp[0], tp[1], start)
@@ -293,23 +272,10 @@ class StreamWorker:
     def _dlq(self, rec: RawRecord, rej: Rejection, batch_index: int | None = None) -> None:
         """Send to the DLQ (again, in a replay: at least once), count it once. A reading of
         a batched record goes alone: the record's bytes, its index in a header."""
-        if batch_index is not None:
-            rec = dataclasses.replace(rec, batch_index=batch_index)
-        where = f"{rec.topic}:{rec.partition}@{rec.offset}"
         try:
-            self.sink.send_dlq(rec, rej.stage, rej.reason)
-        except UndeliverableRecord as exc:
-            # Raising would restart the worker onto this same record, forever: log it (its
-            # coordinates find it in the input topic), count it, and go on.
-            log.error(
-                "DLQ write of %s (reason %s) refused, record skipped: %s", where, rej.reason, exc
-            )
-            self.metrics.dead_letter_failed(rej.reason)
-        except Exception as exc:
-            # Transient (broker down, no metadata): the worker restarts and replays it. The
-            # sink failed, not the record: not a failure of its stage (poison.py).
-            log.error("DLQ write of %s (reason %s) failed: %s", where, rej.reason, exc)
-            self.stages.last = "produce"
+            send_dead_letter(self.sink, self.metrics, rec, rej, batch_index)
+        except Exception:
+            self.stages.last = "produce"  # the sink's failure, not the record's stage's
             raise
         if not self._fresh(rec.topic, rec.partition, rec.offset):
             return
@@ -329,7 +295,9 @@ class StreamWorker:
         self.crash.hit("after_flush")
         try:
             for tp, offset in self.next_offset.items():
-                blobs = self._snapshot(tp) | {LEDGER_BLOB: self.ledgers.blob(tp)}
+                blobs = partition_blobs(
+                    self.engine, self.homes.streams_of.get(tp, set()), self.ledgers.blob(tp)
+                )
                 self.store.save(tp, blobs, offset)
                 # Its outcomes are durable now: whichever process restarts, it restores them.
                 self.ledgers.saved(tp)
@@ -354,14 +322,3 @@ class StreamWorker:
         """Summed over the assigned partitions: live (every record below next_offset), or as
         of each partition's last durable snapshot."""
         return self.ledgers.totals(durable)
-
-    def _snapshot(self, tp: TP) -> dict[str, bytes]:
-        by_group: dict[str, list[str]] = {}
-        for group, stream in self.homes.streams_of.get(tp, ()):
-            by_group.setdefault(group, []).append(stream)
-        return {
-            group: self.engine.tables[group].snapshot(
-                sorted(streams), {"model_version": self.engine.detectors[group].model.version}
-            )
-            for group, streams in by_group.items()
-        }
