@@ -5,7 +5,6 @@ counters and poison ledger kept."""
 
 from __future__ import annotations
 
-import functools
 import itertools
 from pathlib import Path
 
@@ -18,7 +17,6 @@ from streamlstm.stream.engine import Engine
 from streamlstm.stream.flight import LeftBehind, MemoryFlight, take_over
 from streamlstm.stream.loop import StreamWorker
 from streamlstm.stream.poison import Failure, PoisonLedger
-from streamlstm.stream.ports import Counters
 from tests.helpers import FEATURES, series, tiny_config, tiny_model
 from tests.test_worker_loop import ListSink, ListSource, LoggingStore
 
@@ -48,37 +46,41 @@ def _records() -> list[RawRecord]:
     return out
 
 
-def _loop(tmp: Path, records, counters: Counters, ledger: PoisonLedger) -> StreamWorker:
+def _loop(tmp: Path, records, ledger: PoisonLedger, parser=None, flight=None) -> StreamWorker:
     cfg = tiny_config()
     clock = itertools.count()
     return StreamWorker(
         Engine.build(cfg, {"g": tiny_model()}),
-        BuggyParser(cfg.input, cfg.groups),
+        (parser or BuggyParser)(cfg.input, cfg.groups),
         ListSource(records, []),
         ListSink([]),
         LoggingStore(tmp, []),
         lambda: float(next(clock)),
         5.0,
-        counters=counters,
         poison=ledger,
+        flight=flight,
     )
 
 
-def _run_with_restarts(tmp: Path, records, ledger: PoisonLedger, most: int = 10):
-    """Run to the end, restarting the loop after each failure (as the supervisor does);
-    returns (failures, the last loop)."""
-    counters = Counters()
+def _run_to_the_end(new_loop, fails: type[BaseException], most: int = 10):
+    """Run a loop from ``new_loop()`` to the end, and a new one after each ``fails`` (as the
+    supervisor restarts the loop, or Ray the process); returns (failures, the last loop)."""
     for failures in range(most):
-        w = _loop(tmp, records, counters, ledger)
+        w = new_loop()
         w.assign([("icu", 0)])
         try:
             for _ in range(60):
                 w.run_once(0.0, 16)
             w.checkpoint()
             return failures, w
-        except RuntimeError:
+        except fails:
             continue
     raise AssertionError(f"still failing after {most} restarts")
+
+
+def _run_with_restarts(tmp: Path, records, ledger: PoisonLedger, most: int = 10):
+    """The loop restarted in the same process: the same poison ledger."""
+    return _run_to_the_end(lambda: _loop(tmp, records, ledger), RuntimeError, most)
 
 
 @pytest.mark.parametrize("after", [1, 3])
@@ -133,7 +135,7 @@ def test_a_dead_letter_that_cannot_be_written_never_counts_against_its_record(
     broken = [RawRecord("icu", 0, 0, b"a", b"{not json")]
     ledger = PoisonLedger(1)
     for _ in range(3):
-        w = _loop(tmp_path, broken, Counters(), ledger)
+        w = _loop(tmp_path, broken, ledger)
         w.sink = DownSink([])
         w.assign([("icu", 0)])
         with pytest.raises(ConnectionError):
@@ -156,38 +158,16 @@ class DeadlyParser(RecordParser):
         return super().open(rec)
 
 
-def _tick(clock) -> float:
-    return float(next(clock))
-
-
 def _run_with_deaths(tmp: Path, records, after: int, flight, most: int = 10):
-    """Run to the end; each death starts a new "process": new counters and a new ledger that
-    only the flight recorder connects to the dead one. Returns (deaths, the last loop)."""
-    cfg = tiny_config()
-    for deaths in range(most):
+    """Each death starts a new "process": a new poison ledger that only the flight recorder
+    connects to the dead one."""
+
+    def new_process() -> StreamWorker:
         ledger = PoisonLedger(after)
         take_over(ledger, flight, flight.left())
-        clock = itertools.count()
-        w = StreamWorker(
-            Engine.build(cfg, {"g": tiny_model()}),
-            DeadlyParser(cfg.input, cfg.groups),
-            ListSource(records, []),
-            ListSink([]),
-            LoggingStore(tmp, []),
-            functools.partial(_tick, clock),
-            5.0,
-            poison=ledger,
-            flight=flight,
-        )
-        w.assign([("icu", 0)])
-        try:
-            for _ in range(60):
-                w.run_once(0.0, 16)
-            w.checkpoint()
-            return deaths, w
-        except ProcessDeath:
-            continue
-    raise AssertionError(f"still dying after {most} deaths")
+        return _loop(tmp, records, ledger, DeadlyParser, flight)
+
+    return _run_to_the_end(new_process, ProcessDeath, most)
 
 
 @pytest.mark.parametrize("after", [1, 3])
@@ -210,7 +190,7 @@ def test_a_record_that_kills_the_process_is_poison_after_n_deaths(
 
 
 def test_without_the_recorder_a_process_death_is_never_counted(tmp_path: Path) -> None:
-    with pytest.raises(AssertionError, match="still dying"):
+    with pytest.raises(AssertionError, match="still failing"):
         _run_with_deaths(tmp_path, _records(), 3, NoMemory(), most=6)
 
 
