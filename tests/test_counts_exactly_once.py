@@ -177,3 +177,26 @@ def test_the_ledger_round_trips_through_its_blob() -> None:
     assert back.counts == ledger.counts
     assert back.outcomes().by_reason == {"not_json": 1} and back.outcomes().records == 3
     assert orjson.loads(ledger.to_blob())["version"] == 1
+
+
+def test_a_worker_that_dies_before_its_first_report_loses_no_counts(tmp_path: Path) -> None:
+    """The exporter's first mark for a partition is what its first start restored (the
+    supervisor notes it from ``start``), not the first report: a process that checkpointed
+    and died before reporting leaves its counts to the next one to export."""
+    records = two_partitions()
+    hub = MetricsHub()
+    first = process(tmp_path, records, DieAt(None, 0))
+    first.assign(TPS)
+    hub.know_baselines({(t, p): rows for t, p, rows in first.ledgers.restored_rows()})
+    while first.run_once(0.0, POLL):
+        pass
+    first.checkpoint()  # durable, then the process dies unreported
+    second = process(tmp_path, records, DieAt(None, 0))
+    second.assign(TPS)  # restores the first one's ledgers: its own baseline is all of them
+    hub.know_baselines({(t, p): rows for t, p, rows in second.ledgers.restored_rows()})
+    report(hub, second)
+    assert exported(hub, "records") == len(records)
+    # Without the first start's mark the exporter would begin at the second's baseline.
+    blind = MetricsHub()
+    report(blind, second)
+    assert exported(blind, "records") == 0

@@ -164,6 +164,11 @@ class Ledgers:
     def totals(self, durable: bool = False) -> Ledger:
         return total((self.durable if durable else self.live).values())
 
+    def restored_rows(self) -> list[list]:
+        """Per partition: [topic, partition, baseline rows] (``Ledgers.report`` without the
+        durable ledger)."""
+        return [[tp[0], tp[1], ledger.rows()] for tp, ledger in sorted(self.baseline.items())]
+
     def report(self) -> list[list]:
         """Per partition: [topic, partition, baseline rows, durable rows] (``advance``
         turns them into counter deltas)."""

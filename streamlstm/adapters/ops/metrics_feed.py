@@ -76,6 +76,7 @@ class MetricsFeed:
 
     def pull(self, sup) -> None:
         self.hub.expected = list(sup.partitions)
+        self.hub.know_baselines(sup.ledger_baselines)  # before the reports: see there
         self.hub.add_reports(sup.metrics())
         self.hub.set_restarts(self.restarts_before + sup.restarts)
         self.hub.set_scale(sup.workers, self.handoffs_before + sup.handoffs)

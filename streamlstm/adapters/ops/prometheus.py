@@ -91,6 +91,14 @@ class MetricsHub:
             if older is None or health.polled_at >= older.polled_at:  # moved: the newest
                 self.partitions[tp] = health.merged(older)
 
+    def know_baselines(self, baselines: dict[tuple[str, int], list]) -> None:
+        """Each partition's ledger as its first start restored it (the supervisor's record):
+        a partition's counters begin there, not at the first report, so the counts of a
+        worker that checkpointed and died before its first report are not lost."""
+        with self._lock:
+            for tp, rows in baselines.items():
+                self.ledger_seen.setdefault(tp, Ledger.from_rows(rows))
+
     def _add_ledger(self, tp: tuple[str, int], baseline: list, durable: list) -> None:
         """A partition first seen starts from the ledger its worker restored (a new
         exporter does not count what was done before it); then only what passes the mark."""

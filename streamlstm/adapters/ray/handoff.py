@@ -120,6 +120,7 @@ def _start(sup: Any, workers: list[int]) -> None:
     for i, ref in refs.items():
         try:
             info = ray.get(ref)
+            sup.note_start(info)
             log.info("worker %s starts at %s", i, info["starts"])
         except Exception as exc:
             # A fresh process (Ray restarts the actor) has no loop: its run below fails and

@@ -87,6 +87,9 @@ class Supervisor:
         self.runs: dict[int, Any] = {}
         self.plan: list[list[TP]] = []
         self.restarts = 0
+        # per partition, the outcome ledger restored by its first start under this
+        # supervisor: where its exported counters begin (MetricsHub.know_baselines)
+        self.ledger_baselines: dict[tuple[str, int], list] = {}
         self.deaths: dict[int, int] = {}  # worker -> deaths in a row (backoff exponent)
         self.started_at: dict[int, float] = {}  # worker -> monotonic time of its last start
         self.restart_due: dict[int, float] = {}  # worker -> when a dead one restarts
@@ -119,9 +122,16 @@ class Supervisor:
         started = ray.get(
             [a.start.remote(self.plan[i], self.files) for i, a in enumerate(self.actors)]
         )
+        for info in started:
+            self.note_start(info)
         self.runs = {i: a.run.remote() for i, a in enumerate(self.actors)}
         self.started_at = dict.fromkeys(self.runs, time.monotonic())
         return started
+
+    def note_start(self, info: dict[str, Any]) -> None:
+        """A worker started: the ledgers it restored, for partitions not started before."""
+        for topic, partition, rows in info.get("ledgers", []):
+            self.ledger_baselines.setdefault((topic, partition), rows)
 
     def new_actor(self, i: int) -> Any:
         """Worker actor ``i`` (not started: ``start`` gives it its partitions)."""
@@ -176,7 +186,9 @@ class Supervisor:
         if now < self.restart_due[i]:
             return None
         try:
-            ray.get(self.actors[i].start.remote(self.plan[i], self.files, self.previous))
+            self.note_start(
+                ray.get(self.actors[i].start.remote(self.plan[i], self.files, self.previous))
+            )
         except ray.exceptions.ActorUnavailableError:
             # Ray is still restarting the actor process: the dead run stays in ``runs``, so
             # the next check tries again instead of the supervisor dying.

@@ -186,6 +186,9 @@ class PartitionWorkerImpl:
             "node": _node_id(),
             "device": str(device),
             "starts": {f"{t}:{p}": o for (t, p), o in starts.items()},
+            # what this start restored: the exporter's first mark for a partition it has not
+            # seen yet, even if this process dies before its first metrics report
+            "ledgers": self.worker.ledgers.restored_rows(),
         }
 
     def run(self) -> dict[str, Any]:
