@@ -23,11 +23,12 @@ import pytest
 
 from streamlstm.adapters.ops.flight import FlightFile
 from streamlstm.records import RawRecord
+from streamlstm.stream.poison import Poll
 flight = FlightFile.open(Path(sys.argv[1]))
-flight.took([RawRecord("icu", 0, 5, b"a", b"{}")])  # a poll that lands
+flight.took(Poll.of([RawRecord("icu", 0, 5, b"a", b"{}")]))  # a poll that lands
 flight.lap("decode")
 flight.landed()
-flight.took([RawRecord("icu", 0, 7 + k, b"a", b"{}") for k in range(int(sys.argv[2]))])
+flight.took(Poll.of([RawRecord("icu", 0, 7 + k, b"a", b"{}") for k in range(int(sys.argv[2]))]))
 flight.lap("decode")
 os._exit(77)  # no close, no flush: what a segfault leaves
 """
@@ -73,7 +74,7 @@ def test_a_poll_a_live_process_is_in_is_not_a_death(tmp_path: Path) -> None:
     path = tmp_path / "f.bin"
     writer = FlightFile.open(path)
     writer.pid = os.getppid()  # as if another live process (this one's parent) wrote it
-    writer.took([RawRecord("icu", 0, 7, b"a", b"{}")])
+    writer.took(Poll.of([RawRecord("icu", 0, 7, b"a", b"{}")]))
     ledger = PoisonLedger(3)
     resume_flight(path, ledger, "worker 0").close()
     assert ledger.failures == {}
@@ -82,7 +83,7 @@ def test_a_poll_a_live_process_is_in_is_not_a_death(tmp_path: Path) -> None:
 def test_a_torn_ledger_reads_as_none_and_a_landed_poll_as_nothing(tmp_path: Path) -> None:
     path = tmp_path / "f.bin"
     flight = FlightFile.open(path)
-    flight.took([RawRecord("icu", 1, 3, b"a", b"{}"), RawRecord("icu", 1, 4, b"a", b"{}")])
+    flight.took(Poll.of([RawRecord("icu", 1, 3, b"a", b"{}"), RawRecord("icu", 1, 4, b"a", b"{}")]))
     flight.lap("step")
     flight.landed()
     flight.keep({"one_by_one": [["icu", 1, 5]], "failures": []})

@@ -16,7 +16,7 @@ from streamlstm.records import RawRecord
 from streamlstm.stream.engine import Engine
 from streamlstm.stream.flight import LeftBehind, MemoryFlight, take_over
 from streamlstm.stream.loop import StreamWorker
-from streamlstm.stream.poison import Failure, PoisonLedger
+from streamlstm.stream.poison import Failure, PoisonLedger, Poll
 from tests.helpers import FEATURES, series, tiny_config, tiny_model
 from tests.test_worker_loop import ListSink, ListSource, LoggingStore
 
@@ -203,7 +203,7 @@ class NoMemory(MemoryFlight):
 
 def test_a_death_after_scoring_is_not_the_records() -> None:
     flight = MemoryFlight()
-    poll = [RawRecord("icu", 0, 7, b"a", b"{}")]
+    poll = Poll.of([RawRecord("icu", 0, 7, b"a", b"{}")])
     ledger = PoisonLedger(1)
     for last, counted in [("step", False), ("alerts", False), ("fetch", True)]:
         flight.took(poll)

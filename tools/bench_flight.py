@@ -2,7 +2,8 @@
 
 ``python tools/bench_flight.py [--records 200] [--partitions 2] [--dir DIR] [--polls 20000]``
 times, per poll, what the loop adds: ``took`` (the poll's first and last offset per
-partition, one pwrite of them), four stage ``lap``s (a pwrite each) and ``landed`` (one). Prints
+partition, from the loop's ``PollIndex``, built once per poll; one pwrite), four stage
+``lap``s (a pwrite each) and ``landed`` (one). Prints
 JSON: microseconds per poll, the median of 5 repeats, with the file and without (NoFlight).
 """
 
@@ -18,6 +19,7 @@ from pathlib import Path
 from streamlstm.adapters.ops.flight import FlightFile
 from streamlstm.records import RawRecord
 from streamlstm.stream.flight import NoFlight
+from streamlstm.stream.poll_index import PollIndex
 
 LAPS = ("decode", "group", "step", "alerts")
 
@@ -25,7 +27,7 @@ LAPS = ("decode", "group", "step", "alerts")
 def per_poll_us(recorder, records: list[RawRecord], polls: int) -> float:
     started = time.perf_counter()
     for _ in range(polls):
-        recorder.took(records)
+        recorder.took(PollIndex.of(records).poll())
         for stage in LAPS:
             recorder.lap(stage)
         recorder.landed()

@@ -2,7 +2,8 @@
 worker's *process* (a segfault in a native library, the OOM killer) is still counted by the
 poison rule (``poison.py``), which otherwise lives and dies with that process.
 
-Per poll the loop says ``took`` (which records, before any is handled), ``lap`` at each
+Per poll the loop says ``took`` (which offsets of which partitions, before any record is
+handled), ``lap`` at each
 stage it finishes, and ``landed`` once the poll is handled or its failure counted; the
 ledger's state is ``keep``-ed on every change (failures: rare). A process that dies mid-poll
 leaves a poll ``took`` and not ``landed``: the next process reads it (``LeftBehind``) and
@@ -17,12 +18,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from streamlstm.records import RawRecord
 from streamlstm.stream.poison import PoisonLedger, Poll
 
 
 class FlightRecorder(Protocol):
-    def took(self, records: list[RawRecord]) -> None: ...
+    def took(self, poll: Poll) -> None: ...
     def lap(self, stage: str) -> None: ...
     def landed(self) -> None: ...
     def clear(self) -> None: ...
@@ -54,7 +54,7 @@ def take_over(ledger: PoisonLedger, flight: FlightRecorder, left: LeftBehind) ->
 
 
 class NoFlight:
-    def took(self, records: list[RawRecord]) -> None:
+    def took(self, poll: Poll) -> None:
         pass
 
     def lap(self, stage: str) -> None:
@@ -78,8 +78,8 @@ class MemoryFlight:
         self.stage: str | None = None
         self.ledger: dict | None = None
 
-    def took(self, records: list[RawRecord]) -> None:
-        self.poll, self.stage = Poll.of(records), "fetch"
+    def took(self, poll: Poll) -> None:
+        self.poll, self.stage = poll, "fetch"
 
     def lap(self, stage: str) -> None:
         if self.poll is not None:

@@ -36,6 +36,7 @@ from streamlstm.stream.flight import FlightRecorder, NoFlight
 from streamlstm.stream.ledger import Ledger, Ledgers
 from streamlstm.stream.partition_state import partition_blobs, restore_partition
 from streamlstm.stream.poison import PoisonLedger
+from streamlstm.stream.poll_index import PollIndex
 from streamlstm.stream.polled import at_record, group_columns, where
 from streamlstm.stream.ports import (
     TP,
@@ -139,18 +140,20 @@ class StreamWorker:
             self.stages.lap("fetch")
             self.counters.polls += 1
             self.crash.hit("after_poll")  # only where records were taken: a crash loses them
-            self.flight.took(records)  # a process death from here on is counted
+            index = PollIndex.of(records)
+            poll = index.poll()
+            self.flight.took(poll)  # a process death from here on is counted
             failure = self.poison.poison(records)
             try:
                 if failure is not None:
                     self._poisoned(records[0], failure.stage)
                 else:
                     self.crash.on_records(records)
-                    self._handle(records)
+                    self._handle(records, index)
             except Exception:
                 # Landed first: a death between the two loses this count, never doubles it.
                 self.flight.landed()
-                if self.poison.failed(records, self.stages.last):
+                if self.poison.failed_poll(poll, self.stages.last):
                     self.flight.keep(self.poison.state())
                 raise
             self.flight.landed()
@@ -160,23 +163,12 @@ class StreamWorker:
             self.checkpoint()
         return len(records)
 
-    def _handle(self, records: list[RawRecord]) -> None:
+    def _handle(self, records: list[RawRecord], index: PollIndex) -> None:
         c, stages = self.counters, self.stages
         self.ledgers.drop_pending()  # what a failed poll counted
-        next_offset = dict(self.next_offset)
-        for rec in records:
-            tp = (rec.topic, rec.partition)
-            if rec.offset >= next_offset.get(tp, 0):
-                next_offset[tp] = rec.offset + 1
-        fresh_record = np.fromiter(
-            (self._fresh(r.topic, r.partition, r.offset) for r in records), bool, len(records)
-        )
-        # the poll's partitions, and each record's index among them: counts per partition
-        tps = sorted({(r.topic, r.partition) for r in records})
-        tp_index = {tp: k for k, tp in enumerate(tps)}
-        tp_of_record = np.fromiter(
-            (tp_index[(r.topic, r.partition)] for r in records), np.int64, len(records)
-        )
+        next_offset = index.advanced(self.next_offset)
+        fresh_record = index.fresh(self.next_offset)
+        tps, tp_of_record = index.tps, index.tp_of  # counts per partition
         decoded = decode_poll(self.parser, records)
         for i, index, rej in decoded.rejected:
             self._dlq(records[i], rej, index)

@@ -26,7 +26,6 @@ from pathlib import Path
 
 import orjson
 
-from streamlstm.records import RawRecord
 from streamlstm.stream.flight import LeftBehind, take_over
 from streamlstm.stream.poison import PoisonLedger, Poll
 
@@ -63,8 +62,7 @@ class FlightFile:
         return cls(os.open(path, os.O_RDWR | os.O_CREAT, 0o644), path)
 
     # --- the loop's port -----------------------------------------------------------------
-    def took(self, records: list[RawRecord]) -> None:
-        poll = Poll.of(records)
+    def took(self, poll: Poll) -> None:
         spans = [[t, p, first, last] for (t, p), (first, last) in poll.spans.items()]
         payload = orjson.dumps({"n": poll.records, "spans": spans})
         if POLL_HEAD.size + len(payload) > LEDGER_AT:
