@@ -95,6 +95,13 @@ class AlertConfig(_Section):
     # An alert open this long ends in a `rebaseline` event and the stream re-learns its
     # normal from then on; null: never (the alert stays open while the readings stay off).
     rebaseline_after_s: float | None = Field(None, gt=0)
+    # An alert also ends in `rebaseline` once it has been open this many times as long as
+    # the history its normal was learnt from (the stream's first reading, or its last
+    # rebaseline, to the alert's opening). A normal learnt from ten minutes of a pump is
+    # no evidence that the next hour is abnormal: once the stream has been in the new state
+    # as long as in the old, the old one is no better a normal than the new. null: off;
+    # rebaseline_after_s still caps long histories.
+    rebaseline_after_history: float | None = Field(None, gt=0)
     # An open alert also resolves once its score stays below this share of the episode's
     # typical score (detect/alerts.py `exit_limit`): the readings came most of the way back.
     # null: only `exit` ends an alert.

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from streamlstm.config import AlertConfig
-from streamlstm.detect.alerts import HOST_COLUMNS, AlertInputs, AlertMachine, alert_id
+from streamlstm.detect.alerts import HOST_COLUMNS, AlertInputs, AlertMachine, alert_id, overdue
+from streamlstm.detect.columns import Col
 from streamlstm.detect.state import StateTable
 
 CFG = AlertConfig(enter=5, exit=2, critical=10, min_duration=2, exit_duration=2, cooldown=3)
@@ -160,16 +162,22 @@ def _one_by_one(machine: AlertMachine, host, rows, inp: AlertInputs) -> list:
     above = ((inp.score >= cfg.enter) | inp.quality) & ~inp.warming
     events = []
     for i in range(len(rows)):
+        if cfg.rebaseline_after_history is not None and np.isnan(host[Col.A_NORMAL_TS][rows[i]]):
+            host[Col.A_NORMAL_TS][rows[i]] = inp.ts[i]  # the stream's normal starts here
         event = machine._advance(host, int(rows[i]), i, bool(above[i]), inp)
         if event is not None:
             events.append(event)
     return events
 
 
-def test_many_rows_at_once_step_exactly_as_one_row_at_a_time() -> None:
+@pytest.mark.parametrize(
+    "rebaseline",
+    [{"rebaseline_after_s": 15.0}, {"rebaseline_after_s": 60.0, "rebaseline_after_history": 0.5}],
+)
+def test_many_rows_at_once_step_exactly_as_one_row_at_a_time(rebaseline: dict) -> None:
     """The quiet transitions run in numpy for all rows, the eventful ones row by row: the
     same events and the same state as the plain loop, over random scores of 40 streams."""
-    cfg = CFG.model_copy(update={"rebaseline_after_s": 15.0, "exit_share": 0.3})
+    cfg = CFG.model_copy(update={**rebaseline, "exit_share": 0.3})
     rng = np.random.default_rng(7)
     streams = [f"s{k}" for k in range(40)]
     tables = [StateTable({}, HOST_COLUMNS), StateTable({}, HOST_COLUMNS)]
@@ -195,3 +203,43 @@ def test_many_rows_at_once_step_exactly_as_one_row_at_a_time() -> None:
     assert got[0] == got[1] and len({e[2] for e in got[0]}) == 4  # open/update/resolve/rebaseline
     for name in HOST_COLUMNS:
         np.testing.assert_array_equal(tables[0].host[name], tables[1].host[name], err_msg=name)
+
+
+def test_an_alert_ends_in_a_rebaseline_once_open_as_long_as_its_normals_history() -> None:
+    """Readings 1 s apart from ts 1000: 10 quiet readings, then a sustained 6. The alert
+    opens at reading 11 (history 11 s) and, with ``rebaseline_after_history`` 1, ends in a
+    rebaseline 11 s later; with 2, 22 s later; a stream with a longer quiet history keeps
+    the same 25 s alert open."""
+    share_1 = CFG.model_copy(update={"rebaseline_after_history": 1.0})
+    share_2 = CFG.model_copy(update={"rebaseline_after_history": 2.0})
+    assert run([0] * 10 + [6] * 25, cfg=share_1)[:2] == [
+        (11, "open", "warning"),
+        (22, "rebaseline", "warning"),
+    ]
+    assert [e[:2] for e in run([0] * 10 + [6] * 25, cfg=share_2)[:2]] == [
+        (11, "open"),
+        (33, "rebaseline"),
+    ]
+    assert run([0] * 40 + [6] * 25, cfg=share_1) == [(41, "open", "warning")]
+    assert run([0] * 10 + [6] * 25) == [(11, "open", "warning")]  # off by default
+
+
+def test_after_a_rebaseline_the_normals_history_starts_again() -> None:
+    """The reading after a rebaseline starts the new normal's history: an alert that
+    opens 5 s later ends 5 s after that, not after the stream's whole age."""
+    cfg = CFG.model_copy(update={"rebaseline_after_history": 1.0})
+    scores = [0] * 10 + [6] * 13 + [0] * 4 + [6] * 10
+    events = [e[:2] for e in run(scores, cfg=cfg)]
+    # history 1000..1011 -> rebaseline at 22; new history from 23; open at 28, ends at 33
+    # (the machine alone has no warm-up after a rebaseline: the detector adds one)
+    assert events[:4] == [(11, "open"), (22, "rebaseline"), (28, "open"), (33, "rebaseline")]
+
+
+def test_a_row_without_a_known_history_never_rebaselines_by_history() -> None:
+    """A row restored from a snapshot taken before the history was kept (NaN) is judged by
+    ``rebaseline_after_s`` alone."""
+    cfg = CFG.model_copy(update={"rebaseline_after_history": 1.0})
+    assert not overdue(cfg, np.array([2000.0]), np.array([1010.0]), np.array([np.nan]))[0]
+    assert overdue(cfg, np.array([1020.0]), np.array([1010.0]), np.array([1000.0]))[0]
+    capped = cfg.model_copy(update={"rebaseline_after_s": 30.0})
+    assert overdue(capped, np.array([1040.0]), np.array([1010.0]), np.array([np.nan]))[0]

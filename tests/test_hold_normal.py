@@ -137,11 +137,37 @@ def test_rebaseline_ends_a_long_alert_visibly_and_the_stream_relearns() -> None:
     assert not any(res.in_alert[-100:])
 
 
+def test_rebaseline_after_history_ends_an_alert_as_old_as_the_normal_and_not_a_younger_one() -> (
+    None
+):
+    """Readings 60 s apart. A shift after 150 readings opens an alert on a normal of about
+    9,000 s; with ``rebaseline_after_history`` 1 it ends in a rebaseline about 9,000 s
+    later, the stream warms up again, and the new level becomes its normal. The same
+    300-reading shift after 400 readings (history 24,000 s) stays one open alert."""
+    det = tiny_detector(rebaseline_after_history=1.0)
+    res = det.score(det.new_table(), _shifted(150, 300))
+    events = [e for e in res.events if e.event in ("open", "rebaseline")]
+    assert [e.event for e in events[:2]] == ["open", "rebaseline"]
+    opened, rebased = events[0], events[1]
+    history_s = opened.ts - series("a", 1, seed=5)[0].ts  # from the stream's first reading
+    assert history_s <= rebased.ts - opened.ts < history_s + 60.0
+    at = res.index.index(rebased.source[2])
+    assert res.warming[at + 1 : at + 6] == [True] * 5
+    assert not any(res.in_alert[-100:])
+    det = tiny_detector(rebaseline_after_history=1.0)
+    res = det.score(det.new_table(), _shifted(400, 300))
+    kinds = [e.event for e in res.events]
+    assert kinds.count("open") == 1 and "rebaseline" not in kinds and all(res.in_alert[-250:])
+
+
 def test_rebaseline_off_by_default_and_validated() -> None:
     assert AlertConfig().rebaseline_after_s is None
     assert AlertConfig().hold_normal == "pending"
     with pytest.raises(ValueError):
         AlertConfig(rebaseline_after_s=0)
+    assert AlertConfig().rebaseline_after_history is None
+    with pytest.raises(ValueError):
+        AlertConfig(rebaseline_after_history=0)
     with pytest.raises(ValueError):
         AlertConfig(hold_normal="sometimes")
 

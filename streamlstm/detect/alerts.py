@@ -3,8 +3,9 @@
 States: idle -> (``min_duration`` readings at or above ``enter``) -> open -> (``exit_duration``
 readings below ``exit``) -> idle with a ``cooldown`` in which nothing opens. An open alert is
 re-announced (``update``) when its severity rises or its peak grows by ``update_ratio``.
-An alert open for ``rebaseline_after_s`` ends with a ``rebaseline`` event instead: the
-stream's new state is accepted as its normal, visibly, and the detector re-learns it.
+An alert open for ``rebaseline_after_s``, or (``rebaseline_after_history``) that many times
+as long as the history its normal was learnt from, ends with a ``rebaseline`` event instead:
+the stream's new state is accepted as its normal, visibly, and the detector re-learns it.
 
 ``alert_phase`` gives each row's phase, from which ``holding.py`` decides which readings
 the stream's normal may not learn from.
@@ -49,6 +50,9 @@ HOST_COLUMNS: dict[str, Column] = {
     Col.A_KIND: Column((), "int8", 0),
     Col.A_OPEN_OFFSET: Column((), "int64", -1),
     Col.A_OPEN_TS: Column((), "float64", 0.0),
+    # The first reading of the stream's normal: its first reading, or the first after a
+    # rebaseline (NaN: not seen yet, or a row restored from an older snapshot).
+    Col.A_NORMAL_TS: Column((), "float64", float("nan")),
     # The alert id, minted at open and kept (12 bytes as 8 + 4): update and resolve events
     # carry the id of the open even if the model version changed in between.
     Col.A_ID_HI: Column((), "int64", 0),
@@ -112,6 +116,27 @@ def exit_limit(cfg: AlertConfig, level):
     return np.maximum(cfg.exit, cfg.exit_share * level)
 
 
+def overdue(cfg: AlertConfig, ts, open_ts, normal_ts) -> np.ndarray:
+    """Whether alerts opened at ``open_ts`` end in a rebaseline at ``ts`` (arrays or
+    scalars): open ``rebaseline_after_s``, or ``rebaseline_after_history`` times as long as
+    their normal's history (``open_ts - normal_ts``; a NaN history never ends one)."""
+    open_s = np.asarray(ts - open_ts)
+    ended = np.zeros(open_s.shape, dtype=bool)
+    if cfg.rebaseline_after_s is not None:
+        ended |= open_s >= cfg.rebaseline_after_s
+    if cfg.rebaseline_after_history is not None:
+        ended |= open_s >= cfg.rebaseline_after_history * (open_ts - normal_ts)
+    return ended
+
+
+def _start_history(host: dict[str, np.ndarray], rows: np.ndarray, ts: np.ndarray) -> None:
+    """Rows whose normal has no start yet (a new stream, the reading after a rebaseline)
+    start it at this reading."""
+    fresh = np.isnan(host[Col.A_NORMAL_TS][rows])
+    if fresh.any():
+        host[Col.A_NORMAL_TS][rows[fresh]] = ts[fresh]
+
+
 def _busy(host: dict[str, np.ndarray], rows: np.ndarray) -> np.ndarray:
     """(B,) bool: an open alert, a pending one, or a cooldown."""
     return (
@@ -140,6 +165,8 @@ class AlertMachine:
         one, on their state from before this reading. Many streams inside alerts at once
         (an incident) then cost a few array operations, not a Python call each.
         """
+        if self.cfg.rebaseline_after_history is not None:
+            _start_history(host, rows, inp.ts)
         above = ((inp.score >= self.cfg.enter) | inp.quality) & ~inp.warming
         if not above.any() and not _busy(host, rows).any():
             return []  # the common poll: every stream idle and quiet, nothing to do
@@ -160,9 +187,9 @@ class AlertMachine:
         idle = ~is_open & ~cooling
         pending = np.where(above, host[Col.A_PENDING][rows] + 1, 0)
         opens = idle & (pending >= cfg.min_duration)
-        ended = np.zeros_like(is_open)
-        if cfg.rebaseline_after_s is not None:
-            ended = is_open & (inp.ts - host[Col.A_OPEN_TS][rows] >= cfg.rebaseline_after_s)
+        ended = is_open & overdue(
+            cfg, inp.ts, host[Col.A_OPEN_TS][rows], host[Col.A_NORMAL_TS][rows]
+        )
         level = host[Col.A_LEVEL][rows]
         low = is_open & ~ended & (inp.score < exit_limit(cfg, level)) & ~inp.quality
         below = host[Col.A_BELOW][rows] + 1
@@ -213,12 +240,13 @@ class AlertMachine:
     def _while_open(self, host, row: int, i: int, inp: AlertInputs):
         cfg = self.cfg
         score = float(inp.score[i])
-        limit = cfg.rebaseline_after_s
-        if limit is not None and inp.ts[i] - host[Col.A_OPEN_TS][row] >= limit:
-            # Open this long: the state is the new normal. Say so, close, re-learn.
+        if overdue(cfg, inp.ts[i], host[Col.A_OPEN_TS][row], host[Col.A_NORMAL_TS][row]):
+            # Open this long: the state is the new normal. Say so, close, re-learn; the new
+            # normal's history starts with the stream's next reading.
             event = self._event("rebaseline", host, row, i, inp)
             host[Col.A_STATE][row] = IDLE
             host[Col.A_BELOW][row] = 0
+            host[Col.A_NORMAL_TS][row] = np.nan
             return event
         level = host[Col.A_LEVEL][row]
         if score < exit_limit(cfg, level) and not inp.quality[i]:

@@ -53,5 +53,6 @@ class Col:
     A_KIND = "a_kind"
     A_OPEN_OFFSET = "a_open_offset"
     A_OPEN_TS = "a_open_ts"
+    A_NORMAL_TS = "a_normal_ts"  # when the stream's normal began (rebaseline_after_history)
     A_ID_HI = "a_id_hi"
     A_ID_LO = "a_id_lo"

@@ -142,7 +142,8 @@ def calibrated_alerts(
     host = {name: _column(col, B) for name, col in alerts.HOST_COLUMNS.items()}
     # No rebaseline here: time is the reading index, and a baseline has no normal to re-learn.
     machine = alerts.AlertMachine(
-        alert_cfg.model_copy(update={"rebaseline_after_s": None}), "baseline"
+        alert_cfg.model_copy(update={"rebaseline_after_s": None, "rebaseline_after_history": None}),
+        "baseline",
     )
     since = np.zeros(B)
     fade = calibration_fade(det)
