@@ -32,6 +32,7 @@ from streamlstm.detect.calibration import (
     score_statistics,
 )
 from streamlstm.detect.columns import Col
+from streamlstm.detect.likelihood import TAIL_PRIOR, learn_tail, tail_score
 from streamlstm.detect.model import LSTMAutoencoder, window_error
 from streamlstm.detect.state import Column
 
@@ -139,6 +140,9 @@ def calibrated_alerts(
         Col.CAL_DEV: prior[1].expand(B, -1).clone(),
         Col.CAL_N: torch.zeros(B),
     }
+    tail = det.score_tail_horizon
+    if tail:  # the thresholds are in tail units then: the baselines' score must be too
+        state |= {name: torch.full((B,), fill) for name, fill in _TAIL_START.items()}
     host = {name: _column(col, B) for name, col in alerts.HOST_COLUMNS.items()}
     # No rebaseline here: time is the reading index, and a baseline has no normal to re-learn.
     machine = alerts.AlertMachine(
@@ -152,6 +156,9 @@ def calibrated_alerts(
     for t in range(T):
         ok = valid[t]
         score, _ = calibrated_score(stats[t], seen[t], state, prior, fade)
+        raw = score
+        if tail:  # as TensorStep: how rare the calibrated score is for this stream
+            score, state[Col.TAIL_SHORT] = tail_score(raw, state, det.score_tail_short)
         # as TensorStep: nothing held while warming or while the prior still scores a row
         own = learning_own(state, det).numpy()
         leaning = (since + 1 <= det.warmup_readings) | own
@@ -162,7 +169,9 @@ def calibrated_alerts(
         held = held & ~own
         out.held[t] = held & ok
         learn = torch.as_tensor((since >= det.burn_in_readings) & ~held & ok)
-        state = learn_calibration(stats[t], seen[t], state, learn, horizon)
+        state.update(learn_calibration(stats[t], seen[t], state, learn, horizon))
+        if tail:
+            state.update(learn_tail(raw, state, learn, tail))
         since += ok
         rows = np.flatnonzero(ok)
         score_np = score.numpy()[rows]
@@ -182,6 +191,15 @@ def calibrated_alerts(
         out.score[t] = score.numpy()
         out.in_alert[t] = host[Col.A_STATE] == alerts.OPEN
     return out
+
+
+# Where a stream's score distribution starts (the detector table's defaults, table.py).
+_TAIL_START = {
+    Col.TAIL_MU: TAIL_PRIOR[0],
+    Col.TAIL_DEV: TAIL_PRIOR[1],
+    Col.TAIL_N: 0.0,
+    Col.TAIL_SHORT: TAIL_PRIOR[0],
+}
 
 
 def _column(col: Column, n: int) -> np.ndarray:
