@@ -125,7 +125,9 @@ def test_scores_and_alerts_do_not_depend_on_batching(hold: str) -> None:
 
     s1, e1 = run(1)
     s7, e7 = run(7)
-    assert max(abs(s1[k] - s7[k]) for k in s1) <= 1e-4
+    # Relative as well as absolute: float32 rounding of a score of ~140 (inside the spike's
+    # alert) differs by ~2e-4 between batch shapes on some CPUs' matmul kernels.
+    assert all(abs(s1[k] - s7[k]) <= 1e-4 + 1e-5 * abs(s1[k]) for k in s1)
     assert sorted(e1) == sorted(e7)
 
 

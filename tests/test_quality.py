@@ -118,10 +118,10 @@ def test_quality_nab_reports_categories_one_model_per_series_and_loco(tmp_path: 
     text = text.replace("epochs: 20", "epochs: 1").replace("hidden_size: 128", "hidden_size: 8")
     (configs / "univariate.yaml").write_text(text)
     (tmp_path / "changes.yaml").write_text(
-        "nab:\n- change: '`alerts.enter: 7.0` (before: 5)'\n  undo: {alerts.enter: 5.0}\n"
+        "nab:\n- change: '`alerts.enter: 4.0` (before: 5)'\n  undo: {alerts.enter: 5.0}\n"
     )
     (tmp_path / "cands.yaml").write_text(
-        "- {name: today, overrides: {}}\n- {name: high, overrides: {alerts.enter: 9.0}}\n"
+        "- {name: today, overrides: {}}\n- {name: high, overrides: {alerts.enter: 6.0}}\n"
     )
     out = tmp_path / "q.md"
     run_cli(
@@ -134,9 +134,9 @@ def test_quality_nab_reports_categories_one_model_per_series_and_loco(tmp_path: 
     categories = re.findall(r"^\| (catA|catB|all) \| (\d) \| (\d) \|", text, re.M)
     assert categories == [("catA", "2", "2"), ("catB", "1", "1"), ("all", "3", "3")]
     folds = re.findall(
-        r"^\| (catA|catB) \| (today's config|undo alerts\.enter: 7\.0|high) \|", text, re.M
+        r"^\| (catA|catB) \| (today's config|undo alerts\.enter: 4\.0|high) \|", text, re.M
     )
     assert [f[0] for f in folds] == ["catA", "catB"]
-    assert "*undo alerts.enter: 7.0*: `{'alerts.enter': 5.0}`" in text
+    assert "*undo alerts.enter: 4.0*: `{'alerts.enter': 5.0}`" in text
     assert re.search(r"^\| streaming LSTM-AE, one model per series \| 3 \|", text, re.M)
-    assert re.search(r"^\| nab \| `alerts.enter: 7.0`", text, re.M)
+    assert re.search(r"^\| nab \| `alerts.enter: 4.0`", text, re.M)
