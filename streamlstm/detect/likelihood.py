@@ -30,6 +30,14 @@ from streamlstm.detect.columns import Col
 # near 1 and a mean absolute deviation near 0.6.
 TAIL_PRIOR = (1.0, 0.6)
 TAIL_PRIOR_N = 30.0
+# A new stream's tail columns: the prior's mean and spread, nothing learnt, the short mean
+# at the prior's mean. The one start for the detector's table and the baselines.
+TAIL_START = {
+    Col.TAIL_MU: TAIL_PRIOR[0],
+    Col.TAIL_DEV: TAIL_PRIOR[1],
+    Col.TAIL_N: 0.0,
+    Col.TAIL_SHORT: TAIL_PRIOR[0],
+}
 # Spread floor in calibrated-z units: a stream whose score never moves (a noise-free signal)
 # would otherwise call any flicker astronomically rare.
 TAIL_MIN_SIGMA = 0.25

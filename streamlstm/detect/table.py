@@ -12,7 +12,7 @@ from streamlstm.config import DetectorConfig
 from streamlstm.detect import alerts
 from streamlstm.detect.calibration import INPUT_PRIOR
 from streamlstm.detect.columns import Col
-from streamlstm.detect.likelihood import TAIL_PRIOR
+from streamlstm.detect.likelihood import TAIL_START
 from streamlstm.detect.state import Column
 
 
@@ -56,10 +56,7 @@ def table_columns(
         device_cols[Col.IN_MU] = Column((F,), "float32", INPUT_PRIOR[0])
         device_cols[Col.IN_DEV] = Column((F,), "float32", INPUT_PRIOR[1])
     if det.score_tail_horizon:  # the score's own distribution (likelihood.tail_score)
-        device_cols[Col.TAIL_MU] = Column((), "float32", TAIL_PRIOR[0])
-        device_cols[Col.TAIL_DEV] = Column((), "float32", TAIL_PRIOR[1])
-        device_cols[Col.TAIL_N] = Column((), "float32")
-        device_cols[Col.TAIL_SHORT] = Column((), "float32", TAIL_PRIOR[0])
+        device_cols |= {name: Column((), "float32", fill) for name, fill in TAIL_START.items()}
     if hold_set:  # one byte per feature: which sensors the stream's held episode is about
         device_cols[Col.HOLD_SET] = Column((F,), "uint8")
     host_cols = {

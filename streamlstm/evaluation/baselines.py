@@ -32,7 +32,7 @@ from streamlstm.detect.calibration import (
     score_statistics,
 )
 from streamlstm.detect.columns import Col
-from streamlstm.detect.likelihood import TAIL_PRIOR, learn_tail, tail_score
+from streamlstm.detect.likelihood import TAIL_START, learn_tail, tail_score
 from streamlstm.detect.model import LSTMAutoencoder, window_error
 from streamlstm.detect.state import Column
 
@@ -142,7 +142,7 @@ def calibrated_alerts(
     }
     tail = det.score_tail_horizon
     if tail:  # the thresholds are in tail units then: the baselines' score must be too
-        state |= {name: torch.full((B,), fill) for name, fill in _TAIL_START.items()}
+        state |= {name: torch.full((B,), fill) for name, fill in TAIL_START.items()}
     host = {name: _column(col, B) for name, col in alerts.HOST_COLUMNS.items()}
     # No rebaseline here: time is the reading index, and a baseline has no normal to re-learn.
     machine = alerts.AlertMachine(
@@ -191,15 +191,6 @@ def calibrated_alerts(
         out.score[t] = score.numpy()
         out.in_alert[t] = host[Col.A_STATE] == alerts.OPEN
     return out
-
-
-# Where a stream's score distribution starts (the detector table's defaults, table.py).
-_TAIL_START = {
-    Col.TAIL_MU: TAIL_PRIOR[0],
-    Col.TAIL_DEV: TAIL_PRIOR[1],
-    Col.TAIL_N: 0.0,
-    Col.TAIL_SHORT: TAIL_PRIOR[0],
-}
 
 
 def _column(col: Column, n: int) -> np.ndarray:
