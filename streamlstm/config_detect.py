@@ -106,6 +106,14 @@ class AlertConfig(_Section):
     # typical score (detect/alerts.py `exit_limit`): the readings came most of the way back.
     # null: only `exit` ends an alert.
     exit_share: float | None = Field(None, gt=0, lt=1)
+    # What an open alert's exit is judged on. newest: the lower of the window's score and
+    # the newest reading's own (its reconstruction error and input deviation alone, against
+    # the same calibration); window: the window's score alone. The window's score stays
+    # high for `window_len` readings after a fault's last reading, as the window still
+    # holds it, so an alert ended that many readings late; the newest reading says at once
+    # that the readings are back, and a fault whose readings stay off keeps both high
+    # (detect/step.py `newest_score`; docs/quality.md, "Changes").
+    exit_on: Literal["newest", "window"] = "newest"
 
     @model_validator(mode="after")
     def _ordered(self) -> AlertConfig:

@@ -19,8 +19,10 @@ def run(
     warming: int = 0,
     version: str = "v1",
     cfg: AlertConfig = CFG,
+    exit_scores: list[float] | None = None,
 ) -> list[tuple[int, str, str]]:
-    """Feed one stream's scores; return (index, event, severity) per event."""
+    """Feed one stream's scores (and exit scores, default none: the scores); return
+    (index, event, severity) per event."""
     table = StateTable({}, HOST_COLUMNS)
     rows, _ = table.rows_for(["s"])
     machine = AlertMachine(cfg, version)
@@ -35,6 +37,7 @@ def run(
             np.array([i < warming]),
             lambda _: (("hr", 1.0),),
             lambda _, i=i: ("t", 0, i),
+            None if exit_scores is None else np.array([exit_scores[i]]),
         )
         out += [(i, e.event, e.severity) for e in machine.step(table.host, rows, inp)]
     return out
@@ -42,6 +45,17 @@ def run(
 
 def test_opens_after_min_duration_and_resolves_after_exit_duration() -> None:
     events = run([0, 6, 6, 6, 1, 1, 1])
+    assert events == [(2, "open", "warning"), (5, "resolve", "warning")]
+
+
+def test_exit_is_judged_on_the_exit_score_and_nothing_else_is() -> None:
+    """The window's score (6) stays above ``exit`` after the readings are back; the newest
+    reading's (``exit_score``, 1) is below it: the alert resolves after ``exit_duration``
+    readings of it. A low exit score before the alert opens neither stops nor delays the
+    opening: opening, updates and severity follow the score."""
+    scores = [0, 6, 6, 6, 6, 6, 6]
+    assert [e[1] for e in run(scores)] == ["open"]
+    events = run(scores, exit_scores=[0, 1, 1, 6, 1, 1, 1])
     assert events == [(2, "open", "warning"), (5, "resolve", "warning")]
 
 

@@ -132,3 +132,28 @@ def test_rows_in_table_order_and_out_of_it_step_the_same() -> None:
     assert scores_a.keys() == scores_b.keys()
     assert max(abs(scores_a[k] - scores_b[k]) for k in scores_a) <= 1e-5
     assert_same_state(rows_b, rows_a, atol=1e-5)
+
+
+def _fault_events(exit_on: str, first: int, last: int) -> list[tuple[int, str]]:
+    """A heart rate stuck at 130 over readings first..last of a steady stream: (reading
+    index, event) of every alert event, with ``alerts.exit_on`` as given."""
+    det = tiny_detector(calibration_fade=60, exit_on=exit_on)
+    readings = series("a", 200, seed=2)
+    for i in range(first, last + 1):
+        r = readings[i]
+        readings[i] = Reading("a", r.ts, (130.0, *r.values[1:]), "g", "t", 0, r.offset)
+    scored = det.score(det.new_table(), readings)
+    return [(round((e.ts - readings[0].ts) / 60.0), e.event) for e in scored.events]
+
+
+def test_an_alert_ends_on_the_newest_reading_not_when_the_window_has_drained() -> None:
+    """The window's score stays high while the window (4 readings) still holds the fault's
+    last reading; judged on the newest reading (``exit_on: newest``) the alert resolves
+    ``exit_duration`` (2) readings after the fault, 3 readings sooner than on the window's
+    score. Where it opens does not change."""
+    window = _fault_events("window", 120, 131)
+    newest = _fault_events("newest", 120, 131)
+    assert [e for _, e in window] == [e for _, e in newest] == ["open", "resolve"]
+    assert window[0] == newest[0]
+    assert newest[1][0] == 131 + 2
+    assert window[1][0] == newest[1][0] + 3

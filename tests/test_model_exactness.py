@@ -15,7 +15,11 @@ from streamlstm.detect.calibration import calibration_horizons
 from streamlstm.detect.detector import Detector
 from streamlstm.evaluation.baselines import calibrated_alerts
 from streamlstm.records import Reading
-from streamlstm.train.fit import normalise_lanes, offline_feature_errors
+from streamlstm.train.fit import (
+    normalise_lanes,
+    offline_feature_errors,
+    offline_newest_statistics,
+)
 from tests.helpers import interleave, series, tiny_config, tiny_detector, tiny_model
 
 TOL = 1e-5
@@ -168,8 +172,15 @@ def test_streamed_scores_equal_the_offline_calibration_with_input_deviations(
     assert stats.shape[-1] == 2 * len(model.features) + 1
     prior = model.prior.tensors(torch.device("cpu"), stats.shape[-1])
     horizon = calibration_horizons(det_cfg, len(model.features))
+    newest = offline_newest_statistics(model.net, z, m, with_inputs=True)
     offline = calibrated_alerts(
-        stats, seen, (prior["cal_mu"], prior["cal_dev"]), det_cfg, cfg.alerts, horizon=horizon
+        stats,
+        seen,
+        (prior["cal_mu"], prior["cal_dev"]),
+        det_cfg,
+        cfg.alerts,
+        horizon=horizon,
+        newest=newest,
     )
     assert np.abs(np.array(scored.score) - offline.score[:, 0]).max() <= 1e-4
     assert (offline.held[:, 0] == served_held[:, 0].numpy()).all()

@@ -86,6 +86,12 @@ class AlertInputs:
     warming: np.ndarray  # (B,) bool: no alert may open
     top_features: Callable[[int], tuple[tuple[str, float], ...]]  # lazily, for events only
     sources: Callable[[int], tuple[str, int, int]]
+    # (B,) what an open alert's exit is judged on (``alerts.exit_on``; the step's
+    # ``exit_score``): never above ``score``. None: ``score`` itself.
+    exit_score: np.ndarray | None = None
+
+    def exit_scores(self) -> np.ndarray:
+        return self.score if self.exit_score is None else self.exit_score
 
 
 def alert_phase(host: dict[str, np.ndarray], rows: np.ndarray) -> np.ndarray:
@@ -191,7 +197,7 @@ class AlertMachine:
             cfg, inp.ts, host[Col.A_OPEN_TS][rows], host[Col.A_NORMAL_TS][rows]
         )
         level = host[Col.A_LEVEL][rows]
-        low = is_open & ~ended & (inp.score < exit_limit(cfg, level)) & ~inp.quality
+        low = is_open & ~ended & (inp.exit_scores() < exit_limit(cfg, level)) & ~inp.quality
         below = host[Col.A_BELOW][rows] + 1
         resolves = low & (below >= cfg.exit_duration)
         high = is_open & ~ended & ~low
@@ -249,7 +255,7 @@ class AlertMachine:
             host[Col.A_NORMAL_TS][row] = np.nan
             return event
         level = host[Col.A_LEVEL][row]
-        if score < exit_limit(cfg, level) and not inp.quality[i]:
+        if inp.exit_scores()[i] < exit_limit(cfg, level) and not inp.quality[i]:
             host[Col.A_BELOW][row] += 1
             if host[Col.A_BELOW][row] < cfg.exit_duration:
                 if cfg.exit_share is not None:  # the level serves exit_share alone

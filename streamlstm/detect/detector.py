@@ -194,6 +194,7 @@ class Detector:
                     None if share is None else share[lo:hi],
                     None if rate is None else rate[lo:hi],
                     any_gap=bool(inputs["gap_host"][lo:hi].any()),
+                    any_open=bool((a_phase[lo:hi] == alerts.PHASE_OPEN).any()),
                 )
             )
             work.put(lo, hi, given, state)
@@ -248,6 +249,7 @@ class Detector:
             warming,
             top_features,
             lambda i: cols.source(int(idx[i])),
+            got["exit_score"],
         )
         events = self.alerts.step(table.host, rows, inputs)
         if any(e.event == "rebaseline" for e in events):
@@ -282,13 +284,15 @@ class _Picked(Sequence[str]):
 def _to_host(res: dict[str, Tensor]) -> dict[str, np.ndarray]:
     """The per-reading results as host arrays, packed into one tensor for one copy: on a
     GPU each separate ``.cpu()`` would be a transfer and a wait of its own."""
-    per_row = [res["score"], res["rms_err"], res["warming"].float(), res["held"].float()]
+    per_row = [res["score"], res["exit_score"], res["rms_err"], res["warming"], res["held"]]
+    per_row = [t.float() for t in per_row]
     packed = torch.cat([torch.stack(per_row, dim=1), res["stuck"].float()], dim=1)
     host = packed.cpu().numpy()
     return {
         "score": host[:, 0],
-        "rms_err": host[:, 1],
-        "warming": host[:, 2] > 0,
-        "held": host[:, 3] > 0,
-        "stuck": host[:, 4:] > 0,
+        "exit_score": host[:, 1],
+        "rms_err": host[:, 2],
+        "warming": host[:, 3] > 0,
+        "held": host[:, 4] > 0,
+        "stuck": host[:, 5:] > 0,
     }

@@ -105,6 +105,15 @@ def window_error(recon: Tensor, win_x: Tensor, win_m: Tensor) -> Tensor:
     return sq.sum(dim=-2) / seen.clamp(min=1.0)
 
 
+def reading_error(recon: Tensor, x: Tensor, m: Tensor) -> Tensor:
+    """Per-feature squared reconstruction error of the newest reading alone, masked.
+
+    recon (..., W, F), whose last row reconstructs the newest reading; x, m (..., F) that
+    reading, normalised, and its mask -> (..., F).
+    """
+    return (recon[..., -1, :] - x).square() * m
+
+
 def sliding_windows(seq: Tensor, window_len: int) -> Tensor:
     """(T, B, F) -> (T, B, W, F): at step t the readings t-W+1..t, zero-padded at the start.
 

@@ -15,6 +15,7 @@ from torch import Tensor
 
 from streamlstm.config import AlertConfig, DetectorConfig
 from streamlstm.detect import holding
+from streamlstm.detect.alerts import PHASE_OPEN
 from streamlstm.detect.calibration import (
     calibrated_score,
     calibration_fade,
@@ -27,7 +28,7 @@ from streamlstm.detect.calibration import (
 )
 from streamlstm.detect.columns import Col
 from streamlstm.detect.likelihood import learn_tail, tail_score
-from streamlstm.detect.model import LSTMAutoencoder, window_error
+from streamlstm.detect.model import LSTMAutoencoder, reading_error, window_error
 from streamlstm.detect.normalise import forecast, learn, stuck_features
 
 
@@ -49,6 +50,7 @@ class TensorStep:
         share: Tensor | None = None,
         rate: Tensor | None = None,
         any_gap: bool | None = None,
+        any_open: bool | None = None,
     ) -> dict[str, Tensor]:
         """The batched tensor step on gathered rows; updates ``s`` in place (B rows).
 
@@ -56,12 +58,14 @@ class TensorStep:
         (``alerts.alert_phase``); phase (B, P) long, each reading's bin in every season, share (B,)
         the share of a bin it stands for (with seasons only); rate (B,) each reading's weight
         in the normaliser's level (with ``norm_horizon_s`` only, ``normalise.level_rate``).
-        returns score, rms_err, warming, held (B,), z, feat_err, stuck (B, F).
+        returns score, exit_score, rms_err, warming, held (B,), z, feat_err, stuck (B, F).
 
         Score first, learn after: the reading is scored against the normal from before it,
         then teaches the normaliser and the calibration only if ``holding.holding`` allows.
         The LSTM state and the window advance on every reading. ``any_gap``: whether
-        ``gap`` holds a True, when the caller knows it without asking the device.
+        ``gap`` holds a True, when the caller knows it without asking the device;
+        ``any_open`` the same for ``alert_phase`` holding an open alert (``exit_score`` is
+        only worked out then).
         """
         cfg = self.cfg
         with torch.no_grad():
@@ -85,6 +89,11 @@ class TensorStep:
             raw_score = score
             if cfg.score_tail_horizon:
                 score, s[Col.TAIL_SHORT] = tail_score(raw_score, s, cfg.score_tail_short)
+            if any_open is None:
+                any_open = bool((alert_phase == PHASE_OPEN).any())
+            exit_score = score  # (B,) what an open alert's exit is judged on
+            if any_open and self.alert_cfg.exit_on == "newest":
+                exit_score = torch.minimum(score, self.newest_score(recon, z, m, cal, s))
             warming = s[Col.SINCE_RESET] + 1.0 <= cfg.warmup_readings
             # Nothing is held back while the group prior still scores the stream, not even
             # inside an alert: what is held is decided by the score, so holding would let the
@@ -116,6 +125,7 @@ class TensorStep:
             s[Col.SINCE_RESET] = s[Col.SINCE_RESET] + 1.0
         return {
             "score": score,
+            "exit_score": exit_score,
             "rms_err": stats[:, z.shape[1]],
             "warming": warming,
             "held": held,
@@ -123,6 +133,27 @@ class TensorStep:
             "feat_err": feat_err,
             "stuck": stuck,
         }
+
+    def newest_score(
+        self, recon: Tensor, z: Tensor, m: Tensor, cal: dict[str, Tensor], s: dict[str, Tensor]
+    ) -> Tensor:
+        """(B,) the newest reading's own score (``alerts.exit_on: newest``): the window's
+        score with the error taken from that reading alone (``reading_error``), through the
+        same statistics, calibration and tail transform (a short window of one).
+
+        Why: the window's score stays high for ``window_len`` readings after a fault's last
+        reading, while the window still holds it. A single reading's error is noisier than a
+        window's mean, so on normal data it reads high more often: taken as the lower of the
+        two it can only let an exit come sooner once the readings are back, never open or
+        hold anything. recon (B, W, F); z, m (B, F); cal and s as before this reading learns.
+        """
+        cfg = self.cfg
+        err = reading_error(recon, z, m)  # (B, F)
+        stats, seen = score_statistics(err, m.unsqueeze(1), z, m, cfg.score_inputs)
+        newest, _ = calibrated_score(stats, seen, cal, self.cal_prior, calibration_fade(cfg))
+        if cfg.score_tail_horizon:
+            newest, _ = tail_score(newest, s, 1)
+        return newest
 
 
 def restart(s: dict[str, Tensor], rows: Tensor) -> None:

@@ -126,11 +126,15 @@ def calibrated_alerts(
     alert_cfg: AlertConfig,
     valid: np.ndarray | None = None,
     horizon: float | Tensor | None = None,
+    newest: tuple[Tensor, Tensor] | None = None,
 ) -> AlertTrace:
     """stats, seen (T, B, K) -> the detector's calibrated score and alerts per reading.
 
     ``valid`` (T, B) marks real readings in padded lanes; padding changes no state.
     ``horizon``: per-column horizons (``calibration_horizons``); default the errors' one.
+    ``newest``: stats, seen (T, B, K) of each newest reading alone
+    (``fit.offline_newest_statistics``): with ``alerts.exit_on: newest`` an open alert's exit
+    is judged on the lower of the two scores, as ``TensorStep`` does. None: on the score.
     """
     horizon = det.calibration_horizon if horizon is None else horizon
     T, B, _ = stats.shape
@@ -159,6 +163,12 @@ def calibrated_alerts(
         raw = score
         if tail:  # as TensorStep: how rare the calibrated score is for this stream
             score, state[Col.TAIL_SHORT] = tail_score(raw, state, det.score_tail_short)
+        exit_score = score
+        if newest is not None and alert_cfg.exit_on == "newest":  # as TensorStep.newest_score
+            own_score, _ = calibrated_score(newest[0][t], newest[1][t], state, prior, fade)
+            if tail:
+                own_score, _ = tail_score(own_score, state, 1)
+            exit_score = torch.minimum(score, own_score)
         # as TensorStep: nothing held while warming or while the prior still scores a row
         own = learning_own(state, det).numpy()
         leaning = (since + 1 <= det.warmup_readings) | own
@@ -180,6 +190,7 @@ def calibrated_alerts(
             ts=np.full(len(rows), float(t)),
             offsets=np.full(len(rows), t, dtype=np.int64),
             score=score_np,
+            exit_score=exit_score.numpy()[rows],
             quality=np.zeros(len(rows), bool),
             warming=since[rows] <= det.warmup_readings,
             top_features=lambda i: (),

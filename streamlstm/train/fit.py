@@ -21,7 +21,12 @@ from streamlstm.config import DetectorConfig, ModelConfig, TrainingConfig
 from streamlstm.datafiles import Series
 from streamlstm.detect.calibration import GroupPrior, score_statistics
 from streamlstm.detect.columns import Col
-from streamlstm.detect.model import LSTMAutoencoder, sliding_windows, window_error
+from streamlstm.detect.model import (
+    LSTMAutoencoder,
+    reading_error,
+    sliding_windows,
+    window_error,
+)
 from streamlstm.detect.normalise import forecast, learn, level_rate
 from streamlstm.detect.seasons import season_phase, season_share, season_state
 
@@ -266,6 +271,18 @@ def offline_feature_errors(
     feat_err = window_error(recon, win_z, win_m)
     stats, seen = score_statistics(feat_err, win_m, z, m, with_inputs)
     return feat_err, stats, seen
+
+
+@torch.no_grad()
+def offline_newest_statistics(
+    net: LSTMAutoencoder, z: Tensor, m: Tensor, with_inputs: bool = False
+) -> tuple[Tensor, Tensor]:
+    """z, m (T, L, F) -> stats, seen (T, L, K) of each newest reading alone: the offline twin
+    of ``TensorStep.newest_score``'s statistics (what ``alerts.exit_on: newest`` judges an
+    exit on), for ``evaluation.baselines.calibrated_alerts``."""
+    h, c = net.zero_state(z.shape[1], z.device)
+    recon, _, _ = net(z, m, h, c)  # (T, L, W, F)
+    return score_statistics(reading_error(recon, z, m), m.unsqueeze(-2), z, m, with_inputs)
 
 
 def calibrate_prior(
