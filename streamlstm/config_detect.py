@@ -81,6 +81,11 @@ class AlertConfig(_Section):
     exit: float = Field(3.0, ge=0)  # score below which an alert starts resolving
     critical: float = Field(12.0, gt=0)  # score at which severity becomes critical
     min_duration: int = Field(3, gt=0)  # readings >= enter before an alert opens
+    # A reading at or above `critical` opens an alert at once, without the `min_duration`
+    # wait. The wait is there so that noise around `enter` does not page; a reading past
+    # `critical` is not noise around `enter`, and waiting only makes the alert late (NAB dev
+    # pooled 57.0 -> 59.9, docs/quality.md). false: every alert waits `min_duration`.
+    open_on_critical: bool = True
     exit_duration: int = Field(5, gt=0)  # readings < exit before it resolves
     cooldown: int = Field(30, ge=0)  # readings after a resolve in which none opens
     update_ratio: float = Field(1.5, gt=1.0)  # re-announce when the peak grows by this factor

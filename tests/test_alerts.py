@@ -63,6 +63,19 @@ def test_single_reading_above_enter_does_not_open() -> None:
     assert run([0, 9, 0, 9, 0]) == []
 
 
+def test_a_critical_reading_opens_at_once_unless_open_on_critical_is_off() -> None:
+    """``min_duration`` (2) keeps a lone reading above ``enter`` from opening; one at or above
+    ``critical`` (10) opens on that reading, as critical. Off, it waits like any other. A
+    critical reading while warming up opens nothing, and cooldown still blocks it."""
+    assert run([0, 12, 0, 0]) == [(1, "open", "critical"), (3, "resolve", "critical")]
+    assert run([0, 10, 10]) == [(1, "open", "critical")]
+    assert run([0, 9.9, 0, 0]) == []
+    assert run([0, 12, 0, 0], cfg=CFG.model_copy(update={"open_on_critical": False})) == []
+    assert run([12, 12, 0], warming=2) == []
+    events = run([6, 6, 1, 1, 12, 12, 1, 1, 1, 1, 12])
+    assert [(i, e) for i, e, _ in events] == [(1, "open"), (3, "resolve"), (10, "open")]
+
+
 def test_hysteresis_scores_between_exit_and_enter_keep_it_open() -> None:
     events = run([6, 6, 3, 3, 3, 1, 1])
     assert [e[1] for e in events] == ["open", "resolve"] and events[1][0] == 6
@@ -75,7 +88,8 @@ def test_exit_share_ends_an_alert_whose_score_fell_most_of_the_way_back() -> Non
     fell = [0, 40, 40] + [40] * 10 + [5] * 6
     shared = CFG.model_copy(update={"exit_share": 0.25})
     assert [e for _, e, _ in run(fell)] == ["open"]
-    assert [(i, e) for i, e, _ in run(fell, cfg=shared)] == [(2, "open"), (14, "resolve")]
+    # 40 is past ``critical`` (10): it opens on its first reading (``open_on_critical``)
+    assert [(i, e) for i, e, _ in run(fell, cfg=shared)] == [(1, "open"), (14, "resolve")]
     assert [e for _, e, _ in run([0, 40, 40] + [40] * 30, cfg=shared)] == ["open"]
 
 

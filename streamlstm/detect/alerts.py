@@ -1,6 +1,7 @@
 """The alert state machine: per stream, pure, deterministic ids.
 
-States: idle -> (``min_duration`` readings at or above ``enter``) -> open -> (``exit_duration``
+States: idle -> (``min_duration`` readings at or above ``enter``, or with
+``open_on_critical`` one at or above ``critical``) -> open -> (``exit_duration``
 readings below ``exit``) -> idle with a ``cooldown`` in which nothing opens. An open alert is
 re-announced (``update``) when its severity rises or its peak grows by ``update_ratio``.
 An alert open for ``rebaseline_after_s``, or (``rebaseline_after_history``) that many times
@@ -184,6 +185,11 @@ class AlertMachine:
                 events.append(event)
         return events
 
+    def _critical(self, score):
+        """Scores that open an alert without the ``min_duration`` wait (``open_on_critical``):
+        that wait keeps noise around ``enter`` from paging, and past ``critical`` it is not."""
+        return np.asarray(score) >= self.cfg.critical if self.cfg.open_on_critical else False
+
     def _quiet_transitions(self, host, rows: np.ndarray, above: np.ndarray, inp: AlertInputs):
         """Apply the event-free transitions of ``_advance`` to their rows; returns (B,) bool:
         the rows left for ``_advance`` (an open, a rebaseline, a resolve or an update)."""
@@ -192,7 +198,7 @@ class AlertMachine:
         cooling = ~is_open & (host[Col.A_COOLDOWN][rows] > 0)
         idle = ~is_open & ~cooling
         pending = np.where(above, host[Col.A_PENDING][rows] + 1, 0)
-        opens = idle & (pending >= cfg.min_duration)
+        opens = idle & ((pending >= cfg.min_duration) | (above & self._critical(inp.score)))
         ended = is_open & overdue(
             cfg, inp.ts, host[Col.A_OPEN_TS][rows], host[Col.A_NORMAL_TS][rows]
         )
@@ -227,7 +233,8 @@ class AlertMachine:
             host[Col.A_PENDING][row] = 0
             return None
         host[Col.A_PENDING][row] = host[Col.A_PENDING][row] + 1 if above else 0
-        if host[Col.A_PENDING][row] < cfg.min_duration:
+        at_once = above and bool(self._critical(inp.score[i]))
+        if host[Col.A_PENDING][row] < cfg.min_duration and not at_once:
             return None
         score = float(inp.score[i])
         host[Col.A_STATE][row] = OPEN
