@@ -89,12 +89,27 @@ def test_null_detector_has_zero_recall() -> None:
     assert r.ttd_readings_median is None and r.fa_per_stream_day == 0.0
 
 
-def test_opening_just_after_event_counts_only_within_tolerance() -> None:
+def test_opening_just_after_event_counts_only_within_tolerance_of_a_short_events_start() -> None:
+    """Event 10..14 (5 readings), an opening at 15. Tolerance 5 reaches past the end from the
+    start (10 + 5): detected. Tolerance 1: the event is longer than the tolerance, so the
+    opening comes after it was over: not detected, and not a false positive either (it is
+    within the tolerance of the end). Tolerance 0: a false positive."""
     s = stream(40, [15], [(10, 14)])
-    inside = event_metrics([s], tolerance=1)
+    inside = event_metrics([s], tolerance=5)
     assert (inside.tp, inside.fp, inside.ttd_readings) == (1, 0, [5])
+    after = event_metrics([s], tolerance=1)
+    assert (after.tp, after.fn, after.fp) == (0, 1, 0)
     outside = event_metrics([s], tolerance=0)
     assert (outside.tp, outside.fn, outside.fp) == (0, 1, 1)
+
+
+def test_an_opening_when_a_long_event_ends_does_not_detect_it() -> None:
+    """A drift over 10..109 followed all the way and noticed only when it snaps back (an
+    opening at 111): missed, not a false positive. One during the drift (at 60) detects it."""
+    late = event_metrics([stream(200, [111], [(10, 109)])], tolerance=10)
+    assert (late.tp, late.fn, late.fp, late.recall) == (0, 1, 0, 0.0)
+    during = event_metrics([stream(200, [60, 111], [(10, 109)])], tolerance=10)
+    assert (during.tp, during.fp, during.ttd_readings) == (1, 0, [50])
 
 
 def test_two_openings_in_one_event_count_once_and_are_not_false_positives() -> None:

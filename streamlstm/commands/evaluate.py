@@ -64,7 +64,10 @@ def add_parser(sub) -> None:
         "--tolerance",
         type=int,
         default=10,
-        help="readings after an event in which an opening still counts",
+        help=(
+            "readings from an event's start in which an opening still detects it, for an "
+            "event shorter than that; a longer one must be found while under way (default 10)"
+        ),
     )
     p.add_argument("--plot", help="PNG of up to 4 streams")
     p.add_argument("--plot-dir", help="folder for one PNG per stream (<stream>.png)")

@@ -60,7 +60,13 @@ def add_parser(sub) -> None:
     p.add_argument("--streams", type=int, default=40, help="streams per synthetic suite")
     p.add_argument("--length", type=int, default=2000, help="readings per synthetic stream")
     p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--tolerance", type=int, default=10, help="readings after an event that count")
+    p.add_argument(
+        "--tolerance",
+        type=int,
+        default=10,
+        help="readings from an event's start in which an opening still detects an event "
+        "shorter than that; a longer one must be found while under way",
+    )
     p.add_argument(
         "--retrain-every-per-stream",
         type=int,

@@ -53,7 +53,10 @@ def add_parser(sub) -> None:
         "--tolerance",
         type=int,
         default=10,
-        help="readings after an event in which an alert still counts (default 10)",
+        help=(
+            "readings from an event's start in which an opening still detects it, for an "
+            "event shorter than that; a longer one must be found while under way (default 10)"
+        ),
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_device_arg(p)

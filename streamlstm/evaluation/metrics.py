@@ -6,9 +6,15 @@ alert) and ground truth as ``Event``s (inclusive reading ranges), built from per
 (``events_from_labels``) or NAB-style time windows (``events_from_windows``).
 
 Event-wise metrics (``event_metrics``), no point adjustment:
-  * event *detected*: an alert opens at an index in ``[start_idx, end_idx + tolerance]``;
+  * event *detected*: an alert opens while the event is under way, or, for an event shorter
+    than the tolerance, within ``tolerance`` readings of its start: at an index in
+    ``[start_idx, max(end_idx, start_idx + tolerance)]``. An opening after a long event's
+    end is the return to normal (a drift that snaps back, a pump put right) being noticed,
+    not the event: counting it let a detector that followed a slow fault all the way score
+    it as found;
   * false positive: an opening outside every event's ``[start_idx, end_idx + tolerance]``;
-    several openings inside one event count once and are never false positives;
+    several openings inside one event count once and are never false positives, nor is
+    one just after an event's end (it is caused by the event, whether or not it counts);
   * precision = detected / (detected + fp), i.e. matched openings with each event counted at
     most once; recall = detected / events; F1 their harmonic mean; 0/0 is reported as 0;
   * per-kind recall: kind -> detected/total (events without a kind under ``"unknown"``);
@@ -163,9 +169,11 @@ def _match_stream(s: StreamEval, tolerance: int) -> tuple[list[int | None], int]
     first: list[int | None] = []
     for ev in s.events:
         lo = int(np.searchsorted(opens, ev.start_idx, "left"))
-        hi = int(np.searchsorted(opens, ev.end_idx + tolerance, "right"))
-        matched[lo:hi] = True
-        first.append(int(opens[lo]) if hi > lo else None)
+        caused = int(np.searchsorted(opens, ev.end_idx + tolerance, "right"))
+        until = max(ev.end_idx, ev.start_idx + tolerance)  # the last index that detects it
+        found = int(np.searchsorted(opens, until, "right"))
+        matched[lo:caused] = True
+        first.append(int(opens[lo]) if found > lo else None)
     return first, int((~matched).sum())
 
 

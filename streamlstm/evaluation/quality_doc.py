@@ -249,8 +249,11 @@ def _document(opts, sections: list[str], seconds: float) -> str:
         f"threads), seed {opts.seed}, tolerance {opts.tolerance} readings.",
         *_subset_note(opts),
         "**How it is measured** (`evaluation/metrics.py`): an event is a labelled segment or "
-        "NAB window; it is detected when an alert *opens* inside it or up to the tolerance "
-        "after it; every alert opening outside all events is one false alarm. No point "
+        "NAB window; it is detected when an alert *opens* while it is under way (for an event "
+        "shorter than the tolerance: up to the tolerance after its start); an opening after a "
+        "long event's end (a drift snapping back, a pump put right) detects nothing and is no "
+        "false alarm either; every alert opening outside all events and their tolerance is "
+        "one false alarm. No point "
         "adjustment in precision/recall/F1; the point-adjusted F1 is shown only for comparison "
         "(it flatters long alerts). TTD = first matching opening minus event start.",
         "**Point-wise** (`evaluation/pointwise.py`), from the same alert flags: every reading "
