@@ -47,12 +47,6 @@ class DetectorConfig(_Section):
             raise ValueError("season_periods_s: each period must hold 2 to 10080 bins")
         return self
 
-    @model_validator(mode="after")
-    def _input_shift(self) -> DetectorConfig:
-        if self.score_input_shift and not self.score_inputs:
-            raise ValueError("score_input_shift: needs detector.score_inputs: true")
-        return self
-
     def season_bins(self) -> list[int]:
         """Bins per period, shortest period first."""
         return [math.ceil(p / self.season_bin_s) for p in self.season_periods_s]
@@ -68,13 +62,6 @@ class DetectorConfig(_Section):
     # scale horizon. For univariate series: the autoencoder has no cross-feature structure
     # to check there, and a spike it reconstructs is still a spike (docs/quality.md).
     score_inputs: bool = False
-    # With score_inputs: a feature's input deviation is the larger of the newest reading's
-    # and the window's mean deviation times sqrt(readings seen in it). Both are |N(0, 1)| on
-    # white noise; a shift of d sigmas that stays reads d * sqrt(window_len) in the second
-    # (the z-test of a mean), so a sustained shift of one sensor that the autoencoder
-    # reconstructs (a slow desaturation) stands out, while a one-reading spike still scores
-    # its full size in the first (docs/configuration.md).
-    score_input_shift: bool = False
     # Two-piece scale: readings below the forecast get their own std, learnt from them
     # alone. For skewed series (CPU, latency, counts spike up, seldom drop): one shared
     # std, inflated by the spikes, hides a drop the series never makes (docs/quality.md).

@@ -157,30 +157,6 @@ def test_input_deviations_are_extra_columns_with_their_own_horizon() -> None:
     assert not torch.allclose(fast["cal_mu"][:, 3], slow["cal_mu"][:, 3])
 
 
-def test_the_window_mean_shift_scores_a_sustained_shift_and_leaves_a_spike_its_size() -> None:
-    """``score_input_shift``: each input column is the larger of |z| and the window mean's
-    z-test, sqrt(n) |mean z| over the n readings seen. A shift of 2 over a window of 4 reads
-    2 * sqrt(4) = 4; a lone spike of 6 keeps 6 (its mean, 1.5, tests at 3); a missing
-    reading counts in neither the mean nor n."""
-    feat_err, z = torch.zeros(3, 2), torch.tensor([[2.0, 0.0], [6.0, 0.0], [2.0, 1.0]])
-    win_z = torch.tensor(
-        [
-            [[2.0, 0.0], [2.0, 0.0], [2.0, 0.0], [2.0, 0.0]],  # a shift that stays
-            [[0.0, 0.0], [0.0, 0.0], [0.0, 0.0], [6.0, 0.0]],  # a spike
-            [[2.0, 9.0], [2.0, 1.0], [2.0, 1.0], [2.0, 1.0]],  # feature 1's 9 is missing
-        ]
-    )
-    win_m = torch.ones(3, 4, 2)
-    win_m[2, 0, 1] = 0.0
-    m = torch.ones(3, 2)
-    stats, seen = score_statistics(feat_err, win_m, z, m, True, win_z * win_m)
-    plain, _ = score_statistics(feat_err, win_m, z, m, True)
-    assert stats[:, 3].tolist() == pytest.approx([4.0, 6.0, 4.0], abs=1e-3)
-    assert stats[2, 4] == pytest.approx(3**0.5, abs=1e-3)  # three 1s seen: sqrt(3) * 1
-    assert plain[:, 3].tolist() == pytest.approx([2.0, 6.0, 2.0], abs=1e-3)
-    assert torch.equal(seen, score_statistics(feat_err, win_m, z, m, True)[1])
-
-
 def test_a_prior_without_input_columns_is_padded_and_one_with_more_is_cut() -> None:
     prior = GroupPrior((0.0, 0.0), (1.0, 1.0), (1.0, 1.0), (0.5, 0.6, 0.7), (0.1, 0.1, 0.1))
     wide = prior.tensors(torch.device("cpu"), 5)

@@ -135,19 +135,15 @@ def test_scores_and_alerts_do_not_depend_on_batching(hold: str) -> None:
     assert sorted(e1) == sorted(e7)
 
 
-@pytest.mark.parametrize(
-    ("split_scale", "tail", "shift"),
-    [(False, None, False), (True, None, False), (False, 200, False), (False, None, True)],
-)
+@pytest.mark.parametrize(("split_scale", "tail"), [(False, None), (True, None), (False, 200)])
 def test_streamed_scores_equal_the_offline_calibration_with_input_deviations(
-    split_scale: bool, tail: int | None, shift: bool
+    split_scale: bool, tail: int | None
 ) -> None:
     """With ``score_inputs`` the served score is the offline statistics (errors and input
     deviations, ``offline_feature_errors``) through the one ``calibrate``, reading by reading:
     the serving path and the offline path (training's prior, the baselines) cannot drift.
     The same with a two-piece scale (``split_scale``), and with the score in tail units
-    (``score_tail_horizon``, thresholds in those units), which the baselines score in too,
-    and with the window mean's deviation scored too (``score_input_shift``)."""
+    (``score_tail_horizon``, thresholds in those units), which the baselines score in too."""
     readings = series("a", 150, seed=2)
     spike = readings[100]
     readings[100] = Reading("a", spike.ts, (130.0, *spike.values[1:]), "g", "t", 0, spike.offset)
@@ -158,7 +154,6 @@ def test_streamed_scores_equal_the_offline_calibration_with_input_deviations(
             "norm_scale_horizon": 80,
             "split_scale": split_scale,
             "score_tail_horizon": tail,
-            "score_input_shift": shift,
         }
     )
     if tail:
@@ -173,7 +168,7 @@ def test_streamed_scores_equal_the_offline_calibration_with_input_deviations(
     assert served_held[100] and served_held.sum() >= 3 and not served_held[:99].any()
     s = Series("a", np.array([r.ts for r in readings]), np.array([r.values for r in readings]))
     z, m, _ = normalise_lanes([s], model.prior, det_cfg, torch.device("cpu"), served_held)
-    _, stats, seen = offline_feature_errors(model.net, z, m, with_inputs=True, input_shift=shift)
+    _, stats, seen = offline_feature_errors(model.net, z, m, with_inputs=True)
     assert stats.shape[-1] == 2 * len(model.features) + 1
     prior = model.prior.tensors(torch.device("cpu"), stats.shape[-1])
     horizon = calibration_horizons(det_cfg, len(model.features))

@@ -156,12 +156,7 @@ def rms_errors(feat_err: Tensor, win_m: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def score_statistics(
-    feat_err: Tensor,
-    win_m: Tensor,
-    z: Tensor,
-    m: Tensor,
-    with_inputs: bool,
-    win_z: Tensor | None = None,
+    feat_err: Tensor, win_m: Tensor, z: Tensor, m: Tensor, with_inputs: bool
 ) -> tuple[Tensor, Tensor]:
     """What ``calibrated_score`` scores: stats, seen (..., K), the one definition for serving,
     training's prior and the sliding-window baseline.
@@ -174,12 +169,7 @@ def score_statistics(
     stats, seen = rms_errors(feat_err, win_m)
     if not with_inputs:
         return stats, seen
-    squared = z * z
-    if win_z is not None:  # detector.score_input_shift: also the window mean's z-test
-        n = win_m.sum(dim=-2)  # (..., F) readings seen in the window
-        mean = (win_z * win_m).sum(dim=-2) / n.clamp_min(1.0)
-        squared = torch.maximum(squared, n * mean * mean)
-    deviation = torch.sqrt(squared + ERR_EPS)
+    deviation = torch.sqrt(z * z + ERR_EPS)
     return torch.cat([stats, deviation], dim=-1), torch.cat([seen, m], dim=-1)
 
 

@@ -83,8 +83,7 @@ class TensorStep:
             win_m = s[Col.WIN_M].float()
             feat_err = window_error(recon, s[Col.WIN_X], win_m)  # (B, F)
             # (B, K): errors per feature and in total, then input deviations if scored
-            shift_z = s[Col.WIN_X] if cfg.score_input_shift else None
-            stats, seen = score_statistics(feat_err, win_m, z, m, cfg.score_inputs, shift_z)
+            stats, seen = score_statistics(feat_err, win_m, z, m, cfg.score_inputs)
             cal = calibration_state(s)
             score, cal_z = calibrated_score(stats, seen, cal, self.cal_prior, calibration_fade(cfg))
             raw_score = score

@@ -80,7 +80,6 @@ def sliding_lstm_stats(
     context: int,
     with_inputs: bool = False,
     chunk: int = 4096,
-    input_shift: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """z, m (T, B, F) normalised inputs and mask -> stats, seen (T, B, K), the detector's
     columns (``calibration.score_statistics``; the input deviations need no state).
@@ -102,8 +101,7 @@ def sliding_lstm_stats(
     recon = net.decode(torch.cat(finals)).view(T, B, W, F)
     last = windows[:, -W:].view(T, B, W, 2 * F)
     feat_err = window_error(recon, last[..., :F], last[..., F:])
-    shift_z = last[..., :F] if input_shift else None  # detector.score_input_shift
-    return score_statistics(feat_err, last[..., F:], z, m, with_inputs, shift_z)
+    return score_statistics(feat_err, last[..., F:], z, m, with_inputs)
 
 
 def typical_error(stats: Tensor, seen: Tensor, skip: int) -> tuple[Tensor, Tensor]:

@@ -187,7 +187,5 @@ def _baseline_stats(
     z, m, _ = normalise_lanes([s], model.prior, config.detector, torch.device("cpu"))
     net = model.net.to("cpu").eval()
     det, context = config.detector, config.training.chunk_len
-    stats, seen = sliding_lstm_stats(
-        net, z, m, context, det.score_inputs, input_shift=det.score_input_shift
-    )
+    stats, seen = sliding_lstm_stats(net, z, m, context, det.score_inputs)
     return stats, seen, calibration_horizons(det, s.values.shape[1])  # the detector's columns

@@ -258,11 +258,7 @@ def shard_lanes(n_lanes: int, rank: int, world: int) -> list[int]:
 
 @torch.no_grad()
 def offline_feature_errors(
-    net: LSTMAutoencoder,
-    z: Tensor,
-    m: Tensor,
-    with_inputs: bool = False,
-    input_shift: bool = False,
+    net: LSTMAutoencoder, z: Tensor, m: Tensor, with_inputs: bool = False
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Whole sequences in one pass: z, m (T, L, F) -> feat_err (T, L, F), stats, seen (T, L, K)
     (K = F + 1, or 2F + 1 ``with_inputs``: ``calibration.score_statistics``).
@@ -273,8 +269,7 @@ def offline_feature_errors(
     recon, _, _ = net(z, m, h, c)
     win_z, win_m = sliding_windows(z, net.cfg.window_len), sliding_windows(m, net.cfg.window_len)
     feat_err = window_error(recon, win_z, win_m)
-    shift_z = win_z if input_shift else None
-    stats, seen = score_statistics(feat_err, win_m, z, m, with_inputs, shift_z)
+    stats, seen = score_statistics(feat_err, win_m, z, m, with_inputs)
     return feat_err, stats, seen
 
 
@@ -301,7 +296,7 @@ def calibrate_prior(
     """Median and mean absolute deviation of each calibrated column (errors per feature and
     in total, input deviations with ``score_inputs``) on the training data: a new stream's
     start."""
-    _, stats, seen = offline_feature_errors(net, z, m, det.score_inputs, det.score_input_shift)
+    _, stats, seen = offline_feature_errors(net, z, m, det.score_inputs)
     use = valid.bool().clone()
     use[: det.burn_in_readings] = False
     if not bool(use.any()):
