@@ -51,6 +51,19 @@ def add_device_arg(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_tolerance_arg(parser: argparse.ArgumentParser) -> None:
+    """``--tolerance``, the event-wise rule's one knob (``evaluation/metrics.py``)."""
+    parser.add_argument(
+        "--tolerance",
+        type=int,
+        default=10,
+        help=(
+            "readings from an event's start in which an opening still detects it, for an "
+            "event shorter than that; a longer one must be found while under way (default 10)"
+        ),
+    )
+
+
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -12,6 +12,7 @@ from streamlstm.commands.common import (
     add_config_args,
     add_device_arg,
     add_threads_arg,
+    add_tolerance_arg,
     load_config,
     pick_device,
     set_threads,
@@ -60,15 +61,7 @@ def add_parser(sub) -> None:
         metavar="N",
         help="without --model: train on the first N readings of each stream instead",
     )
-    p.add_argument(
-        "--tolerance",
-        type=int,
-        default=10,
-        help=(
-            "readings from an event's start in which an opening still detects it, for an "
-            "event shorter than that; a longer one must be found while under way (default 10)"
-        ),
-    )
+    add_tolerance_arg(p)
     p.add_argument("--plot", help="PNG of up to 4 streams")
     p.add_argument("--plot-dir", help="folder for one PNG per stream (<stream>.png)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from streamlstm.commands.common import add_tolerance_arg
 from streamlstm.evaluation.quality_doc import SUITES, QualityOptions, write_report
 
 RETRAIN_PER_STREAM = 500  # readings per stream between two simulated retrain rounds
@@ -60,13 +61,7 @@ def add_parser(sub) -> None:
     p.add_argument("--streams", type=int, default=40, help="streams per synthetic suite")
     p.add_argument("--length", type=int, default=2000, help="readings per synthetic stream")
     p.add_argument("--seed", type=int, default=7)
-    p.add_argument(
-        "--tolerance",
-        type=int,
-        default=10,
-        help="readings from an event's start in which an opening still detects an event "
-        "shorter than that; a longer one must be found while under way",
-    )
+    add_tolerance_arg(p)
     p.add_argument(
         "--retrain-every-per-stream",
         type=int,

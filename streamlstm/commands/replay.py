@@ -9,6 +9,7 @@ from streamlstm.commands.common import (
     add_config_args,
     add_device_arg,
     add_threads_arg,
+    add_tolerance_arg,
     load_config,
     pick_device,
     set_threads,
@@ -49,15 +50,7 @@ def add_parser(sub) -> None:
         help="without --model: train on the first N readings of each stream instead",
     )
     p.add_argument("--plot", help="PNG of a few streams: readings, score, threshold, alerts")
-    p.add_argument(
-        "--tolerance",
-        type=int,
-        default=10,
-        help=(
-            "readings from an event's start in which an opening still detects it, for an "
-            "event shorter than that; a longer one must be found while under way (default 10)"
-        ),
-    )
+    add_tolerance_arg(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_device_arg(p)
     add_threads_arg(p)

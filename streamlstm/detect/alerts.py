@@ -188,7 +188,7 @@ class AlertMachine:
     def _critical(self, score):
         """Scores that open an alert without the ``min_duration`` wait (``open_on_critical``):
         that wait keeps noise around ``enter`` from paging, and past ``critical`` it is not."""
-        return np.asarray(score) >= self.cfg.critical if self.cfg.open_on_critical else False
+        return (np.asarray(score) >= self.cfg.critical) & self.cfg.open_on_critical
 
     def _quiet_transitions(self, host, rows: np.ndarray, above: np.ndarray, inp: AlertInputs):
         """Apply the event-free transitions of ``_advance`` to their rows; returns (B,) bool:
