@@ -72,6 +72,9 @@ class DetectorConfig(_Section):
     # the calibrated score itself (a robust z).
     score_tail_horizon: int | None = Field(None, gt=1)
     score_tail_short: int = Field(1, ge=1)  # readings in the score's short-window mean
+    # The tail's shape (detect/likelihood.py): "gaussian", or "power", a tail that falls as
+    # a power of the score (a Laplace on log(1 + score)), as bursty streams' scores do.
+    score_tail_shape: Literal["gaussian", "power"] = "gaussian"
     stuck_readings: int = Field(15, gt=1)  # a feature unchanged or missing this long = stuck
     clip_sigma: float = Field(20.0, gt=0)  # normalised inputs are clipped to ±clip_sigma
 

@@ -1,6 +1,7 @@
 """The tail-probability score (detect/likelihood.py) on plain tensors: the same calibrated
 score is rare on a quiet stream and ordinary on a bursty one; a noise-free stream's spread
-has a floor; readings that may not teach leave the distribution unchanged. Then the detector
+has a floor; readings that may not teach leave the distribution unchanged; on a heavy-tailed
+score the power shape's tail units mean what they say and the Gaussian's do not. Then the detector
 with ``score_tail_horizon`` set: it scores, alerts on a step and snapshots its new columns."""
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import torch
 from streamlstm import config as config_mod
 from streamlstm.detect.columns import Col
 from streamlstm.detect.detector import Detector
-from streamlstm.detect.likelihood import TAIL_PRIOR, learn_tail, tail_score
+from streamlstm.detect.likelihood import TAIL_PRIOR, learn_tail, tail_score, tail_start
 from tests.helpers import series, tiny_config, tiny_model
 
 
@@ -25,12 +26,37 @@ def _state(b: int = 1) -> dict[str, torch.Tensor]:
     }
 
 
-def _learnt(raw: torch.Tensor) -> dict[str, torch.Tensor]:
+def _learnt(raw: torch.Tensor, shape: str = "gaussian") -> dict[str, torch.Tensor]:
     """The state after learning every row of ``raw`` (T, B)."""
-    state = _state(raw.shape[1])
+    b = raw.shape[1]
+    state = {name: torch.full((b,), fill) for name, fill in tail_start(shape).items()}
+    learn = torch.ones(b, dtype=torch.bool)
     for t in range(raw.shape[0]):
-        state.update(learn_tail(raw[t], state, torch.ones(raw.shape[1], dtype=torch.bool), 500))
+        state.update(learn_tail(raw[t], state, learn, 500, shape))
     return state
+
+
+def _exceedance(shape: str, raw: torch.Tensor, threshold: float) -> float:
+    """Share of ``raw``'s second half that scores at or above ``threshold`` in tail units,
+    against the distribution learnt from its first half."""
+    half = raw.shape[0] // 2
+    state = _learnt(raw[:half], shape)
+    score, _ = tail_score(raw[half:, 0], state, 1, shape)
+    return float((score >= threshold).float().mean())
+
+
+def test_on_a_power_law_score_the_power_shape_keeps_its_promise_and_the_gaussian_does_not() -> None:
+    # A calibrated score whose survival falls as score^-1.5 (Pareto, index 1.5): what the
+    # NAB series' scores look like outside alerts (index ~1.1, likelihood.py).
+    gen = torch.Generator().manual_seed(3)
+    u = torch.rand(40_000, 1, generator=gen)
+    raw = u.pow(-1.0 / 1.5) - 1.0
+    power = _exceedance("power", raw, 2.0)  # promised: 1 in 100
+    gaussian = _exceedance("gaussian", raw, 2.0)
+    assert 0.002 < power < 0.05
+    assert gaussian > 0.04  # "1 in 100" on one reading in 25 or more
+    assert _exceedance("gaussian", raw, 8.0) > 0.01  # "1 in 10^8" on 1 in 100
+    assert _exceedance("power", raw, 4.0) < 0.005
 
 
 def test_the_same_score_is_rarer_on_a_quiet_stream_than_on_a_bursty_one() -> None:

@@ -135,15 +135,20 @@ def test_scores_and_alerts_do_not_depend_on_batching(hold: str) -> None:
     assert sorted(e1) == sorted(e7)
 
 
-@pytest.mark.parametrize(("split_scale", "tail"), [(False, None), (True, None), (False, 200)])
+@pytest.mark.parametrize(
+    ("split_scale", "tail", "shape"),
+    [(False, None, "gaussian"), (True, None, "gaussian"), (False, 200, "gaussian"),
+     (False, 200, "power")],
+)  # fmt: skip
 def test_streamed_scores_equal_the_offline_calibration_with_input_deviations(
-    split_scale: bool, tail: int | None
+    split_scale: bool, tail: int | None, shape: str
 ) -> None:
     """With ``score_inputs`` the served score is the offline statistics (errors and input
     deviations, ``offline_feature_errors``) through the one ``calibrate``, reading by reading:
     the serving path and the offline path (training's prior, the baselines) cannot drift.
     The same with a two-piece scale (``split_scale``), and with the score in tail units
-    (``score_tail_horizon``, thresholds in those units), which the baselines score in too."""
+    (``score_tail_horizon``, thresholds in those units, either tail shape), which the
+    baselines score in too."""
     readings = series("a", 150, seed=2)
     spike = readings[100]
     readings[100] = Reading("a", spike.ts, (130.0, *spike.values[1:]), "g", "t", 0, spike.offset)
@@ -154,12 +159,12 @@ def test_streamed_scores_equal_the_offline_calibration_with_input_deviations(
             "norm_scale_horizon": 80,
             "split_scale": split_scale,
             "score_tail_horizon": tail,
+            "score_tail_shape": shape,
         }
     )
-    if tail:
-        cfg = cfg.model_copy(
-            update={"alerts": cfg.alerts.model_copy(update={"enter": 4.0, "exit": 2.0})}
-        )
+    if tail:  # the power shape's units are honest: 1 in 100 is already rare for 150 readings
+        levels = {"enter": 4.0, "exit": 2.0} if shape == "gaussian" else {"enter": 2.0, "exit": 1.0}
+        cfg = cfg.model_copy(update={"alerts": cfg.alerts.model_copy(update=levels)})
     det = Detector(model, det_cfg, cfg.alerts)
     scored = det.score(det.new_table(), readings)
     # The offline normaliser holds back the readings serving held back (inside the spike's

@@ -88,7 +88,9 @@ class TensorStep:
             score, cal_z = calibrated_score(stats, seen, cal, self.cal_prior, calibration_fade(cfg))
             raw_score = score
             if cfg.score_tail_horizon:
-                score, s[Col.TAIL_SHORT] = tail_score(raw_score, s, cfg.score_tail_short)
+                score, s[Col.TAIL_SHORT] = tail_score(
+                    raw_score, s, cfg.score_tail_short, cfg.score_tail_shape
+                )
             if any_open is None:
                 any_open = bool((alert_phase == PHASE_OPEN).any())
             exit_score = score  # (B,) what an open alert's exit is judged on
@@ -121,7 +123,10 @@ class TensorStep:
             if cfg.score_tail_horizon:
                 # as the calibration: from the burn-in on, so the distribution is the stream's
                 # own by the end of the warm-up, when the first alert may open
-                s.update(learn_tail(raw_score, s, cal_learns, cfg.score_tail_horizon))
+                tail = learn_tail(
+                    raw_score, s, cal_learns, cfg.score_tail_horizon, cfg.score_tail_shape
+                )
+                s.update(tail)
             s[Col.SINCE_RESET] = s[Col.SINCE_RESET] + 1.0
         return {
             "score": score,
@@ -152,7 +157,7 @@ class TensorStep:
         stats, seen = score_statistics(err, m.unsqueeze(1), z, m, cfg.score_inputs)
         newest, _ = calibrated_score(stats, seen, cal, self.cal_prior, calibration_fade(cfg))
         if cfg.score_tail_horizon:
-            newest, _ = tail_score(newest, s, 1)
+            newest, _ = tail_score(newest, s, 1, cfg.score_tail_shape)
         return newest
 
 

@@ -12,7 +12,7 @@ from streamlstm.config import DetectorConfig
 from streamlstm.detect import alerts
 from streamlstm.detect.calibration import INPUT_PRIOR
 from streamlstm.detect.columns import Col
-from streamlstm.detect.likelihood import TAIL_START
+from streamlstm.detect.likelihood import tail_start
 from streamlstm.detect.state import Column
 
 
@@ -56,7 +56,8 @@ def table_columns(
         device_cols[Col.IN_MU] = Column((F,), "float32", INPUT_PRIOR[0])
         device_cols[Col.IN_DEV] = Column((F,), "float32", INPUT_PRIOR[1])
     if det.score_tail_horizon:  # the score's own distribution (likelihood.tail_score)
-        device_cols |= {name: Column((), "float32", fill) for name, fill in TAIL_START.items()}
+        start = tail_start(det.score_tail_shape)
+        device_cols |= {name: Column((), "float32", fill) for name, fill in start.items()}
     if hold_set:  # one byte per feature: which sensors the stream's held episode is about
         device_cols[Col.HOLD_SET] = Column((F,), "uint8")
     host_cols = {

@@ -32,7 +32,7 @@ from streamlstm.detect.calibration import (
     score_statistics,
 )
 from streamlstm.detect.columns import Col
-from streamlstm.detect.likelihood import TAIL_START, learn_tail, tail_score
+from streamlstm.detect.likelihood import learn_tail, tail_score, tail_start
 from streamlstm.detect.model import LSTMAutoencoder, window_error
 from streamlstm.detect.state import Column
 
@@ -146,7 +146,8 @@ def calibrated_alerts(
     }
     tail = det.score_tail_horizon
     if tail:  # the thresholds are in tail units then: the baselines' score must be too
-        state |= {name: torch.full((B,), fill) for name, fill in TAIL_START.items()}
+        start = tail_start(det.score_tail_shape)
+        state |= {name: torch.full((B,), fill) for name, fill in start.items()}
     host = {name: _column(col, B) for name, col in alerts.HOST_COLUMNS.items()}
     # No rebaseline here: time is the reading index, and a baseline has no normal to re-learn.
     machine = alerts.AlertMachine(
@@ -162,12 +163,14 @@ def calibrated_alerts(
         score, _ = calibrated_score(stats[t], seen[t], state, prior, fade)
         raw = score
         if tail:  # as TensorStep: how rare the calibrated score is for this stream
-            score, state[Col.TAIL_SHORT] = tail_score(raw, state, det.score_tail_short)
+            score, state[Col.TAIL_SHORT] = tail_score(
+                raw, state, det.score_tail_short, det.score_tail_shape
+            )
         exit_score = score
         if newest is not None and alert_cfg.exit_on == "newest":  # as TensorStep.newest_score
             own_score, _ = calibrated_score(newest[0][t], newest[1][t], state, prior, fade)
             if tail:
-                own_score, _ = tail_score(own_score, state, 1)
+                own_score, _ = tail_score(own_score, state, 1, det.score_tail_shape)
             exit_score = torch.minimum(score, own_score)
         # as TensorStep: nothing held while warming or while the prior still scores a row
         own = learning_own(state, det).numpy()
@@ -181,7 +184,7 @@ def calibrated_alerts(
         learn = torch.as_tensor((since >= det.burn_in_readings) & ~held & ok)
         state.update(learn_calibration(stats[t], seen[t], state, learn, horizon))
         if tail:
-            state.update(learn_tail(raw, state, learn, tail))
+            state.update(learn_tail(raw, state, learn, tail, det.score_tail_shape))
         since += ok
         rows = np.flatnonzero(ok)
         score_np = score.numpy()[rows]
