@@ -146,6 +146,11 @@ def test_input_deviations_are_extra_columns_with_their_own_horizon() -> None:
     assert seen[0, 3:].tolist() == [1.0, 0.0]  # a missing input cannot be judged
     det = DetectorConfig(score_inputs=True, calibration_horizon=300, norm_scale_horizon=1000)
     assert calibration_horizons(det, 2).tolist() == [300.0] * 3 + [1000.0] * 2
+    # A scale in stream time has no horizon in readings: the errors' one, not norm_horizon.
+    timed = DetectorConfig(score_inputs=True, norm_horizon_s=3600, calibration_horizon=400)
+    assert calibration_horizons(timed, 2).tolist() == [400.0] * 5
+    counted = DetectorConfig(score_inputs=True, norm_horizon=90)
+    assert calibration_horizons(counted, 2).tolist() == [300.0] * 3 + [90.0] * 2
     # Per-column horizons act as separate calls with each horizon would.
     state = {"cal_mu": torch.zeros(1, 5), "cal_dev": torch.ones(1, 5), "cal_n": torch.tensor([5e3])}
     learn = torch.tensor([True])

@@ -194,10 +194,19 @@ def n_calibrated(det: DetectorConfig, n_features: int) -> int:
 
 def calibration_horizons(det: DetectorConfig, n_features: int) -> float | Tensor:
     """Per-column horizons for ``learn_calibration``: the errors follow ``calibration_horizon``;
-    input deviations follow the inputs' own scale horizon (they are measured in it)."""
+    input deviations follow the inputs' own scale horizon (they are measured in it), when
+    it is counted in readings. With ``norm_horizon_s`` and no ``norm_scale_horizon`` the
+    scale follows stream time, so no count of readings matches it: ``norm_horizon`` is then
+    an unused default (60), which would have calibrated the input deviations over a minute
+    at 1 Hz; they follow ``calibration_horizon`` like the errors."""
     if not det.score_inputs:
         return float(det.calibration_horizon)
-    scale = float(det.norm_scale_horizon or det.norm_horizon)
+    if det.norm_scale_horizon:
+        scale = float(det.norm_scale_horizon)
+    elif det.norm_horizon_s:
+        scale = float(det.calibration_horizon)
+    else:
+        scale = float(det.norm_horizon)
     horizons = [float(det.calibration_horizon)] * n_calibrated(det, n_features)
     horizons[n_features + 1 :] = [scale] * n_features
     return torch.tensor(horizons)
