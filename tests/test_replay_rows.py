@@ -91,3 +91,24 @@ def test_train_rows_must_be_positive(tmp_path: Path) -> None:
         "--output", str(tmp_path / "o.csv"), "--train-rows", "0", check=False,
     )  # fmt: skip
     assert res.returncode != 0 and "--train-rows must be >= 1" in res.stderr
+
+
+def test_a_stuck_sensors_alert_is_marked_signal_quality_in_the_scores(tmp_path: Path) -> None:
+    # Hourly values that change every reading, then one value for 50 hours: a stuck sensor.
+    path = tmp_path / "s.csv"
+    lines = _series(160)
+    stuck_from, stuck_to = 90, 140
+    for h in range(stuck_from, stuck_to):
+        lines[h] = lines[h].split(",")[0] + ",12"
+    path.write_text("timestamp,value\n" + "\n".join(lines) + "\n")
+    scores = tmp_path / "scores.csv"
+    run_cli(
+        "replay", "-c", "configs/univariate.yaml", *SMALL, "--input", str(path),
+        "--output", str(scores), "--train-rows", "40", "--quiet",
+    )  # fmt: skip
+    rows = list(csv.DictReader(scores.open()))
+    kinds = {r["alert_kind"] for r in rows[stuck_from:stuck_to] if r["is_anomaly"] == "1"}
+    assert kinds == {"signal_quality"}
+    # An alert's kind on every reading inside it, none outside
+    assert all(r["alert_kind"] == "" for r in rows if r["is_anomaly"] == "0")
+    assert all(r["alert_kind"] for r in rows if r["is_anomaly"] == "1")

@@ -19,6 +19,7 @@ MAX_STREAMS = 6
 MAX_FEATURES = 8  # more lines than this is unreadable in a 2-inch panel
 MIN_SPAN = 0.003  # narrowest shaded span, as a fraction of the x range (~3 px)
 ALERT_COLOUR = "tab:red"
+QUALITY_COLOUR = "tab:orange"  # a stuck or missing sensor's alert: not a high score
 LABEL_COLOUR = "tab:green"
 
 
@@ -37,6 +38,9 @@ class PlotStream:
     features: np.ndarray | None = None  # (n, f)
     feature_names: list[str] | None = None
     events: list[Event] = field(default_factory=list)
+    # Readings inside a signal-quality alert (a stuck or missing sensor), a subset of
+    # ``in_alert``: drawn in their own colour, as such an alert opens whatever the score.
+    quality_alert: np.ndarray | None = None
 
 
 def _date_numbers(ts: np.ndarray) -> np.ndarray:
@@ -108,7 +112,12 @@ def _draw_score(ax: Any, x: np.ndarray, s: PlotStream) -> None:
 
     score = np.asarray(s.score, dtype=np.float64)
     thr = np.broadcast_to(np.asarray(s.threshold, dtype=np.float64), score.shape)
-    _shade(ax, x, np.asarray(s.in_alert, dtype=bool), ALERT_COLOUR, 0.25)
+    in_alert = np.asarray(s.in_alert, dtype=bool)
+    quality = np.zeros_like(in_alert)
+    if s.quality_alert is not None:
+        quality = np.asarray(s.quality_alert, dtype=bool) & in_alert
+    _shade(ax, x, in_alert & ~quality, ALERT_COLOUR, 0.25)
+    _shade(ax, x, quality, QUALITY_COLOUR, 0.3)
     _shade(ax, x, _event_mask(len(x), s.events), LABEL_COLOUR, 0.2)
     ax.plot(x, score, color="tab:blue", linewidth=0.8, label="score")
     ax.plot(x, thr, color="black", linestyle="--", linewidth=0.9, label="threshold")
@@ -119,7 +128,9 @@ def _draw_score(ax: Any, x: np.ndarray, s: PlotStream) -> None:
         Patch(color=ALERT_COLOUR, alpha=0.25, label="alert"),
         Patch(color=LABEL_COLOUR, alpha=0.2, label="labelled"),
     ]
-    ax.legend(handles=handles, loc="upper left", fontsize=7, ncol=4, framealpha=0.6)
+    if quality.any():
+        handles.append(Patch(color=QUALITY_COLOUR, alpha=0.3, label="sensor alert (stuck/missing)"))
+    ax.legend(handles=handles, loc="upper left", fontsize=7, ncol=5, framealpha=0.6)
     ax.set_ylabel("score", fontsize=8)
 
 

@@ -36,6 +36,9 @@ class ReplayRow:
     alert_id: str = ""
     top_feature: str = ""
     offset: int = 0
+    # The kind of the alert the reading is in: "anomaly", or "signal_quality" (a stuck or
+    # missing sensor, opened whatever the score); "" outside alerts.
+    alert_kind: str = ""
 
 
 def rows_by_stream(rows: list[ReplayRow]) -> dict[str, list[ReplayRow]]:
@@ -73,7 +76,20 @@ def replay(
             on_results(results)
         if on_batch:
             on_batch(len(batch))
-    return [r for r in rows if r is not None], rejected
+    kept = [r for r in rows if r is not None]
+    _carry_alert_kinds(kept)
+    return kept, rejected
+
+
+def _carry_alert_kinds(rows: list[ReplayRow]) -> None:
+    """Each row inside an alert gets its alert's kind: the kind of the stream's last alert
+    event (an update may turn a signal-quality alert into an anomaly). Rows are in each
+    stream's time order."""
+    kind: dict[str, str] = {}
+    for r in rows:
+        if r.alert_kind:  # set by this reading's event
+            kind[r.stream] = r.alert_kind
+        r.alert_kind = kind.get(r.stream, "anomaly") if r.is_anomaly else ""
 
 
 def _fill_rows(rows: list, position: dict[int, int], res: GroupResult, threshold: float) -> None:
@@ -97,6 +113,7 @@ def _fill_rows(rows: list, position: dict[int, int], res: GroupResult, threshold
         row = rows[by_source[(event.stream, event.source[2])]]
         if row.alert_event != "open":  # an open outranks an update on the same reading
             row.alert_event, row.alert_id = event.event, event.alert_id
+            row.alert_kind = event.kind
         if event.top_features and not row.top_feature:
             row.top_feature = event.top_features[0][0]
 
@@ -111,6 +128,7 @@ COLUMNS = [
     "alert_event",
     "alert_id",
     "top_feature",
+    "alert_kind",  # anomaly | signal_quality inside an alert, "" outside
     "warming",
     "error",
     "rejected",  # why the row has no score ("" when it has one)
@@ -223,6 +241,7 @@ def _scored_line(row: int, r: ReplayRow) -> list:
         r.alert_event,
         r.alert_id,
         r.top_feature,
+        r.alert_kind,
         int(r.warming),
         f"{r.rms_error:.5f}",
         "",

@@ -101,6 +101,7 @@ def plot_rows(
                 score=np.array([r.score for r in rs]),
                 threshold=rs[0].threshold,
                 in_alert=np.array([r.is_anomaly for r in rs]),
+                quality_alert=np.array([r.alert_kind == "signal_quality" for r in rs]),
                 features=np.array([data.readings[r.offset].values for r in rs], dtype=float),
                 feature_names=features,
                 events=events.get(stream, []),
@@ -110,7 +111,8 @@ def plot_rows(
     plot_streams(
         path,
         panels,
-        title="streamlstm: readings, score, threshold, alerts (red), labelled anomalies (green)",
+        title="streamlstm: readings, score, threshold, alerts (red; stuck or missing sensor: "
+        "orange), labelled anomalies (green)",
     )
 
 

@@ -273,6 +273,7 @@ def _plot(config, data, model_dir: Path, steps: int, path: Path, streams: list[s
                 score=np.array([r.score for r in rows]),
                 threshold=config.alerts.enter,
                 in_alert=np.array([r.is_anomaly for r in rows]),
+                quality_alert=np.array([r.alert_kind == "signal_quality" for r in rows]),
                 features=data.values[i][:steps],
                 feature_names=data.features,
                 events=events_from_labels(data.label[i][:steps], data.anomaly_kind[i][:steps]),
@@ -282,5 +283,5 @@ def _plot(config, data, model_dir: Path, steps: int, path: Path, streams: list[s
         path,
         panels,
         title="streamlstm demo: readings, score, threshold, "
-        "alerts (red), injected episodes (green)",
+        "alerts (red; stuck or missing sensor: orange), injected episodes (green)",
     )
