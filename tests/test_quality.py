@@ -86,6 +86,15 @@ def test_quality_command_writes_the_report_with_the_retrained_run(tmp_path: Path
     gated = re.findall(r"^\s+\d+\s+\d+\s+\S+\s+(promoted|rejected)\s", text, re.M)
     assert gated, text
     assert (tmp_path / "quality" / "vitals.png").read_bytes()[:4] == b"\x89PNG"
+    # What a change must beat: each headline with the model trained from three seeds.
+    assert "## Training-seed spread" in text
+    for kind in ("vitals", "sensors"):
+        cells = r"((?: [\d.]+ \|){4})$"
+        row = re.search(rf"^\| synthetic {kind} \| event-wise F1 \|" + cells, text, re.M)
+        assert row, kind
+        *values, spread = (float(v) for v in row.group(1).split("|")[:-1])
+        assert min(values) >= 0.0 and max(values) <= 1.0
+        assert abs(spread - (max(values) - min(values))) <= 0.0015  # rounded to 3 places
 
 
 def _tiny_nab(root: Path) -> Path:
@@ -138,5 +147,6 @@ def test_quality_nab_reports_categories_one_model_per_series_and_loco(tmp_path: 
     )
     assert [f[0] for f in folds] == ["catA", "catB"]
     assert "*undo alerts.enter: 4.0*: `{'alerts.enter': 5.0}`" in text
+    assert re.search(r"^\| NAB dev \(pooled\) \| standard score \|(?: -?[\d.]+ \|){4}$", text, re.M)
     assert re.search(r"^\| streaming LSTM-AE, one model per series \| 3 \|", text, re.M)
     assert re.search(r"^\| nab \| `alerts.enter: 4.0`", text, re.M)

@@ -43,6 +43,7 @@ from streamlstm.evaluation.quality_report import (
     summary_rows,
     table,
 )
+from streamlstm.evaluation.quality_seeds import nab_rows, pump_rows, seeds_section, synthetic_rows
 from streamlstm.evaluation.retrain_replay import format_rounds
 
 SUITES = ("vitals", "sensors", "nab", "pump")  # report order; ``--suites`` picks a subset
@@ -81,7 +82,7 @@ def write_report(opts: QualityOptions, say: Callable[[str], None]) -> None:
     started = time.perf_counter()
     out = Path(opts.out)
     plots = out.parent / out.stem
-    sections, changes, normal = [], [], []
+    sections, changes, normal, seeds = [], [], [], []
     for kind in [k for k in ("vitals", "sensors") if k in opts.suites]:
         clean = synthetic_normal(opts.configs, kind, opts.streams, opts.length, opts.seed)
         normal.append(normal_row(f"synthetic {kind} (same streams, no anomaly)", clean))
@@ -90,6 +91,9 @@ def write_report(opts: QualityOptions, say: Callable[[str], None]) -> None:
         png = plot_suite(suite, plots / f"{kind}.png", config.alerts.enter, kind, names)
         sections.append(_synthetic_section(kind, opts, suite, png, out.parent))
         changes += _changes(opts, kind, suite, changes_by_suite)
+        seeds += synthetic_rows(
+            kind, lambda o, k=kind: _suite(opts, k, o, False)[0], opts.tolerance
+        )
         say(f"{kind}: done at {time.perf_counter() - started:.0f} s")
     if "nab" in opts.suites and not nab_files(Path(opts.nab)):
         say(f"nab: no series under {opts.nab}/data, section skipped")
@@ -97,6 +101,7 @@ def write_report(opts: QualityOptions, say: Callable[[str], None]) -> None:
         section, rows = _nab(opts, changes_by_suite.get("nab", []), plots, out.parent, say)
         sections.append(section)
         changes += rows
+        seeds += nab_rows(Path(opts.configs), load_nab(Path(opts.nab)), opts.seed)
         say(f"nab: done at {time.perf_counter() - started:.0f} s")
     if "pump" in opts.suites and not pump_runs(Path(opts.pump)):
         say(f"pump: no runs under {opts.pump}/other, section skipped")
@@ -105,9 +110,12 @@ def write_report(opts: QualityOptions, say: Callable[[str], None]) -> None:
         fault_free = pump_fault_free(Path(opts.pump), Path(opts.configs), opts.seed)
         if fault_free is not None:
             normal.append(normal_row("pump testbed, fault-free run", fault_free))
+        seeds += pump_rows(Path(opts.pump), Path(opts.configs), opts.seed)
         say(f"pump: done at {time.perf_counter() - started:.0f} s")
     if normal:
         sections.append(normal_section(normal))
+    if seeds:
+        sections.append(seeds_section(seeds))
     if changes:
         sections.append(_changes_section(changes))
     seconds = time.perf_counter() - started
