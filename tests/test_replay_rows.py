@@ -102,11 +102,16 @@ def test_a_stuck_sensors_alert_is_marked_signal_quality_in_the_scores(tmp_path: 
         lines[h] = lines[h].split(",")[0] + ",12"
     path.write_text("timestamp,value\n" + "\n".join(lines) + "\n")
     scores = tmp_path / "scores.csv"
-    run_cli(
+    res = run_cli(
         "replay", "-c", "configs/univariate.yaml", *SMALL, "--input", str(path),
         "--output", str(scores), "--train-rows", "40", "--quiet",
     )  # fmt: skip
     rows = list(csv.DictReader(scores.open()))
+    sensor_opens = [
+        r for r in rows if r["alert_event"] == "open" and r["alert_kind"] == "signal_quality"
+    ]
+    assert f"({len(sensor_opens)} on a stuck or missing sensor)" in res.stdout
+    assert sensor_opens
     kinds = {r["alert_kind"] for r in rows[stuck_from:stuck_to] if r["is_anomaly"] == "1"}
     assert kinds == {"signal_quality"}
     # An alert's kind on every reading inside it, none outside

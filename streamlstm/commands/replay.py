@@ -75,12 +75,14 @@ def run(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - started
     write_scores(args.output, rows, data, refused)
     opened = sum(r.alert_event == "open" for r in rows)
+    sensor = sum(r.alert_event == "open" and r.alert_kind == "signal_quality" for r in rows)
     reasons = dict(data.rejected)
     for _, rejection in refused:
         reasons[rejection.reason] = reasons.get(rejection.reason, 0) + 1
     print(
         f"scored {len(rows)} readings of {len(data.by_stream())} streams in {seconds:.1f} s "
-        f"(training included); {opened} alerts opened; "
+        f"(training included); {opened} alerts opened ({sensor} on a stuck or missing "
+        "sensor); "
         f"rejected {sum(reasons.values())} {reasons or ''}(rows kept, marked); "
         f"wrote {args.output}"
     )
