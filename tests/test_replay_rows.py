@@ -65,16 +65,20 @@ def test_an_unknown_delimiter_fails_naming_the_one_it_saw(tmp_path: Path) -> Non
     assert "['timestamp|value']" in text and "separated by ','" in text and "a tab" in text
 
 
-def test_replay_writes_one_row_per_input_row_in_input_order(tmp_path: Path) -> None:
-    path = tmp_path / "s.csv"
-    lines = _series(120, repeat_at=80, bad_at=90)
+def _replay(tmp_path: Path, lines: list[str]):
+    """``streamlstm replay`` of ``timestamp,value`` lines, 40 rows trained: (result, rows)."""
+    path, scores = tmp_path / "s.csv", tmp_path / "scores.csv"
     path.write_text("timestamp,value\n" + "\n".join(lines) + "\n")
-    scores = tmp_path / "scores.csv"
     res = run_cli(
         "replay", "-c", "configs/univariate.yaml", *SMALL, "--input", str(path),
         "--output", str(scores), "--train-rows", "40", "--quiet",
     )  # fmt: skip
-    rows = list(csv.DictReader(scores.open()))
+    return res, list(csv.DictReader(scores.open()))
+
+
+def test_replay_writes_one_row_per_input_row_in_input_order(tmp_path: Path) -> None:
+    lines = _series(120, repeat_at=80, bad_at=90)
+    res, rows = _replay(tmp_path, lines)
     assert [int(r["row"]) for r in rows] == list(range(len(lines)))
     rejected = {int(r["row"]): r["rejected"] for r in rows if r["rejected"]}
     # row 81 repeats row 80's timestamp; row 91 holds hour 90's non-number
@@ -95,18 +99,11 @@ def test_train_rows_must_be_positive(tmp_path: Path) -> None:
 
 def test_a_stuck_sensors_alert_is_marked_signal_quality_in_the_scores(tmp_path: Path) -> None:
     # Hourly values that change every reading, then one value for 50 hours: a stuck sensor.
-    path = tmp_path / "s.csv"
     lines = _series(160)
     stuck_from, stuck_to = 90, 140
     for h in range(stuck_from, stuck_to):
         lines[h] = lines[h].split(",")[0] + ",12"
-    path.write_text("timestamp,value\n" + "\n".join(lines) + "\n")
-    scores = tmp_path / "scores.csv"
-    res = run_cli(
-        "replay", "-c", "configs/univariate.yaml", *SMALL, "--input", str(path),
-        "--output", str(scores), "--train-rows", "40", "--quiet",
-    )  # fmt: skip
-    rows = list(csv.DictReader(scores.open()))
+    res, rows = _replay(tmp_path, lines)
     sensor_opens = [
         r for r in rows if r["alert_event"] == "open" and r["alert_kind"] == "signal_quality"
     ]
