@@ -43,7 +43,13 @@ from streamlstm.evaluation.quality_report import (
     summary_rows,
     table,
 )
-from streamlstm.evaluation.quality_seeds import nab_rows, pump_rows, seeds_section, synthetic_rows
+from streamlstm.evaluation.quality_seeds import (
+    SeedRow,
+    nab_rows,
+    pump_rows,
+    seeds_section,
+    synthetic_rows,
+)
 from streamlstm.evaluation.retrain_replay import format_rounds
 
 SUITES = ("vitals", "sensors", "nab", "pump")  # report order; ``--suites`` picks a subset
@@ -91,26 +97,25 @@ def write_report(opts: QualityOptions, say: Callable[[str], None]) -> None:
         png = plot_suite(suite, plots / f"{kind}.png", config.alerts.enter, kind, names)
         sections.append(_synthetic_section(kind, opts, suite, png, out.parent))
         changes += _changes(opts, kind, suite, changes_by_suite)
-        seeds += synthetic_rows(
-            kind, lambda o, k=kind: _suite(opts, k, o, False)[0], opts.tolerance
-        )
+        seeds += synthetic_rows(kind, suite, _rescorer(opts, kind), opts.tolerance)
         say(f"{kind}: done at {time.perf_counter() - started:.0f} s")
     if "nab" in opts.suites and not nab_files(Path(opts.nab)):
         say(f"nab: no series under {opts.nab}/data, section skipped")
     elif "nab" in opts.suites:
-        section, rows = _nab(opts, changes_by_suite.get("nab", []), plots, out.parent, say)
+        section, rows, seed_rows = _nab(opts, changes_by_suite.get("nab", []), plots, say)
         sections.append(section)
         changes += rows
-        seeds += nab_rows(Path(opts.configs), load_nab(Path(opts.nab)), opts.seed)
+        seeds += seed_rows
         say(f"nab: done at {time.perf_counter() - started:.0f} s")
     if "pump" in opts.suites and not pump_runs(Path(opts.pump)):
         say(f"pump: no runs under {opts.pump}/other, section skipped")
     elif "pump" in opts.suites:
-        sections.append(_pump(opts, plots, out.parent, changes_by_suite.get("pump", [])))
+        section, seed_rows = _pump(opts, plots, changes_by_suite.get("pump", []))
+        sections.append(section)
         fault_free = pump_fault_free(Path(opts.pump), Path(opts.configs), opts.seed)
         if fault_free is not None:
             normal.append(normal_row("pump testbed, fault-free run", fault_free))
-        seeds += pump_rows(Path(opts.pump), Path(opts.configs), opts.seed)
+        seeds += seed_rows
         say(f"pump: done at {time.perf_counter() - started:.0f} s")
     if normal:
         sections.append(normal_section(normal))
@@ -124,7 +129,9 @@ def write_report(opts: QualityOptions, say: Callable[[str], None]) -> None:
     say(f"wrote {out} and {plots}/ in {seconds:.0f} s")
 
 
-def _pump(opts: QualityOptions, plots: Path, root: Path, listed: list) -> str:
+def _pump(opts: QualityOptions, plots: Path, listed: list) -> tuple[str, list[SeedRow]]:
+    """The pump section and the suite's training-seed rows."""
+    root = Path(opts.out).parent
     run = run_pump(Path(opts.pump), Path(opts.configs), opts.seed)
     changes = [
         change_row(what, run_pump(Path(opts.pump), Path(opts.configs), opts.seed, undo, False), run)
@@ -136,12 +143,14 @@ def _pump(opts: QualityOptions, plots: Path, root: Path, listed: list) -> str:
         for t in run.suite.by_detector[DETECTORS[0]]
     ]
     images = " ".join(f"[{p.stem}]({p.relative_to(root)})" for p in pngs)
-    return pump_section(run, Path(opts.pump), opts.tolerance, images, changes)
+    seed_rows = pump_rows(run, Path(opts.pump), Path(opts.configs), opts.seed)
+    return pump_section(run, Path(opts.pump), opts.tolerance, images, changes), seed_rows
 
 
-def _nab(opts, listed: list[tuple[str, dict]], plots: Path, root: Path, say):
-    """The NAB section and its change rows: each listed change undone is also a LOCO
-    candidate, so one run per change serves both tables."""
+def _nab(opts, listed: list[tuple[str, dict]], plots: Path, say):
+    """The NAB section, its change rows and training-seed rows: each listed change undone
+    is also a LOCO candidate, so one run per change serves both tables."""
+    root = Path(opts.out).parent
     nab = load_nab(Path(opts.nab))
     undo: dict[str, dict] = {}
     for k, (what, restore) in enumerate(listed):
@@ -161,7 +170,8 @@ def _nab(opts, listed: list[tuple[str, dict]], plots: Path, root: Path, say):
         for (what, _), name in zip(listed, undo, strict=True)
     ]
     undone = {name: what for (what, _), name in zip(listed, undo, strict=True)}
-    return nab_section(scored, undone, opts.tolerance, images), rows
+    seed_rows = nab_rows(scored.pooled, Path(opts.configs), nab, opts.seed)
+    return nab_section(scored, undone, opts.tolerance, images), rows, seed_rows
 
 
 def _suite(opts, kind: str, overrides: dict, baselines: bool = True):
@@ -174,6 +184,11 @@ def _suite(opts, kind: str, overrides: dict, baselines: bool = True):
     every = opts.retrain_every_per_stream * len(data.by_stream()) if baselines else 0
     suite = score_suite(config, data, events_for, baselines=baselines, retrain_every=every)
     return suite, config
+
+
+def _rescorer(opts, kind: str) -> Callable[[dict], SuiteRun]:
+    """overrides -> the synthetic ``kind`` suite scored again, streaming detector only."""
+    return lambda overrides: _suite(opts, kind, overrides, baselines=False)[0]
 
 
 def _headline(opts, suite: SuiteRun, windows) -> list[str]:

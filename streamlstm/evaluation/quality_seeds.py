@@ -11,16 +11,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
 from streamlstm.evaluation.metrics import event_metrics
 from streamlstm.evaluation.nab import nab_report
 from streamlstm.evaluation.pointwise import pointwise_metrics
-from streamlstm.evaluation.quality import DETECTORS
+from streamlstm.evaluation.quality import DETECTORS, SuiteRun
 from streamlstm.evaluation.quality_nab import NabData, nab_config, nab_series_of, score_pooled
-from streamlstm.evaluation.quality_pump import run_pump
+from streamlstm.evaluation.quality_pump import PumpRun, run_pump
 
+Run = TypeVar("Run")
 EXTRA_SEEDS = (1, 2)  # beside the configs' own (training.seed, 0 in every shipped config)
 
 
@@ -37,11 +39,14 @@ class SeedRow:
         return float(np.max(self.values) - np.min(self.values))
 
 
-def synthetic_rows(kind: str, score: Callable[[dict], object], tolerance: int) -> list[SeedRow]:
-    """``score(overrides)`` -> a SuiteRun of the synthetic ``kind`` suite (streaming only)."""
+def synthetic_rows(
+    kind: str, own: SuiteRun, score: Callable[[dict], SuiteRun], tolerance: int
+) -> list[SeedRow]:
+    """``own``: the suite as the report scored it; ``score(overrides)`` scores it again
+    (streaming only) for each other seed."""
     f1, far = [], []
-    for overrides in _seed_overrides():
-        evals = score(overrides).evals(DETECTORS[0])
+    for run in _per_seed(own, score):
+        evals = run.evals(DETECTORS[0])
         f1.append(event_metrics(evals, tolerance).f1)
         far.append(100.0 * pointwise_metrics(evals).far)
     return [
@@ -50,21 +55,25 @@ def synthetic_rows(kind: str, score: Callable[[dict], object], tolerance: int) -
     ]
 
 
-def nab_rows(configs: Path, nab: NabData, seed: int) -> list[SeedRow]:
-    """NAB standard score, all series pooled in one model group."""
-    standard = []
-    for overrides in _seed_overrides():
-        run = score_pooled(nab_config(configs, overrides), nab, seed, baselines=False)
-        series = nab_series_of(run.evals(DETECTORS[0]), nab)
-        standard.append(nab_report(series)["standard"])
+def nab_rows(own: SuiteRun, configs: Path, nab: NabData, seed: int) -> list[SeedRow]:
+    """NAB standard score, all series pooled in one model group (``own``: as the report
+    scored it)."""
+
+    def score(overrides: dict) -> SuiteRun:
+        return score_pooled(nab_config(configs, overrides), nab, seed, baselines=False)
+
+    standard = [
+        nab_report(nab_series_of(run.evals(DETECTORS[0]), nab))["standard"]
+        for run in _per_seed(own, score)
+    ]
     return [SeedRow("NAB dev (pooled)", "standard score", standard, ".1f")]
 
 
-def pump_rows(folder: Path, configs: Path, seed: int) -> list[SeedRow]:
-    """Point-wise F1 and false-alarm rate on the pump testbed runs."""
+def pump_rows(own: PumpRun, folder: Path, configs: Path, seed: int) -> list[SeedRow]:
+    """Point-wise F1 and false-alarm rate on the pump testbed runs (``own``: as the report
+    scored them)."""
     f1, far = [], []
-    for overrides in _seed_overrides():
-        run = run_pump(folder, configs, seed, overrides, False)
+    for run in _per_seed(own, lambda overrides: run_pump(folder, configs, seed, overrides, False)):
         report = pointwise_metrics(run.scored[DETECTORS[0]])
         f1.append(report.f1)
         far.append(100.0 * report.far)
@@ -74,8 +83,9 @@ def pump_rows(folder: Path, configs: Path, seed: int) -> list[SeedRow]:
     ]
 
 
-def _seed_overrides() -> list[dict]:
-    return [{}] + [{"training.seed": s} for s in EXTRA_SEEDS]
+def _per_seed(own: Run, score: Callable[[dict], Run]) -> list[Run]:
+    """The report's own run, then the same scored with each of ``EXTRA_SEEDS``."""
+    return [own] + [score({"training.seed": s}) for s in EXTRA_SEEDS]
 
 
 def seeds_section(rows: list[SeedRow]) -> str:
