@@ -25,6 +25,7 @@ from streamlstm.adapters.dev.bench_setup import (
     bench_broker,
     bench_config,
     bench_model,
+    cycles_of,
     input_records,
     later_copies,
     preload,
@@ -91,19 +92,19 @@ def bench_e2e(
     e2e_rate = readings / (time.perf_counter() - started)
     after_e2e = sup.stats()
     per_record_s = len(records) / readings  # records per reading
-    latency = _latency_at(
-        sup, bootstrap, topic, records, 0.5 * e2e_rate * per_record_s, latency_s, 1
-    )
+    half_rate, quarter_rate = 0.5 * e2e_rate * per_record_s, 0.25 * e2e_rate * per_record_s
+    latency = _latency_at(sup, bootstrap, topic, records, half_rate, latency_s, 1)
     after_half = sup.stats()
-    quarter = _latency_at(
-        sup, bootstrap, topic, records, 0.25 * e2e_rate * per_record_s, latency_s, 100
-    )
+    after = 1 + cycles_of(records, int(half_rate * latency_s))  # later than the half-load copies
+    quarter = _latency_at(sup, bootstrap, topic, records, quarter_rate, latency_s, after)
+    after_quarter = sup.stats()
     final = sup.stop()
     profiles = {}
     if profile:
         profiles["profile"] = {
             "end_to_end": stage_profile(before, after_e2e, readings / len(records)),
             "half_load": stage_profile(after_e2e, after_half, readings / len(records)),
+            "quarter_load": stage_profile(after_half, after_quarter, readings / len(records)),
         }
     return {
         "bench": "e2e",
@@ -129,7 +130,7 @@ def bench_e2e(
 
 
 def _latency_at(
-    sup, bootstrap: str, topic: str, records, rate: float, seconds: float, epoch: int
+    sup, bootstrap: str, topic: str, records, rate: float, seconds: float, first_cycle: int
 ) -> dict:
     """Offer ``rate`` records/s (the same streams, later timestamps) and read the latency.
 
@@ -138,7 +139,7 @@ def _latency_at(
     """
     import ray
 
-    payloads = later_copies(records, int(rate * seconds), epoch)
+    payloads = later_copies(records, int(rate * seconds), first_cycle)
 
     def start_measuring() -> None:
         for actor in sup.actors:

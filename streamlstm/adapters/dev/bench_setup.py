@@ -77,19 +77,32 @@ def bench_config(
     return from_dict(tree), topic
 
 
-def later_copies(records, total: int, epoch: int) -> list[tuple[bytes, bytes]]:
-    """``total`` records cycling over ``records``, each cycle stamped later than every
-    earlier reading of its stream (so none is rejected as out of order)."""
+def later_copies(records, total: int, first_cycle: int) -> list[tuple[bytes, bytes]]:
+    """``total`` records cycling over ``records``, cycle ``c`` (counted from ``first_cycle``)
+    stamped ``c`` times the records' time span later, so each cycle is later than every
+    earlier reading of its stream (none is rejected as out of order) and the streams go on
+    as if the data continued. Shifts by a fixed 10^9 ms a cycle had put the later phases
+    years ahead of their Kafka record times: every reading was dead-lettered as a
+    ``future_timestamp`` and the phase measured the dead-letter path, not scoring."""
+    parsed = [orjson.loads(value) for _, value in records]
+    stamps = [
+        t for rec in parsed for t in (rec["ts"] if isinstance(rec["ts"], list) else [rec["ts"]])
+    ]
+    span = max(stamps) - min(stamps) + 1000  # ms: one cycle ends before the next begins
     payloads = []
     for k in range(total):
-        key, value = records[k % len(records)]
-        rec = orjson.loads(value)
-        later = 10**9 * (epoch + k // len(records))  # later than all earlier readings
+        rec = dict(parsed[k % len(records)])
+        later = span * (first_cycle + k // len(records))
         rec["ts"] = (
             [t + later for t in rec["ts"]] if isinstance(rec["ts"], list) else rec["ts"] + later
         )
-        payloads.append((key, orjson.dumps(rec)))
+        payloads.append((records[k % len(records)][0], orjson.dumps(rec)))
     return payloads
+
+
+def cycles_of(records, total: int) -> int:
+    """How many cycles over ``records`` ``later_copies`` stamps for ``total`` records."""
+    return -(-total // len(records))
 
 
 def bench_model(config: Config, out: Path) -> Path:
