@@ -25,7 +25,6 @@ from streamlstm.adapters.dev.bench_setup import (
     bench_broker,
     bench_config,
     bench_model,
-    cycles_of,
     input_records,
     later_copies,
     preload,
@@ -93,10 +92,12 @@ def bench_e2e(
     after_e2e = sup.stats()
     per_record_s = len(records) / readings  # records per reading
     half_rate, quarter_rate = 0.5 * e2e_rate * per_record_s, 0.25 * e2e_rate * per_record_s
-    latency = _latency_at(sup, bootstrap, topic, records, half_rate, latency_s, 1)
+    latency = _latency_at(sup, bootstrap, topic, records, half_rate, latency_s, 0)
     after_half = sup.stats()
-    after = 1 + cycles_of(records, int(half_rate * latency_s))  # later than the half-load copies
-    quarter = _latency_at(sup, bootstrap, topic, records, quarter_rate, latency_s, after)
+    # the quarter-load copies go on from where the half-load ones stopped
+    quarter = _latency_at(
+        sup, bootstrap, topic, records, quarter_rate, latency_s, int(half_rate * latency_s)
+    )
     after_quarter = sup.stats()
     final = sup.stop()
     profiles = {}
@@ -130,7 +131,7 @@ def bench_e2e(
 
 
 def _latency_at(
-    sup, bootstrap: str, topic: str, records, rate: float, seconds: float, first_cycle: int
+    sup, bootstrap: str, topic: str, records, rate: float, seconds: float, start: int
 ) -> dict:
     """Offer ``rate`` records/s (the same streams, later timestamps) and read the latency.
 
@@ -139,16 +140,18 @@ def _latency_at(
     """
     import ray
 
-    payloads = later_copies(records, int(rate * seconds), first_cycle)
+    payloads = later_copies(records, int(rate * seconds), start)
 
     def start_measuring() -> None:
         for actor in sup.actors:
             ray.get(actor.latency.remote(reset=True))
 
     warmup_s = min(3.0, seconds / 4)  # start-up of the load client is not the workers' latency
+    before = sup.stats()
     sent = offer(bootstrap, topic, payloads, rate, warmup_s, start_measuring)
     time.sleep(1.0)
     parts = [ray.get(a.latency.remote()) for a in sup.actors]
+    after = sup.stats()
     return {
         "offered_load_per_s": round(rate),
         "latency_records": int(sum(p.get("n", 0) for p in parts)),
@@ -158,7 +161,13 @@ def _latency_at(
         "latency_p50_ms": round(max(p.get("p50", 0.0) for p in parts) * 1e3, 1),
         "latency_p99_ms": round(max(p.get("p99", 0.0) for p in parts) * 1e3, 1),
         "latency_note": "per-worker quantiles; the larger of the workers is reported",
+        # What the phase's readings came to: a latency of dead letters is not a scoring one.
+        **{f"phase_{k}": _counted(before, after, k) for k in ("scored", "warming", "dlq")},
     }
+
+
+def _counted(before: list[dict], after: list[dict], key: str) -> int:
+    return sum(a.get(key, 0) - b.get(key, 0) for b, a in zip(before, after, strict=True))
 
 
 def bench_memory(config: Config, n_streams: int, batch: int = 10_000) -> dict:

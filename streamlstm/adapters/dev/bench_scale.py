@@ -96,7 +96,7 @@ def bench_scale(
 
 def _windows(sup, bootstrap, topic, records, rate, window_s, after) -> tuple[dict, dict]:
     """Offer ``rate`` records/s in a thread; measure the four windows meanwhile."""
-    payloads = later_copies(records, int(rate * (5 * window_s + 3.0)), first_cycle=1)
+    payloads = later_copies(records, int(rate * (5 * window_s + 3.0)))
     warm = threading.Event()
     sent: dict[str, Any] = {}
 

@@ -77,32 +77,26 @@ def bench_config(
     return from_dict(tree), topic
 
 
-def later_copies(records, total: int, first_cycle: int) -> list[tuple[bytes, bytes]]:
-    """``total`` records cycling over ``records``, cycle ``c`` (counted from ``first_cycle``)
-    stamped ``c`` times the records' time span later, so each cycle is later than every
-    earlier reading of its stream (none is rejected as out of order) and the streams go on
-    as if the data continued. Shifts by a fixed 10^9 ms a cycle had put the later phases
-    years ahead of their Kafka record times: every reading was dead-lettered as a
-    ``future_timestamp`` and the phase measured the dead-letter path, not scoring."""
+def later_copies(records, total: int, start: int = 0) -> list[tuple[bytes, bytes]]:
+    """``total`` records of an endless repetition of ``records``, from its ``start``-th on;
+    repetition ``c`` (1, 2, ...) is stamped ``c`` times the records' time span later, so
+    every copy is later than every earlier reading of its stream (none is rejected as out of
+    order) and a phase that starts where the last one stopped continues its streams without
+    a gap. A fixed shift of 10^9 ms a repetition had put the quarter-load phase of
+    ``bench e2e`` years ahead of its Kafka append times: every reading was dead-lettered as
+    a ``future_timestamp``, and the phase measured the dead-letter path, not scoring."""
     parsed = [orjson.loads(value) for _, value in records]
-    stamps = [
-        t for rec in parsed for t in (rec["ts"] if isinstance(rec["ts"], list) else [rec["ts"]])
-    ]
-    span = max(stamps) - min(stamps) + 1000  # ms: one cycle ends before the next begins
+    stamps = [t for r in parsed for t in (r["ts"] if isinstance(r["ts"], list) else [r["ts"]])]
+    span = max(stamps) - min(stamps) + 1000  # ms: one repetition ends before the next begins
     payloads = []
-    for k in range(total):
-        rec = dict(parsed[k % len(records)])
-        later = span * (first_cycle + k // len(records))
+    for j in range(start, start + total):
+        rec = dict(parsed[j % len(records)])
+        later = span * (1 + j // len(records))
         rec["ts"] = (
             [t + later for t in rec["ts"]] if isinstance(rec["ts"], list) else rec["ts"] + later
         )
-        payloads.append((records[k % len(records)][0], orjson.dumps(rec)))
+        payloads.append((records[j % len(records)][0], orjson.dumps(rec)))
     return payloads
-
-
-def cycles_of(records, total: int) -> int:
-    """How many cycles over ``records`` ``later_copies`` stamps for ``total`` records."""
-    return -(-total // len(records))
 
 
 def bench_model(config: Config, out: Path) -> Path:
