@@ -92,13 +92,14 @@ def bench_e2e(
     after_e2e = sup.stats()
     per_record_s = len(records) / readings  # records per reading
     half_rate, quarter_rate = 0.5 * e2e_rate * per_record_s, 0.25 * e2e_rate * per_record_s
-    latency = _latency_at(sup, bootstrap, topic, records, half_rate, latency_s, 0)
-    after_half = sup.stats()
-    # the quarter-load copies go on from where the half-load ones stopped
-    quarter = _latency_at(
-        sup, bootstrap, topic, records, quarter_rate, latency_s, int(half_rate * latency_s)
+    latency, after_half = _latency_at(
+        sup, bootstrap, topic, records, half_rate, latency_s, 0, after_e2e
     )
-    after_quarter = sup.stats()
+    # the quarter-load copies go on from where the half-load ones stopped
+    quarter, after_quarter = _latency_at(
+        sup, bootstrap, topic, records, quarter_rate, latency_s, int(half_rate * latency_s),
+        after_half,
+    )  # fmt: skip
     final = sup.stop()
     profiles = {}
     if profile:
@@ -131,9 +132,18 @@ def bench_e2e(
 
 
 def _latency_at(
-    sup, bootstrap: str, topic: str, records, rate: float, seconds: float, start: int
-) -> dict:
-    """Offer ``rate`` records/s (the same streams, later timestamps) and read the latency.
+    sup,
+    bootstrap: str,
+    topic: str,
+    records,
+    rate: float,
+    seconds: float,
+    start: int,
+    before: list[dict],
+) -> tuple[dict, list[dict]]:
+    """Offer ``rate`` records/s (the same streams, later timestamps) and read the latency;
+    ``before``: the workers' stats as the phase starts; returns the phase's figures and
+    their stats after it.
 
     The records are serialised before the clock starts, so the load generator only sends:
     on a small machine it shares the cores with the broker and the workers.
@@ -147,12 +157,11 @@ def _latency_at(
             ray.get(actor.latency.remote(reset=True))
 
     warmup_s = min(3.0, seconds / 4)  # start-up of the load client is not the workers' latency
-    before = sup.stats()
     sent = offer(bootstrap, topic, payloads, rate, warmup_s, start_measuring)
     time.sleep(1.0)
     parts = [ray.get(a.latency.remote()) for a in sup.actors]
     after = sup.stats()
-    return {
+    figures = {
         "offered_load_per_s": round(rate),
         "latency_records": int(sum(p.get("n", 0) for p in parts)),
         "achieved_load_per_s": round(sent["sent"] / sent["seconds"]),
@@ -164,6 +173,7 @@ def _latency_at(
         # What the phase's readings came to: a latency of dead letters is not a scoring one.
         **{f"phase_{k}": _counted(before, after, k) for k in ("scored", "warming", "dlq")},
     }
+    return figures, after
 
 
 def _counted(before: list[dict], after: list[dict], key: str) -> int:
