@@ -282,11 +282,25 @@ def test_each_loop_stage_is_timed_with_an_injected_timer(tmp_path: Path) -> None
 def test_the_bench_profile_is_the_difference_between_two_stats() -> None:
     from streamlstm.adapters.dev.bench_profile import stage_profile
 
-    before = [{"polls": 1, "records": 10, "stage_s": {"step": 1.0}, "stage_max_s": {"step": 1.0}}]
-    after = [{"polls": 3, "records": 30, "stage_s": {"step": 3.0}, "stage_max_s": {"step": 1.5}}]
+    gc0 = {"collections": 5, "full": 0, "pause_s": 0.01, "max_pause_s": 0.005}
+    gc1 = {"collections": 9, "full": 1, "pause_s": 0.2, "max_pause_s": 0.15}
+    before = [
+        {"polls": 1, "records": 10, "stage_s": {"step": 1.0}, "stage_max_s": {"step": 1.0}}
+        | {"gc": gc0}
+    ]
+    after = [
+        {"polls": 3, "records": 30, "stage_s": {"step": 3.0}, "stage_max_s": {"step": 1.5}}
+        | {"gc": gc1}
+    ]
     got = stage_profile(before, after, per_record=10.0)
     assert got["polls"] == 2 and got["records_per_poll"] == 10.0
     assert got["stage_s"] == {"step": 2.0}
     assert got["stage_us_per_reading"] == {"step": 1e4}  # 2 s over 200 readings
     assert got["stage_ms_per_poll"] == {"step": 1000.0}
     assert got["stage_max_ms_whole_run"] == {"step": 1500.0}
+    assert got["gc"] == {
+        "collections": 4,
+        "full": 1,
+        "pause_ms": 190.0,
+        "max_pause_ms_whole_run": 150.0,
+    }

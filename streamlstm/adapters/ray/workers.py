@@ -23,6 +23,7 @@ from streamlstm.adapters.kafka.topics import topic_record_limit
 from streamlstm.adapters.ops.fencing import Fence, FencedSource, FencedStore, StaleGeneration
 from streamlstm.adapters.ops.flight import FlightFile, flight_path, resume_flight
 from streamlstm.adapters.ops.health import PartitionProgress
+from streamlstm.adapters.ops.heap import GcPauses, freeze_long_lived
 from streamlstm.adapters.ops.storage import SnapshotStore
 from streamlstm.adapters.ray.model_bytes import load_models as _load_models
 from streamlstm.adapters.ray.model_bytes import model_files
@@ -99,6 +100,7 @@ class PartitionWorkerImpl:
         self._running = threading.Lock()
         self.heartbeat = 0.0  # monotonic time the loop last finished a poll
         self.progress = PartitionProgress({}, 0)  # per partition: last poll, last commit
+        self.gc_pauses = GcPauses()
         # Both kept across restarts of the loop in this process: metric deltas since the
         # last drain, and the loop's telemetry. Outcome counts live in the partitions'
         # ledgers, restored from the snapshots at every start (stream/ledger.py).
@@ -180,6 +182,10 @@ class PartitionWorkerImpl:
                 "%s: restarted mid-swap: %s warms in shadow again", model.group, model.version
             )
             self.worker.request_stage(model, cfg.retrain.shadow_readings)
+        # The models, the restored state and the imports are here to stay: no full
+        # collection scans them again (ops/heap.py: 144-192 ms pauses of the loop before).
+        freeze_long_lived()
+        self.gc_pauses.install()
         self._stop.clear()
         return {
             "worker": self.index,
@@ -265,6 +271,7 @@ class PartitionWorkerImpl:
             "polls": c.polls,
             "stage_s": dict(c.stage_s),
             "stage_max_s": dict(c.stage_max_s),
+            "gc": self.gc_pauses.totals(),
             "partitions": [f"{t}:{p}" for t, p in self.partitions],
             "positions": {f"{t}:{p}": o for (t, p), o in self.worker.next_offset.items()},
             "streams": sum(len(t) for t in self.worker.engine.tables.values()),
@@ -318,6 +325,7 @@ class PartitionWorkerImpl:
         return out
 
     def close(self) -> None:
+        self.gc_pauses.remove()
         if self.source is not None:
             self.source.close()
         if self.sink is not None:  # flushed by the drain: nothing left to lose

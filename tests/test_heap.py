@@ -1,0 +1,41 @@
+"""The worker's garbage-collector handling (``adapters/ops/heap.py``), on this process's
+own collector: freezing takes the long-lived objects out of every collection's scan, and
+the pause recorder counts and times the collections it sees, and only while installed."""
+
+from __future__ import annotations
+
+import gc
+
+from streamlstm.adapters.ops.heap import GcPauses, freeze_long_lived
+
+
+def test_freezing_takes_the_live_objects_out_of_what_a_collection_scans() -> None:
+    held = [[i] for i in range(10_000)]  # long-lived state, tracked by the collector
+    scanned_before = len(gc.get_objects())
+    try:
+        frozen = freeze_long_lived()
+        assert frozen == gc.get_freeze_count() >= len(held)
+        # a full collection walks generations 0-2 only: what is frozen is not among them
+        assert len(gc.get_objects()) < scanned_before - len(held)
+        assert not any(obj is held[0] for obj in gc.get_objects())
+    finally:
+        gc.unfreeze()
+    assert any(obj is held[0] for obj in gc.get_objects())
+
+
+def test_gc_pauses_counts_and_times_collections_only_while_installed() -> None:
+    clock = iter(float(t) for t in range(100))
+    pauses = GcPauses(timer=lambda: next(clock))
+    was_enabled = gc.isenabled()
+    gc.disable()  # no automatic collection in between: only the one asked for below
+    pauses.install()
+    pauses.install()  # a second install (a worker's restart) adds no second callback
+    try:
+        gc.collect()  # one full collection: start at t, stop at t + 1
+    finally:
+        pauses.remove()
+        if was_enabled:
+            gc.enable()
+    assert pauses.totals() == {"collections": 1, "full": 1, "pause_s": 1.0, "max_pause_s": 1.0}
+    gc.collect()
+    assert pauses.totals()["collections"] == 1  # removed: not counted
