@@ -3,7 +3,7 @@ its pauses timed for ``bench e2e --profile``.
 
 Why: a started worker holds about 250,000 long-lived Python objects (the imported modules,
 the model, the restored state). Each full (generation 2) collection scanned them all: a
-pause of 144 to 192 ms of the poll loop, seen in 4 of 6 worker runs of `bench e2e`, which
+pause of 144 to 192 ms of the poll loop, seen in 4 of 8 worker runs of `bench e2e`, which
 every reading queued behind it waits out. ``gc.freeze`` moves the objects alive at that
 point to a permanent generation that no collection scans; what the loop allocates from then
 on is collected as before, and reference counting still frees everything that is not in a
