@@ -261,6 +261,7 @@ def test_load_generator_sends_every_payload_at_the_rate(
     assert sent["client"] == "java" and sent["sent"] == 400
     assert sent["seconds"] >= 400 / 200.0 * 0.9  # paced, not a burst
     assert warm == [1.0]
+    assert 0.0 < sent["cpu_s"] < 60.0  # the JVM's own CPU time, reported beside the latency
     source = source_factory()
     source.assign([(topic, 0)])
     got = poll_n(source, 400)

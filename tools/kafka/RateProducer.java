@@ -2,7 +2,8 @@
 //   java -cp "libs/*" RateProducer.java BOOTSTRAP TOPIC PAYLOAD_FILE RATE
 // PAYLOAD_FILE holds one record per line, "key<TAB>value". The Java client sends ~50k
 // records/s on about half a core where kafka-python needs more than one, and on a 2-core
-// machine that core belongs to the workers being measured.
+// machine that core belongs to the workers being measured. Run with -XX:TieredStopAtLevel=1
+// -XX:+UseSerialGC (loadgen.py): the default JIT and GC threads doubled its CPU.
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Paths;

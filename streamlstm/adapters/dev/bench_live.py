@@ -166,6 +166,7 @@ def _latency_at(
         "latency_records": int(sum(p.get("n", 0) for p in parts)),
         "achieved_load_per_s": round(sent["sent"] / sent["seconds"]),
         "load_client": sent["client"],
+        "load_client_cpu_s": round(sent["cpu_s"], 2),
         "warmup_s": warmup_s,
         "latency_p50_ms": round(max(p.get("p50", 0.0) for p in parts) * 1e3, 1),
         "latency_p99_ms": round(max(p.get("p99", 0.0) for p in parts) * 1e3, 1),
