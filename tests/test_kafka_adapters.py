@@ -266,3 +266,23 @@ def test_load_generator_sends_every_payload_at_the_rate(
     source.assign([(topic, 0)])
     got = poll_n(source, 400)
     assert [(r.key, r.value) for r in got] == payloads
+
+
+def test_the_ingest_ceiling_reads_the_whole_topic_in_passes_for_the_minimum_time(
+    kafka_bootstrap, kafka_topic_factory
+):
+    from streamlstm.adapters.dev import bench_live
+    from streamlstm.adapters.dev.bench_setup import preload
+
+    topic = kafka_topic_factory(partitions=2)
+    records = [(b"s%d" % (i % 5), b'{"i": %d}' % i) for i in range(300)]
+    preload(kafka_bootstrap, topic, records, 2)
+    started = time.monotonic()
+    ceiling, passes = bench_live.ingest_ceiling(kafka_bootstrap, topic, len(records), 0.3)
+    assert time.monotonic() - started >= 0.3
+    assert all(rate > 0 for rate in passes)
+    took = [len(records) / rate for rate in passes]  # each pass's seconds
+    assert sum(took) >= 0.3 > sum(took[:-1])  # passes go on until, and only until, min_s
+    # all records over all the passes' time: between the slowest and the fastest pass
+    assert ceiling == pytest.approx(len(passes) / sum(1.0 / rate for rate in passes))
+    assert min(passes) <= ceiling <= max(passes)

@@ -45,12 +45,14 @@ from streamlstm.evaluation.bench import _reading_source, bench_detector
 CEILING_MIN_S = 3.0
 
 
-def ingest_ceiling(bootstrap: str, topic: str, expected: int) -> tuple[float, list[float]]:
+def ingest_ceiling(
+    bootstrap: str, topic: str, expected: int, min_s: float = CEILING_MIN_S
+) -> tuple[float, list[float]]:
     """Records/s of bare consumers (``bare_consume_decode``), fresh ones reading the whole
-    topic in turn until ``CEILING_MIN_S`` has passed: (records over seconds of all passes,
-    each pass's own rate)."""
+    topic in turn until their passes have taken ``min_s``: (records over seconds of all
+    passes, each pass's own rate)."""
     rates, seconds = [], 0.0
-    while seconds < CEILING_MIN_S:
+    while seconds < min_s:
         rate = bare_consume_decode(bootstrap, topic, expected)
         rates.append(rate)
         seconds += expected / rate
