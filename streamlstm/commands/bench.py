@@ -62,8 +62,10 @@ def add_parser(sub) -> None:
         help="end-to-end readings/s through Kafka and Ray workers vs bare consume+decode",
         description="Against a real local broker (or $KAFKA_BOOTSTRAP), pre-loaded with "
         "--streams x --per-stream records: the bare kafka-python consume+JSON-decode rate "
-        "(the ingest ceiling), the end-to-end rate through --workers Ray workers, their "
-        "ratio, and p50/p99 latency from broker append time to score at half that load.",
+        "(the ingest ceiling: fresh consumers' passes over the topic for at least 3 s), the "
+        "end-to-end rate through --workers Ray workers, their ratio, and p50/p99 latency from "
+        "broker append time to score at half and at a quarter of that load, with the CPU "
+        "seconds the load generator itself used.",
     )
     add_config_args(e2e)
     e2e.add_argument("--streams", type=int, default=2000)
@@ -82,7 +84,8 @@ def add_parser(sub) -> None:
         "--profile",
         action="store_true",
         help="add the seconds each worker loop stage took (fetch, decode, group, step, "
-        "alerts, produce, snapshot, commit) per reading and per poll, per phase",
+        "alerts, produce, snapshot, commit) per reading and per poll, per phase, and the "
+        "workers' garbage collections (count, full ones, longest pause)",
     )
     e2e.add_argument("--out", default="runs/bench")
     e2e.add_argument("--json", action="store_true", help="print JSON only")
