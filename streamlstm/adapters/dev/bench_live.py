@@ -61,7 +61,7 @@ def ingest_ceiling(
 
 def bare_consume_decode(bootstrap: str, topic: str, expected: int) -> float:
     """Records/s of one consumer that only polls and decodes JSON, over one pass of the
-    topic (in readings/s: times the readings per record)."""
+    topic (the caller turns it into readings/s: times the readings per record)."""
 
     source = KafkaSource(bootstrap, f"bare-{uuid.uuid4().hex[:6]}")
     tps = [(topic, p) for p in source.partitions_for(topic)]
