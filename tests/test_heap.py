@@ -5,6 +5,9 @@ the pause recorder counts and times the collections it sees, and only while inst
 from __future__ import annotations
 
 import gc
+from pathlib import Path
+
+import pytest
 
 from streamlstm.adapters.ops.heap import GcPauses, freeze_long_lived
 
@@ -39,3 +42,39 @@ def test_gc_pauses_counts_and_times_collections_only_while_installed() -> None:
     assert pauses.totals() == {"collections": 1, "full": 1, "pause_s": 1.0, "max_pause_s": 1.0}
     gc.collect()
     assert pauses.totals()["collections"] == 1  # removed: not counted
+
+
+@pytest.mark.kafka
+def test_a_started_worker_freezes_its_heap_and_reports_its_collections(
+    kafka_bootstrap: str, kafka_topic_factory, tmp_path: Path
+) -> None:
+    """The real worker body, in-process, on the real broker: once started its long-lived
+    objects are frozen, its stats carry the collector's counts, and close stops counting."""
+    from streamlstm.adapters.ray.workers import PartitionWorkerImpl, model_files
+    from streamlstm.train.checkpoint import save_model
+    from tests.helpers import tiny_config, tiny_model
+
+    config = tiny_config().model_dump()
+    topic = kafka_topic_factory(prefix="heap-in")
+    config["kafka"].update(
+        bootstrap=kafka_bootstrap,
+        input_topics=[topic],
+        alerts_topic=kafka_topic_factory(prefix="heap-alerts"),
+        dlq_topic=kafka_topic_factory(prefix="heap-dlq"),
+    )
+    config["checkpoint"]["dir"] = str(tmp_path / "snapshots")
+    save_model(tmp_path / "model" / "g", tiny_model(), {})
+    worker = PartitionWorkerImpl(config, model_files(tmp_path / "model"), kafka_bootstrap, 0)
+    gc.unfreeze()  # what an earlier test froze in this process does not count
+    try:
+        worker.start([(topic, 0)])
+        assert gc.get_freeze_count() > 0
+        gc.collect()
+        counted = worker.stats()["gc"]
+        assert counted["collections"] >= 1 and counted["full"] >= 1
+        worker.close()
+        worker.sink.producer.close()
+        gc.collect()
+        assert worker.stats()["gc"] == counted  # closed: no longer counting
+    finally:
+        gc.unfreeze()
