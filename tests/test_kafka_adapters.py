@@ -286,3 +286,32 @@ def test_the_ingest_ceiling_reads_the_whole_topic_in_passes_for_the_minimum_time
     # all records over all the passes' time: between the slowest and the fastest pass
     assert ceiling == pytest.approx(len(passes) / sum(1.0 / rate for rate in passes))
     assert min(passes) <= ceiling <= max(passes)
+
+
+def test_a_bare_pass_starts_from_a_collected_heap(kafka_bootstrap, kafka_topic_factory):
+    """Garbage left before a pass (a reference cycle, which only a collection frees) is
+    collected before the pass is timed, so no pass pays for what came before it. Automatic
+    collection is off meanwhile: only the pass's own collection can free it."""
+    import gc
+    import weakref
+
+    from streamlstm.adapters.dev import bench_live
+    from streamlstm.adapters.dev.bench_setup import preload
+
+    class Node:
+        pass
+
+    topic = kafka_topic_factory(partitions=1)
+    preload(kafka_bootstrap, topic, [(b"s", b'{"i": %d}' % i) for i in range(20)], 1)
+    freed = []
+    gc.disable()
+    try:
+        node = Node()
+        node.self = node  # a cycle: reference counting alone never frees it
+        weakref.finalize(node, freed.append, True)
+        del node
+        assert not freed
+        assert bench_live.bare_consume_decode(kafka_bootstrap, topic, 20) > 0
+        assert freed == [True]
+    finally:
+        gc.enable()
