@@ -99,3 +99,16 @@ def test_columns_in_any_stream_order_score_the_same() -> None:
         assert sa.keys() == sb.keys()
         assert np.allclose([sa[k] for k in sa], [sb[k] for k in sa], atol=1e-5)
     assert_same_state(table_rows(table_out), table_rows(table_in), atol=1e-5)
+
+
+def test_a_poll_is_planned_as_one_step_only_when_no_stream_repeats() -> None:
+    from streamlstm.detect.poll_plan import _distinct
+
+    assert _distinct(np.array([], np.int64)) and _distinct(np.array([7], np.int64))
+    assert _distinct(np.array([5, 0, 9, 2], np.int64))
+    assert not _distinct(np.array([5, 0, 9, 0], np.int64))
+    assert not _distinct(np.array([3, 3], np.int64))
+    big = np.random.default_rng(0).permutation(1_000_000)
+    assert _distinct(big)
+    big[123_456] = big[987_654]
+    assert not _distinct(big)
