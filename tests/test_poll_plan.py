@@ -101,7 +101,7 @@ def test_columns_in_any_stream_order_score_the_same() -> None:
     assert_same_state(table_rows(table_out), table_rows(table_in), atol=1e-5)
 
 
-def test_a_poll_is_planned_as_one_step_only_when_no_stream_repeats() -> None:
+def test_distinct_tells_whether_a_stream_repeats_in_a_poll() -> None:
     from streamlstm.detect.poll_plan import _distinct
 
     assert _distinct(np.array([], np.int64)) and _distinct(np.array([7], np.int64))
