@@ -6,6 +6,8 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 from streamlstm import config as config_mod
 from streamlstm.evaluation.quality_data import nab_series, nab_windows
 
@@ -142,6 +144,15 @@ def test_quality_nab_reports_categories_one_model_per_series_and_loco(tmp_path: 
     assert "## NAB development subset (3 series)" in text
     categories = re.findall(r"^\| (catA|catB|all) \| (\d) \| (\d) \|", text, re.M)
     assert categories == [("catA", "2", "2"), ("catB", "1", "1"), ("all", "3", "3")]
+    # Where the points go: pooled score and its three losses add up to 100 in every row.
+    losses = re.findall(
+        r"^\| (catA|catB|all) \| \*\*(-?[\d.]+)\*\* \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| \*\*",
+        text,
+        re.M,
+    )
+    assert [row[0] for row in losses] == ["catA", "catB", "all"]
+    for _, *cells in losses:
+        assert sum(float(c) for c in cells) == pytest.approx(100.0, abs=0.25)
     folds = re.findall(
         r"^\| (catA|catB) \| (today's config|undo alerts\.enter: 4\.0|high) \|", text, re.M
     )

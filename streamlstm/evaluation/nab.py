@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 
 import numpy as np
 
@@ -72,13 +72,28 @@ def _fp_unweighted(ev_prev: Event | None, i: int) -> float:
     return _scaled_sigmoid(dist)
 
 
-def nab_score(
+@dataclass(frozen=True)
+class NabParts:
+    """What one series' raw NAB score is made of (``nab_parts``): the raw score is
+    ``sum(credits) - fn_weight * missed + fp_score``."""
+
+    credits: tuple[float, ...]  # each detected window's best (earliest) detection's credit
+    missed: int  # scored windows without a detection
+    fp_score: float  # the detections outside every window, summed (<= 0)
+    unscored: int  # windows that end inside the probationary period
+
+    def raw(self, prof: NabProfile) -> float:
+        return sum(self.credits) - prof.fn_weight * self.missed + self.fp_score
+
+
+def nab_parts(
     ts: Sequence[float] | np.ndarray,
     alert_open: Sequence[bool] | np.ndarray,
     windows: Sequence[tuple[float, float]],
     profile: str | NabProfile = "standard",
-) -> float:
-    """Raw NAB score of one series, as ``Sweeper.calcSweepScore`` + ``calcScoreByThreshold``.
+) -> NabParts:
+    """The parts of one series' raw NAB score, as ``Sweeper.calcSweepScore`` +
+    ``calcScoreByThreshold`` compute it (``nab_score`` is their sum).
 
     Every alert opening is a detection (NAB scores each row above threshold; we feed it the
     openings so that one long alert is one detection). Rows in the probationary period are
@@ -92,49 +107,87 @@ def nab_score(
     det = np.asarray(alert_open, dtype=bool)
     evs = events_from_windows(t, windows)
     probation = nab_probation(len(t))
-    parts: list[float | None] = [-prof.fn_weight if ev.end_idx >= probation else None for ev in evs]
+    scored = [ev.end_idx >= probation for ev in evs]
+    best: list[float | None] = [None] * len(evs)
     starts = np.array([ev.start_idx for ev in evs], dtype=np.int64)
     max_tp = _scaled_sigmoid(-1.0)
     fp_score = 0.0
     for i in (int(j) for j in np.flatnonzero(det) if j >= probation):
         k = int(np.searchsorted(starts, i, "right")) - 1  # last window starting at or before i
         ev = evs[k] if k >= 0 else None
-        if ev is not None and i <= ev.end_idx:
+        if ev is not None and i <= ev.end_idx:  # then window k is scored: i is past probation
             width = ev.end_idx - ev.start_idx + 1
             tp = _scaled_sigmoid(-(ev.end_idx - i + 1) / width) * prof.tp_weight / max_tp
-            best = parts[k]  # never None here: i is past probation and inside window k
-            parts[k] = tp if best is None else max(best, tp)
+            best[k] = tp if best[k] is None else max(best[k], tp)
         else:
             fp_score += _fp_unweighted(ev, i) * prof.fp_weight
-    return fp_score + sum(p for p in parts if p is not None)
+    credits = tuple(b for b in best if b is not None)
+    missed = sum(scored) - len(credits)
+    return NabParts(credits, missed, fp_score, len(evs) - sum(scored))
+
+
+def nab_score(
+    ts: Sequence[float] | np.ndarray,
+    alert_open: Sequence[bool] | np.ndarray,
+    windows: Sequence[tuple[float, float]],
+    profile: str | NabProfile = "standard",
+) -> float:
+    """Raw NAB score of one series: the sum of its ``nab_parts``."""
+    prof = NAB_PROFILES[profile] if isinstance(profile, str) else profile
+    return nab_parts(ts, alert_open, windows, prof).raw(prof)
+
+
+# The costs ``NabTally.losses`` names, in report order.
+LOSSES = ("false alarms", "missed windows", "late detections")
 
 
 @dataclass(frozen=True)
 class NabTally:
-    """The sums NAB normalises over a set of series: detector, null and perfect raw scores.
-    Tallies add up, so a score over any union of series is the sum of theirs."""
+    """The sums NAB normalises over a set of series: detector, null and perfect raw scores,
+    and what separates the detector from perfect (raw units: ``late``, the credit its
+    detections lost by coming after their window's start; ``missed``, what its missed
+    windows cost against finding them at the start; ``false_alarms``, what its detections
+    outside windows cost). Tallies add up, so a score over any union of series is the sum
+    of theirs."""
 
     raw: float = 0.0
     null: float = 0.0
     perfect: float = 0.0
+    late: float = 0.0
+    missed: float = 0.0
+    false_alarms: float = 0.0
 
     def __add__(self, other: NabTally) -> NabTally:
-        return NabTally(self.raw + other.raw, self.null + other.null, self.perfect + other.perfect)
+        return NabTally(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
 
     def score(self) -> float | None:
         """100 * (raw - null) / (perfect - null); None where that is 0/0 (no window)."""
         span = self.perfect - self.null
         return 100.0 * (self.raw - self.null) / span if span else None
 
+    def losses(self) -> dict[str, float] | None:
+        """The points of the 100 a perfect detector scores that each cost (``LOSSES``), on
+        the score's scale; with every window scored, ``score() + sum(losses) == 100``.
+        None where there is no window."""
+        span = self.perfect - self.null
+        if not span:
+            return None
+        costs = (self.false_alarms, self.missed, self.late)
+        return {name: 100.0 * cost / span for name, cost in zip(LOSSES, costs, strict=True)}
+
 
 def nab_tally(s: NabSeries, profile: str | NabProfile = "standard") -> NabTally:
     """One series' share of a normalised NAB score (``nab_report`` sums them)."""
     prof = NAB_PROFILES[profile] if isinstance(profile, str) else profile
-    n_windows = len(events_from_windows(s.ts, s.windows))
+    parts = nab_parts(s.ts, s.alert_open, s.windows, prof)
+    n_windows = len(parts.credits) + parts.missed + parts.unscored
     return NabTally(
-        nab_score(s.ts, s.alert_open, s.windows, prof),
-        nab_score(s.ts, np.zeros(len(s.ts), bool), s.windows, prof),
-        n_windows * prof.tp_weight,
+        raw=parts.raw(prof),
+        null=-prof.fn_weight * (n_windows - parts.unscored),
+        perfect=n_windows * prof.tp_weight,
+        late=sum(prof.tp_weight - c for c in parts.credits),
+        missed=(prof.tp_weight + prof.fn_weight) * parts.missed,
+        false_alarms=-parts.fp_score,
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from streamlstm.evaluation.loco import LocoResult, leave_one_category_out
 from streamlstm.evaluation.metrics import StreamEval, event_metrics
-from streamlstm.evaluation.nab import NabTally, nab_report
+from streamlstm.evaluation.nab import LOSSES, NabTally, nab_report
 from streamlstm.evaluation.quality import DETECTORS
 from streamlstm.evaluation.quality_nab import (
     NAB_CONFIG,
@@ -58,6 +58,47 @@ def category_rows(scored: NabScored, tolerance: int) -> tuple[Row, list[Row]]:
             cells += _mode_cells([s for s in evals if s.stream_id in keep], nab, tolerance)
         rows.append(cells)
     return tuple(header), rows
+
+
+def _loss_cells(evals: list[StreamEval], nab: NabData) -> list[str]:
+    total = sum(category_tallies(evals, nab).values(), NabTally())
+    losses = total.losses()
+    if losses is None:
+        return ["–"] * (1 + len(LOSSES))
+    return [f"**{total.score():.1f}**", *(f"{losses[name]:.1f}" for name in LOSSES)]
+
+
+def loss_rows(scored: NabScored) -> tuple[Row, list[Row]]:
+    """Per category and over all, pooled and per series: the NAB standard score and the
+    points of the 100 it falls short by, split into false alarms, missed windows and late
+    detections (``NabTally.losses``)."""
+    header = ["category"]
+    for mode in ("pooled", "one model per series"):
+        header += [f"{mode}: NAB standard", *(f"lost to {name}" for name in LOSSES)]
+    nab = scored.nab
+    groups: dict[str, set[str]] = {}
+    for stream, category in nab.categories.items():
+        groups.setdefault(category, set()).add(stream)
+    rows = []
+    for name, streams in [*groups.items(), ("all", set(nab.categories))]:
+        cells = [name]
+        for evals in (scored.pooled.evals(DETECTORS[0]), scored.alone):
+            cells += _loss_cells([s for s in evals if s.stream_id in streams], nab)
+        rows.append(cells)
+    return tuple(header), rows
+
+
+def loss_text(scored: NabScored) -> list[str]:
+    header, rows = loss_rows(scored)
+    return [
+        "Where the points go (streaming LSTM-AE, NAB standard; `NabTally.losses`): of the 100 "
+        "a detector scores that finds every window at its start and nothing else, the points "
+        "lost to false alarms (each opening outside the windows, weighted as NAB weighs it), "
+        "to missed windows (each costs its credit and its miss penalty) and to detections "
+        "that came later in their window than its start. Score and losses add up to 100 "
+        "(less a window wholly inside NAB's probationary period, which NAB leaves unscored).",
+        table(header, rows),
+    ]
 
 
 def loco_result(scored: NabScored) -> LocoResult:
@@ -190,6 +231,7 @@ def nab_section(scored: NabScored, undone: dict[str, str], tolerance: int, image
             table(SUMMARY_HEADER + NAB_HEADER, summary_rows(reports, nab)),
             "Per NAB category (streaming LSTM-AE), pooled and with one model per series:",
             table(cat_header, cat_rows),
+            *loss_text(scored),
             *loco_text(scored, undone),
             *pointwise_tables(evals),
             "Per series (NAB standard score normalised on that series alone):",
