@@ -12,8 +12,10 @@ import yaml
 
 from streamlstm import config as config_mod
 from streamlstm.datafiles import InputFileError, csv_columns, read_file
+from streamlstm.evaluation.metrics import Event, StreamEval
 from streamlstm.evaluation.quality_pump import (
     PUMP_TRAIN,
+    false_alarm_readings,
     pump_config,
     pump_data,
     pump_features,
@@ -160,6 +162,14 @@ def test_quality_scores_the_pump_suite_alone(tmp_path: Path) -> None:
     assert _row(text, "rolling z-score", "## Pump", "Point-wise (")[7] == "2/2"
     assert re.search(r"^\| pump-1 \| 120 \(50\) \|", text, re.M)
     assert re.search(r"^\| pump-2 \| 80 \(50\) \|", text, re.M)
+    # the last row sums the runs; each false-alarm cell is its total and its split
+    total = re.search(r"^\| all \| 200 \(100\) \|(.*)\|$", text, re.M)
+    assert total is not None
+    for cell in total.group(1).split("|")[1::2]:
+        n, before, after = (
+            int(x) for x in re.fullmatch(r" (\d+) \((\d+) / (\d+)\) ", cell).groups()
+        )
+        assert n == before + after
     for run in ("pump-1", "pump-2"):
         assert (out.parent / "quality" / f"{run}.png").read_bytes()[:4] == b"\x89PNG"
     # Each change docs/config-changes.yaml lists for the pump suite, re-scored undone.
@@ -171,3 +181,12 @@ def test_quality_scores_the_pump_suite_alone(tmp_path: Path) -> None:
         assert len(cells) == 6  # F1, false-alarm rate, episodes alerted; before, then after
         for f1, far, alerted in (cells[:3], cells[3:]):
             assert 0.0 <= float(f1) <= 1.0 and far.endswith(" %") and alerted.endswith("/2")
+
+
+def test_false_alarm_readings_split_at_the_fault() -> None:
+    in_alert = np.zeros(20, dtype=bool)
+    in_alert[[1, 2, 9, 10, 11, 15, 16, 17]] = True  # 2 before, 3 in the fault, 3 after it
+    run = StreamEval("r", np.arange(20.0), np.zeros(20, bool), in_alert, [Event(8, 12)])
+    assert false_alarm_readings(run) == (2, 3)
+    no_fault = StreamEval("n", np.arange(20.0), np.zeros(20, bool), in_alert, [])
+    assert false_alarm_readings(no_fault) == (8, 0)
