@@ -39,6 +39,14 @@ def _mode_cells(evals: list[StreamEval], nab: NabData, tolerance: int) -> list[s
     return [f"**{cells[0]}**", *cells[1:], "–" if fa is None else f"{fa:.2f}"]
 
 
+def _categories(nab: NabData) -> list[tuple[str, list[str]]]:
+    """(category, its series) in first-seen order, then ("all", every series)."""
+    groups: dict[str, list[str]] = {}
+    for stream, category in nab.categories.items():
+        groups.setdefault(category, []).append(stream)
+    return [*groups.items(), ("all", list(nab.categories))]
+
+
 def category_rows(scored: NabScored, tolerance: int) -> tuple[Row, list[Row]]:
     """Per category and over all: pooled and per-series NAB scores and false alarms/day."""
     header = ["category", "series", "windows"]
@@ -46,11 +54,8 @@ def category_rows(scored: NabScored, tolerance: int) -> tuple[Row, list[Row]]:
         header += [f"{mode}: NAB {NAB_COLUMNS[0]}", *NAB_COLUMNS[1:], "false alarms / stream-day"]
     pooled = scored.pooled.evals(DETECTORS[0])
     nab = scored.nab
-    groups: dict[str, list[str]] = {}
-    for stream, category in nab.categories.items():
-        groups.setdefault(category, []).append(stream)
     rows = []
-    for name, streams in [*groups.items(), ("all", list(nab.categories))]:
+    for name, streams in _categories(nab):
         keep = set(streams)
         windows = sum(len(nab.windows.get(s, [])) for s in streams)
         cells = [name, str(len(streams)), str(windows)]
@@ -76,14 +81,11 @@ def loss_rows(scored: NabScored) -> tuple[Row, list[Row]]:
     for mode in ("pooled", "one model per series"):
         header += [f"{mode}: NAB standard", *(f"lost to {name}" for name in LOSSES)]
     nab = scored.nab
-    groups: dict[str, set[str]] = {}
-    for stream, category in nab.categories.items():
-        groups.setdefault(category, set()).add(stream)
     rows = []
-    for name, streams in [*groups.items(), ("all", set(nab.categories))]:
-        cells = [name]
+    for name, streams in _categories(nab):
+        cells, keep = [name], set(streams)
         for evals in (scored.pooled.evals(DETECTORS[0]), scored.alone):
-            cells += _loss_cells([s for s in evals if s.stream_id in streams], nab)
+            cells += _loss_cells([s for s in evals if s.stream_id in keep], nab)
         rows.append(cells)
     return tuple(header), rows
 
