@@ -128,7 +128,7 @@ def per_run_rows(scored: dict[str, list[StreamEval]]) -> tuple[Row, list[Row]]:
     return tuple(header), [*rows, last]
 
 
-def _split_cell(split) -> str:
+def _split_cell(split: tuple[int, int] | np.ndarray) -> str:
     before, after = (int(x) for x in split)
     return f"{before + after} ({before} / {after})"
 
