@@ -166,10 +166,10 @@ def test_quality_scores_the_pump_suite_alone(tmp_path: Path) -> None:
     total = re.search(r"^\| all \| 200 \(100\) \|(.*)\|$", text, re.M)
     assert total is not None
     for cell in total.group(1).split("|")[1::2]:
-        n, before, after = (
-            int(x) for x in re.fullmatch(r" (\d+) \((\d+) / (\d+)\) ", cell).groups()
+        n, before, outlasting, later = (
+            int(x) for x in re.fullmatch(r" (\d+) \((\d+) / (\d+) / (\d+)\) ", cell).groups()
         )
-        assert n == before + after
+        assert n == before + outlasting + later
     for run in ("pump-1", "pump-2"):
         assert (out.parent / "quality" / f"{run}.png").read_bytes()[:4] == b"\x89PNG"
     # Each change docs/config-changes.yaml lists for the pump suite, re-scored undone.
@@ -185,8 +185,22 @@ def test_quality_scores_the_pump_suite_alone(tmp_path: Path) -> None:
 
 def test_false_alarm_readings_split_at_the_fault() -> None:
     in_alert = np.zeros(20, dtype=bool)
-    in_alert[[1, 2, 9, 10, 11, 15, 16, 17]] = True  # 2 before, 3 in the fault, 3 after it
-    run = StreamEval("r", np.arange(20.0), np.zeros(20, bool), in_alert, [Event(8, 12)])
-    assert false_alarm_readings(run) == (2, 3)
-    no_fault = StreamEval("n", np.arange(20.0), np.zeros(20, bool), in_alert, [])
-    assert false_alarm_readings(no_fault) == (8, 0)
+    # 2 before; an alert over the fault (8-12) that outlasts it by 2; a later one of 3
+    in_alert[[1, 2, 9, 10, 11, 12, 13, 14, 17, 18, 19]] = True
+    opens = np.zeros(20, dtype=bool)
+    opens[[1, 9, 17]] = True
+    run = StreamEval("r", np.arange(20.0), opens, in_alert, [Event(8, 12)])
+    assert false_alarm_readings(run) == (2, 2, 3)
+    no_fault = StreamEval("n", np.arange(20.0), opens, in_alert, [])
+    assert false_alarm_readings(no_fault) == (11, 0, 0)
+
+
+def test_an_alert_that_opens_right_as_another_ends_is_a_later_alert() -> None:
+    # The fault's alert ends at 13; a new one opens at 14 without a reading outside alerts
+    # between them: its readings are not the fault's alert outlasting it.
+    in_alert = np.zeros(20, dtype=bool)
+    in_alert[9:17] = True
+    opens = np.zeros(20, dtype=bool)
+    opens[[9, 14]] = True
+    run = StreamEval("r", np.arange(20.0), opens, in_alert, [Event(8, 12)])
+    assert false_alarm_readings(run) == (0, 1, 3)

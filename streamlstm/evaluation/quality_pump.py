@@ -101,14 +101,14 @@ def run_pump(
 
 def per_run_rows(scored: dict[str, list[StreamEval]]) -> tuple[Row, list[Row]]:
     """Per run: its fault's length, then per detector the fault's coverage and the normal
-    readings inside an alert, split into those before the fault and those after it; a last
-    row sums the runs."""
+    readings inside an alert, split as ``false_alarm_readings`` splits them; a last row sums
+    the runs."""
     names = list(scored)
     header = ["run", "scored readings (fault)"]
     for n in names:
-        header += [f"{n}: coverage", "false-alarm readings (before / after the fault)"]
+        header += [f"{n}: coverage", SPLIT_HEADER]
     rows = []
-    totals = {n: np.zeros(2, dtype=np.int64) for n in names}
+    totals = {n: np.zeros(3, dtype=np.int64) for n in names}
     for i, s in enumerate(scored[names[0]]):
         fault = sum(ev.end_idx - ev.start_idx + 1 for ev in s.events)
         cells = [s.stream_id, f"{len(s.ts)} ({fault})"]
@@ -128,21 +128,37 @@ def per_run_rows(scored: dict[str, list[StreamEval]]) -> tuple[Row, list[Row]]:
     return tuple(header), [*rows, last]
 
 
-def _split_cell(split: tuple[int, int] | np.ndarray) -> str:
-    before, after = (int(x) for x in split)
-    return f"{before + after} ({before} / {after})"
+SPLIT_HEADER = "false-alarm readings (before the fault / in its alert after it / in later alerts)"
 
 
-def false_alarm_readings(s: StreamEval) -> tuple[int, int]:
-    """Normal readings inside an alert: (before the first fault's start, after it). The
-    second count is an alert that outlasts the fault or opens on the state the testbed was
-    left in; the first, alerts on a normal the detector has not learnt."""
+def _split_cell(split: tuple[int, int, int] | np.ndarray) -> str:
+    before, outlasting, later = (int(x) for x in split)
+    return f"{before + outlasting + later} ({before} / {outlasting} / {later})"
+
+
+def false_alarm_readings(s: StreamEval) -> tuple[int, int, int]:
+    """Normal readings inside an alert, in three parts: before the first fault's start (an
+    alert on a normal the detector has not learnt); after it in an alert that was also open
+    during a fault (the fault's alert outlasting it); after it in alerts that covered no
+    fault reading (opened on the state the testbed was left in)."""
     normal = np.ones(len(s.ts), dtype=bool)
     for ev in s.events:
         normal[ev.start_idx : ev.end_idx + 1] = False
     start = min((ev.start_idx for ev in s.events), default=len(s.ts))
     false_alarm = s.in_alert & normal
-    return int(false_alarm[:start].sum()), int(false_alarm[start:].sum())
+    alert = _alert_numbers(s)
+    covered = np.unique(alert[s.in_alert & ~normal])
+    outlasting = false_alarm & np.isin(alert, covered)
+    outlasting[:start] = False
+    before = int(false_alarm[:start].sum())
+    return before, int(outlasting.sum()), int(false_alarm[start:].sum()) - int(outlasting.sum())
+
+
+def _alert_numbers(s: StreamEval) -> np.ndarray:
+    """(T,) int: 1, 2, ... for the readings of each alert (one starts where an alert opens or
+    the stream enters an alert), 0 outside alerts."""
+    entered = s.in_alert & ~np.r_[False, s.in_alert[:-1]]
+    return np.where(s.in_alert, np.cumsum(entered | (s.alert_open & s.in_alert)), 0)
 
 
 CHANGE_HEADER = ["change to configs/sensors.yaml", "F1 before", "false-alarm rate before",
