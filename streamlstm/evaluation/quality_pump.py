@@ -109,8 +109,10 @@ def per_run_rows(scored: dict[str, list[StreamEval]]) -> tuple[Row, list[Row]]:
         header += [f"{n}: coverage", SPLIT_HEADER]
     rows = []
     totals = {n: np.zeros(3, dtype=np.int64) for n in names}
+    scored_total = fault_total = 0
     for i, s in enumerate(scored[names[0]]):
         fault = sum(ev.end_idx - ev.start_idx + 1 for ev in s.events)
+        scored_total, fault_total = scored_total + len(s.ts), fault_total + fault
         cells = [s.stream_id, f"{len(s.ts)} ({fault})"]
         for n in names:
             run = scored[n][i]
@@ -120,8 +122,6 @@ def per_run_rows(scored: dict[str, list[StreamEval]]) -> tuple[Row, list[Row]]:
             totals[n] += split
             cells += [cover, _split_cell(split)]
         rows.append(cells)
-    scored_total = sum(len(s.ts) for s in scored[names[0]])
-    fault_total = sum(ev.end_idx - ev.start_idx + 1 for s in scored[names[0]] for ev in s.events)
     last = ["all", f"{scored_total} ({fault_total})"]
     for n in names:
         last += ["", _split_cell(totals[n])]
