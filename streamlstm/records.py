@@ -11,7 +11,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -104,6 +104,30 @@ class Rejection:
         return Rejection(REASONS[reason], reason)
 
 
+class TopFeature(NamedTuple):
+    """One of the features an alert is about: which sensor, and how far off it is."""
+
+    name: str
+    share: float  # of the reading's excess error (calibrated z) over all features
+    value: float | None = None  # the reading (raw units); None: missing
+    expected: float | None = None  # the stream's forecast for it: its normal (raw units)
+    std_off: float | None = None  # (value - expected) in the stream's own std; < 0: below
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "share": round(self.share, 4),
+            "value": _rounded(self.value, 6),
+            "expected": _rounded(self.expected, 6),
+            "std_off": _rounded(self.std_off, 2),
+        }
+
+
+def _rounded(x: float | None, digits: int) -> float | None:
+    """JSON-ready: None for missing or non-finite (JSON has no NaN)."""
+    return None if x is None or not math.isfinite(x) else round(float(x), digits)
+
+
 @dataclass(frozen=True, slots=True)
 class AlertEvent:
     alert_id: str
@@ -114,7 +138,7 @@ class AlertEvent:
     threshold: float
     severity: str  # warning | critical
     model_version: str
-    top_features: tuple[tuple[str, float], ...]
+    top_features: tuple[TopFeature, ...]
     opened_ts: float
     kind: str = "anomaly"  # anomaly | signal_quality
     source: tuple[str, int, int] = ("", 0, 0)  # topic, partition, offset
@@ -132,7 +156,7 @@ class AlertEvent:
             "severity": self.severity,
             "kind": self.kind,
             "model_version": self.model_version,
-            "top_features": [{"name": n, "share": round(s, 4)} for n, s in self.top_features],
+            "top_features": [TopFeature(*f).to_dict() for f in self.top_features],
             "opened_ts": format_ts(self.opened_ts),
             "open_s": round(self.ts - self.opened_ts, 3),  # how long the alert has been open
             "source": {"topic": topic, "partition": partition, "offset": offset}

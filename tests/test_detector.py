@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from streamlstm.records import Reading
+from streamlstm.detect.scored import explained
+from streamlstm.records import Reading, TopFeature
 from tests.helpers import interleave, series, tiny_detector
 
 
@@ -100,11 +101,34 @@ def test_a_large_spike_opens_an_alert_naming_the_feature() -> None:
     _, res = _scores(det, readings)
     opens = [e for e in res.events if e.event == "open"]
     assert opens and 150 <= opens[0].source[2] <= 155
-    assert opens[0].top_features[0][0] == "rr"
+    assert opens[0].top_features[0].name == "rr"
     assert (
-        sum(share for _, share in opens[0].top_features) == pytest.approx(1.0, abs=0.05)
-        or opens[0].top_features[0][1] > 0.3
+        sum(f.share for f in opens[0].top_features) == pytest.approx(1.0, abs=0.05)
+        or opens[0].top_features[0].share > 0.3
     )
+
+
+def test_an_alert_says_how_far_each_named_reading_is_off() -> None:
+    """The opening event gives, per named feature, the reading, the stream's forecast for
+    it and their distance in the stream's own std: rr 60 under a normal of ~16 with a std
+    of ~1 is ~60 below: negative, as the reading is below its normal."""
+    det = tiny_detector()
+    readings = series("a", 200, seed=9)
+    normal_rr = float(np.mean([r.values[2] for r in readings[:150]]))
+    for k in (150, 151, 152):
+        r = readings[k]
+        readings[k] = Reading(
+            "a", r.ts, (r.values[0], r.values[1], r.values[2] - 60.0), "g", "t", 0, k
+        )
+    _, res = _scores(det, readings)
+    opening = next(e for e in res.events if e.event == "open")
+    rr = next(f for f in opening.top_features if f.name == "rr")
+    assert rr.value == pytest.approx(readings[opening.source[2]].values[2], abs=1e-3)
+    assert rr.expected == pytest.approx(normal_rr, abs=1.5)
+    assert -90 < rr.std_off < -30
+    assert rr.std_off == pytest.approx((rr.value - rr.expected) / 1.0, rel=0.5)
+    data = opening.to_dict()["top_features"]
+    assert {"name", "share", "value", "expected", "std_off"} <= set(data[0])
 
 
 def test_rows_in_table_order_and_out_of_it_step_the_same() -> None:
@@ -161,3 +185,15 @@ def test_an_alert_ends_on_the_newest_reading_not_when_the_window_has_drained() -
     assert window[0] == newest[0]
     assert newest[1][0] == 131 + 2
     assert window[1][0] == newest[1][0] + 3
+
+
+def test_explained_leaves_out_what_it_cannot_know() -> None:
+    """A missing reading has no value and no distance; a feature with no forecast yet (NaN)
+    has neither an expected value nor a distance; a stuck sensor's share is still named."""
+    value = np.array([84.0, np.nan, 20.0])
+    expected = np.array([97.0, 70.0, np.nan])
+    scale = np.array([2.0, 5.0, 1.0])
+    got = explained(["spo2", "hr", "rr"], [(0, 0.5), (1, 0.3), (2, 0.2)], value, expected, scale)
+    assert got[0] == TopFeature("spo2", 0.5, 84.0, 97.0, -6.5)
+    assert got[1] == TopFeature("hr", 0.3, None, 70.0, None)
+    assert got[2] == TopFeature("rr", 0.2, 20.0, None, None)

@@ -88,6 +88,10 @@ def test_through_kafka_gives_the_offline_alerts_and_report(
     assert [r.alert_event for r in live.rows] == [r.alert_event for r in offline]
     assert [r.is_anomaly for r in live.rows] == [r.is_anomaly for r in offline]
     assert [r.top_feature for r in live.rows] == [r.top_feature for r in offline]
+    # and how far off it was (events carry it rounded to 2 decimals)
+    offs = [(k.top_std_off, o.top_std_off) for k, o in zip(live.rows, offline, strict=True)]
+    assert sum(o is not None for _, o in offs) >= 5
+    assert all(k == (None if o is None else round(o, 2)) for k, o in offs), offs
     for k, o in zip(live.rows, offline, strict=True):
         if k.alert_event:  # events carry the score rounded to 4 decimals
             assert abs(k.score - o.score) <= 1e-4, (k, o)

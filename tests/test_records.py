@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from math import nan
 
 import orjson
 import pytest
 
 from streamlstm import config as config_mod
 from streamlstm.record_parser import RecordParser
-from streamlstm.records import REASONS, AlertEvent, RawRecord, Reading, parse_ts
+from streamlstm.records import REASONS, AlertEvent, RawRecord, Reading, TopFeature, parse_ts
 from tests.helpers import ALERT_FIELDS
 
 CFG = config_mod.from_dict(
@@ -152,7 +154,25 @@ def test_alert_event_json_has_the_contract_fields() -> None:
     )
     data = orjson.loads(event.to_json())
     assert set(data) >= ALERT_FIELDS
-    assert data["top_features"][0] == {"name": "spo2", "share": 0.71}
+    # without how far it is off (a tuple of name and share): nulls, not NaN (JSON has none)
+    assert data["top_features"][0] == {
+        "name": "spo2",
+        "share": 0.71,
+        "value": None,
+        "expected": None,
+        "std_off": None,
+    }
+    named = (TopFeature("spo2", 0.71, 84.0, 97.0123456789, -6.12345), TopFeature("hr", 0.2, nan))
+    off = dataclasses.replace(event, top_features=named)
+    got = orjson.loads(off.to_json())["top_features"]
+    assert got[0] == {
+        "name": "spo2",
+        "share": 0.71,
+        "value": 84.0,
+        "expected": 97.012346,
+        "std_off": -6.12,
+    }
+    assert got[1]["value"] is None and got[1]["std_off"] is None
     assert data["source"] == {"topic": "icu", "partition": 3, "offset": 18211}
     assert data["ts"].endswith(".500Z") and parse_ts(data["ts"]) == 1795000000.5
 

@@ -32,13 +32,13 @@ from streamlstm.detect.columns import Col
 from streamlstm.detect.model import LSTMAutoencoder
 from streamlstm.detect.normalise import level_rate
 from streamlstm.detect.poll_plan import plan_poll
-from streamlstm.detect.scored import ReadingColumns, Scored, top_shares
+from streamlstm.detect.scored import ReadingColumns, Scored, explained, top_shares
 from streamlstm.detect.seasons import season_phase, season_share
 from streamlstm.detect.state import StateTable
 from streamlstm.detect.step import TensorStep
 from streamlstm.detect.table import table_columns
 from streamlstm.detect.working import WorkingRows
-from streamlstm.records import Reading
+from streamlstm.records import Reading, TopFeature
 
 __all__ = ["Detector", "ReadingColumns", "Scored", "ScoringModel", "top_shares"]
 
@@ -232,13 +232,16 @@ class Detector:
         feats = self.model.features
         lazy: dict[str, np.ndarray] = {}
 
-        def top_features(i: int) -> tuple[tuple[str, float], ...]:
-            if stuck[i].any() and score[i] < self.alerts.cfg.enter:
-                names = [feats[f] for f in np.flatnonzero(stuck[i])]
-                return tuple((n, 1.0 / len(names)) for n in names)
+        def top_features(i: int) -> tuple[TopFeature, ...]:
             if not lazy:  # only for an alert event: a second copy, rarely
-                lazy["z"] = res["z"].cpu().numpy()
-            return top_shares(lazy["z"][i], feats)
+                lazy.update({k: res[k].cpu().numpy() for k in ("z", "expected", "scale")})
+            if stuck[i].any() and score[i] < self.alerts.cfg.enter:
+                stuck_f = np.flatnonzero(stuck[i])
+                picked = [(int(f), 1.0 / len(stuck_f)) for f in stuck_f]
+            else:
+                picked = top_shares(lazy["z"][i])
+            value = cols.values[idx[i]]
+            return explained(feats, picked, value, lazy["expected"][i], lazy["scale"][i])
 
         inputs = alerts.AlertInputs(
             _Picked(cols.streams, idx),  # a stream id is read for an alert event only

@@ -9,7 +9,7 @@ from itertools import chain
 
 import numpy as np
 
-from streamlstm.records import AlertEvent, Reading, Rejection
+from streamlstm.records import AlertEvent, Reading, Rejection, TopFeature
 
 
 @dataclass
@@ -72,10 +72,36 @@ class ReadingColumns:
         )
 
 
-def top_shares(z: np.ndarray, names: list[str], k: int = 3) -> tuple[tuple[str, float], ...]:
-    """Share of the per-feature excess error (calibrated z), the largest ``k`` first."""
+def top_shares(z: np.ndarray, k: int = 3) -> list[tuple[int, float]]:
+    """(feature, share) of the per-feature excess error (calibrated z (F,)), the largest
+    ``k`` first."""
     total = float(z.sum())
     if total <= 0:
-        return ()
-    order = [f for f in np.argsort(-z)[:k] if z[f] > 0]
-    return tuple((names[f], float(z[f]) / total) for f in order)
+        return []
+    return [(int(f), float(z[f]) / total) for f in np.argsort(-z)[:k] if z[f] > 0]
+
+
+def explained(
+    names: Sequence[str],
+    picked: list[tuple[int, float]],
+    value: np.ndarray,
+    expected: np.ndarray,
+    scale: np.ndarray,
+) -> tuple[TopFeature, ...]:
+    """The ``picked`` (feature, share) with how far each is off, for an alert event: the
+    reading, the stream's forecast for it (NaN: none yet) and their distance in the stream's
+    own std. value, expected, scale (F,): one reading's, host arrays."""
+    out = []
+    for f, share in picked:
+        v, e, sd = float(value[f]), float(expected[f]), float(scale[f])
+        known = np.isfinite(v) and np.isfinite(e) and sd > 0
+        out.append(
+            TopFeature(
+                names[f],
+                share,
+                v if np.isfinite(v) else None,
+                e if np.isfinite(e) else None,
+                (v - e) / sd if known else None,
+            )
+        )
+    return tuple(out)

@@ -58,7 +58,10 @@ class TensorStep:
         (``alerts.alert_phase``); phase (B, P) long, each reading's bin in every season, share (B,)
         the share of a bin it stands for (with seasons only); rate (B,) each reading's weight
         in the normaliser's level (with ``norm_horizon_s`` only, ``normalise.level_rate``).
-        returns score, exit_score, rms_err, warming, held (B,), z, feat_err, stuck (B, F).
+        returns score, exit_score, rms_err, warming, held (B,), z, feat_err, stuck (B, F),
+        and what an alert says of how far each reading is off: expected (B, F), the
+        forecast it was scored against (NaN in a feature's first readings, when there is
+        none yet), and scale (B, F), the std its distance is measured in.
 
         Score first, learn after: the reading is scored against the normal from before it,
         then teaches the normaliser and the calibration only if ``holding.holding`` allows.
@@ -137,6 +140,8 @@ class TensorStep:
             "z": feature_z(cal_z, z.shape[1]),
             "feat_err": feat_err,
             "stuck": stuck,
+            "expected": torch.where(seen_norm.early, torch.nan, seen_norm.forecast),
+            "scale": seen_norm.std,
         }
 
     def newest_score(

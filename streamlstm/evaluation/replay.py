@@ -35,6 +35,8 @@ class ReplayRow:
     alert_event: str = ""
     alert_id: str = ""
     top_feature: str = ""
+    # how far off that feature's reading was, in the stream's own std (None: not known)
+    top_std_off: float | None = None
     offset: int = 0
     # The kind of the alert the reading is in: "anomaly", or "signal_quality" (a stuck or
     # missing sensor, opened whatever the score); "" outside alerts.
@@ -115,7 +117,8 @@ def _fill_rows(rows: list, position: dict[int, int], res: GroupResult, threshold
             row.alert_event, row.alert_id = event.event, event.alert_id
             row.alert_kind = event.kind
         if event.top_features and not row.top_feature:
-            row.top_feature = event.top_features[0][0]
+            row.top_feature = event.top_features[0].name
+            row.top_std_off = event.top_features[0].std_off
 
 
 COLUMNS = [
@@ -128,6 +131,7 @@ COLUMNS = [
     "alert_event",
     "alert_id",
     "top_feature",
+    "top_feature_std_off",  # its reading's distance from the stream's normal, in std
     "alert_kind",  # anomaly | signal_quality inside an alert, "" outside
     "warming",
     "error",
@@ -241,6 +245,7 @@ def _scored_line(row: int, r: ReplayRow) -> list:
         r.alert_event,
         r.alert_id,
         r.top_feature,
+        "" if r.top_std_off is None else f"{r.top_std_off:.2f}",
         r.alert_kind,
         int(r.warming),
         f"{r.rms_error:.5f}",

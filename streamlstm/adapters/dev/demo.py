@@ -82,11 +82,18 @@ def _watch_alerts(
 
 
 def _alert_line(e: dict) -> str:
-    top = ", ".join(f"{f['name']} {f['share']:.0%}" for f in e.get("top_features", [])[:2])
+    top = ", ".join(_feature_part(f) for f in e.get("top_features", [])[:2])
     return (
         f"  ALERT {e['event']:<7} {e['stream']:<13} {e['severity']:<8} score "
         f"{e['score']:6.1f}  [{e.get('kind', 'anomaly')}] {top}"
     )
+
+
+def _feature_part(f: dict) -> str:
+    """'spo2 71% (-6.1 std)': which sensor and how far off, never the reading itself (a
+    console is a log, and readings are patient data)."""
+    off = f.get("std_off")
+    return f"{f['name']} {f['share']:.0%}" + ("" if off is None else f" ({off:+.1f} std)")
 
 
 def run_demo(config: Config, opts: DemoOptions) -> dict:

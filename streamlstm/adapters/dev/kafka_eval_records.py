@@ -161,6 +161,7 @@ def rows_from_alerts(
                 row.alert_event, row.alert_id = e["event"], e["alert_id"]
             if e["top_features"] and not row.top_feature:
                 row.top_feature = e["top_features"][0]["name"]
+                row.top_std_off = e["top_features"][0].get("std_off")
             row.score = e["score"]
             if e["event"] == "open":
                 open_now.add(r.stream)
