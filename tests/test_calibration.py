@@ -5,6 +5,8 @@ calibrated columns: errors, and input deviations with ``score_inputs``."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -17,7 +19,7 @@ from streamlstm.detect.calibration import (
     score_statistics,
 )
 from streamlstm.detect.columns import Col
-from streamlstm.detect.normalise import NORM_START
+from streamlstm.detect.normalise import NORM_START, learn_quantum
 from streamlstm.detect.seasons import season_phase, season_profiles, season_share, season_state
 from tests.helpers import calibrate, normalise
 
@@ -269,3 +271,49 @@ def test_a_profile_learns_per_bin_visit_whatever_the_sampling_rate() -> None:
     assert visits_30m == pytest.approx(20.0 - NORM_START / 48, abs=1e-3)
     assert visits_5m == pytest.approx(20.0 - NORM_START / 288, abs=1e-3)
     assert high_30m > 1.0 and high_5m > 1.0  # 15:00 sits above the level at either rate
+
+
+def _still_then_step(with_quantum: bool) -> tuple[float, dict]:
+    """A thermometer that reports to 0.1: it moves a few times, sits at 37.0 for 600
+    readings, then steps to 37.1. Returns that step's z and the final state."""
+    det = DetectorConfig()
+    state = {
+        "mean": torch.zeros(1, 1),
+        "var": torch.ones(1, 1),
+        "var_ref": torch.zeros(1, 1),
+        "n_obs": torch.zeros(1, 1),
+    }
+    if with_quantum:
+        state["quantum"] = torch.full((1, 1), math.inf)
+    last_x = torch.full((1, 1), math.nan)
+    values = [37.0, 37.1, 37.2, 37.1] * 5 + [37.0] * 600 + [37.1]
+    m = torch.ones(1, 1)
+    for v in values:
+        x = torch.tensor([[v]])
+        z = float(normalise(x, m, state, det))
+        if with_quantum:
+            state["quantum"] = learn_quantum(x, m, last_x, state["quantum"])
+        last_x = x
+    return z, state
+
+
+def test_a_quantised_sensor_that_sat_still_is_a_few_std_off_on_its_next_step() -> None:
+    """Its variance falls towards 0 while it sits still, so without its resolution the next
+    0.1 step is past ``clip_sigma`` (20; unclipped, thousands of std). Its rounding alone is
+    noise of 0.1 / sqrt(12), so with the resolution learnt the step is ~3.5 std."""
+    z_without, _ = _still_then_step(with_quantum=False)
+    z_with, state = _still_then_step(with_quantum=True)
+    assert z_without == pytest.approx(DetectorConfig().clip_sigma)
+    assert float(state["quantum"]) == pytest.approx(0.1, abs=1e-4)
+    assert z_with == pytest.approx(12**0.5, rel=0.05)
+
+
+def test_the_resolution_is_the_smallest_change_seen_and_ignores_missing_readings() -> None:
+    x = torch.tensor([[1.0, 5.0, 2.0]])
+    m = torch.tensor([[1.0, 1.0, 0.0]])  # the third is missing: its "change" is no change
+    last = torch.tensor([[1.5, 5.0, 9.0]])
+    quantum = torch.tensor([[0.7, math.inf, math.inf]])
+    got = learn_quantum(x, m, last, quantum)
+    assert got.tolist() == [[0.5, math.inf, math.inf]]  # 5.0 -> 5.0 did not move
+    never = learn_quantum(x, m, torch.full((1, 3), math.nan), quantum)
+    assert never.tolist() == quantum.tolist()  # no previous reading: nothing learnt

@@ -27,6 +27,7 @@ class Col:
     SEASON_SCALE = "season_scale"  # (F, seasons) each season's step, raw units
     SEASON_N = "season_visits"  # (F, seasons) passes over each season learnt from
     LAST_X = "last_x"  # (F,) last raw value (stuck-sensor detection)
+    QUANTUM = "quantum"  # (F,) smallest change seen between readings: the sensor's resolution
     STILL = "still"  # (F,) readings unchanged or missing so far
     MAX_RUN = "max_run"  # (F,) longest normal such run
     CAL_MU = "cal_mu"  # (F + 1,) error calibration: typical log-error

@@ -30,6 +30,11 @@ RUN_MEMORY = 2000.0  # readings over which the longest normal run of a feature i
 STUCK_FACTOR = 3.0  # a run this many times longer than any normal run is "stuck"
 
 
+# Rounding to a resolution q adds noise of std q / sqrt(12) (a uniform error of width q):
+# no reading is known better than that, however still the stream has been.
+QUANTUM_TO_STD = 12.0**-0.5
+
+
 @dataclass
 class Forecast:
     """What the forecast phase saw, for the learning phase of the same reading (B, F)."""
@@ -84,6 +89,9 @@ def forecast(
         profiles = season_profiles(s, slots)  # (B, F, P)
         level = level + profiles.sum(-1)
     floor = FLOOR_SHARE * s[Col.VAR_REF].sqrt() + FLOOR_EPS
+    if Col.QUANTUM in s:  # inf until the sensor has changed once: no floor from it
+        quantum = s[Col.QUANTUM]
+        floor = torch.where(quantum.isfinite(), floor.maximum(QUANTUM_TO_STD * quantum), floor)
     var, var_dn, above = s[Col.VAR], s.get(Col.VAR_DN), None
     if var_dn is not None:  # NaN: not learnt yet (a new row, an older snapshot)
         above = x > level
@@ -186,6 +194,22 @@ def learn(
         s[Col.VAR_DN] = (1.0 - b_dn) * (seen.var_dn + b_dn * dev * dev)
     s[Col.VAR_REF] = (1.0 - gamma) * (s[Col.VAR_REF] + gamma * dev * dev)
     s[Col.N_OBS] = s[Col.N_OBS] + m
+
+
+def learn_quantum(x: Tensor, m: Tensor, last_x: Tensor, quantum: Tensor) -> Tensor:
+    """The sensor's resolution (B, F): the smallest non-zero change between two observed
+    readings so far (inf until there is one). x, m (B, F) the reading and its mask; last_x
+    (B, F) the last observed value (NaN: none).
+
+    Why: a thermometer that reports to 0.1 degC and sat still for an hour has a variance
+    near 0, and its next 0.1 step was 10^5 std (a demo patient's temperature alert at
+    -96,530 std, no fault injected). Its rounding alone is noise of q / sqrt(12), so the
+    forecast's std is never smaller than that (``QUANTUM_TO_STD``). A sensor with finer
+    steps than its noise learns a floor far below its std, which changes nothing.
+    """
+    step = (x - last_x).abs()
+    moved = (m > 0) & (step > 0) & step.isfinite()
+    return torch.where(moved, torch.minimum(quantum, step), quantum)
 
 
 def stuck_features(

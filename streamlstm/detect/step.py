@@ -29,7 +29,7 @@ from streamlstm.detect.calibration import (
 from streamlstm.detect.columns import Col
 from streamlstm.detect.likelihood import learn_tail, tail_score
 from streamlstm.detect.model import LSTMAutoencoder, reading_error, window_error
-from streamlstm.detect.normalise import forecast, learn, stuck_features
+from streamlstm.detect.normalise import forecast, learn, learn_quantum, stuck_features
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,7 @@ class TensorStep:
             m = torch.isfinite(x_raw).float()
             x = torch.nan_to_num(x_raw, nan=0.0)
             z, seen_norm = forecast(x, m, s, cfg, phase)
+            s[Col.QUANTUM] = learn_quantum(x, m, s[Col.LAST_X], s[Col.QUANTUM])
             stuck, s[Col.LAST_X], s[Col.STILL], s[Col.MAX_RUN] = stuck_features(
                 x, m, s[Col.LAST_X], s[Col.STILL], s[Col.MAX_RUN], cfg.stuck_readings
             )

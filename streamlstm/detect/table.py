@@ -35,6 +35,7 @@ def table_columns(
         Col.VAR_REF: Column((F,), "float32"),  # long-run variance behind the std floor
         Col.N_OBS: Column((F,), "float32"),
         Col.LAST_X: Column((F,), "float32", float("nan")),
+        Col.QUANTUM: Column((F,), "float32", float("inf")),  # none seen yet: no floor
         Col.STILL: Column((F,), "float32"),
         Col.MAX_RUN: Column((F,), "float32"),
         Col.CAL_MU: Column((F + 1,), "float32"),

@@ -27,7 +27,7 @@ from streamlstm.detect.model import (
     sliding_windows,
     window_error,
 )
-from streamlstm.detect.normalise import forecast, learn, level_rate
+from streamlstm.detect.normalise import forecast, learn, learn_quantum, level_rate
 from streamlstm.detect.seasons import season_phase, season_share, season_state
 
 
@@ -109,7 +109,9 @@ def normalise_lanes(
         Col.VAR: p["std"].square().expand(L, F).clone(),
         Col.VAR_REF: torch.zeros(L, F, device=device),
         Col.N_OBS: torch.zeros(L, F, device=device),
+        Col.QUANTUM: torch.full((L, F), float("inf"), device=device),
     }
+    last_x = torch.full((L, F), float("nan"), device=device)  # as serving's stuck detection
     if det.split_scale:
         state[Col.VAR_DN] = torch.full((L, F), float("nan"), device=device)
     if det.trend_horizon:
@@ -132,6 +134,8 @@ def normalise_lanes(
         z_all[t], seen = forecast(x_all[t], m_all[t], state, det, _at(phase, t))
         teach = m_all[t] if held is None else m_all[t] * ~held[t].unsqueeze(-1)
         learn(x_all[t], teach, state, det, seen, _at(share, t), _at(rate, t))
+        state[Col.QUANTUM] = learn_quantum(x_all[t], m_all[t], last_x, state[Col.QUANTUM])
+        last_x = torch.where(m_all[t] > 0, x_all[t], last_x)
     return z_all, m_all, torch.as_tensor(valid, device=device)
 
 
