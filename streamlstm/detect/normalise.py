@@ -203,7 +203,7 @@ def learn_quantum(x: Tensor, m: Tensor, last_x: Tensor, quantum: Tensor) -> Tens
 
     Why: a thermometer that reports to 0.1 degC and sat still for an hour has a variance
     near 0, and its next 0.1 step was 10^5 std (a demo patient's temperature alert at
-    -96,530 std, no fault injected). Its rounding alone is noise of q / sqrt(12), so the
+    -96,530 std, no temperature fault injected). Its rounding alone is noise of q / sqrt(12), so the
     forecast's std is never smaller than that (``QUANTUM_TO_STD``). A sensor with finer
     steps than its noise learns a floor far below its std, which changes nothing.
     """
