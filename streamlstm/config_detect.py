@@ -122,6 +122,19 @@ class AlertConfig(_Section):
     # that the readings are back, and a fault whose readings stay off keeps both high
     # (detect/step.py `newest_score`; docs/quality.md, "Changes").
     exit_on: Literal["newest", "window"] = "newest"
+    # The score from which a reading no longer teaches the stream's normal (with
+    # `hold_normal` pending or features); null: `enter`. Learning from a fault's reading
+    # costs more than skipping a normal one: a slow onset that scores between this and
+    # `enter` is otherwise learnt as it builds, and never reaches `enter` (holding.holding).
+    hold_from: float | None = Field(None, gt=0)
+    # With `hold_normal: features`: an open alert does not count towards resolving while a
+    # sensor it holds is still 3 std or more off its frozen normal (holding.still_off): the
+    # score can fall while the readings stay off, as the LSTM state adapts.
+    exit_when_back: bool = False
+
+    def hold_score(self) -> float:
+        """The score from which a reading is held back from the normal (``hold_from``)."""
+        return self.enter if self.hold_from is None else self.hold_from
 
     @model_validator(mode="after")
     def _ordered(self) -> AlertConfig:
@@ -129,4 +142,6 @@ class AlertConfig(_Section):
             raise ValueError("exit: must be <= alerts.enter")
         if self.critical < self.enter:
             raise ValueError("critical: must be >= alerts.enter")
+        if self.hold_from is not None and self.hold_from > self.enter:
+            raise ValueError("hold_from: must be <= alerts.enter")
         return self

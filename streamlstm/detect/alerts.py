@@ -90,9 +90,24 @@ class AlertInputs:
     # (B,) what an open alert's exit is judged on (``alerts.exit_on``; the step's
     # ``exit_score``): never above ``score``. None: ``score`` itself.
     exit_score: np.ndarray | None = None
+    # (B,) bool: a sensor the open alert holds is still off its frozen normal
+    # (``alerts.exit_when_back``; ``holding.still_off``): the reading does not count
+    # towards resolving, whatever its score. None: none.
+    held_off: np.ndarray | None = None
 
     def exit_scores(self) -> np.ndarray:
         return self.score if self.exit_score is None else self.exit_score
+
+    def not_back(self) -> np.ndarray:
+        """(B,) bool: readings that cannot count towards an exit (a stuck feature, a held
+        sensor still off)."""
+        if self.held_off is None:
+            return self.quality
+        return self.quality | self.held_off
+
+    def not_back_at(self, i: int) -> bool:
+        """``not_back()[i]`` without the (B,) array: for one eventful row."""
+        return bool(self.quality[i]) or (self.held_off is not None and bool(self.held_off[i]))
 
 
 def alert_phase(host: dict[str, np.ndarray], rows: np.ndarray) -> np.ndarray:
@@ -203,7 +218,7 @@ class AlertMachine:
             cfg, inp.ts, host[Col.A_OPEN_TS][rows], host[Col.A_NORMAL_TS][rows]
         )
         level = host[Col.A_LEVEL][rows]
-        low = is_open & ~ended & (inp.exit_scores() < exit_limit(cfg, level)) & ~inp.quality
+        low = is_open & ~ended & (inp.exit_scores() < exit_limit(cfg, level)) & ~inp.not_back()
         below = host[Col.A_BELOW][rows] + 1
         resolves = low & (below >= cfg.exit_duration)
         high = is_open & ~ended & ~low
@@ -262,7 +277,7 @@ class AlertMachine:
             host[Col.A_NORMAL_TS][row] = np.nan
             return event
         level = host[Col.A_LEVEL][row]
-        if inp.exit_scores()[i] < exit_limit(cfg, level) and not inp.quality[i]:
+        if inp.exit_scores()[i] < exit_limit(cfg, level) and not inp.not_back_at(i):
             host[Col.A_BELOW][row] += 1
             if host[Col.A_BELOW][row] < cfg.exit_duration:
                 if cfg.exit_share is not None:  # the level serves exit_share alone

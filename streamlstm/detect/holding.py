@@ -11,14 +11,15 @@ from torch import Tensor
 from streamlstm.detect.alerts import PHASE_IDLE, PHASE_OPEN
 
 
-def holding(policy: str, phase, score, quality, warming, enter: float):
+def holding(policy: str, phase, score, quality, warming, hold_from: float):
     """Which readings must not teach the stream's normal: (normal_held, calibration_held),
     numpy arrays or tensors alike, (B,) bool each. ``phase`` (B,) from ``alert_phase``;
-    ``score`` this reading's; ``quality`` a stuck feature; ``warming``.
+    ``score`` this reading's; ``quality`` a stuck feature; ``warming``; ``hold_from``
+    (``AlertConfig.hold_score``) ``enter`` unless configured lower.
 
     ``pending`` (``AlertConfig.hold_normal``): inside an open alert, while one is pending
-    (``min_duration`` not reached yet), and on a reading at or above ``enter`` (or with a
-    stuck feature). A fault that lasts is then measured against the normal from before it
+    (``min_duration`` not reached yet), and on a reading at or above ``hold_from`` (or with
+    a stuck feature). A fault that lasts is then measured against the normal from before it
     for as long as it lasts, instead of becoming the normal within the normaliser's
     horizon. ``open``: only once an alert is open, so short excursions that never open one
     still widen the scale. ``off``: the normaliser learns from every reading. Never while
@@ -32,7 +33,7 @@ def holding(policy: str, phase, score, quality, warming, enter: float):
     if policy == "open":
         held = is_open & ~warming
     else:
-        held = ((phase != PHASE_IDLE) | (score >= enter) | quality) & ~warming
+        held = ((phase != PHASE_IDLE) | (score >= hold_from) | quality) & ~warming
     return held, held | is_open
 
 
@@ -69,3 +70,15 @@ def held_features(
     latched = torch.where(before.any(1, keepdim=True), before, off) & rows
     whole = rows & ~latched.any(1, keepdim=True)  # nothing off yet: hold the row
     return latched | whole | (rows & stuck), latched.to(torch.uint8)
+
+
+def still_off(held_set: Tensor, z: Tensor, m: Tensor) -> Tensor:
+    """(B,) bool: a sensor a held episode is about (``held_set`` (B, F), from
+    ``held_features``) is still ``HOLD_SIGMA`` std or more off its frozen forecast on this
+    reading; ``z`` (B, F) as in ``held_features``, ``m`` (B, F) 1 where the sensor read.
+
+    What ``AlertConfig.exit_when_back`` waits for before an alert may resolve: the score
+    is the autoencoder's error, and the LSTM state adapts to a state that lasts, so the
+    score of a sustained hypotension fell below ``exit`` with the diastolic pressure still
+    4.5 std below the frozen normal (synthetic vitals, icu1-bed022)."""
+    return (held_set.bool() & (z.abs() >= HOLD_SIGMA) & (m > 0)).any(1)

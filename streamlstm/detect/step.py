@@ -37,7 +37,7 @@ class TensorStep:
     cfg: DetectorConfig
     net: LSTMAutoencoder
     cal_horizons: Tensor  # (K,) the calibration's horizon per statistic
-    alert_cfg: AlertConfig  # enter and hold_normal: which readings may teach the normal
+    alert_cfg: AlertConfig  # hold_normal, hold_from: which readings may teach the normal
     cal_prior: tuple[Tensor, Tensor]  # the group's (cal_mu, cal_dev) (K,): seeds new streams
 
     def __call__(
@@ -58,7 +58,8 @@ class TensorStep:
         (``alerts.alert_phase``); phase (B, P) long, each reading's bin in every season, share (B,)
         the share of a bin it stands for (with seasons only); rate (B,) each reading's weight
         in the normaliser's level (with ``norm_horizon_s`` only, ``normalise.level_rate``).
-        returns score, exit_score, rms_err, warming, held (B,), z, feat_err, stuck (B, F),
+        returns score, exit_score, rms_err, warming, held, held_off (B,) (a sensor the
+        alert holds still off: ``holding.still_off``), z, feat_err, stuck (B, F),
         and what an alert says of how far each reading is off: expected (B, F), the
         forecast it was scored against (NaN in a feature's first readings, when there is
         none yet), and scale (B, F), the std its distance is measured in.
@@ -111,15 +112,18 @@ class TensorStep:
                 score,
                 stuck.any(dim=1),
                 warming | own,
-                self.alert_cfg.enter,
+                self.alert_cfg.hold_score(),
             )
             # On bools ``a > b`` is ``a & ~b`` in one operation instead of two (each costs
             # a few microseconds per sub-step whatever the batch size).
             cal_held = cal_held > own
             policy, held_set = self.alert_cfg.hold_normal, s.get(Col.HOLD_SET)
             held_f, held_set = holding.held_features(policy, held, z, stuck, held_set)  # (B, F)
+            held_off = held & False  # (B,) a held sensor still off: no exit yet
             if held_set is not None:
                 s[Col.HOLD_SET] = held_set
+                if any_open and self.alert_cfg.exit_when_back:
+                    held_off = holding.still_off(held_set, z, m)
             learn(x, torch.where(held_f, 0.0, m), s, cfg, seen_norm, share, rate)  # m * ~held_f
             cal_learns = (s[Col.SINCE_RESET] >= cfg.burn_in_readings) > cal_held
             new = learn_calibration(stats, seen, cal, cal_learns, self.cal_horizons)
@@ -135,6 +139,7 @@ class TensorStep:
         return {
             "score": score,
             "exit_score": exit_score,
+            "held_off": held_off,
             "rms_err": stats[:, z.shape[1]],
             "warming": warming,
             "held": held,

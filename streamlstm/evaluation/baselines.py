@@ -177,7 +177,12 @@ def calibrated_alerts(
         leaning = (since + 1 <= det.warmup_readings) | own
         phase = alerts.alert_phase(host, np.arange(B))
         _, held = holding.holding(
-            alert_cfg.hold_normal, phase, score.numpy(), np.zeros(B, bool), leaning, alert_cfg.enter
+            alert_cfg.hold_normal,
+            phase,
+            score.numpy(),
+            np.zeros(B, bool),
+            leaning,
+            alert_cfg.hold_score(),
         )
         held = held & ~own
         out.held[t] = held & ok
