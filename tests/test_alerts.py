@@ -20,9 +20,10 @@ def run(
     version: str = "v1",
     cfg: AlertConfig = CFG,
     exit_scores: list[float] | None = None,
+    held_off: list[bool] | None = None,
 ) -> list[tuple[int, str, str]]:
-    """Feed one stream's scores (and exit scores, default none: the scores); return
-    (index, event, severity) per event."""
+    """Feed one stream's scores (and exit scores, default none: the scores; and whether a
+    held sensor is still off, default never); return (index, event, severity) per event."""
     table = StateTable({}, HOST_COLUMNS)
     rows, _ = table.rows_for(["s"])
     machine = AlertMachine(cfg, version)
@@ -38,6 +39,7 @@ def run(
             lambda _: (("hr", 1.0),),
             lambda _, i=i: ("t", 0, i),
             None if exit_scores is None else np.array([exit_scores[i]]),
+            None if held_off is None else np.array([held_off[i]]),
         )
         out += [(i, e.event, e.severity) for e in machine.step(table.host, rows, inp)]
     return out

@@ -10,10 +10,9 @@ import torch
 
 from streamlstm.config import AlertConfig
 from streamlstm.detect import alerts, holding
-from streamlstm.detect.alerts import HOST_COLUMNS, AlertInputs, AlertMachine
 from streamlstm.detect.columns import Col
 from streamlstm.detect.detector import Detector
-from streamlstm.detect.state import StateTable
+from tests.test_alerts import run
 from tests.test_hold_normal import _full_detector, _step, _warm_state
 
 
@@ -73,30 +72,8 @@ def test_the_step_reports_a_held_sensor_still_off_only_with_exit_when_back() -> 
         assert bool(out["held_off"][0]) is exit_when_back
 
 
-def _events(scores: list[float], held_off: list[bool]) -> list[tuple[int, str]]:
-    cfg = AlertConfig(enter=5, exit=2, critical=10, min_duration=2, exit_duration=2, cooldown=3)
-    table = StateTable({}, HOST_COLUMNS)
-    rows, _ = table.rows_for(["s"])
-    machine = AlertMachine(cfg, "v1")
-    out = []
-    for i, score in enumerate(scores):
-        inp = AlertInputs(
-            ["s"],
-            np.array([1000.0 + i]),
-            np.array([i]),
-            np.array([score]),
-            np.array([False]),
-            np.array([False]),
-            lambda _: (("hr", 1.0),),
-            lambda _, i=i: ("t", 0, i),
-            held_off=np.array([held_off[i]]),
-        )
-        out += [(i, e.event) for e in machine.step(table.host, rows, inp)]
-    return out
-
-
 def test_an_alert_does_not_resolve_while_a_held_sensor_is_still_off() -> None:
     scores = [0, 6, 6, 1, 1, 1, 1, 1]
-    assert _events(scores, [False] * 8) == [(2, "open"), (4, "resolve")]
+    assert run(scores, held_off=[False] * 8) == [(2, "open", "warning"), (4, "resolve", "warning")]
     off = [False, False, False, True, True, True, False, False]
-    assert _events(scores, off) == [(2, "open"), (7, "resolve")]
+    assert run(scores, held_off=off) == [(2, "open", "warning"), (7, "resolve", "warning")]
