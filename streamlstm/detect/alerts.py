@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -98,16 +99,13 @@ class AlertInputs:
     def exit_scores(self) -> np.ndarray:
         return self.score if self.exit_score is None else self.exit_score
 
+    @cached_property
     def not_back(self) -> np.ndarray:
         """(B,) bool: readings that cannot count towards an exit (a stuck feature, a held
-        sensor still off)."""
+        sensor still off); worked out once per sub-step, read by every eventful row."""
         if self.held_off is None:
             return self.quality
         return self.quality | self.held_off
-
-    def not_back_at(self, i: int) -> bool:
-        """``not_back()[i]`` without the (B,) array: for one eventful row."""
-        return bool(self.quality[i]) or (self.held_off is not None and bool(self.held_off[i]))
 
 
 def alert_phase(host: dict[str, np.ndarray], rows: np.ndarray) -> np.ndarray:
@@ -218,7 +216,7 @@ class AlertMachine:
             cfg, inp.ts, host[Col.A_OPEN_TS][rows], host[Col.A_NORMAL_TS][rows]
         )
         level = host[Col.A_LEVEL][rows]
-        low = is_open & ~ended & (inp.exit_scores() < exit_limit(cfg, level)) & ~inp.not_back()
+        low = is_open & ~ended & (inp.exit_scores() < exit_limit(cfg, level)) & ~inp.not_back
         below = host[Col.A_BELOW][rows] + 1
         resolves = low & (below >= cfg.exit_duration)
         high = is_open & ~ended & ~low
@@ -277,7 +275,7 @@ class AlertMachine:
             host[Col.A_NORMAL_TS][row] = np.nan
             return event
         level = host[Col.A_LEVEL][row]
-        if inp.exit_scores()[i] < exit_limit(cfg, level) and not inp.not_back_at(i):
+        if inp.exit_scores()[i] < exit_limit(cfg, level) and not inp.not_back[i]:
             host[Col.A_BELOW][row] += 1
             if host[Col.A_BELOW][row] < cfg.exit_duration:
                 if cfg.exit_share is not None:  # the level serves exit_share alone
