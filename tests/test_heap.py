@@ -17,7 +17,9 @@ def test_freezing_takes_the_live_objects_out_of_what_a_collection_scans() -> Non
     scanned_before = len(gc.get_objects())
     try:
         frozen = freeze_long_lived()
-        assert frozen == gc.get_freeze_count() >= len(held)
+        # not `frozen == get_freeze_count()`: a frozen object freed by another thread
+        # (a client's background thread from an earlier test) lowers the count in between
+        assert frozen >= len(held) and gc.get_freeze_count() >= len(held)
         # a full collection walks generations 0-2 only: what is frozen is not among them
         assert len(gc.get_objects()) < scanned_before - len(held)
         assert not any(obj is held[0] for obj in gc.get_objects())
