@@ -122,6 +122,14 @@ class AlertConfig(_Section):
     # that the readings are back, and a fault whose readings stay off keeps both high
     # (detect/step.py `newest_score`; docs/quality.md, "Changes").
     exit_on: Literal["newest", "window"] = "newest"
+    # What counts towards opening (the `min_duration` readings at or above `enter`, and a
+    # reading at or above `critical` with `open_on_critical`). window: the window's score.
+    # newest: the reading's own score, the lower of the window's and the newest reading's
+    # (as `exit_on: newest`). Why: the window's score stays high for up to `window_len`
+    # readings after a single odd reading, so one blip met `min_duration` on its own, which
+    # is what the wait is there to stop (NAB: a CPU metric at 0.07 paging 3 readings after
+    # one reading of 0.2, the reading itself back to normal; docs/quality.md, "Changes").
+    open_on: Literal["window", "newest"] = "window"
     # The score from which a reading no longer teaches the stream's normal (with
     # `hold_normal` pending or features); null: `enter`. Learning from a fault's reading
     # costs more than skipping a normal one: a slow onset that scores between this and

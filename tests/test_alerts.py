@@ -19,11 +19,12 @@ def run(
     warming: int = 0,
     version: str = "v1",
     cfg: AlertConfig = CFG,
-    exit_scores: list[float] | None = None,
+    own_scores: list[float] | None = None,
     held_off: list[bool] | None = None,
 ) -> list[tuple[int, str, str]]:
-    """Feed one stream's scores (and exit scores, default none: the scores; and whether a
-    held sensor is still off, default never); return (index, event, severity) per event."""
+    """Feed one stream's scores (and the readings' own scores, default none: the scores;
+    and whether a held sensor is still off, default never); return (index, event,
+    severity) per event."""
     table = StateTable({}, HOST_COLUMNS)
     rows, _ = table.rows_for(["s"])
     machine = AlertMachine(cfg, version)
@@ -38,7 +39,7 @@ def run(
             np.array([i < warming]),
             lambda _: (("hr", 1.0),),
             lambda _, i=i: ("t", 0, i),
-            None if exit_scores is None else np.array([exit_scores[i]]),
+            None if own_scores is None else np.array([own_scores[i]]),
             None if held_off is None else np.array([held_off[i]]),
         )
         out += [(i, e.event, e.severity) for e in machine.step(table.host, rows, inp)]
@@ -50,15 +51,33 @@ def test_opens_after_min_duration_and_resolves_after_exit_duration() -> None:
     assert events == [(2, "open", "warning"), (5, "resolve", "warning")]
 
 
-def test_exit_is_judged_on_the_exit_score_and_nothing_else_is() -> None:
+def test_exit_is_judged_on_the_own_score_and_nothing_else_is() -> None:
     """The window's score (6) stays above ``exit`` after the readings are back; the newest
-    reading's (``exit_score``, 1) is below it: the alert resolves after ``exit_duration``
-    readings of it. A low exit score before the alert opens neither stops nor delays the
-    opening: opening, updates and severity follow the score."""
+    reading's (``own_score``, 1) is below it: the alert resolves after ``exit_duration``
+    readings of it. A low own score before the alert opens neither stops nor delays the
+    opening (``open_on: window``): opening, updates and severity follow the score. With
+    ``exit_on: window`` the own score is not read at all."""
     scores = [0, 6, 6, 6, 6, 6, 6]
     assert [e[1] for e in run(scores)] == ["open"]
-    events = run(scores, exit_scores=[0, 1, 1, 6, 1, 1, 1])
+    events = run(scores, own_scores=[0, 1, 1, 6, 1, 1, 1])
     assert events == [(2, "open", "warning"), (5, "resolve", "warning")]
+    by_window = CFG.model_copy(update={"exit_on": "window"})
+    assert [e[1] for e in run(scores, own_scores=[0, 1, 1, 6, 1, 1, 1], cfg=by_window)] == ["open"]
+
+
+def test_with_open_on_newest_only_readings_that_are_off_themselves_count_to_open() -> None:
+    """``open_on: newest``: the ``min_duration`` (2) readings at or above ``enter`` and a
+    reading at or above ``critical`` are judged on the readings' own scores. A window score
+    that stays at 6 after one odd reading (own scores back at 1) opens nothing; two
+    readings off themselves open; a window score past ``critical`` whose reading is not
+    opens nothing at once."""
+    cfg = CFG.model_copy(update={"open_on": "newest"})
+    window_high = [0, 6, 6, 6, 6, 0]
+    assert [e[1] for e in run(window_high)] == ["open"]  # on the window: it pages
+    assert run(window_high, own_scores=[0, 6, 1, 1, 1, 0], cfg=cfg) == []
+    assert run(window_high, own_scores=[0, 6, 6, 1, 1, 0], cfg=cfg)[0] == (2, "open", "warning")
+    assert run([0, 12, 0, 0], own_scores=[0, 4, 0, 0], cfg=cfg) == []
+    assert run([0, 12, 0, 0], own_scores=[0, 12, 0, 0], cfg=cfg)[0] == (1, "open", "critical")
 
 
 def test_single_reading_above_enter_does_not_open() -> None:

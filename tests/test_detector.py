@@ -158,10 +158,13 @@ def test_rows_in_table_order_and_out_of_it_step_the_same() -> None:
     assert_same_state(rows_b, rows_a, atol=1e-5)
 
 
-def _fault_events(exit_on: str, first: int, last: int) -> list[tuple[int, str]]:
+def _fault_events(
+    exit_on: str, first: int, last: int, open_on: str = "window"
+) -> list[tuple[int, str]]:
     """A heart rate stuck at 130 over readings first..last of a steady stream: (reading
-    index, event) of every alert event but updates, with ``alerts.exit_on`` as given."""
-    det = tiny_detector(calibration_fade=60, exit_on=exit_on)
+    index, event) of every alert event but updates, with ``alerts.exit_on`` (and
+    ``open_on``) as given."""
+    det = tiny_detector(calibration_fade=60, exit_on=exit_on, open_on=open_on)
     readings = series("a", 200, seed=2)
     for i in range(first, last + 1):
         r = readings[i]
@@ -185,6 +188,34 @@ def test_an_alert_ends_on_the_newest_reading_not_when_the_window_has_drained() -
     assert window[0] == newest[0]
     assert newest[1][0] == 131 + 2
     assert window[1][0] == newest[1][0] + 3
+
+
+def _one_odd_reading_events(hr: float, open_on: str) -> list[tuple[int, str, str]]:
+    """A steady stream with one heart-rate reading of ``hr`` at index 120: (reading index,
+    event, severity) of every alert event, with ``alerts.open_on`` as given."""
+    det = tiny_detector(calibration_fade=60, open_on=open_on)
+    readings = series("a", 200, seed=2)
+    r = readings[120]
+    readings[120] = Reading("a", r.ts, (hr, *r.values[1:]), "g", "t", 0, r.offset)
+    scored = det.score(det.new_table(), readings)
+    assert min(scored.score[120:124]) >= det.alerts.cfg.enter  # the window holds it: 4 high
+    t0 = readings[0].ts
+    return [(round((e.ts - t0) / 60.0), e.event, e.severity) for e in scored.events]
+
+
+def test_one_odd_reading_opens_nothing_when_the_reading_s_own_score_counts() -> None:
+    """The window (4 readings) keeps one odd reading's score above ``enter`` for 4 readings,
+    so on the window's score it meets ``min_duration`` (2) alone and pages after it is
+    over; with ``open_on: newest`` only readings that are themselves off count, and it
+    opens nothing. A reading past ``critical`` still opens at once either way, and a fault
+    that lasts opens on the same reading."""
+    assert [e[1] for e in _one_odd_reading_events(90.0, "window")] == ["open", "resolve"]
+    assert _one_odd_reading_events(90.0, "newest") == []
+    critical = _one_odd_reading_events(110.0, "newest")
+    assert critical[0] == (120, "open", "critical")
+    assert critical == _one_odd_reading_events(110.0, "window")
+    lasting = _fault_events("newest", 120, 131, open_on="newest")
+    assert lasting == _fault_events("newest", 120, 131)
 
 
 def test_explained_leaves_out_what_it_cannot_know() -> None:

@@ -249,3 +249,34 @@ def test_streaming_equals_offline_with_a_horizon_in_seconds() -> None:
         update={"norm_horizon_s": 600.0, "trend_horizon": 10.0}
     )
     assert _streamed_minus_offline(readings, det_cfg, [1, 4])[0] <= TOL
+
+
+@pytest.mark.parametrize("open_on", ["window", "newest"])
+def test_alerts_open_on_the_same_readings_served_and_offline(open_on: str) -> None:
+    """``alerts.open_on`` reads the same own score in serving (``TensorStep``) and offline
+    (``calibrated_alerts``, the baselines' path): one odd reading, then a fault that lasts,
+    open on the same readings both ways (the odd reading on the window's score only)."""
+    readings = series("a", 200, seed=2)
+    for i, hr in [(80, 90.0)] + [(i, 130.0) for i in range(140, 152)]:
+        r = readings[i]
+        readings[i] = Reading("a", r.ts, (hr, *r.values[1:]), "g", "t", 0, r.offset)
+    model, cfg = tiny_model(), tiny_config(calibration_fade=60, open_on=open_on)
+    det = Detector(model, cfg.detector, cfg.alerts)
+    scored = det.score(det.new_table(), readings)
+    t0 = readings[0].ts
+    served = [round((e.ts - t0) / 60.0) for e in scored.events if e.event == "open"]
+    s = Series("a", np.array([r.ts for r in readings]), np.array([r.values for r in readings]))
+    held = torch.tensor(scored.held).view(-1, 1)
+    z, m, _ = normalise_lanes([s], model.prior, cfg.detector, torch.device("cpu"), held)
+    _, stats, seen = offline_feature_errors(model.net, z, m)
+    prior = model.prior.tensors(torch.device("cpu"), stats.shape[-1])
+    offline = calibrated_alerts(
+        stats,
+        seen,
+        (prior["cal_mu"], prior["cal_dev"]),
+        cfg.detector,
+        cfg.alerts,
+        newest=offline_newest_statistics(model.net, z, m),
+    )
+    assert served == np.flatnonzero(offline.alert_open[:, 0]).tolist()
+    assert served == ([81, 140] if open_on == "window" else [140])  # 81: min_duration 2

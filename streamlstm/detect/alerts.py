@@ -1,7 +1,8 @@
 """The alert state machine: per stream, pure, deterministic ids.
 
 States: idle -> (``min_duration`` readings at or above ``enter``, or with
-``open_on_critical`` one at or above ``critical``) -> open -> (``exit_duration``
+``open_on_critical`` one at or above ``critical``; the window's score or with ``open_on:
+newest`` the reading's own) -> open -> (``exit_duration``
 readings below ``exit``) -> idle with a ``cooldown`` in which nothing opens. An open alert is
 re-announced (``update``) when its severity rises or its peak grows by ``update_ratio``.
 An alert open for ``rebaseline_after_s``, or (``rebaseline_after_history``) that many times
@@ -88,16 +89,17 @@ class AlertInputs:
     warming: np.ndarray  # (B,) bool: no alert may open
     top_features: Callable[[int], tuple[tuple[str, float], ...]]  # lazily, for events only
     sources: Callable[[int], tuple[str, int, int]]
-    # (B,) what an open alert's exit is judged on (``alerts.exit_on``; the step's
-    # ``exit_score``): never above ``score``. None: ``score`` itself.
-    exit_score: np.ndarray | None = None
+    # (B,) the reading's own score (the step's ``own_score``): the lower of ``score`` and
+    # the newest reading's alone, what ``alerts.exit_on`` / ``open_on: newest`` judge on;
+    # never above ``score``. None: ``score`` itself.
+    own_score: np.ndarray | None = None
     # (B,) bool: a sensor the open alert holds is still off its frozen normal
     # (``alerts.exit_when_back``; ``holding.still_off``): the reading does not count
     # towards resolving, whatever its score. None: none.
     held_off: np.ndarray | None = None
 
-    def exit_scores(self) -> np.ndarray:
-        return self.score if self.exit_score is None else self.exit_score
+    def own_scores(self) -> np.ndarray:
+        return self.score if self.own_score is None else self.own_score
 
     @cached_property
     def not_back(self) -> np.ndarray:
@@ -187,7 +189,7 @@ class AlertMachine:
         """
         if self.cfg.rebaseline_after_history is not None:
             _start_history(host, rows, inp.ts)
-        above = ((inp.score >= self.cfg.enter) | inp.quality) & ~inp.warming
+        above = ((self._opening_scores(inp) >= self.cfg.enter) | inp.quality) & ~inp.warming
         if not above.any() and not _busy(host, rows).any():
             return []  # the common poll: every stream idle and quiet, nothing to do
         eventful = self._quiet_transitions(host, rows, above, inp)
@@ -197,6 +199,14 @@ class AlertMachine:
             if event is not None:
                 events.append(event)
         return events
+
+    def _opening_scores(self, inp: AlertInputs) -> np.ndarray:
+        """(B,) what counts towards opening (``alerts.open_on``)."""
+        return inp.own_scores() if self.cfg.open_on == "newest" else inp.score
+
+    def _exit_scores(self, inp: AlertInputs) -> np.ndarray:
+        """(B,) what an open alert's exit is judged on (``alerts.exit_on``)."""
+        return inp.own_scores() if self.cfg.exit_on == "newest" else inp.score
 
     def _critical(self, score):
         """Scores that open an alert without the ``min_duration`` wait (``open_on_critical``):
@@ -211,12 +221,13 @@ class AlertMachine:
         cooling = ~is_open & (host[Col.A_COOLDOWN][rows] > 0)
         idle = ~is_open & ~cooling
         pending = np.where(above, host[Col.A_PENDING][rows] + 1, 0)
-        opens = idle & ((pending >= cfg.min_duration) | (above & self._critical(inp.score)))
+        at_once = above & self._critical(self._opening_scores(inp))
+        opens = idle & ((pending >= cfg.min_duration) | at_once)
         ended = is_open & overdue(
             cfg, inp.ts, host[Col.A_OPEN_TS][rows], host[Col.A_NORMAL_TS][rows]
         )
         level = host[Col.A_LEVEL][rows]
-        low = is_open & ~ended & (inp.exit_scores() < exit_limit(cfg, level)) & ~inp.not_back
+        low = is_open & ~ended & (self._exit_scores(inp) < exit_limit(cfg, level)) & ~inp.not_back
         below = host[Col.A_BELOW][rows] + 1
         resolves = low & (below >= cfg.exit_duration)
         high = is_open & ~ended & ~low
@@ -246,7 +257,7 @@ class AlertMachine:
             host[Col.A_PENDING][row] = 0
             return None
         host[Col.A_PENDING][row] = host[Col.A_PENDING][row] + 1 if above else 0
-        at_once = above and bool(self._critical(inp.score[i]))
+        at_once = above and bool(self._critical(self._opening_scores(inp)[i]))
         if host[Col.A_PENDING][row] < cfg.min_duration and not at_once:
             return None
         score = float(inp.score[i])
@@ -275,7 +286,7 @@ class AlertMachine:
             host[Col.A_NORMAL_TS][row] = np.nan
             return event
         level = host[Col.A_LEVEL][row]
-        if inp.exit_scores()[i] < exit_limit(cfg, level) and not inp.not_back[i]:
+        if self._exit_scores(inp)[i] < exit_limit(cfg, level) and not inp.not_back[i]:
             host[Col.A_BELOW][row] += 1
             if host[Col.A_BELOW][row] < cfg.exit_duration:
                 if cfg.exit_share is not None:  # the level serves exit_share alone

@@ -252,7 +252,7 @@ class Detector:
             warming,
             top_features,
             lambda i: cols.source(int(idx[i])),
-            got["exit_score"],
+            got["own_score"],
             got["held_off"],
         )
         events = self.alerts.step(table.host, rows, inputs)
@@ -288,14 +288,14 @@ class _Picked(Sequence[str]):
 def _to_host(res: dict[str, Tensor]) -> dict[str, np.ndarray]:
     """The per-reading results as host arrays, packed into one tensor for one copy: on a
     GPU each separate ``.cpu()`` would be a transfer and a wait of its own."""
-    per_row = [res["score"], res["exit_score"], res["rms_err"], res["warming"], res["held"]]
+    per_row = [res["score"], res["own_score"], res["rms_err"], res["warming"], res["held"]]
     per_row.append(res["held_off"])
     per_row = [t.float() for t in per_row]
     packed = torch.cat([torch.stack(per_row, dim=1), res["stuck"].float()], dim=1)
     host = packed.cpu().numpy()
     return {
         "score": host[:, 0],
-        "exit_score": host[:, 1],
+        "own_score": host[:, 1],
         "rms_err": host[:, 2],
         "warming": host[:, 3] > 0,
         "held": host[:, 4] > 0,

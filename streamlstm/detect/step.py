@@ -58,8 +58,9 @@ class TensorStep:
         (``alerts.alert_phase``); phase (B, P) long, each reading's bin in every season, share (B,)
         the share of a bin it stands for (with seasons only); rate (B,) each reading's weight
         in the normaliser's level (with ``norm_horizon_s`` only, ``normalise.level_rate``).
-        returns score, exit_score, rms_err, warming, held, held_off (B,) (a sensor the
-        alert holds still off: ``holding.still_off``), z, feat_err, stuck (B, F),
+        returns score, own_score (the reading's own: ``wants_own_score``), rms_err, warming,
+        held, held_off (B,) (a sensor the alert holds still off: ``holding.still_off``), z,
+        feat_err, stuck (B, F),
         and what an alert says of how far each reading is off: expected (B, F), the
         forecast it was scored against (NaN in a feature's first readings, when there is
         none yet), and scale (B, F), the std its distance is measured in.
@@ -68,8 +69,8 @@ class TensorStep:
         then teaches the normaliser and the calibration only if ``holding.holding`` allows.
         The LSTM state and the window advance on every reading. ``any_gap``: whether
         ``gap`` holds a True, when the caller knows it without asking the device;
-        ``any_open`` the same for ``alert_phase`` holding an open alert (``exit_score`` is
-        only worked out then).
+        ``any_open`` the same for ``alert_phase`` holding an open alert (with ``exit_on:
+        newest`` alone, ``own_score`` is only worked out then).
         """
         cfg = self.cfg
         with torch.no_grad():
@@ -98,9 +99,9 @@ class TensorStep:
                 )
             if any_open is None:
                 any_open = bool((alert_phase == PHASE_OPEN).any())
-            exit_score = score  # (B,) what an open alert's exit is judged on
-            if any_open and self.alert_cfg.exit_on == "newest":
-                exit_score = torch.minimum(score, self.newest_score(recon, z, m, cal, s))
+            own_score = score  # (B,) the reading's own (alerts.exit_on / open_on: newest)
+            if self.wants_own_score(any_open):
+                own_score = torch.minimum(score, self.newest_score(recon, z, m, cal, s))
             warming = s[Col.SINCE_RESET] + 1.0 <= cfg.warmup_readings
             # Nothing is held back while the group prior still scores the stream, not even
             # inside an alert: what is held is decided by the score, so holding would let the
@@ -138,7 +139,7 @@ class TensorStep:
             s[Col.SINCE_RESET] = s[Col.SINCE_RESET] + 1.0
         return {
             "score": score,
-            "exit_score": exit_score,
+            "own_score": own_score,
             "held_off": held_off,
             "rms_err": stats[:, z.shape[1]],
             "warming": warming,
@@ -150,18 +151,27 @@ class TensorStep:
             "scale": seen_norm.std,
         }
 
+    def wants_own_score(self, any_open: bool) -> bool:
+        """Whether this step works out ``own_score``: always with ``alerts.open_on: newest``
+        (every reading may count towards an opening), with ``exit_on: newest`` only while
+        an alert is open (only an open alert's exit reads it). Otherwise it is ``score``."""
+        cfg = self.alert_cfg
+        return cfg.open_on == "newest" or (any_open and cfg.exit_on == "newest")
+
     def newest_score(
         self, recon: Tensor, z: Tensor, m: Tensor, cal: dict[str, Tensor], s: dict[str, Tensor]
     ) -> Tensor:
-        """(B,) the newest reading's own score (``alerts.exit_on: newest``): the window's
-        score with the error taken from that reading alone (``reading_error``), through the
-        same statistics, calibration and tail transform (a short window of one).
+        """(B,) the newest reading's own score (``alerts.exit_on`` / ``open_on: newest``):
+        the window's score with the error taken from that reading alone
+        (``reading_error``), through the same statistics, calibration and tail transform (a
+        short window of one).
 
-        Why: the window's score stays high for ``window_len`` readings after a fault's last
-        reading, while the window still holds it. A single reading's error is noisier than a
+        Why: the window's score stays high for ``window_len`` readings after an odd reading,
+        while the window still holds it: an alert ended that many readings late, and one odd
+        reading could meet ``min_duration`` alone. A single reading's error is noisier than a
         window's mean, so on normal data it reads high more often: taken as the lower of the
-        two it can only let an exit come sooner once the readings are back, never open or
-        hold anything. recon (B, W, F); z, m (B, F); cal and s as before this reading learns.
+        two it can only let an exit come sooner, or an opening later, never open or hold
+        anything. recon (B, W, F); z, m (B, F); cal and s as before this reading learns.
         """
         cfg = self.cfg
         err = reading_error(recon, z, m)  # (B, F)

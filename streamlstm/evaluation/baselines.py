@@ -134,7 +134,8 @@ def calibrated_alerts(
     ``horizon``: per-column horizons (``calibration_horizons``); default the errors' one.
     ``newest``: stats, seen (T, B, K) of each newest reading alone
     (``fit.offline_newest_statistics``): with ``alerts.exit_on: newest`` an open alert's exit
-    is judged on the lower of the two scores, as ``TensorStep`` does. None: on the score.
+    is judged on the lower of the two scores, with ``open_on: newest`` an opening, as
+    ``TensorStep`` does. None: both on the score.
     """
     horizon = det.calibration_horizon if horizon is None else horizon
     T, B, _ = stats.shape
@@ -166,12 +167,12 @@ def calibrated_alerts(
             score, state[Col.TAIL_SHORT] = tail_score(
                 raw, state, det.score_tail_short, det.score_tail_shape
             )
-        exit_score = score
-        if newest is not None and alert_cfg.exit_on == "newest":  # as TensorStep.newest_score
-            own_score, _ = calibrated_score(newest[0][t], newest[1][t], state, prior, fade)
+        own_score = score  # as TensorStep: the reading's own, the lower of the two
+        if newest is not None and "newest" in (alert_cfg.exit_on, alert_cfg.open_on):
+            alone, _ = calibrated_score(newest[0][t], newest[1][t], state, prior, fade)
             if tail:
-                own_score, _ = tail_score(own_score, state, 1, det.score_tail_shape)
-            exit_score = torch.minimum(score, own_score)
+                alone, _ = tail_score(alone, state, 1, det.score_tail_shape)
+            own_score = torch.minimum(score, alone)
         # as TensorStep: nothing held while warming or while the prior still scores a row
         own = learning_own(state, det).numpy()
         leaning = (since + 1 <= det.warmup_readings) | own
@@ -198,7 +199,7 @@ def calibrated_alerts(
             ts=np.full(len(rows), float(t)),
             offsets=np.full(len(rows), t, dtype=np.int64),
             score=score_np,
-            exit_score=exit_score.numpy()[rows],
+            own_score=own_score.numpy()[rows],
             quality=np.zeros(len(rows), bool),
             warming=since[rows] <= det.warmup_readings,
             top_features=lambda i: (),
