@@ -12,7 +12,7 @@ import torch
 
 from streamlstm.detect.scored import explained
 from streamlstm.records import Reading, TopFeature
-from tests.helpers import interleave, series, tiny_detector
+from tests.helpers import interleave, series, tiny_config, tiny_detector
 
 
 def _scores(det, readings):
@@ -158,23 +158,23 @@ def test_rows_in_table_order_and_out_of_it_step_the_same() -> None:
     assert_same_state(rows_b, rows_a, atol=1e-5)
 
 
-def _fault_events(
-    exit_on: str, first: int, last: int, open_on: str = "window"
-) -> list[tuple[int, str]]:
-    """A heart rate stuck at 130 over readings first..last of a steady stream: (reading
-    index, event) of every alert event but updates, with ``alerts.exit_on`` (and
-    ``open_on``) as given."""
-    det = tiny_detector(calibration_fade=60, exit_on=exit_on, open_on=open_on)
+def _hr_fault(first: int, last: int, hr: float = 130.0, **alerts) -> tuple[list, list]:
+    """A heart rate of ``hr`` over readings first..last of a steady stream, scored with the
+    alert settings given: (each reading's score, (reading index, event, severity) of every
+    alert event but updates)."""
+    det = tiny_detector(calibration_fade=60, **alerts)
     readings = series("a", 200, seed=2)
     for i in range(first, last + 1):
         r = readings[i]
-        readings[i] = Reading("a", r.ts, (130.0, *r.values[1:]), "g", "t", 0, r.offset)
+        readings[i] = Reading("a", r.ts, (hr, *r.values[1:]), "g", "t", 0, r.offset)
     scored = det.score(det.new_table(), readings)
-    return [
-        (round((e.ts - readings[0].ts) / 60.0), e.event)
+    t0 = readings[0].ts
+    events = [
+        (round((e.ts - t0) / 60.0), e.event, e.severity)
         for e in scored.events
         if e.event != "update"
     ]
+    return scored.score, events
 
 
 def test_an_alert_ends_on_the_newest_reading_not_when_the_window_has_drained() -> None:
@@ -182,25 +182,12 @@ def test_an_alert_ends_on_the_newest_reading_not_when_the_window_has_drained() -
     last reading; judged on the newest reading (``exit_on: newest``) the alert resolves
     ``exit_duration`` (2) readings after the fault, 3 readings sooner than on the window's
     score. Where it opens does not change."""
-    window = _fault_events("window", 120, 131)
-    newest = _fault_events("newest", 120, 131)
-    assert [e for _, e in window] == [e for _, e in newest] == ["open", "resolve"]
+    _, window = _hr_fault(120, 131, exit_on="window")
+    _, newest = _hr_fault(120, 131, exit_on="newest")
+    assert [e[1] for e in window] == [e[1] for e in newest] == ["open", "resolve"]
     assert window[0] == newest[0]
     assert newest[1][0] == 131 + 2
     assert window[1][0] == newest[1][0] + 3
-
-
-def _one_odd_reading_events(hr: float, open_on: str) -> list[tuple[int, str, str]]:
-    """A steady stream with one heart-rate reading of ``hr`` at index 120: (reading index,
-    event, severity) of every alert event, with ``alerts.open_on`` as given."""
-    det = tiny_detector(calibration_fade=60, open_on=open_on)
-    readings = series("a", 200, seed=2)
-    r = readings[120]
-    readings[120] = Reading("a", r.ts, (hr, *r.values[1:]), "g", "t", 0, r.offset)
-    scored = det.score(det.new_table(), readings)
-    assert min(scored.score[120:124]) >= det.alerts.cfg.enter  # the window holds it: 4 high
-    t0 = readings[0].ts
-    return [(round((e.ts - t0) / 60.0), e.event, e.severity) for e in scored.events]
 
 
 def test_one_odd_reading_opens_nothing_when_the_reading_s_own_score_counts() -> None:
@@ -209,13 +196,15 @@ def test_one_odd_reading_opens_nothing_when_the_reading_s_own_score_counts() -> 
     over; with ``open_on: newest`` only readings that are themselves off count, and it
     opens nothing. A reading past ``critical`` still opens at once either way, and a fault
     that lasts opens on the same reading."""
-    assert [e[1] for e in _one_odd_reading_events(90.0, "window")] == ["open", "resolve"]
-    assert _one_odd_reading_events(90.0, "newest") == []
-    critical = _one_odd_reading_events(110.0, "newest")
+    scores, by_window = _hr_fault(120, 120, 90.0, open_on="window")
+    assert min(scores[120:124]) >= tiny_config().alerts.enter  # the window holds it: 4 high
+    assert [e[1] for e in by_window] == ["open", "resolve"]
+    assert _hr_fault(120, 120, 90.0, open_on="newest")[1] == []
+    _, critical = _hr_fault(120, 120, 110.0, open_on="newest")
     assert critical[0] == (120, "open", "critical")
-    assert critical == _one_odd_reading_events(110.0, "window")
-    lasting = _fault_events("newest", 120, 131, open_on="newest")
-    assert lasting == _fault_events("newest", 120, 131)
+    assert critical == _hr_fault(120, 120, 110.0, open_on="window")[1]
+    _, lasting = _hr_fault(120, 131, open_on="newest")
+    assert lasting == _hr_fault(120, 131, open_on="window")[1]
 
 
 def test_explained_leaves_out_what_it_cannot_know() -> None:
