@@ -136,21 +136,36 @@ def _format_error(err: dict[str, Any]) -> str:
 
 
 def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
-    """Set ``a.b.0.c`` in nested dicts/lists (a number indexes a list, e.g. ``groups.0``)."""
+    """Set ``a.b.0.c`` in nested dicts/lists (a number indexes a list, e.g. ``groups.0``).
+
+    A mapping set where the file has a mapping is merged into it, key by key (``--set
+    'training={seed: 1}'`` is ``--set training.seed=1``): replacing the section would drop
+    every other key the file sets there, silently (the shipped ``epochs: 20`` fell back
+    to the default 8 that way)."""
     keys = dotted.split(".")
     node: Any = tree
     for depth, key in enumerate(keys):
         last = depth == len(keys) - 1
         if isinstance(node, list) and key.isdigit() and int(key) < len(node):
             if last:
-                node[int(key)] = value
+                node[int(key)] = _merged(node[int(key)], value)
             node = node[int(key)]
         elif isinstance(node, dict):
             if last:
-                node[key] = value
+                node[key] = _merged(node.get(key), value)
             node = node.setdefault(key, {})
         else:
             raise ConfigError([f"{dotted}: no such key to override"])
+
+
+def _merged(old: Any, new: Any) -> Any:
+    """``new`` over ``old``: mappings key by key (recursively), anything else replaced."""
+    if not (isinstance(old, dict) and isinstance(new, dict)):
+        return new
+    out = dict(old)
+    for key, value in new.items():
+        out[key] = _merged(old.get(key), value)
+    return out
 
 
 def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:

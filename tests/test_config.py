@@ -54,6 +54,30 @@ def test_cross_field_and_override_errors(tmp_path: Path) -> None:
     assert cfg.kafka.bootstrap == "h:1"
 
 
+def test_a_mapping_override_sets_only_the_keys_it_names(tmp_path: Path) -> None:
+    """``--set 'training={seed: 1}'`` (or the same in the environment) changes the seed and
+    keeps the file's other training keys; it used to replace the section with defaults."""
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "groups: [{name: g, features: [a]}]\n"
+        "training: {epochs: 20, chunk_len: 64}\n"
+        "alerts: {enter: 6, exit: 2, cooldown: 30}\n"
+    )
+    cfg = config_mod.load(path, {"training": {"seed": 3}}, environ={})
+    assert (cfg.training.seed, cfg.training.epochs, cfg.training.chunk_len) == (3, 20, 64)
+    cfg = config_mod.load(path, environ={"STREAMLSTM__ALERTS": "{enter: 7}"})
+    assert (cfg.alerts.enter, cfg.alerts.exit, cfg.alerts.cooldown) == (7.0, 2.0, 30)
+    # nested mappings merge all the way down; a list is replaced, not merged
+    cfg = config_mod.load(path, {"groups.0": {"model": {"hidden_size": 12}}}, environ={})
+    assert (cfg.groups[0].name, cfg.groups[0].model.hidden_size) == ("g", 12)
+    assert cfg.groups[0].features == ["a"]
+    cfg = config_mod.load(path, {"groups.0.features": ["b", "c"]}, environ={})
+    assert cfg.groups[0].features == ["b", "c"]
+    # a key the section does not have is still named as unknown
+    with pytest.raises(ConfigError, match=r"training\.sead: unknown key"):
+        config_mod.load(path, {"training": {"sead": 3}}, environ={})
+
+
 def test_min_insync_replicas_above_the_replication_factor_is_an_error(tmp_path: Path) -> None:
     """The broker would create such a topic and then refuse every acks=all write to it."""
     path = tmp_path / "c.yaml"

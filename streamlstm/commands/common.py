@@ -29,7 +29,8 @@ def add_config_args(parser: argparse.ArgumentParser, required: bool = False) -> 
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a config key, e.g. --set alerts.enter=5 (repeatable)",
+        help="override a config key, e.g. --set alerts.enter=5; a YAML mapping sets only the "
+        "keys it names: --set 'training={seed: 1}' (repeatable)",
     )
 
 
