@@ -59,7 +59,7 @@ def test_a_mapping_override_sets_only_the_keys_it_names(tmp_path: Path) -> None:
     keeps the file's other training keys; it used to replace the section with defaults."""
     path = tmp_path / "c.yaml"
     path.write_text(
-        "groups: [{name: g, features: [a]}]\n"
+        "groups: [{name: g, features: [a], model: {hidden_size: 8, window_len: 4}}]\n"
         "training: {epochs: 20, chunk_len: 64}\n"
         "alerts: {enter: 6, exit: 2, cooldown: 30}\n"
     )
@@ -69,8 +69,13 @@ def test_a_mapping_override_sets_only_the_keys_it_names(tmp_path: Path) -> None:
     assert (cfg.alerts.enter, cfg.alerts.exit, cfg.alerts.cooldown) == (7.0, 2.0, 30)
     # nested mappings merge all the way down; a list is replaced, not merged
     cfg = config_mod.load(path, {"groups.0": {"model": {"hidden_size": 12}}}, environ={})
-    assert (cfg.groups[0].name, cfg.groups[0].model.hidden_size) == ("g", 12)
-    assert cfg.groups[0].features == ["a"]
+    group = cfg.groups[0]
+    assert (group.name, group.features, group.model.hidden_size, group.model.window_len) == (
+        "g",
+        ["a"],
+        12,
+        4,
+    )
     cfg = config_mod.load(path, {"groups.0.features": ["b", "c"]}, environ={})
     assert cfg.groups[0].features == ["b", "c"]
     # a key the section does not have is still named as unknown
