@@ -1,10 +1,10 @@
 """The alert state machine: per stream, pure, deterministic ids.
 
 States: idle -> (``min_duration`` readings at or above ``enter``, or with
-``open_on_critical`` one at or above ``critical``; the window's score or with ``open_on:
-newest`` the reading's own) -> open -> (``exit_duration``
-readings below ``exit``) -> idle with a ``cooldown`` in which nothing opens. An open alert is
-re-announced (``update``) when its severity rises or its peak grows by ``update_ratio``.
+``open_on_critical`` one at or above ``critical``; judged on the window's score, or with
+``open_on: newest`` on the reading's own) -> open -> (``exit_duration`` readings below
+``exit``) -> idle with a ``cooldown`` in which nothing opens. An open alert is re-announced
+(``update``) when its severity rises or its peak grows by ``update_ratio``.
 An alert open for ``rebaseline_after_s``, or (``rebaseline_after_history``) that many times
 as long as the history its normal was learnt from, ends with a ``rebaseline`` event instead:
 the stream's new state is accepted as its normal, visibly, and the detector re-learns it.

@@ -59,11 +59,11 @@ class TensorStep:
         the share of a bin it stands for (with seasons only); rate (B,) each reading's weight
         in the normaliser's level (with ``norm_horizon_s`` only, ``normalise.level_rate``).
         returns score, own_score (the reading's own: ``wants_own_score``), rms_err, warming,
-        held, held_off (B,) (a sensor the alert holds still off: ``holding.still_off``), z,
-        feat_err, stuck (B, F),
-        and what an alert says of how far each reading is off: expected (B, F), the
-        forecast it was scored against (NaN in a feature's first readings, when there is
-        none yet), and scale (B, F), the std its distance is measured in.
+        held, held_off (B,) (a sensor the alert holds still off: ``holding.still_off``); z,
+        feat_err, stuck (B, F); and what an alert says of how far each reading is off:
+        expected (B, F), the forecast it was scored against (NaN in a feature's first
+        readings, when there is none yet), and scale (B, F), the std its distance is
+        measured in.
 
         Score first, learn after: the reading is scored against the normal from before it,
         then teaches the normaliser and the calibration only if ``holding.holding`` allows.
